@@ -1,0 +1,3 @@
+from lemagen.cli import main
+
+main()

@@ -1,0 +1,635 @@
+"""Command line: parse options, build the stage objects, map errors to exit codes. No logic."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from lemagen import __version__, templates
+from lemagen.correction import CORRECT_VARIABLES, Corrector
+from lemagen.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_ROWS_FAILED,
+    InputError,
+    RowsFailed,
+)
+from lemagen.filtering import Filter
+from lemagen.grading import DEFAULT_CHECK_TIMEOUT, Grader
+from lemagen.jsonio import RecordWriter, optional_writer, read_records
+from lemagen.llm import DEFAULT_BASE_URL, Generation, LLMClient, RequestFailed, Sampling
+from lemagen.problems import TASKS, ProblemReader
+from lemagen.records import Rejects, iter_rows
+from lemagen.runner import ordered_map
+from lemagen.sampling import SAMPLE_VARIABLES, Sampler
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = f"""\b
+Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
+3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
+requests failed (set aside in --rejects); {EXIT_INTERRUPTED} interrupted.
+"""
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lemagen")
+def cli() -> None:
+    """Make learning-from-mistakes (LEMA) fine-tuning data for math reasoning models.
+
+    \b
+    Pipeline (any OpenAI-compatible endpoint):
+      lemagen sample problems.jsonl -m MODEL | lemagen correct -m CORRECTOR \\
+        | lemagen filter > train.jsonl
+
+    Every command reads JSONL from a file or stdin (-) and writes JSONL to stdout (or -o);
+    progress and summaries go to stderr.
+    """
+
+
+# ---------------------------------------------------------------- shared options
+
+
+def io_options(func: F) -> F:
+    options = [
+        click.argument("input_path", metavar="INPUT", default="-"),
+        click.option("-o", "--output", default="-", show_default=True, help="Output JSONL path."),
+        click.option(
+            "--rejects",
+            metavar="PATH",
+            help="Write every set-aside row here as JSONL with a machine-readable 'reason'.",
+        ),
+        click.option(
+            "--skip-bad-rows",
+            is_flag=True,
+            help="Set bad input rows aside (in --rejects) instead of stopping at the first.",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--base-url",
+                envvar="OPENAI_BASE_URL",
+                default=DEFAULT_BASE_URL,
+                show_default=True,
+                help="OpenAI-compatible endpoint (env OPENAI_BASE_URL), e.g. http://localhost:8000/v1.",
+            ),
+            click.option(
+                "--api-key-env",
+                default="OPENAI_API_KEY",
+                show_default=True,
+                metavar="NAME",
+                help="Environment variable holding the API key (local servers need none).",
+            ),
+            click.option(
+                "--api",
+                type=click.Choice(["chat", "completion"]),
+                default="chat",
+                show_default=True,
+                help="Chat completions or plain completions endpoint.",
+            ),
+            click.option(
+                "-n",
+                "n",
+                type=click.IntRange(1),
+                default=n_default,
+                show_default=True,
+                help="Samples per prompt, asked for in one request (API 'n').",
+            ),
+            click.option(
+                "--temperature",
+                type=click.FloatRange(0),
+                default=temperature_default,
+                show_default=True,
+            ),
+            click.option("--top-p", type=click.FloatRange(0, 1), default=None),
+            click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
+            click.option(
+                "--seed", type=int, default=None, help="Sampling seed sent to the server."
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=120.0,
+                show_default=True,
+                help="Seconds per request.",
+            ),
+            click.option(
+                "--max-retries",
+                type=click.IntRange(0),
+                default=5,
+                show_default=True,
+                help="Retries (with backoff, honouring Retry-After) on 429, 5xx and timeouts.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1),
+                default=8,
+                show_default=True,
+                help="Requests in flight at once. Output keeps input order.",
+            ),
+            click.option(
+                "--check-timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=DEFAULT_CHECK_TIMEOUT,
+                show_default=True,
+                help="Seconds allowed for one symbolic answer check (then: timeout).",
+            ),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def task_options(func: F) -> F:
+    options = [
+        click.option(
+            "--task",
+            type=click.Choice(TASKS),
+            help="gsm8k (numeric answers) or math (LaTeX answers); detected if not given.",
+        ),
+        click.option(
+            "--question-field",
+            metavar="NAME",
+            help="Field holding the question [default: question, else problem].",
+        ),
+        click.option(
+            "--answer-field",
+            metavar="NAME",
+            help="Field holding the gold answer or solution [default: answer, else solution].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _client(opts: dict[str, Any]) -> LLMClient:
+    return LLMClient(
+        base_url=opts["base_url"],
+        api_key=os.environ.get(opts["api_key_env"]),
+        api=opts["api"],
+        timeout=opts["timeout"],
+        max_retries=opts["max_retries"],
+        api_key_env=opts["api_key_env"],
+    )
+
+
+def _sampling(opts: dict[str, Any]) -> Sampling:
+    return Sampling(
+        temperature=opts["temperature"],
+        top_p=opts["top_p"],
+        max_tokens=opts["max_tokens"],
+        seed=opts["seed"],
+    )
+
+
+def _template(name: str, variables: set[str]) -> templates.Template:
+    template = templates.load(name)
+    template.check(variables)
+    return template
+
+
+def _progress(quiet: bool, unit: str) -> tqdm[Any]:
+    # disable=None: silent when stderr is not a terminal.
+    return tqdm(desc="lemagen", unit=unit, disable=True if quiet else None, file=sys.stderr)
+
+
+def _summary(quiet: bool, text: str) -> None:
+    if not quiet:
+        click.echo(text, err=True)
+
+
+def _fmt(counts: Counter[str], keys: list[str]) -> str:
+    return ", ".join(
+        f"{counts[k]} {k.replace('_', ' ')}" for k in keys if counts[k] or k in keys[:1]
+    )
+
+
+def _tokens(usage: Counter[str]) -> str:
+    return f"tokens in {usage['prompt_tokens']}, out {usage['completion_tokens']}"
+
+
+def _source(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+# ---------------------------------------------------------------- sample
+
+
+@cli.command(epilog=EPILOG)
+@io_options
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    help="Reasoner model; repeat for several reasoners in one run.",
+)
+@click.option(
+    "--keep",
+    type=click.Choice(["wrong", "all"]),
+    default="wrong",
+    show_default=True,
+    help="Write only wrong samples (for correction) or all graded samples.",
+)
+@click.option(
+    "--prompt",
+    "prompt_name",
+    default="sample",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="Sampling prompt: a shipped name or a file with a {{question}} placeholder.",
+)
+@task_options
+@endpoint_options(n_default=4, temperature_default=0.7)
+def sample(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    models: tuple[str, ...],
+    keep: str,
+    prompt_name: str,
+    task: str | None,
+    question_field: str | None,
+    answer_field: str | None,
+    **opts: Any,
+) -> None:
+    """Sample chain-of-thought solutions and keep the wrong ones.
+
+    INPUT is problems JSONL (GSM8K, MATH, MATH-500 or any JSONL with --question-field and
+    --answer-field); '-' or nothing reads stdin. Each output line is one graded sample with
+    its steps, extracted answer, verdict and provenance. Truncated samples, samples with no
+    answer and failed requests are set aside (--rejects), never treated as mistakes.
+
+    \b
+    Example:
+      OPENAI_BASE_URL=http://localhost:8000/v1 \\
+        lemagen sample examples/gsm8k.jsonl -m Qwen/Qwen2.5-0.5B-Instruct -n 4 > wrong.jsonl
+    """
+    template = _template(prompt_name, SAMPLE_VARIABLES)
+    reader = ProblemReader(_source(input_path), task, question_field, answer_field)
+    counts: Counter[str] = Counter()
+    usage: Counter[str] = Counter()
+    with ExitStack() as stack:
+        writer = RecordWriter(output)
+        stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        grader = stack.enter_context(Grader(opts["check_timeout"]))
+        client = _client(opts)
+        stack.callback(client.close)
+        sampler = Sampler(client, template, list(models), opts["n"], _sampling(opts), keep == "all")
+        bar = stack.enter_context(_progress(quiet, "problem"))
+        problems = iter_rows(input_path, reader.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
+        for problem, results in ordered_map(
+            sampler.request, problems, concurrency=opts["concurrency"]
+        ):
+            outcome = sampler.records(problem, results, grader)
+            writer.write_all(outcome.keep)
+            counts["written"] += len(outcome.keep)
+            for reason, record in outcome.set_aside:
+                rejected.add(reason, record)
+            counts.update(outcome.counts)
+            usage.update(outcome.usage)
+            counts["problems"] += 1
+            bar.update(1)
+    counts["bad_rows"] = rejected.bad_rows
+    _summary(
+        quiet,
+        "sample: "
+        + _fmt(
+            counts,
+            [
+                "problems",
+                "samples",
+                "correct",
+                "wrong",
+                "duplicate",
+                "truncated",
+                "no_answer",
+                "check_timeout",
+                "failed_requests",
+                "bad_rows",
+            ],
+        )
+        + f"; {counts['written']} written; "
+        + _tokens(usage),
+    )
+    if counts["failed_requests"]:
+        raise RowsFailed(f"{counts['failed_requests']} requests failed; see --rejects")
+
+
+# ---------------------------------------------------------------- correct
+
+
+@cli.command(epilog=EPILOG)
+@io_options
+@click.option("-m", "--model", required=True, help="Corrector model (GPT-4 class).")
+@click.option(
+    "--prompt",
+    "prompt_name",
+    metavar="NAME|PATH",
+    help="Corrector prompt [default: correct.gsm8k or correct.math, by task]; a file "
+    "needs {{question}} and {{steps}}.",
+)
+@endpoint_options(n_default=1, temperature_default=0.0)
+def correct(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    model: str,
+    prompt_name: str | None,
+    **opts: Any,
+) -> None:
+    """Ask a corrector for the incorrect step, an explanation and a corrected solution.
+
+    INPUT is the output of `lemagen sample`. Each wrong sample gets -n corrections, parsed
+    into incorrect_step, explanation, corrected_steps, pred and verdict; an unparseable reply
+    is kept with its reject_reason (so nothing paid for is lost) and dropped later by
+    `lemagen filter`. Samples that are not wrong pass through unchanged.
+
+    \b
+    Example:
+      lemagen correct wrong.jsonl -m gpt-4o > corrections.jsonl
+    """
+    prompts: dict[str, templates.Template] = {}
+
+    def prompt_for(task: str) -> templates.Template:
+        if task not in prompts:
+            prompts[task] = _template(prompt_name or f"correct.{task}", CORRECT_VARIABLES)
+        return prompts[task]
+
+    if prompt_name:
+        prompt_for("gsm8k")
+    source = _source(input_path)
+
+    def parse(record: dict[str, Any], lineno: int) -> dict[str, Any]:
+        where = f"{source}:{lineno}"
+        for name in ("sample_id", "task", "question", "gold", "steps", "verdict"):
+            if name not in record:
+                raise InputError(
+                    f"{where}: missing field {name!r} (is this `lemagen sample` output?)",
+                    reason="missing_field",
+                )
+        if record["task"] not in TASKS:
+            raise InputError(f"{where}: unknown task {record['task']!r}", reason="unknown_task")
+        if not isinstance(record["steps"], list) or not record["steps"]:
+            raise InputError(f"{where}: field 'steps' must be a non-empty list", reason="bad_row")
+        corrector_for(record["task"])  # a broken prompt fails before any request
+        return record
+
+    counts: Counter[str] = Counter()
+    usage: Counter[str] = Counter()
+    with ExitStack() as stack:
+        writer = RecordWriter(output)
+        stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        grader = stack.enter_context(Grader(opts["check_timeout"]))
+        client = _client(opts)
+        stack.callback(client.close)
+        sampling = _sampling(opts)
+        correctors: dict[str, Corrector] = {}
+
+        def corrector_for(task: str) -> Corrector:
+            if task not in correctors:
+                correctors[task] = Corrector(client, prompt_for(task), model, opts["n"], sampling)
+            return correctors[task]
+
+        def request(sample_record: dict[str, Any]) -> Generation | RequestFailed | None:
+            if sample_record["verdict"] != "wrong":
+                return None
+            return corrector_for(sample_record["task"]).request(sample_record)
+
+        bar = stack.enter_context(_progress(quiet, "sample"))
+        samples = iter_rows(input_path, parse, skip_bad_rows=skip_bad_rows, rejects=rejected)
+        for record, result in ordered_map(request, samples, concurrency=opts["concurrency"]):
+            bar.update(1)
+            if result is None:
+                counts["passed_through"] += 1
+                writer.write(record)
+                continue
+            counts["wrong_samples"] += 1
+            if isinstance(result, RequestFailed):
+                counts["failed_requests"] += 1
+                rejected.add("request_failed", record, detail=str(result))
+                continue
+            usage.update(result.usage)
+            for correction in corrector_for(record["task"]).records(record, result, grader):
+                counts["corrections"] += 1
+                if correction["reject_reason"]:
+                    counts["unparseable"] += 1
+                elif correction["verdict"] == "correct":
+                    counts["reach_gold"] += 1
+                writer.write(correction)
+    counts["bad_rows"] = rejected.bad_rows
+    _summary(
+        quiet,
+        "correct: "
+        + _fmt(
+            counts,
+            [
+                "wrong_samples",
+                "corrections",
+                "reach_gold",
+                "unparseable",
+                "passed_through",
+                "failed_requests",
+                "bad_rows",
+            ],
+        )
+        + "; "
+        + _tokens(usage),
+    )
+    if counts["failed_requests"]:
+        raise RowsFailed(f"{counts['failed_requests']} requests failed; see --rejects")
+
+
+# ---------------------------------------------------------------- filter
+
+
+@cli.command(name="filter", epilog=EPILOG)
+@io_options
+@click.option(
+    "--with-cot",
+    is_flag=True,
+    help="Also write LEMA CoT records for the correct samples in the input.",
+)
+@click.option(
+    "--with-meta",
+    is_flag=True,
+    help="Add 'id' and 'kind' to each training record (not part of the LEMA format).",
+)
+def filter_cmd(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    with_cot: bool,
+    with_meta: bool,
+) -> None:
+    """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
+
+    A correction is kept when it parsed, its incorrect step exists in the original solution,
+    its corrected solution changes something, and its corrected final answer equals gold.
+    Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
+    (in, kept, dropped by reason) goes to stderr.
+
+    \b
+    Example:
+      lemagen filter corrections.jsonl --rejects dropped.jsonl > train.jsonl
+    """
+    keep = Filter(with_cot=with_cot, with_meta=with_meta)
+    source = _source(input_path)
+    dropped: Counter[str] = Counter()
+    total = 0
+    with ExitStack() as stack:
+        writer = RecordWriter(output)
+        stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        for lineno, record in read_records(input_path):
+            try:
+                if isinstance(record, InputError):
+                    raise record
+                total += 1
+                out, reason = keep(record, f"{source}:{lineno}")
+            except InputError as err:
+                if not skip_bad_rows:
+                    raise
+                dropped[err.reason] += 1
+                rejected.add(
+                    err.reason,
+                    None if isinstance(record, InputError) else record,
+                    detail=err.format_message(),
+                )
+                continue
+            if out is not None:
+                writer.write(out)
+            else:
+                assert reason is not None
+                dropped[reason] += 1
+                detail = record.get("reject_reason") if reason == "unparseable" else None
+                rejected.add(reason, record, detail=detail)
+    kept = keep.counts["kept_correction"] + keep.counts["kept_cot"]
+    by_reason = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "none"
+    _summary(
+        quiet,
+        f"filter: in {total} ({keep.counts['corrections']} corrections, "
+        f"{keep.counts['samples']} samples); kept {kept} ({keep.counts['kept_correction']} "
+        f"correction, {keep.counts['kept_cot']} cot); dropped {sum(dropped.values())}: {by_reason}",
+    )
+
+
+# ---------------------------------------------------------------- grade
+
+
+@cli.command(epilog=EPILOG)
+@io_options
+@click.option(
+    "--response-field",
+    default="response",
+    show_default=True,
+    metavar="NAME",
+    help="Field holding the model output to grade.",
+)
+@click.option(
+    "--check-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds allowed for one symbolic answer check (then: timeout).",
+)
+@task_options
+def grade(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    response_field: str,
+    check_timeout: float,
+    task: str | None,
+    question_field: str | None,
+    answer_field: str | None,
+) -> None:
+    """Label existing model outputs: add 'pred' and 'verdict' to each record.
+
+    For outputs sampled elsewhere (offline vLLM, another tool). Each record needs the output
+    (--response-field) and a gold answer (GSM8K '#### N' rationale, MATH solution with
+    \\boxed{}, or a bare value). verdict is one of correct, wrong, no_answer, timeout.
+
+    \b
+    Example:
+      lemagen grade outputs.jsonl --response-field completion > graded.jsonl
+    """
+    reader = ProblemReader(
+        _source(input_path), task, question_field, answer_field, require_question=False
+    )
+    source = _source(input_path)
+
+    def parse(record: dict[str, Any], lineno: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        problem = reader.read(record, lineno)
+        response = record.get(response_field)
+        if not isinstance(response, str):
+            raise InputError(
+                f"{source}:{lineno}: missing field {response_field!r}", reason="missing_field"
+            )
+        return record, problem
+
+    counts: Counter[str] = Counter()
+    with ExitStack() as stack:
+        writer = RecordWriter(output)
+        stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        grader = stack.enter_context(Grader(check_timeout))
+        bar = stack.enter_context(_progress(quiet, "row"))
+        for record, problem in iter_rows(
+            input_path, parse, skip_bad_rows=skip_bad_rows, rejects=rejected
+        ):
+            result = grader.grade(problem["task"], problem["gold"], record[response_field])
+            counts[result.verdict] += 1
+            writer.write({**record, "pred": result.pred, "verdict": result.verdict})
+            bar.update(1)
+    counts["bad_rows"] = rejected.bad_rows
+    _summary(
+        quiet, "grade: " + _fmt(counts, ["correct", "wrong", "no_answer", "timeout", "bad_rows"])
+    )
+
+
+def main() -> None:
+    """Console entry point: maps Ctrl-C and a closed stdout to quiet exits."""
+    try:
+        cli.main(prog_name="lemagen", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)

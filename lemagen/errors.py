@@ -1,0 +1,46 @@
+"""Expected errors and their exit codes.
+
+Every error a user can cause is one of these: the CLI prints its message as one line on stderr
+and exits with its code, without a traceback. A traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import click
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, broken prompt file
+EXIT_USAGE = 2  # click's own code for a bad option or argument
+EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown
+EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class LemagenError(click.ClickException):
+    """Bad input or data. The message names the place (`file:line: ...`)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputError(LemagenError):
+    """One input row is unusable. `reason` is a short machine-readable tag."""
+
+    def __init__(self, message: str, *, reason: str = "bad_row") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PromptError(LemagenError):
+    """A prompt template is malformed or does not fit the variables of its stage."""
+
+
+class EndpointError(LemagenError):
+    """The endpoint cannot serve this run at all (unreachable, bad key, unknown model)."""
+
+    exit_code = EXIT_ENDPOINT
+
+
+class RowsFailed(click.ClickException):
+    """The run finished, but some rows failed; the summary line has already been printed."""
+
+    exit_code = EXIT_ROWS_FAILED

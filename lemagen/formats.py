@@ -1,0 +1,46 @@
+"""Fine-tuning record formats. LEMA's are reproduced exactly as methods.md §1.7 prints them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lemagen.steps import render_numbered
+
+LEMA_COT_PROMPT = (
+    "Please solve the following math problem.\nQuestion: {question}\n"
+    "Answer: Let's think step by step.\n"
+)
+LEMA_CORRECTION_INSTRUCTION = (
+    "For the following math problem, the original solution is incorrect. Please identify the "
+    "incorrect step, explain why it is incorrect, and correct the original solution starting from "
+    "the incorrect step."
+)
+
+
+def lema_correction(record: dict[str, Any]) -> dict[str, str]:
+    """`{"prompt", "completion"}` for a correction record (methods.md §1.7)."""
+    original = record["original"]["steps"]
+    prompt = (
+        f"{LEMA_CORRECTION_INSTRUCTION}\nQuestion: {record['question']}\nOriginal Solution:\n"
+        f"{{\n{render_numbered(original)}\n}}\nIncorrect Step:"
+    )
+    corrected = render_numbered(record["corrected_steps"], start=record["corrected_from"])
+    elision = "...\n" if record["elided"] else ""
+    completion = (
+        f" Step {record['incorrect_step']}.\nExplanation: {record['explanation']}\n"
+        f"Correct Solution:\n{{\n{elision}{corrected}\n}}"
+    )
+    return {"prompt": prompt, "completion": completion}
+
+
+def cot_text(task: str, steps: list[str]) -> str:
+    """A rationale as one paragraph (GSM8K, as LEMA renders it) or one step per line (MATH)."""
+    return (" " if task == "gsm8k" else "\n").join(steps)
+
+
+def lema_cot(record: dict[str, Any]) -> dict[str, str]:
+    """`{"prompt", "completion"}` CoT record for a correct sample (methods.md §1.7)."""
+    return {
+        "prompt": LEMA_COT_PROMPT.format(question=record["question"]),
+        "completion": cot_text(record["task"], record["steps"]),
+    }

@@ -1,0 +1,190 @@
+"""Compare an extracted answer with the gold answer: (gold, pred) -> verdict.
+
+GSM8K answers are compared as exact rationals. MATH answers are compared by symbolic equivalence
+with Math-Verify (gold first, prediction second), after a cheap exact-text fast path. Every
+symbolic check runs in a worker process under a wall-clock limit enforced by killing the worker,
+so it is safe from any thread and a pathological answer costs at most `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from importlib import metadata
+from typing import IO, Literal
+
+from lemagen import __version__, answers
+
+Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
+VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
+
+DEFAULT_CHECK_TIMEOUT = 3.0
+_STARTUP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Grade:
+    pred: str | None
+    verdict: Verdict
+
+
+@lru_cache(maxsize=2)
+def checker_info(task: str) -> dict[str, str]:
+    """Name and version of the checker used for `task`, for provenance."""
+    if task == "gsm8k":
+        return {"name": "lemagen-numeric", "version": __version__}
+    try:
+        version = metadata.version("math-verify")
+    except metadata.PackageNotFoundError:  # pragma: no cover - it is a dependency
+        version = "unknown"
+    return {"name": "math-verify", "version": version}
+
+
+# ---------------------------------------------------------------- MATH fast path
+
+_TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\\displaystyle|\s+")
+_DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
+_WORD_ANSWER = re.compile(r"[a-z]+(?:[a-z ]*[a-z])?")
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def normalize_latex(answer: str) -> str:
+    """Light, safe normalisation for exact comparison (not a substitute for symbolic checking)."""
+    text = answer.strip()
+    for _ in range(3):
+        text = _TEXT_WRAPPERS.sub(r"\1", text)
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    text = _DEGREES.sub("", text)
+    text = text.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
+    text = _SPACING.sub("", text)
+    return text.rstrip(".")
+
+
+def _word_answer(norm: str) -> str | None:
+    """`Evelyn`, `(C)`, `even`: a pure-text answer, lowercased, else None."""
+    bare = norm.strip("()").lower()
+    if len(bare) >= 2 and _WORD_ANSWER.fullmatch(bare):
+        return bare
+    return None
+
+
+# ---------------------------------------------------------------- worker
+
+
+class _Worker:
+    """One long-lived `lemagen._mathworker` process, restarted after a timeout."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lemagen._mathworker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        assert proc.stdout is not None
+        if self._readline(proc.stdout, _STARTUP_TIMEOUT) is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError("the Math-Verify worker process did not start")
+        return proc
+
+    @staticmethod
+    def _readline(stream: IO[str], timeout: float) -> str | None:
+        ready, _, _ = select.select([stream], [], [], timeout)
+        if not ready:
+            return None
+        line = stream.readline()
+        return line or None
+
+    def equal(self, gold: str, pred: str, timeout: float) -> bool | None:
+        """True/False, or None when the check ran out of time (the worker is then replaced)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            proc = self._proc
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            proc.stdin.write(json.dumps([gold, pred]) + "\n")
+            proc.stdin.flush()
+            line = self._readline(proc.stdout, timeout)
+            if line is None:
+                proc.kill()
+                proc.wait()
+                self._proc = None
+                return None
+            return bool(json.loads(line)["equal"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._proc.kill()
+                self._proc.wait()
+                self._proc = None
+
+
+class Grader:
+    """Grades answers for one run. Thread-safe; caches results by (task, gold, pred)."""
+
+    def __init__(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._worker = _Worker()
+        self._cache: dict[tuple[str, str, str], Verdict] = {}
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._worker.close()
+
+    def grade(self, task: str, gold: str, text: str) -> Grade:
+        """Extract the final answer of `text` and compare it with `gold`."""
+        pred = answers.extract(task, text)
+        if pred is None:
+            return Grade(None, "no_answer")
+        return Grade(pred, self.compare(task, gold, pred))
+
+    def compare(self, task: str, gold: str, pred: str) -> Verdict:
+        key = (task, gold, pred)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._compare(task, gold, pred)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = cached
+        return cached
+
+    def _compare(self, task: str, gold: str, pred: str) -> Verdict:
+        if task == "gsm8k":
+            g, p = answers.parse_number(gold), answers.parse_number(pred)
+            return "correct" if g is not None and p is not None and g == p else "wrong"
+        g_norm, p_norm = normalize_latex(gold), normalize_latex(pred)
+        if g_norm == p_norm:
+            return "correct"
+        g_word, p_word = _word_answer(g_norm), _word_answer(p_norm)
+        if g_word is not None or p_word is not None:
+            # Text answers compare as text: sympy would read `Evelyn` as a product of symbols
+            # and call any anagram of it equal.
+            return "correct" if g_word == p_word else "wrong"
+        if _PLAIN_NUMBER.fullmatch(g_norm) and _PLAIN_NUMBER.fullmatch(p_norm):
+            return "correct" if Fraction(g_norm) == Fraction(p_norm) else "wrong"
+        equal = self._worker.equal(gold, pred, self.timeout)
+        if equal is None:
+            return "timeout"
+        return "correct" if equal else "wrong"

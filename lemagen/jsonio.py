@@ -1,0 +1,108 @@
+"""JSONL in and out. stdout carries records only; one record per line, flushed per line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import jsonlines
+
+from lemagen.errors import InputError, LemagenError
+
+
+def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """(line number, record) for each non-empty line of `path` (`-` is stdin).
+
+    A line that is not a JSON object is yielded as an `InputError` naming `path:line`, so the
+    caller decides whether to stop or set it aside, and reading goes on after it. The file is
+    streamed, never loaded whole.
+    """
+    name = "<stdin>" if path == "-" else path
+    if path == "-":
+        stream: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise LemagenError(f"{path}: cannot open: {exc.strerror}") from None
+    try:
+        for lineno, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield lineno, InputError(f"{name}:{lineno}: invalid UTF-8", reason="bad_json")
+                continue
+            except json.JSONDecodeError as exc:
+                yield (
+                    lineno,
+                    InputError(f"{name}:{lineno}: invalid JSON: {exc.msg}", reason="bad_json"),
+                )
+                continue
+            if not isinstance(value, dict):
+                kind = type(value).__name__
+                yield (
+                    lineno,
+                    InputError(
+                        f"{name}:{lineno}: expected a JSON object, got {kind}", reason="bad_json"
+                    ),
+                )
+                continue
+            yield lineno, value
+    finally:
+        if path != "-":
+            stream.close()
+
+
+class RecordWriter:
+    """Writes records as JSONL to a path or stdout (`-`), flushing each line."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        if path in (None, "-"):
+            self._stream: IO[str] = sys.stdout
+            self._owned = False
+        else:
+            assert path is not None
+            try:
+                self._stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise LemagenError(f"{path}: cannot write: {exc.strerror}") from None
+            self._owned = True
+        self._writer = jsonlines.Writer(self._stream, compact=True, flush=True, dumps=_dumps)
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._writer.write(record)
+        self.count += 1
+
+    def write_all(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+        else:
+            self._stream.flush()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextmanager
+def optional_writer(path: str | None) -> Iterator[RecordWriter | None]:
+    """A writer for `path`, or None when no path was given."""
+    if path is None:
+        yield None
+        return
+    writer = RecordWriter(path)
+    try:
+        yield writer
+    finally:
+        writer.close()

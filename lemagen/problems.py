@@ -1,0 +1,116 @@
+"""Recognise problem records (GSM8K, MATH, MATH-500, any JSONL) and read their gold answers.
+
+A problem record as lemagen writes it: `{"id", "task", "question", "gold", "reference"?,
+"extra"?}`; every later stage adds fields and never renames these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lemagen import answers
+from lemagen.errors import InputError
+
+TASKS = ("gsm8k", "math")
+_BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find
+_PLAIN_NUMBER = re.compile(r"\s*-?[\d,]*\.?\d+\s*")
+
+
+@dataclass
+class ProblemReader:
+    """Turns input records into problem records; the task is fixed by the first usable record."""
+
+    source: str
+    task: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    require_question: bool = True
+    _fields_seen: dict[str, str] = field(default_factory=dict)
+
+    def read(self, record: dict[str, Any], lineno: int) -> dict[str, Any]:
+        where = f"{self.source}:{lineno}"
+        record_task = record.get("task")
+        if record_task is not None and record_task not in TASKS:
+            raise InputError(
+                f"{where}: unknown task {record_task!r} (expected gsm8k or math)",
+                reason="unknown_task",
+            )
+        qfield = self.question_field or _first_present(record, ("question", "problem"))
+        question = record.get(qfield) if qfield else None
+        needs_question = self.require_question or qfield is not None
+        if needs_question and (not isinstance(question, str) or not question.strip()):
+            name = self.question_field or "question"
+            raise InputError(f"{where}: missing field {name!r}", reason="missing_field")
+        afield = self.answer_field or _first_present(record, ("gold", "answer", "solution"))
+        if afield is None or record.get(afield) in (None, ""):
+            name = self.answer_field or "answer"
+            raise InputError(f"{where}: missing field {name!r}", reason="missing_field")
+        raw = record[afield]
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise InputError(f"{where}: field {afield!r} is not text", reason="bad_gold")
+        raw_text = str(raw)
+        task = record_task or self.task or detect_task(raw_text, bare=afield == "gold")
+        if self.task is None:
+            self.task = task
+        gold = read_gold(task, raw_text, bare=afield == "gold")
+        if gold is None:
+            raise InputError(
+                f"{where}: cannot read a {task} gold answer from field {afield!r}",
+                reason="bad_gold",
+            )
+        out: dict[str, Any] = {
+            "id": _record_id(record, question, raw_text),
+            "task": task,
+            "question": question,
+            "gold": gold,
+        }
+        if afield != "gold" and gold != raw_text.strip():
+            out["reference"] = raw_text
+        return out
+
+
+def _first_present(record: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if record.get(name) not in (None, ""):
+            return name
+    return None
+
+
+def _record_id(record: dict[str, Any], question: Any, raw: str) -> str:
+    given = record.get("id")
+    if isinstance(given, (str, int)) and not isinstance(given, bool) and str(given):
+        return str(given)
+    digest = hashlib.sha256(f"{question}\x1f{raw}".encode()).hexdigest()
+    return digest[:16]
+
+
+def detect_task(raw: str, *, bare: bool = False) -> str:
+    """`gsm8k` for a `####` rationale or a bare number; `math` for `\\boxed{}` / LaTeX."""
+    if not bare and "####" in raw:
+        return "gsm8k"
+    if "\\boxed" in raw or "The answer is:" in raw or "\\" in raw:
+        return "math"
+    return "gsm8k" if _PLAIN_NUMBER.fullmatch(raw) else "math"
+
+
+def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
+    """The gold final answer in `raw` (a full solution or a bare value), or None."""
+    text = raw.strip()
+    if not text:
+        return None
+    if task == "gsm8k":
+        if not bare and "####" in text:
+            return answers.gsm8k_gold(text)
+        if _PLAIN_NUMBER.fullmatch(text) or (len(text) <= _BARE_MAX and "\n" not in text):
+            value = answers.parse_number(text)
+            return answers.format_number(value) if value is not None else None
+        return None
+    if not bare and ("\\boxed" in text or "\\fbox" in text or "The answer is:" in text):
+        return answers.math_gold(text)
+    if len(text) <= _BARE_MAX and "\n" not in text:
+        stripped = text.strip("$ ").strip()
+        return stripped or None
+    return None

@@ -1,0 +1,175 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: chat and plain completions,
+the `n` parameter, token usage, error statuses, API-key checks and unknown models.
+
+Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `MathTutor` is a
+responder that knows the gold answers of a set of problems and answers sampling prompts (half
+right, half wrong) and LEMA correction prompts (a fix that reaches gold).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = tuple[str, str]  # (text, finish_reason)
+Responder = Callable[[str, int], list[Reply]]
+
+
+@dataclass
+class FakeOpenAI:
+    responder: Responder
+    api_key: str | None = None  # when set, other keys get 401
+    models: set[str] | None = None  # when set, other models get 404
+    max_n: int | None = None  # return at most this many choices (servers that ignore `n`)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    errors: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                status, payload = fake.handle(self.path, body, self.headers.get("Authorization"))
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def handle(
+        self, path: str, body: dict[str, Any], auth: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests.append({"path": path, "body": body})
+            queued = self.errors.popleft() if self.errors else None
+        if queued is not None:
+            return queued
+        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+            return 401, _error("Incorrect API key provided.", "invalid_api_key")
+        model = body.get("model", "")
+        if self.models is not None and model not in self.models:
+            return 404, _error(f"The model `{model}` does not exist.", "model_not_found")
+        n = int(body.get("n") or 1)
+        if path.endswith("/chat/completions"):
+            prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        elif path.endswith("/completions"):
+            prompt = str(body.get("prompt", ""))
+        else:
+            return 404, _error(f"no route {path}", "not_found")
+        replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
+        choices: list[dict[str, Any]] = []
+        for index, (text, finish) in enumerate(replies):
+            if path.endswith("/chat/completions"):
+                choices.append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                        "logprobs": None,
+                    }
+                )
+            else:
+                choices.append(
+                    {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
+                )
+        prompt_tokens = len(prompt.split())
+        completion_tokens = sum(len(text.split()) for text, _ in replies)
+        return 200, {
+            "id": f"fake-{len(self.requests)}",
+            "object": "chat.completion" if "chat" in path else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+
+
+# ---------------------------------------------------------------- a responder that knows answers
+
+
+def _wrong(task: str, gold: str) -> str:
+    if task == "gsm8k":
+        return str(int(float(gold)) + 7) if re.fullmatch(r"-?\d+(\.\d+)?", gold) else gold + "1"
+    return f"{gold} + 1"
+
+
+@dataclass
+class MathTutor:
+    """Knows `question -> (task, gold)`. Sampling prompts get alternately a right and a wrong
+    solution; correction prompts get a fix of the final step that reaches gold."""
+
+    answers: dict[str, tuple[str, str]]
+
+    def __call__(self, prompt: str, n: int) -> list[Reply]:
+        if "Original Solution:" in prompt:
+            return [self.correct(prompt) for _ in range(n)]
+        question = _last_question(prompt)
+        task, gold = self.answers.get(question, ("gsm8k", "1"))
+        return [self.solve(task, gold, right=i % 2 == 0) for i in range(n)]
+
+    def solve(self, task: str, gold: str, *, right: bool) -> Reply:
+        answer = gold if right else _wrong(task, gold)
+        if task == "gsm8k":
+            text = f"We work through it.\nThe total comes to {answer}.\nThe answer is {answer}."
+        else:
+            text = f"We work through the problem.\nSo the result is $\\boxed{{{answer}}}$."
+        return text, "stop"
+
+    def correct(self, prompt: str) -> Reply:
+        query = prompt.rsplit("Question: ", 1)[1]
+        question = query.split("\nOriginal Solution:", 1)[0]
+        task, gold = self.answers.get(question, ("gsm8k", "1"))
+        steps = re.findall(r"(?m)^Step (\d+): ", query)
+        last = int(steps[-1])
+        shown = f"${gold}$" if task == "math" else gold
+        return (
+            f" Step {last}.\nExplanation: The final step does not follow from the work before it."
+            f"\nCorrect Solution:\n{{\n...\nStep {last}: The answer is {shown}.\n}}",
+            "stop",
+        )
+
+
+def _last_question(prompt: str) -> str:
+    tail = prompt.rsplit("Question: ", 1)[1]
+    return tail.split("\nAnswer: Let's think step by step.", 1)[0]
