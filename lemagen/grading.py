@@ -97,10 +97,17 @@ class _Worker:
         )
         assert proc.stdout is not None
         if self._readline(proc.stdout, _STARTUP_TIMEOUT) is None:
-            proc.kill()
-            proc.wait()
+            self._stop(proc)
             raise RuntimeError("the Math-Verify worker process did not start")
         return proc
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[str]) -> None:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
 
     @staticmethod
     def _readline(stream: IO[str], timeout: float) -> str | None:
@@ -122,8 +129,7 @@ class _Worker:
             proc.stdin.flush()
             line = self._readline(proc.stdout, timeout)
             if line is None:
-                proc.kill()
-                proc.wait()
+                self._stop(proc)
                 self._proc = None
                 return None
             return bool(json.loads(line)["equal"])
@@ -131,8 +137,7 @@ class _Worker:
     def close(self) -> None:
         with self._lock:
             if self._proc is not None:
-                self._proc.kill()
-                self._proc.wait()
+                self._stop(self._proc)
                 self._proc = None
 
 

@@ -78,6 +78,10 @@ class LLMClient:
         )
         self._has_key = bool(api_key)
         self._succeeded = threading.Event()
+        # Until one request has succeeded, requests go one at a time: a bad key or an unknown
+        # model then costs one request, not one per worker.
+        self._gate = threading.Lock()
+        self._fatal: EndpointError | None = None
 
     def close(self) -> None:
         self._client.close()
@@ -100,6 +104,20 @@ class LLMClient:
         return out
 
     def _request(
+        self, prompt: str, *, model: str, n: int, sampling: Sampling, seed: int | None
+    ) -> Generation:
+        if self._succeeded.is_set() and self._fatal is None:
+            return self._send(prompt, model=model, n=n, sampling=sampling, seed=seed)
+        with self._gate:
+            if self._fatal is not None:
+                raise self._fatal
+            try:
+                return self._send(prompt, model=model, n=n, sampling=sampling, seed=seed)
+            except EndpointError as exc:
+                self._fatal = exc
+                raise
+
+    def _send(
         self, prompt: str, *, model: str, n: int, sampling: Sampling, seed: int | None
     ) -> Generation:
         params: dict[str, Any] = {"model": model, "n": n, "temperature": sampling.temperature}

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lemagen.cli import cli
+from lemagen.grading import Grader
+from lemagen.problems import ProblemReader
+from tests.fake_openai import FakeOpenAI, MathTutor
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real keys or endpoints leak in, and nothing is written outside tmp_path."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))
+
+
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def known_answers(*paths: Path) -> dict[str, tuple[str, str]]:
+    out = {}
+    for path in paths:
+        reader = ProblemReader(str(path))
+        for lineno, row in enumerate(load_jsonl(path), 1):
+            problem = reader.read(row, lineno)
+            out[problem["question"]] = (problem["task"], problem["gold"])
+    return out
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    tutor = MathTutor(
+        known_answers(
+            EXAMPLES / "gsm8k.jsonl",
+            EXAMPLES / "math.jsonl",
+            DATA / "gsm8k_train_slice.jsonl",
+            DATA / "math500_slice.jsonl",
+        )
+    )
+    server = FakeOpenAI(tutor).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def grader() -> Iterator[Grader]:
+    with Grader() as g:
+        yield g
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    """Invoke the CLI in-process; crashes surface as exceptions, not as exit code 1."""
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def records(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]

@@ -1,0 +1,108 @@
+"""Final-answer extraction: table-driven, with the shapes real model outputs take."""
+
+from __future__ import annotations
+
+import pytest
+
+from lemagen import answers
+from lemagen.problems import ProblemReader
+from tests.conftest import DATA, load_jsonl
+
+GSM8K_CASES = [
+    pytest.param("Natalia sold 48 + 24 = 72 clips. The answer is 72.", "72", id="answer-is"),
+    pytest.param("She earned 0.2 x 50 = $10.\n#### 10", "10", id="hashes"),
+    pytest.param("So the total is \\boxed{18}.", "18", id="boxed"),
+    pytest.param("Total = 16 - 3 - 4 = 9 eggs\nA: 18", "18", id="a-colon"),
+    pytest.param("Reasoning...\nAnswer: 1,250", "1250", id="answer-colon-thousands"),
+    pytest.param("The answer is $1,250.50.", "1250.5", id="currency-thousands-decimal"),
+    pytest.param("The answer is 25%.", "25", id="percent"),
+    pytest.param("The answer is 18 dollars.", "18", id="unit-word"),
+    pytest.param("The answer is: 3/4", "0.75", id="simple-fraction"),
+    pytest.param("The answer is \\frac{3}{4}.", "0.75", id="latex-fraction"),
+    pytest.param("The answer is -5.", "-5", id="negative"),
+    pytest.param("The answer is 18.00", "18", id="trailing-zeros"),
+    pytest.param("He has 20-5=15 apples left.", "15", id="last-number-after-subtraction"),
+    pytest.param("Janet sells 16 - 3 - 4 = 9 eggs, making 9 * 2 = $18.", "18", id="last-number"),
+    pytest.param("Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.", "0.2", id="calculator-tags"),
+    pytest.param(
+        "The answer is 8.\n\nQuestion: Tom has 3 apples. The answer is 3.",
+        "8",
+        id="run-on-next-question-cut",
+    ),
+    pytest.param(
+        "So she has 5 left.\n\nQuestion: How many? The answer is 99.", "5", id="run-on-no-marker"
+    ),
+    pytest.param(
+        "**Final Answer**\n\\[\\boxed{1,000}\\]", "1000", id="deepseek-style-boxed-thousands"
+    ),
+    pytest.param("The answer is seventy.", None, id="no-number"),
+    pytest.param("", None, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GSM8K_CASES)
+def test_extract_gsm8k(text: str, expected: str | None) -> None:
+    assert answers.extract_gsm8k(text) == expected
+
+
+MATH_CASES = [
+    pytest.param("Thus $x = \\boxed{\\frac{14}{3}}$.", "\\frac{14}{3}", id="boxed"),
+    pytest.param(
+        "$\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        id="boxed-nested-braces",
+    ),
+    pytest.param("first \\boxed{1} then \\boxed{2}", "2", id="last-boxed"),
+    pytest.param("\\fbox{7}", "7", id="fbox"),
+    pytest.param("so it is \\boxed 5.", "5", id="boxed-no-braces"),
+    pytest.param(
+        "Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.",
+        "\\frac{2}{3}",
+        id="minerva-style",
+    ),
+    pytest.param("The answer is: p - q", "p - q", id="answer-is-colon"),
+    pytest.param("The answer is $[2, 5)$.", "[2, 5)", id="answer-is-interval"),
+    pytest.param("We get 5 and 7.", None, id="no-marker-no-guess"),
+    pytest.param(
+        "The answer is $\\boxed{3}$.\n\nProblem: Next one \\boxed{9}", "3", id="run-on-problem"
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MATH_CASES)
+def test_extract_math(text: str, expected: str | None) -> None:
+    assert answers.extract_math(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("1,250", "1250", id="thousands"),
+        pytest.param("$2.50", "2.5", id="dollars"),
+        pytest.param("\\$2.50", "2.5", id="latex-dollars"),
+        pytest.param("1/3", "1/3", id="non-decimal-fraction"),
+        pytest.param("-0.125", "-0.125", id="negative-decimal"),
+        pytest.param("\u22127", "-7", id="unicode-minus"),
+    ],
+)
+def test_parse_and_format_number(text: str, expected: str) -> None:
+    value = answers.parse_number(text)
+    assert value is not None
+    assert answers.format_number(value) == expected
+
+
+def test_real_gsm8k_rationales_extract_their_gold() -> None:
+    """Every real GSM8K rationale in the slice, read as a model output, yields its gold."""
+    reader = ProblemReader("slice")
+    for lineno, row in enumerate(load_jsonl(DATA / "gsm8k_train_slice.jsonl"), 1):
+        gold = reader.read(row, lineno)["gold"]
+        assert answers.extract_gsm8k(row["answer"]) == gold, row["answer"]
+
+
+def test_real_math500_solutions_extract_a_boxed_answer() -> None:
+    """Every real MATH-500 solution with a \\boxed{} yields that boxed answer."""
+    for row in load_jsonl(DATA / "math500_slice.jsonl"):
+        body = row["answer"].rsplit("The answer is:", 1)[0]
+        boxed = answers.find_boxed(body)
+        if boxed is not None:
+            assert answers.extract_math(body) == boxed

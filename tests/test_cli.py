@@ -1,0 +1,415 @@
+"""The commands end to end, against the loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lemagen import __version__
+from lemagen.cli import cli
+from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
+from tests.fake_openai import FakeOpenAI
+
+GSM8K = str(EXAMPLES / "gsm8k.jsonl")
+MATH = str(EXAMPLES / "math.jsonl")
+
+
+def endpoint(fake: FakeOpenAI) -> list[str]:
+    return ["--base-url", fake.base_url, "-q"]
+
+
+def test_version_and_help_examples() -> None:
+    assert run("--version").stdout.strip() == f"lemagen, version {__version__}"
+    for name, command in cli.commands.items():
+        text = run(name, "--help").stdout
+        assert "Example:" in text, name
+        assert f"lemagen {command.name}" in text.split("Example:", 1)[1], name
+        assert "Exit codes:" in text
+
+
+# ---------------------------------------------------------------- sample
+
+
+def test_sample_keeps_wrong_samples_with_everything_the_next_stage_needs(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "reasoner", "-n", "4", "--seed", "7", *endpoint(fake))
+    assert result.exit_code == 0, result.stderr
+    rows = records(result)
+    # The tutor answers every other sample wrongly with the same text: one kept per question.
+    assert len(rows) == 10
+    assert {r["verdict"] for r in rows} == {"wrong"}
+    first = rows[0]
+    assert first["id"]
+    assert first["sample_id"].startswith(first["id"])
+    assert first["task"] == "gsm8k"
+    assert first["gold"] == "72"
+    assert first["steps"][-1] == f"The answer is {first['pred']}."
+    meta = first["meta"]
+    assert meta["model"] == "reasoner"
+    assert meta["temperature"] == 0.7
+    assert meta["seed"] == 7
+    assert meta["prompt"] == "sample"
+    assert len(meta["prompt_sha256"]) == 64
+    assert meta["finish_reason"] == "stop"
+    assert meta["usage"]["completion_tokens"] > 0
+    assert meta["checker"] == {"name": "lemagen-numeric", "version": __version__}
+    # One request per problem: n=4 asked for at once, so the prompt is paid once.
+    assert len(fake.requests) == 10
+    assert all(r["body"]["n"] == 4 and r["body"]["seed"] == 7 for r in fake.requests)
+    sent = [r["body"]["messages"][0]["content"] for r in fake.requests]
+    assert any(
+        p.startswith("Please solve the following math problem.\nQuestion: Natalia") for p in sent
+    )
+
+
+def test_sample_summary_goes_to_stderr(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "r", "-n", "4", "--base-url", fake.base_url)
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("sample: 10 problems, 40 samples, 20 correct, 10 wrong, 10 duplicate")
+    )
+    assert all(line.startswith("{") for line in result.stdout.splitlines())
+
+
+def test_several_reasoners_keep_all(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "a", "-m", "b", "-n", "2", "--keep", "all", *endpoint(fake))
+    rows = records(result)
+    assert {r["meta"]["model"] for r in rows} == {"a", "b"}
+    assert {r["verdict"] for r in rows} == {"correct", "wrong"}
+    # Identical wrong paths from the two reasoners are kept once per question.
+    assert sum(r["verdict"] == "wrong" for r in rows) == 10
+    assert sum(r["verdict"] == "correct" for r in rows) == 20
+
+
+def test_server_returning_fewer_choices_is_asked_again(fake: FakeOpenAI) -> None:
+    fake.max_n = 1
+    result = run("sample", GSM8K, "-m", "r", "-n", "3", "--keep", "all", *endpoint(fake))
+    assert result.exit_code == 0
+    # The tutor's choice 0 is right in every request: 3 right, 0 wrong per question.
+    assert len(records(result)) == 10 * 3
+    assert sorted(r["body"]["n"] for r in fake.requests) == [1] * 10 + [2] * 10 + [3] * 10
+    assert len(fake.requests) == 30
+
+
+def test_completion_api(fake: FakeOpenAI) -> None:
+    result = run("sample", MATH, "-m", "r", "-n", "2", "--api", "completion", *endpoint(fake))
+    assert result.exit_code == 0
+    rows = records(result)
+    assert len(rows) == 10
+    assert {r["path"] for r in fake.requests} == {"/v1/completions"}
+    assert fake.requests[0]["body"]["prompt"].endswith("Answer: Let's think step by step.\n")
+    assert rows[0]["task"] == "math"
+    assert rows[0]["meta"]["checker"]["name"] == "math-verify"
+
+
+def test_truncated_and_unanswered_samples_are_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
+    replies = iter(
+        [
+            ("We start with 48 / 2 = 24 and then", "length"),
+            ("I cannot tell.", "stop"),
+            ("48 + 24 = 72. The answer is 70.", "stop"),
+        ]
+    )
+    fake.responder = lambda prompt, n: [next(replies) for _ in range(n)]
+    problem = write_jsonl(tmp_path / "p.jsonl", [load_jsonl(EXAMPLES / "gsm8k.jsonl")[0]])
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "sample",
+        str(problem),
+        "-m",
+        "r",
+        "-n",
+        "3",
+        "--rejects",
+        str(rejects),
+        "--base-url",
+        fake.base_url,
+    )
+    assert [r["pred"] for r in records(result)] == ["70"]
+    assert [(r["reason"], r["record"]["response"]) for r in load_jsonl(rejects)] == [
+        ("truncated", "We start with 48 / 2 = 24 and then"),
+        ("no_answer", "I cannot tell."),
+    ]
+    assert "1 wrong" in result.stderr
+    assert "1 truncated" in result.stderr
+    assert "1 no answer" in result.stderr
+
+
+# ---------------------------------------------------------------- correct and filter
+
+
+def test_correct_sends_the_lema_query_and_parses_replies(fake: FakeOpenAI) -> None:
+    wrong = run("sample", GSM8K, "-m", "r", "-n", "2", *endpoint(fake)).stdout
+    fake.requests.clear()
+    result = run("correct", "-m", "corrector", "-n", "2", *endpoint(fake), input=wrong)
+    assert result.exit_code == 0
+    rows = records(result)
+    assert len(rows) == 20
+    prompts = [r["body"]["messages"][0]["content"] for r in fake.requests]
+    assert all(p.startswith("Each math word problem below comes with a solution") for p in prompts)
+    assert any(
+        p.endswith(
+            "Question: Natalia sold clips to 48 of her friends in April, and then she sold half as "
+            "many clips in May. How many clips did Natalia sell altogether in April and May?\n"
+            "Original Solution:\n{\nStep 1: We work through it.\nStep 2: The total comes to 79.\n"
+            "Step 3: The answer is 79.\n}\nIncorrect Step:"
+        )
+        for p in prompts
+    )
+    first = rows[0]
+    assert (first["incorrect_step"], first["elided"], first["corrected_from"]) == (3, True, 3)
+    assert first["pred"] == "72"
+    assert first["verdict"] == "correct"
+    assert first["original"]["pred"] == "79"
+    assert first["sample_id"] in first["correction_id"]
+    assert first["meta"]["stage"] == "correct"
+    assert first["meta"]["model"] == "corrector"
+    assert len({r["correction_id"] for r in rows}) == 20
+
+
+def test_unparseable_reply_is_kept_with_its_reason_then_filtered(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    wrong = run("sample", GSM8K, "-m", "r", "-n", "2", *endpoint(fake)).stdout
+    fake.responder = lambda prompt, n: [("The solution looks fine to me.", "stop")] * n
+    corrected = run("correct", "-m", "c", *endpoint(fake), input=wrong)
+    rows = records(corrected)
+    assert len(rows) == 10
+    assert {r["reject_reason"] for r in rows} == {"unparseable: no incorrect step number"}
+    dropped = tmp_path / "dropped.jsonl"
+    result = run("filter", "--rejects", str(dropped), input=corrected.stdout)
+    assert result.stdout == ""
+    assert {r["reason"] for r in load_jsonl(dropped)} == {"unparseable"}
+    assert "dropped 10: unparseable 10" in result.stderr
+
+
+def test_pipeline_with_cot(fake: FakeOpenAI) -> None:
+    sampled = run("sample", MATH, "-m", "r", "-n", "2", "--keep", "all", *endpoint(fake))
+    corrected = run("correct", "-m", "c", *endpoint(fake), input=sampled.stdout)
+    result = run("filter", "--with-cot", input=corrected.stdout)
+    rows = records(result)
+    kinds = [("Correct Solution:" in r["completion"]) for r in rows]
+    assert kinds.count(True) == 10
+    assert kinds.count(False) == 10
+    assert all(set(r) == {"prompt", "completion"} for r in rows)
+    assert "kept 20 (10 correction, 10 cot)" in result.stderr
+
+
+# ---------------------------------------------------------------- grade
+
+
+def test_grade_labels_outputs(tmp_path: Path) -> None:
+    rows = load_jsonl(DATA / "math500_slice.jsonl")[:3]
+    outputs = [
+        {**rows[0], "response": "So it is $\\boxed{(3, \\pi/2)}$."},
+        {**rows[1], "response": "The answer is $p + q$."},
+        {**rows[2], "response": "No idea."},
+    ]
+    path = write_jsonl(tmp_path / "out.jsonl", outputs)
+    result = run("grade", str(path), "-q")
+    graded = records(result)
+    assert [(r["pred"], r["verdict"]) for r in graded] == [
+        ("(3, \\pi/2)", "correct"),
+        ("p + q", "wrong"),
+        (None, "no_answer"),
+    ]
+    assert all(set(g) == set(o) | {"pred", "verdict"} for g, o in zip(graded, outputs, strict=True))
+
+
+def test_grade_custom_fields_and_timeout(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "o.jsonl",
+        [
+            {"completion": "The answer is 1,000.", "target": 1000},
+            {"completion": "\\boxed{9^{9^{9^{9}}}}", "target": "5"},
+        ],
+    )
+    result = run(
+        "grade",
+        str(path),
+        "--response-field",
+        "completion",
+        "--answer-field",
+        "target",
+        "--task",
+        "math",
+        "--check-timeout",
+        "1",
+    )
+    assert [r["verdict"] for r in records(result)] == ["correct", "timeout"]
+    assert "grade: 1 correct, 1 timeout" in result.stderr
+
+
+# ---------------------------------------------------------------- bad input and endpoints
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        pytest.param(
+            ['{"question": "q", "answer": "#### 1"}', "{not json"],
+            "Error: {path}:2: invalid JSON: Expecting property name enclosed in double quotes",
+            id="malformed-json",
+        ),
+        pytest.param(
+            ['["a list"]'], "Error: {path}:1: expected a JSON object, got list", id="not-object"
+        ),
+        pytest.param(
+            ['{"question": "q"}'], "Error: {path}:1: missing field 'answer'", id="missing-gold"
+        ),
+        pytest.param(
+            ['{"answer": "#### 3"}'],
+            "Error: {path}:1: missing field 'question'",
+            id="missing-question",
+        ),
+        pytest.param(
+            ['{"question": "q", "answer": "#### lots"}'],
+            "Error: {path}:1: cannot read a gsm8k gold answer from field 'answer'",
+            id="unreadable-gold",
+        ),
+        pytest.param(
+            ['{"question": "q", "answer": "#### 3", "task": "chess"}'],
+            "Error: {path}:1: unknown task 'chess' (expected gsm8k or math)",
+            id="unknown-task",
+        ),
+    ],
+)
+def test_bad_input_stops_with_file_and_line(
+    fake: FakeOpenAI, tmp_path: Path, lines: list[str], message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("sample", str(path), "-m", "r", *endpoint(fake))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [message.format(path=path)]
+
+
+def test_unknown_task_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("sample", GSM8K, "-m", "r", "--task", "chess")
+    assert result.exit_code == 2
+    assert "Invalid value for '--task'" in result.stderr
+
+
+def test_skip_bad_rows_sets_them_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
+    good = load_jsonl(EXAMPLES / "gsm8k.jsonl")[:2]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        json.dumps(good[0]) + "\n{oops\n" + '{"question": "q"}\n' + json.dumps(good[1]) + "\n",
+        encoding="utf-8",
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "sample",
+        str(path),
+        "-m",
+        "r",
+        "-n",
+        "2",
+        "--skip-bad-rows",
+        "--rejects",
+        str(rejects),
+        "--base-url",
+        fake.base_url,
+    )
+    assert result.exit_code == 0
+    assert len(records(result)) == 2
+    assert [(r["reason"], r["detail"]) for r in load_jsonl(rejects)] == [
+        ("bad_json", f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"),
+        ("missing_field", f"{path}:3: missing field 'answer'"),
+    ]
+    assert "2 bad rows" in result.stderr
+
+
+def test_bad_row_after_sent_requests_keeps_their_output(fake: FakeOpenAI, tmp_path: Path) -> None:
+    good = load_jsonl(EXAMPLES / "gsm8k.jsonl")[:3]
+    path = write_jsonl(tmp_path / "p.jsonl", good)
+    with path.open("a") as f:
+        f.write("{broken\n")
+    result = run("sample", str(path), "-m", "r", "-n", "2", *endpoint(fake))
+    assert result.exit_code == 1
+    assert len(records(result)) == 3  # paid for before the bad line was reached: not lost
+    assert result.stderr.startswith(f"Error: {path}:4: invalid JSON")
+
+
+def test_correct_rejects_input_that_is_not_sample_output(tmp_path: Path) -> None:
+    result = run("correct", GSM8K, "-m", "c", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {GSM8K}:1: missing field 'sample_id' (is this `lemagen sample` output?)"
+    )
+
+
+def test_unreachable_endpoint() -> None:
+    result = run(
+        "sample", GSM8K, "-m", "llama", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"
+    )
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        "Error: cannot reach endpoint http://127.0.0.1:9/v1 (model 'llama'): "
+        "[Errno 111] Connection refused"
+    )
+
+
+def test_bad_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.api_key = "sk-right"
+    monkeypatch.setenv("MY_KEY", "sk-wrong-secret")
+    result = run("sample", GSM8K, "-m", "gpt-x", "--api-key-env", "MY_KEY", *endpoint(fake))
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        f"Error: endpoint {fake.base_url}, model 'gpt-x': API key rejected "
+        "(HTTP 401: Incorrect API key provided.)"
+    )
+    assert "sk-wrong-secret" not in result.stdout + result.stderr
+    assert len(fake.requests) == 1  # stopped at once, no retries
+    monkeypatch.delenv("MY_KEY")
+    result = run("sample", GSM8K, "-m", "gpt-x", "--api-key-env", "MY_KEY", *endpoint(fake))
+    assert result.stderr.strip().endswith("; set MY_KEY")
+
+
+def test_unknown_model(fake: FakeOpenAI) -> None:
+    fake.models = {"known"}
+    result = run("sample", GSM8K, "-m", "nope", *endpoint(fake))
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        f"Error: endpoint {fake.base_url}, model 'nope': model or route not found "
+        "(HTTP 404: The model `nope` does not exist.)"
+    )
+
+
+def test_failing_requests_are_retried_then_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
+    server_error = (500, {"error": {"message": "boom", "type": "server_error"}})
+    fake.errors.extend([server_error] * 3)  # first request: 1 try + 2 retries, all 500
+    problems = write_jsonl(tmp_path / "p.jsonl", load_jsonl(EXAMPLES / "gsm8k.jsonl")[:3])
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "sample",
+        str(problems),
+        "-m",
+        "r",
+        "-n",
+        "2",
+        "--max-retries",
+        "2",
+        "--concurrency",
+        "1",
+        "--rejects",
+        str(rejects),
+        "--base-url",
+        fake.base_url,
+    )
+    assert result.exit_code == 4
+    assert len(records(result)) == 2
+    failed = load_jsonl(rejects)
+    assert [(r["reason"], r["record"]["error"]) for r in failed] == [
+        ("request_failed", "HTTP 500: boom")
+    ]
+    assert result.stderr.strip().endswith("Error: 1 requests failed; see --rejects")
+
+
+def test_transient_errors_are_retried_transparently(fake: FakeOpenAI) -> None:
+    fake.errors.extend([(429, {"error": {"message": "slow down"}}), (503, {"error": "busy"})])
+    result = run("sample", GSM8K, "-m", "r", "-n", "2", "--concurrency", "1", *endpoint(fake))
+    assert result.exit_code == 0
+    assert len(records(result)) == 10

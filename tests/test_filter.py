@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from lemagen.errors import InputError
+from lemagen.filtering import Filter
+from lemagen.formats import lema_correction
+
+
+def correction(**changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": "p1",
+        "task": "gsm8k",
+        "question": "A bakery sells muffins for $3 each and cookies for $2 each. On Monday it sold "
+        "40 muffins and twice as many cookies. How much money did it make on Monday?",
+        "gold": "280",
+        "sample_id": "p1-s",
+        "correction_id": "p1-s-c",
+        "original": {
+            "steps": [
+                "The bakery sold 40 * 2 = 80 cookies.",
+                "The muffins brought in 40 * 3 = $120.",
+                "The cookies brought in 40 * 2 = $80.",
+                "In total it made 120 + 80 = $200.",
+                "The answer is 200.",
+            ],
+            "verdict": "wrong",
+        },
+        "incorrect_step": 3,
+        "explanation": "Step 3 multiplies the cookie price by the number of muffins (40) instead "
+        "of the number of cookies (80) found in Step 1.",
+        "corrected_from": 3,
+        "elided": True,
+        "corrected_steps": [
+            "The cookies brought in 80 * 2 = $160.",
+            "In total it made 120 + 160 = $280.",
+            "The answer is 280.",
+        ],
+        "pred": "280",
+        "verdict": "correct",
+        "reject_reason": None,
+        "meta": {"finish_reason": "stop"},
+    }
+    record.update(changes)
+    return record
+
+
+def test_lema_correction_record_is_exactly_the_reference_format() -> None:
+    """methods.md §1.7, correction record, character for character."""
+    assert lema_correction(correction()) == {
+        "prompt": "For the following math problem, the original solution is incorrect. Please "
+        "identify the incorrect step, explain why it is incorrect, and correct the original "
+        "solution starting from the incorrect step.\nQuestion: A bakery sells muffins for $3 each "
+        "and cookies for $2 each. On Monday it sold 40 muffins and twice as many cookies. How much "
+        "money did it make on Monday?\nOriginal Solution:\n{\nStep 1: The bakery sold 40 * 2 = 80 "
+        "cookies.\nStep 2: The muffins brought in 40 * 3 = $120.\nStep 3: The cookies brought in "
+        "40 * 2 = $80.\nStep 4: In total it made 120 + 80 = $200.\nStep 5: The answer is 200.\n}\n"
+        "Incorrect Step:",
+        "completion": " Step 3.\nExplanation: Step 3 multiplies the cookie price by the number of "
+        "muffins (40) instead of the number of cookies (80) found in Step 1.\nCorrect Solution:\n"
+        "{\n...\nStep 3: The cookies brought in 80 * 2 = $160.\nStep 4: In total it made 120 + 160 "
+        "= $280.\nStep 5: The answer is 280.\n}",
+    }
+
+
+def test_keeps_a_good_correction() -> None:
+    out, reason = Filter()(correction(), "f:1")
+    assert reason is None
+    assert out is not None
+    assert set(out) == {"prompt", "completion"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"reject_reason": "unparseable: no explanation"}, "unparseable"),
+        ({"meta": {"finish_reason": "length"}}, "truncated"),
+        ({"incorrect_step": 6}, "step_out_of_range"),
+        ({"incorrect_step": 0}, "step_out_of_range"),
+        ({"incorrect_step": None}, "step_out_of_range"),
+        ({"incorrect_step": 2}, "step_mismatch"),
+        ({"verdict": "wrong", "pred": "281"}, "wrong_answer"),
+        ({"verdict": "no_answer", "pred": None}, "no_answer"),
+        ({"verdict": "timeout"}, "check_timeout"),
+        (
+            {
+                "incorrect_step": 5,
+                "corrected_from": 5,
+                "corrected_steps": ["The answer is 200."],
+                "verdict": "correct",
+            },
+            "unchanged",
+        ),
+    ],
+)
+def test_drops_with_reason(changes: dict[str, Any], reason: str) -> None:
+    assert Filter()(correction(**changes), "f:1") == (None, reason)
+
+
+def test_duplicates_are_dropped() -> None:
+    keep = Filter()
+    assert keep(correction(), "f:1")[1] is None
+    assert keep(copy.deepcopy(correction(correction_id="other")), "f:2") == (None, "duplicate")
+
+
+def test_samples_and_cot() -> None:
+    sample = {
+        "id": "p1",
+        "task": "gsm8k",
+        "question": "Q?",
+        "gold": "5",
+        "sample_id": "s",
+        "steps": ["2 + 3 = 5.", "The answer is 5."],
+        "verdict": "correct",
+    }
+    assert Filter()(sample, "f:1") == (None, "correct_sample")
+    out, _ = Filter(with_cot=True, with_meta=True)(sample, "f:1")
+    assert out == {
+        "prompt": "Please solve the following math problem.\nQuestion: Q?\n"
+        "Answer: Let's think step by step.\n",
+        "completion": "2 + 3 = 5. The answer is 5.",
+        "id": "p1",
+        "kind": "cot",
+    }
+    assert Filter(with_cot=True)({**sample, "verdict": "wrong"}, "f:1") == (
+        None,
+        "uncorrected_sample",
+    )
+
+
+def test_not_a_pipeline_record() -> None:
+    with pytest.raises(InputError, match=r"^f.jsonl:3: not a sample or correction record"):
+        Filter()({"question": "q", "answer": "#### 1"}, "f.jsonl:3")

@@ -1,0 +1,126 @@
+"""Answer checking: gold first, prediction second; time-bounded from any thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from lemagen.grading import Grader, checker_info
+from lemagen.problems import ProblemReader
+from tests.conftest import DATA, load_jsonl
+
+GSM8K = [
+    pytest.param("72", "72", "correct", id="equal"),
+    pytest.param("72", "72.0", "correct", id="trailing-zero"),
+    pytest.param("1250", "1,250", "correct", id="thousands"),
+    pytest.param("0.75", "3/4", "correct", id="fraction-vs-decimal"),
+    pytest.param("10", "$10.", "correct", id="currency-period"),
+    pytest.param("72", "73", "wrong", id="off-by-one"),
+    pytest.param("0.3", "0.30000001", "wrong", id="exact-not-approximate"),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "verdict"), GSM8K)
+def test_gsm8k_compare(grader: Grader, gold: str, pred: str, verdict: str) -> None:
+    assert grader.compare("gsm8k", gold, pred) == verdict
+
+
+MATH = [
+    pytest.param("\\frac{1}{2}", "0.5", "correct", id="fraction-decimal"),
+    pytest.param("\\frac{1}{2}", "1/2", "correct", id="slash-fraction"),
+    pytest.param("\\dfrac{3}{56}", "\\frac{3}{56}", "correct", id="dfrac"),
+    pytest.param("3\\sqrt{13}", "\\sqrt{117}", "correct", id="radical"),
+    pytest.param("11\\sqrt2", "11\\sqrt{2}", "correct", id="radical-no-braces"),
+    pytest.param("2\\pi", "\\pi", "wrong", id="pi-multiple"),
+    pytest.param("\\pi", "3.14159", "wrong", id="pi-not-decimal"),
+    pytest.param("[2,5)", "[2,5)", "correct", id="interval"),
+    pytest.param("[2,5)", "(2,5)", "wrong", id="interval-open-closed"),
+    pytest.param("(-\\infty, 2]", "(-\\infty,2]", "correct", id="interval-infinity"),
+    pytest.param("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi/2)", "correct", id="tuple-polar"),
+    pytest.param("\\{1,2\\}", "\\{2,1\\}", "correct", id="set-order"),
+    pytest.param("1,-2", "-2,1", "correct", id="solution-list"),
+    pytest.param(
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "\\begin{pmatrix}1\\\\2\\end{pmatrix}",
+        "correct",
+        id="matrix",
+    ),
+    pytest.param(
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "\\begin{pmatrix}1\\\\3\\end{pmatrix}",
+        "wrong",
+        id="matrix-wrong",
+    ),
+    pytest.param("5", "x=5", "correct", id="equation-pred"),
+    pytest.param("x=5", "5", "correct", id="equation-gold"),
+    pytest.param("p - q", "-q+p", "correct", id="expression-order"),
+    pytest.param("6 - 5i", "6-5i", "correct", id="complex"),
+    pytest.param("90^\\circ", "90", "correct", id="degrees"),
+    pytest.param("10", "10\\%", "correct", id="percent"),
+    pytest.param("\\text{Evelyn}", "Evelyn", "correct", id="text-answer"),
+    pytest.param("\\text{Evelyn}", "Eveyln", "wrong", id="text-anagram-is-wrong"),
+    pytest.param("\\text{(C)}", "C", "correct", id="choice-letter"),
+    pytest.param("52_8", "52", "correct", id="base-subscript"),
+    pytest.param("27", "28", "wrong", id="integer-wrong"),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "verdict"), MATH)
+def test_math_compare(grader: Grader, gold: str, pred: str, verdict: str) -> None:
+    assert grader.compare("math", gold, pred) == verdict
+
+
+def test_grade_no_answer(grader: Grader) -> None:
+    result = grader.grade("math", "5", "I am not sure.")
+    assert (result.pred, result.verdict) == (None, "no_answer")
+
+
+def test_pathological_answer_times_out_quickly() -> None:
+    with Grader(timeout=1.0) as grader:
+        start = time.monotonic()
+        verdict = grader.compare("math", "5", "9^{9^{9^{9}}}")
+        elapsed = time.monotonic() - start
+        # Generous bound: the limit is 1 s; a hang would run for minutes.
+        assert verdict == "timeout"
+        assert elapsed < 30
+        # The worker was replaced: the next check still works.
+        assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
+
+
+def test_time_limit_holds_off_the_main_thread() -> None:
+    """Math-Verify's own signal timeout raises off the main thread; ours does not."""
+    results: list[str] = []
+    with Grader(timeout=1.0) as grader:
+
+        def work() -> None:
+            results.append(grader.compare("math", "5", "9^{9^{9^{9}}}"))
+            results.append(grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}"))
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(timeout=60)
+    assert results == ["timeout", "correct"]
+
+
+def test_real_math500_boxed_answers_agree_with_prm800k_gold(grader: Grader) -> None:
+    """Real MATH-500 rows: the solution's \\boxed{} answer, graded against the PRM800K answer
+    line, is correct for every row; against a different row's (inequivalent) answer, wrong."""
+    reader = ProblemReader("slice")
+    rows = load_jsonl(DATA / "math500_slice.jsonl")
+    golds = [reader.read(row, i)["gold"] for i, row in enumerate(rows, 1)]
+    bodies = [row["answer"].rsplit("The answer is:", 1)[0] for row in rows]
+    for gold, body in zip(golds, bodies, strict=True):
+        if "\\boxed" in body:
+            assert grader.grade("math", gold, body).verdict == "correct", (gold, body[-80:])
+    for i, body in enumerate(bodies):
+        other = golds[(i + 1) % len(golds)]
+        if "\\boxed" in body and grader.compare("math", other, golds[i]) == "wrong":
+            assert grader.grade("math", other, body).verdict == "wrong", (other, body[-80:])
+
+
+def test_checker_provenance() -> None:
+    assert checker_info("math")["name"] == "math-verify"
+    assert checker_info("math")["version"][0].isdigit()
+    assert checker_info("gsm8k")["name"] == "lemagen-numeric"

@@ -1,0 +1,169 @@
+"""Every shipped prompt renders with exactly its stage's variables, and every worked example in
+the corrector prompts is right: its incorrect step is the first wrong one, the steps before it
+are right, and its corrected solution is right and reaches the gold answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from lemagen import answers, templates
+from lemagen.correction import CORRECT_VARIABLES, parse_reply
+from lemagen.errors import PromptError
+from lemagen.formats import LEMA_COT_PROMPT
+from lemagen.grading import Grader
+from lemagen.sampling import SAMPLE_VARIABLES
+from lemagen.steps import is_answer_step
+
+STAGE_VARIABLES = {
+    "sample": SAMPLE_VARIABLES,
+    "correct.gsm8k": CORRECT_VARIABLES,
+    "correct.math": CORRECT_VARIABLES,
+}
+
+
+def test_every_shipped_prompt_is_known() -> None:
+    assert set(templates.shipped_names()) == set(STAGE_VARIABLES)
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_VARIABLES))
+def test_shipped_prompt_uses_exactly_its_stage_variables(name: str) -> None:
+    template = templates.load(name)
+    assert template.variables() == STAGE_VARIABLES[name]
+    template.check(STAGE_VARIABLES[name])
+    values = {v: f"<{v} with $x^2$ and {{braces}}>" for v in STAGE_VARIABLES[name]}
+    rendered = template.render(**values)
+    assert "{{" not in rendered.replace("{{braces}}", "")
+    for value in values.values():
+        assert value in rendered
+
+
+def test_sample_prompt_is_the_lema_cot_prompt() -> None:
+    rendered = templates.load("sample").render(question="What is 2 + 2?")
+    assert rendered == LEMA_COT_PROMPT.format(question="What is 2 + 2?")
+
+
+@pytest.mark.parametrize("name", ["correct.gsm8k", "correct.math"])
+def test_corrector_query_ends_at_incorrect_step(name: str) -> None:
+    rendered = templates.load(name).render(
+        question="Q?", steps="Step 1: a\nStep 2: The answer is 1."
+    )
+    assert rendered.rstrip().endswith(
+        "Question: Q?\nOriginal Solution:\n{\nStep 1: a\nStep 2: The answer is 1.\n}\n"
+        "Incorrect Step:"
+    )
+
+
+def test_user_prompt_errors_name_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "mine.txt"
+    path.write_text("Solve it.\nQuestion: {{question}} in {{ langauge }}\n", encoding="utf-8")
+    with pytest.raises(PromptError, match=r"mine.txt:2:27: unknown variable \{\{langauge\}\}"):
+        templates.load(str(path)).check(SAMPLE_VARIABLES)
+    with pytest.raises(PromptError, match="unknown prompt 'nope'"):
+        templates.load("nope")
+
+
+# ---------------------------------------------------------------- worked examples
+
+
+@dataclass(frozen=True)
+class Truth:
+    """True values, computed here independently, of what each step claims."""
+
+    before: list[str]  # steps 1..k-1 of the original solution
+    at_k: str  # what step k should have found
+    corrected: list[str]  # corrected steps k.. (last: the final answer)
+
+
+def _f(x: Fraction | int) -> str:
+    return answers.format_number(Fraction(x))
+
+
+TRUTHS = {
+    "A farmer collects": Truth([_f(36 // 12)], _f(3 * 7), [_f(3 * 7), _f(21 * 4), _f(84)]),
+    "Maya buys": Truth(
+        [_f(3 * Fraction("2.75")), _f(2 * Fraction("1.40"))],
+        _f(3 * Fraction("2.75") + 2 * Fraction("1.40")),
+        [_f(Fraction("11.05")), _f(20 - Fraction("11.05")), _f(Fraction("8.95"))],
+    ),
+    "A library has": Truth(
+        [], _f((240 - 240 // 4) // 3), [_f(240 // 4), _f(240 - 60), _f(180 // 3), _f(60)]
+    ),
+    "A tank holds": Truth([_f(35 - 15)], _f(20 * 6), [_f(20 * 6), _f(500 - 120), _f(380)]),
+    "What is the sum": Truth(["x^2 - 5x - 14"], "-2", ["-2", "5", "5"]),
+    "The legs of": Truth(["10", "24"], "12", ["12", str(24 // 12), "2"]),
+    "What is the $y$": Truth([], "2", ["2", str(-3 - 2 * 2), "-7"]),
+    "What is the remainder": Truth(
+        [str(pow(3, 6, 7)), "6", "3^4"], str(pow(3, 4, 7)), [str(pow(3, 4, 7)), str(pow(3, 100, 7))]
+    ),
+}
+
+EXAMPLE = re.compile(
+    r"Question: (?P<question>.+)\nOriginal Solution:\n\{\n(?P<original>(?:Step \d+: .+\n)+)\}\n"
+    r"Incorrect Step:(?P<reply> Step \d+\.\nExplanation: .+\nCorrect Solution:\n\{\n"
+    r"(?:\.\.\.\n)?(?:Step \d+: .+\n)+\})(?:\n\n|$)"
+)
+
+
+def _examples(name: str) -> list[re.Match[str]]:
+    text = templates.load(name).text
+    body = text.split("\n\n", 1)[1].rsplit("\n\nQuestion: {{question}}", 1)[0] + "\n\n"
+    found = list(EXAMPLE.finditer(body))
+    assert "".join(m.group(0) for m in found) == body, "an example breaks the LEMA layout"
+    return found
+
+
+def _claim(task: str, step: str) -> str | None:
+    """What a step asserts: the final answer, or the value after its last `=` / `\\equiv`."""
+    if is_answer_step(step):
+        return answers.extract(task, step)
+    maths = re.findall(r"\$([^$]+)\$", step)
+    segment = maths[-1] if maths else step
+    segment = re.sub(r"\\pmod\{\d+\}", "", segment)
+    parts = re.split(r"=|\\equiv", segment)
+    if len(parts) == 1 and not maths:
+        return None  # prose with no equation claims nothing checkable
+    return parts[-1].strip(" .")
+
+
+@pytest.mark.parametrize(("name", "task"), [("correct.gsm8k", "gsm8k"), ("correct.math", "math")])
+def test_worked_examples_are_right(name: str, task: str, grader: Grader) -> None:
+    examples = _examples(name)
+    assert len(examples) == 4
+    ks = []
+    for example in examples:
+        truth = next(t for prefix, t in TRUTHS.items() if example["question"].startswith(prefix))
+        original = re.findall(r"Step (\d+): (.+)", example["original"])
+        assert [int(i) for i, _ in original] == list(range(1, len(original) + 1))
+        steps = [s for _, s in original]
+        parsed = parse_reply(example["reply"])
+        assert parsed.error is None
+        k = parsed.incorrect_step
+        assert k is not None
+        ks.append(k)
+        assert parsed.elided == (k > 1), "`...` stands for steps 1..k-1 exactly when k > 1"
+        assert parsed.corrected_from == k
+        # Steps before k are right; step k is wrong.
+        assert len(truth.before) == k - 1
+        for step, value in zip(steps, truth.before, strict=False):
+            claim = _claim(task, step)
+            assert claim is not None
+            assert grader.compare(task, value, claim) == "correct", step
+        claim_k = _claim(task, steps[k - 1])
+        assert claim_k is not None
+        assert grader.compare(task, truth.at_k, claim_k) == "wrong", steps[k - 1]
+        # Every corrected step is right, and the corrected final answer is the gold answer.
+        assert len(parsed.corrected_steps) == len(truth.corrected)
+        for step, value in zip(parsed.corrected_steps, truth.corrected, strict=True):
+            claim = _claim(task, step)
+            assert claim is not None
+            assert grader.compare(task, value, claim) == "correct", step
+        gold = truth.corrected[-1]
+        original_answer = answers.extract(task, steps[-1])
+        assert original_answer is not None
+        assert grader.compare(task, gold, original_answer) == "wrong"
+    assert 1 in ks, "at least one example with k = 1 (no `...` line)"
