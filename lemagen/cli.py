@@ -16,8 +16,10 @@ from lemagen import __version__, templates
 from lemagen.correction import CORRECT_VARIABLES, Corrector
 from lemagen.errors import (
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
     EXIT_ROWS_FAILED,
     InputError,
+    OutputClosed,
     RowsFailed,
 )
 from lemagen.filtering import Filter
@@ -34,7 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EPILOG = f"""\b
 Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
 3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
-requests failed (set aside in --rejects); {EXIT_INTERRUPTED} interrupted.
+requests failed (set aside in --rejects); {EXIT_INTERRUPTED} interrupted;
+{EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 
 
@@ -59,7 +62,9 @@ def cli() -> None:
 def io_options(func: F) -> F:
     options = [
         click.argument("input_path", metavar="INPUT", default="-"),
-        click.option("-o", "--output", default="-", show_default=True, help="Output JSONL path."),
+        click.option(
+            "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
+        ),
         click.option(
             "--rejects",
             metavar="PATH",
@@ -628,8 +633,8 @@ def main() -> None:
     except (KeyboardInterrupt, click.Abort):
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # The reader of our stdout went away (`| head`): stop quietly.
+    except (OutputClosed, BrokenPipeError):
+        # The reader of our stdout went away (`| head`): stop quietly, as `cat` would.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        sys.exit(EXIT_OUTPUT_CLOSED)

@@ -14,6 +14,7 @@ EXIT_USAGE = 2  # click's own code for a bad option or argument
 EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown
 EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shells do
 
 
 class LemagenError(click.ClickException):
@@ -44,3 +45,7 @@ class RowsFailed(click.ClickException):
     """The run finished, but some rows failed; the summary line has already been printed."""
 
     exit_code = EXIT_ROWS_FAILED
+
+
+class OutputClosed(Exception):
+    """The output stream was closed by its reader; the run stops quietly."""

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import jsonlines
 
-from lemagen.errors import InputError, LemagenError
+from lemagen.errors import InputError, LemagenError, OutputClosed
 
 
 def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
@@ -77,7 +77,10 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._writer.write(record)
+        try:
+            self._writer.write(record)
+        except BrokenPipeError:
+            raise OutputClosed from None
         self.count += 1
 
     def write_all(self, records: Iterable[dict[str, Any]]) -> None:
@@ -85,10 +88,13 @@ class RecordWriter:
             self.write(record)
 
     def close(self) -> None:
-        if self._owned:
-            self._stream.close()
-        else:
-            self._stream.flush()
+        try:
+            if self._owned:
+                self._stream.close()
+            else:
+                self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
 
 
 def _dumps(value: Any) -> str:

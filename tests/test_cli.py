@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -413,3 +417,43 @@ def test_transient_errors_are_retried_transparently(fake: FakeOpenAI) -> None:
     result = run("sample", GSM8K, "-m", "r", "-n", "2", "--concurrency", "1", *endpoint(fake))
     assert result.exit_code == 0
     assert len(records(result)) == 10
+
+
+# ---------------------------------------------------------------- process-level exits
+
+
+def _lemagen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lemagen", *args]
+
+
+def test_closed_stdout_stops_quietly(tmp_path: Path) -> None:
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl") * 200
+    path = write_jsonl(tmp_path / "many.jsonl", [{**r, "response": r["answer"]} for r in rows])
+    proc = subprocess.Popen(
+        _lemagen("grade", str(path), "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["verdict"] == "correct"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141
+    assert err == b""
+
+
+def test_ctrl_c_exits_130(fake: FakeOpenAI) -> None:
+    def slow(prompt: str, n: int) -> list[tuple[str, str]]:
+        time.sleep(0.2)
+        return [("The answer is 1.", "stop")] * n
+
+    fake.responder = slow
+    proc = subprocess.Popen(
+        _lemagen("sample", GSM8K, "-m", "r", "--concurrency", "1", "--base-url", fake.base_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines()[-1] == "Interrupted."
+    assert "Traceback" not in err.decode()
