@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -24,10 +25,19 @@ from lemagen.errors import (
 )
 from lemagen.filtering import Filter
 from lemagen.grading import DEFAULT_CHECK_TIMEOUT, Grader
+from lemagen.injection import (
+    DEFAULT_TYPES,
+    ERROR_TYPES,
+    Unusable,
+    correction_record,
+    inject,
+    parse_solution,
+)
 from lemagen.jsonio import RecordWriter, optional_writer, read_records
 from lemagen.llm import DEFAULT_BASE_URL, Generation, LLMClient, RequestFailed, Sampling
 from lemagen.problems import TASKS, ProblemReader
 from lemagen.records import Rejects, iter_rows
+from lemagen.retry import DEFAULT_MARKER, DEFAULT_RETRY_RATE, retry_record, retry_solution
 from lemagen.runner import ordered_map
 from lemagen.sampling import SAMPLE_VARIABLES, Sampler
 
@@ -542,6 +552,161 @@ def filter_cmd(
         f"filter: in {total} ({keep.counts['corrections']} corrections, "
         f"{keep.counts['samples']} samples); kept {kept} ({keep.counts['kept_correction']} "
         f"correction, {keep.counts['kept_cot']} cot); dropped {sum(dropped.values())}: {by_reason}",
+    )
+
+
+# ---------------------------------------------------------------- inject
+
+
+def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [n for n in names if n not in ERROR_TYPES]
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none)"
+        raise click.BadParameter(
+            f"unknown error type {given}; choose from {', '.join(ERROR_TYPES)}"
+        )
+    return names
+
+
+@cli.command(name="inject", epilog=EPILOG)
+@io_options
+@click.option(
+    "--types",
+    default=",".join(DEFAULT_TYPES),
+    show_default=True,
+    callback=_types,
+    help="Comma-separated error types: calculation, copy (a question number copied "
+    "wrongly), operator, skip (a later step moved up: a fake mistake whose final "
+    "answer is right).",
+)
+@click.option(
+    "--per-question",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="Mistakes per problem (distinct, spread over the types).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Same seed, same input: the same bytes out.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["lema", "retry"]),
+    default="lema",
+    show_default=True,
+    help="lema: correction records for `lemagen filter`; retry: training text with "
+    "mistakes retracted by a marker.",
+)
+@click.option(
+    "--retry-rate",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_RETRY_RATE,
+    show_default=True,
+    help="retry: chance of a mistake before each step. Keep it in 0.1-0.2: at 0.5 "
+    "fake-mistake data made accuracy collapse in Physics of LMs 2.2 (avg 95 -> 75) "
+    "and the model retried many times per problem.",
+)
+@click.option(
+    "--fake",
+    is_flag=True,
+    help="retry: fake mistakes (the opening of a later step) instead of real ones.",
+)
+@click.option(
+    "--marker",
+    default=DEFAULT_MARKER,
+    show_default=True,
+    help="retry: the text that retracts a mistaken step.",
+)
+@task_options
+def inject_cmd(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    types: tuple[str, ...],
+    per_question: int,
+    seed: int,
+    fmt: str,
+    retry_rate: float,
+    fake: bool,
+    marker: str,
+    task: str | None,
+    question_field: str | None,
+    answer_field: str | None,
+) -> None:
+    """Make mistakes and their corrections from gold solutions, offline (no model, no key).
+
+    INPUT holds problems with step-by-step gold solutions: GSM8K rationales (with <<a*b=c>>
+    calculator annotations) or any solution whose steps carry `a op b = c` arithmetic. One
+    result is altered and every later step that uses it is recomputed, so the wrong solution
+    is consistent; the record names the incorrect step, explains the change ("Step 2
+    computes 48 / 2 as 26, but 48 / 2 = 24.") and gives the gold steps from there. The
+    records have the shape `lemagen correct` writes. Problems that cannot be used are
+    counted by reason and set aside (--rejects).
+
+    \b
+    Example:
+      lemagen inject examples/gsm8k.jsonl --per-question 2 | lemagen filter > lema.jsonl
+    """
+    reader = ProblemReader(_source(input_path), task, question_field, answer_field)
+    counts: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    with ExitStack() as stack:
+        writer = RecordWriter(output)
+        stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        grader = stack.enter_context(Grader(DEFAULT_CHECK_TIMEOUT))
+        bar = stack.enter_context(_progress(quiet, "problem"))
+        for problem in iter_rows(
+            input_path, reader.read, skip_bad_rows=skip_bad_rows, rejects=rejected
+        ):
+            counts["problems"] += 1
+            bar.update(1)
+            rng = random.Random(f"{seed}\x1f{problem['id']}")
+            try:
+                if fmt == "retry":
+                    sol = parse_solution(problem, need_arithmetic=False)
+                    text, mistakes = retry_solution(
+                        sol, problem["question"], rng, rate=retry_rate, fake=fake, marker=marker
+                    )
+                    meta = {
+                        "stage": "inject",
+                        "format": "retry",
+                        "retry_rate": retry_rate,
+                        "fake": fake,
+                        "marker": marker,
+                        "seed": seed,
+                    }
+                    writer.write(retry_record(problem, text, mistakes, meta))
+                    counts["records"] += 1
+                    counts["retries"] += len(mistakes)
+                    continue
+                sol = parse_solution(problem)
+                for mistake in inject(problem, types, per_question, rng):
+                    writer.write(correction_record(problem, sol, mistake, grader, seed))
+                    counts["records"] += 1
+                    counts[mistake.error_type] += 1
+            except Unusable as exc:
+                skipped[exc.reason] += 1
+                rejected.add(exc.reason, problem)
+    detail = ", ".join(f"{k} {v}" for k, v in skipped.most_common()) or "none"
+    made = (
+        f"{counts['retries']} retries"
+        if fmt == "retry"
+        else ", ".join(f"{t} {counts[t]}" for t in types)
+    )
+    _summary(
+        quiet,
+        f"inject: {counts['problems']} problems, {counts['records']} records "
+        f"({made}); skipped {sum(skipped.values())}: {detail}; bad rows {rejected.bad_rows}",
     )
 
 

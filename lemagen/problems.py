@@ -17,6 +17,7 @@ from lemagen.errors import InputError
 TASKS = ("gsm8k", "math")
 _BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find
 _PLAIN_NUMBER = re.compile(r"\s*-?[\d,]*\.?\d+\s*")
+_ANSWER_IS = re.compile(r"answer is", re.IGNORECASE)
 
 
 @dataclass
@@ -88,11 +89,14 @@ def _record_id(record: dict[str, Any], question: Any, raw: str) -> str:
 
 
 def detect_task(raw: str, *, bare: bool = False) -> str:
-    """`gsm8k` for a `####` rationale or a bare number; `math` for `\\boxed{}` / LaTeX."""
+    """`gsm8k` for a `####` rationale, a plain solution ending `The answer is 12.` or a bare
+    number; `math` for `\\boxed{}` / LaTeX."""
     if not bare and "####" in raw:
         return "gsm8k"
     if "\\boxed" in raw or "The answer is:" in raw or "\\" in raw:
         return "math"
+    if not bare and _ANSWER_IS.search(raw) and answers.extract_gsm8k(raw) is not None:
+        return "gsm8k"
     return "gsm8k" if _PLAIN_NUMBER.fullmatch(raw) else "math"
 
 
@@ -104,12 +108,16 @@ def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
     if task == "gsm8k":
         if not bare and "####" in text:
             return answers.gsm8k_gold(text)
+        if not bare and (_ANSWER_IS.search(text) or "\\boxed" in text):
+            return answers.extract_gsm8k(text)  # a plain solution ending `The answer is 12.`
         if _PLAIN_NUMBER.fullmatch(text) or (len(text) <= _BARE_MAX and "\n" not in text):
             value = answers.parse_number(text)
             return answers.format_number(value) if value is not None else None
         return None
     if not bare and ("\\boxed" in text or "\\fbox" in text or "The answer is:" in text):
         return answers.math_gold(text)
+    if not bare and _ANSWER_IS.search(text):
+        return answers.extract_math(text)
     if len(text) <= _BARE_MAX and "\n" not in text:
         stripped = text.strip("$ ").strip()
         return stripped or None

@@ -31,7 +31,8 @@ def _workdir(tmp_path: Path) -> Path:
 def test_readme_quickstart_runs_against_a_loopback_server(fake: FakeOpenAI, tmp_path: Path) -> None:
     section = README.split("<!-- quickstart:start -->", 1)[1].split("<!-- quickstart:end -->", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
+    assert blocks[0].startswith("lemagen inject"), "the first quickstart command runs offline"
     work = _workdir(tmp_path)
     for block in blocks:
         # The endpoint is the loopback server; everything else runs exactly as written.
@@ -49,9 +50,13 @@ def test_readme_quickstart_runs_against_a_loopback_server(fake: FakeOpenAI, tmp_
         )
         assert done.returncode == 0, done.stderr
         assert "filter: in" in done.stderr
-    for name, task_hint in (("lema.jsonl", "Natalia"), ("lema-math.jsonl", "$")):
+    for name, task_hint, count in (
+        ("lema-offline.jsonl", "Natalia", 20),
+        ("lema.jsonl", "Natalia", 10),
+        ("lema-math.jsonl", "$", 10),
+    ):
         rows = load_jsonl(work / name)
-        assert len(rows) == 10
+        assert len(rows) == count
         assert all(set(r) == {"prompt", "completion"} for r in rows)
         assert all(r["prompt"].endswith("\n}\nIncorrect Step:") for r in rows)
         assert any(task_hint in r["prompt"] for r in rows)
