@@ -57,6 +57,8 @@ def cli() -> None:
     """Make learning-from-mistakes (LEMA) fine-tuning data for math reasoning models.
 
     \b
+    Offline, no model needed (mistakes injected into gold solutions):
+      lemagen inject problems.jsonl | lemagen filter > train.jsonl
     Pipeline (any OpenAI-compatible endpoint):
       lemagen sample problems.jsonl -m MODEL | lemagen correct -m CORRECTOR \\
         | lemagen filter > train.jsonl
