@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lemagen.injection import ERROR_TYPES, Unusable, inject
+from lemagen.injection import ERROR_TYPES, Unusable, inject, parse_solution
 from lemagen.problems import ProblemReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def main() -> None:
         usable, reasons = 0, Counter[str]()
         for p in problems:
             try:
-                inject(p, (kind,), 1, random.Random(p["id"]))
+                inject(parse_solution(p), p["question"], (kind,), 1, random.Random(p["id"]))
                 usable += 1
             except Unusable as exc:
                 reasons[exc.reason] += 1

@@ -38,10 +38,6 @@ class Equation:
     op_spans: list[tuple[int, int]]
     result: Number
 
-    @property
-    def start(self) -> int:
-        return self.operands[0].start
-
     def expression(self, values: list[Fraction] | None = None, ops: list[str] | None = None) -> str:
         """`48 / 2`, optionally with other operand values or operators."""
         vals = values if values is not None else [o.value for o in self.operands]

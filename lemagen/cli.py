@@ -692,7 +692,7 @@ def inject_cmd(
                     counts["retries"] += len(mistakes)
                     continue
                 sol = parse_solution(problem)
-                for mistake in inject(problem, types, per_question, rng):
+                for mistake in inject(sol, problem["question"], types, per_question, rng):
                     writer.write(correction_record(problem, sol, mistake, grader, seed))
                     counts["records"] += 1
                     counts[mistake.error_type] += 1

@@ -233,39 +233,33 @@ def make(sol: Solution, kind: str, spec: Any) -> Mistake | None:
             f"{eq.expression()} = {show(eq.result.value, eq.result.text)}."
         )
         return Mistake(kind, eq.step, result[0], result[1], explanation)
+    pos = spec[1]
     if kind == "copy":
-        pos, wrong = spec[1], spec[2]
-        operand = eq.operands[pos]
-        values[pos] = wrong
-        wrong_value = evaluate(values, ops)
-        if wrong_value is None:
-            return None
-        wrong_shown = show(wrong_value, eq.result.text)
-        explanation_tail = (
-            f"so it computes {eq.expression(values)} = {wrong_shown} instead of "
-            f"{eq.expression()} = {show(eq.result.value, eq.result.text)}."
-        )
-        shown = show(wrong, operand.text)
-        explanation = (
-            f"Step {eq.step + 1} copies {operand.text.lstrip('$')} from the question as "
-            f"{shown}, {explanation_tail}"
-        )
+        values[pos] = spec[2]
     else:  # operator
-        pos = spec[1]
         ops[pos] = _SWAP[eq.ops[pos]]
         start, end = eq.op_spans[pos]
         original = sol.steps[eq.step][start:end]
         symbol = original.strip()
         shown = {"*": "x", "/": "/"}[ops[pos]] if symbol in ("x", "\u00d7", "\u00f7") else ops[pos]
         op_text[pos] = original.replace(symbol, shown)
-        wrong_value = evaluate(values, ops)
-        if wrong_value is None:
-            return None
-        wrong_shown = show(wrong_value, eq.result.text)
+    wrong_value = evaluate(values, ops)
+    if wrong_value is None:
+        return None
+    wrong_shown = show(wrong_value, eq.result.text)
+    right = f"{eq.expression()} = {show(eq.result.value, eq.result.text)}"
+    if kind == "copy":
+        operand = eq.operands[pos]
+        explanation = (
+            f"Step {eq.step + 1} copies {operand.text.lstrip('$')} from the question as "
+            f"{show(spec[2], operand.text)}, so it computes {eq.expression(values)} = "
+            f"{wrong_shown} instead of {right}."
+        )
+    else:
         explanation = (
             f"Step {eq.step + 1} uses {_OP_WORDS[ops[pos]]} where the step needs "
             f"{_OP_WORDS[eq.ops[pos]]}: {eq.expression(ops=ops)} = {wrong_shown}, "
-            f"but it should be {eq.expression()} = {show(eq.result.value, eq.result.text)}."
+            f"but it should be {right}."
         )
     result = _propagate(sol, spec[0], values, ops, op_text)
     if result is None:
@@ -274,11 +268,10 @@ def make(sol: Solution, kind: str, spec: Any) -> Mistake | None:
 
 
 def inject(
-    problem: dict[str, Any], types: tuple[str, ...], per_question: int, rng: random.Random
+    sol: Solution, question: str, types: tuple[str, ...], per_question: int, rng: random.Random
 ) -> list[Mistake]:
-    """Up to `per_question` distinct mistakes for one problem, spread over the error types."""
-    sol = parse_solution(problem)
-    pool = candidates(sol, problem["question"], types)
+    """Up to `per_question` distinct mistakes for one solution, spread over the error types."""
+    pool = candidates(sol, question, types)
     rng.shuffle(pool)
     by_type: dict[str, list[Any]] = {}
     for kind, spec in pool:

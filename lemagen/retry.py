@@ -23,12 +23,11 @@ MAX_REPEATS = 3
 REAL_TYPES = ("calculation", "copy", "operator")
 
 
-def _real_mistake(sol: Solution, question: str, step: int, rng: random.Random) -> str | None:
-    pool = [
-        (kind, spec)
-        for kind, spec in candidates(sol, question, REAL_TYPES)
-        if sol.equations[spec[0]].step == step
-    ]
+def _real_mistake(
+    sol: Solution, pool: list[tuple[str, Any]], step: int, rng: random.Random
+) -> str | None:
+    """Step `step` with one injected error, from the solution's candidate `pool`."""
+    pool = [(kind, spec) for kind, spec in pool if sol.equations[spec[0]].step == step]
     rng.shuffle(pool)
     for kind, spec in pool:
         made = make(sol, kind, spec)
@@ -58,12 +57,11 @@ def retry_solution(
     """(the solution text with retries, the inserted mistakes in order)."""
     parts: list[str] = [sol.steps[0]]
     mistakes: list[str] = []
+    pool = [] if fake else candidates(sol, question, REAL_TYPES)
     for step in range(1, len(sol.steps)):
         repeats = 0
         while repeats < MAX_REPEATS and rng.random() < rate:
-            mistake = (
-                _fake_mistake(sol, step, rng) if fake else _real_mistake(sol, question, step, rng)
-            )
+            mistake = _fake_mistake(sol, step, rng) if fake else _real_mistake(sol, pool, step, rng)
             if mistake is None:
                 break
             parts.append(f"{mistake} {marker}")
