@@ -196,6 +196,13 @@ def task_options(func: F) -> F:
     return func
 
 
+def _outputs(stack: ExitStack, output: str, rejects: str | None) -> tuple[RecordWriter, Rejects]:
+    """A command's output writer and rejects sink, both closed when `stack` closes."""
+    writer = RecordWriter(output)
+    stack.callback(writer.close)
+    return writer, Rejects(stack.enter_context(optional_writer(rejects)))
+
+
 def _client(opts: dict[str, Any]) -> LLMClient:
     return LLMClient(
         base_url=opts["base_url"],
@@ -307,9 +314,7 @@ def sample(
     counts: Counter[str] = Counter()
     usage: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer = RecordWriter(output)
-        stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(opts["check_timeout"]))
         client = _client(opts)
         stack.callback(client.close)
@@ -418,9 +423,7 @@ def correct(
     counts: Counter[str] = Counter()
     usage: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer = RecordWriter(output)
-        stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(opts["check_timeout"]))
         client = _client(opts)
         stack.callback(client.close)
@@ -521,9 +524,7 @@ def filter_cmd(
     dropped: Counter[str] = Counter()
     total = 0
     with ExitStack() as stack:
-        writer = RecordWriter(output)
-        stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        writer, rejected = _outputs(stack, output, rejects)
         for lineno, record in read_records(input_path):
             try:
                 if isinstance(record, InputError):
@@ -662,9 +663,7 @@ def inject_cmd(
     counts: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer = RecordWriter(output)
-        stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(DEFAULT_CHECK_TIMEOUT))
         bar = stack.enter_context(_progress(quiet, "problem"))
         for problem in iter_rows(
@@ -770,9 +769,7 @@ def grade(
 
     counts: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer = RecordWriter(output)
-        stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(check_timeout))
         bar = stack.enter_context(_progress(quiet, "row"))
         for record, problem in iter_rows(
