@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -15,10 +17,13 @@ from tqdm import tqdm
 
 from lemagen import __version__, templates
 from lemagen.correction import CORRECT_VARIABLES, Corrector
+from lemagen.engine import TRANSPORTS, Engine, EngineConfig, describe
 from lemagen.errors import (
+    EXIT_BUDGET,
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
     EXIT_ROWS_FAILED,
+    BudgetReached,
     InputError,
     OutputClosed,
     RowsFailed,
@@ -34,19 +39,22 @@ from lemagen.injection import (
     parse_solution,
 )
 from lemagen.jsonio import RecordWriter, optional_writer, read_records
-from lemagen.llm import DEFAULT_BASE_URL, Generation, LLMClient, RequestFailed, Sampling
+from lemagen.llm import DEFAULT_BASE_URL, Call, RequestFailed, Sampling
+from lemagen.prices import price_for
 from lemagen.problems import TASKS, ProblemReader
 from lemagen.records import Rejects, iter_rows
 from lemagen.retry import DEFAULT_MARKER, DEFAULT_RETRY_RATE, retry_record, retry_solution
-from lemagen.runner import ordered_map
+from lemagen.runner import run_rows
 from lemagen.sampling import SAMPLE_VARIABLES, Sampler
+from lemagen.store import default_cache_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EPILOG = f"""\b
 Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
 3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
-requests failed (set aside in --rejects); {EXIT_INTERRUPTED} interrupted;
+requests failed (set aside in --rejects; re-running retries only those);
+{EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_INTERRUPTED} interrupted;
 {EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 
@@ -99,10 +107,13 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
         options = [
             click.option(
                 "--base-url",
+                "base_urls",
+                multiple=True,
                 envvar="OPENAI_BASE_URL",
-                default=DEFAULT_BASE_URL,
-                show_default=True,
-                help="OpenAI-compatible endpoint (env OPENAI_BASE_URL), e.g. http://localhost:8000/v1.",
+                metavar="URL",
+                help=f"OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [env "
+                f"OPENAI_BASE_URL; default: {DEFAULT_BASE_URL}]. Repeat to spread requests over "
+                "several servers (vLLM replicas); one that goes down is taken out of rotation.",
             ),
             click.option(
                 "--api-key-env",
@@ -124,7 +135,8 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
                 type=click.IntRange(1),
                 default=n_default,
                 show_default=True,
-                help="Samples per prompt, asked for in one request (API 'n').",
+                help="Samples per prompt, asked for in one request (API 'n'). Raising it later "
+                "sends only the new samples.",
             ),
             click.option(
                 "--temperature",
@@ -138,6 +150,14 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
                 "--seed", type=int, default=None, help="Sampling seed sent to the server."
             ),
             click.option(
+                "--concurrency",
+                type=click.IntRange(1),
+                default=64,
+                show_default=True,
+                help="Requests in flight at once, per endpoint. Output lines are written as "
+                "rows finish, not in input order.",
+            ),
+            click.option(
                 "--timeout",
                 type=click.FloatRange(0, min_open=True),
                 default=120.0,
@@ -147,16 +167,72 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
             click.option(
                 "--max-retries",
                 type=click.IntRange(0),
-                default=5,
+                default=10,
                 show_default=True,
-                help="Retries (with backoff, honouring Retry-After) on 429, 5xx and timeouts.",
+                help="Retries on 429, 5xx, timeouts and dropped connections, with exponential "
+                "backoff and jitter, honouring Retry-After. 400-class errors are not retried.",
             ),
             click.option(
-                "--concurrency",
-                type=click.IntRange(1),
-                default=8,
+                "--retry-delay",
+                type=click.FloatRange(0),
+                default=1.0,
                 show_default=True,
-                help="Requests in flight at once. Output keeps input order.",
+                metavar="SECONDS",
+                help="First retry delay; doubles per retry, up to 60 s.",
+            ),
+            click.option(
+                "--rpm",
+                type=click.FloatRange(0, min_open=True),
+                help="Client-side limit: requests per minute.",
+            ),
+            click.option(
+                "--tpm",
+                type=click.FloatRange(0, min_open=True),
+                help="Client-side limit: tokens per minute (prompt estimate + max tokens).",
+            ),
+            click.option(
+                "--cache-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                envvar="LEMAGEN_CACHE_DIR",
+                help="Request store: every sample received, so a re-run sends only what never "
+                "arrived [env LEMAGEN_CACHE_DIR; default: the user cache dir + lemagen].",
+            ),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                help="Neither read nor write the request store.",
+            ),
+            click.option(
+                "--price-in",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million prompt tokens [default: the built-in table, else "
+                "unknown].",
+            ),
+            click.option(
+                "--price-out",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million completion tokens.",
+            ),
+            click.option(
+                "--max-cost",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help=f"Stop sending once spent plus in flight could pass this; finished rows "
+                f"are kept (exit {EXIT_BUDGET}).",
+            ),
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Print the requests, estimated prompt tokens and cost; send nothing.",
+            ),
+            click.option(
+                "--transport",
+                type=click.Choice(TRANSPORTS),
+                default="aiohttp",
+                show_default=True,
+                help="HTTP client: aiohttp (fastest) or the official openai SDK.",
             ),
             click.option(
                 "--check-timeout",
@@ -203,14 +279,68 @@ def _outputs(stack: ExitStack, output: str, rejects: str | None) -> tuple[Record
     return writer, Rejects(stack.enter_context(optional_writer(rejects)))
 
 
-def _client(opts: dict[str, Any]) -> LLMClient:
-    return LLMClient(
-        base_url=opts["base_url"],
-        api_key=os.environ.get(opts["api_key_env"]),
+def _engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
+    if opts["max_cost"] is not None:
+        unpriced = ", ".join(
+            m for m in models if not price_for(m, opts["price_in"], opts["price_out"]).known
+        )
+        if unpriced:
+            raise click.UsageError(
+                f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
+            )
+    return EngineConfig(
+        base_urls=list(opts["base_urls"]) or [DEFAULT_BASE_URL],
+        api_key=os.environ.get(opts["api_key_env"]) or None,
+        api_key_env=opts["api_key_env"],
         api=opts["api"],
         timeout=opts["timeout"],
         max_retries=opts["max_retries"],
-        api_key_env=opts["api_key_env"],
+        retry_delay=opts["retry_delay"],
+        concurrency=opts["concurrency"],
+        rpm=opts["rpm"],
+        tpm=opts["tpm"],
+        cache_dir=None if opts["no_cache"] else (opts["cache_dir"] or default_cache_dir()),
+        transport=opts["transport"],
+        price_in=opts["price_in"],
+        price_out=opts["price_out"],
+        max_cost=opts["max_cost"],
+    )
+
+
+def _max_pending(opts: dict[str, Any]) -> int:
+    return 2 * int(opts["concurrency"]) * max(1, len(opts["base_urls"])) + 16
+
+
+def _dry_run(stage: str, engine: Engine, calls: Iterable[list[Call]]) -> None:
+    """Count what a run would send, given what the store already holds."""
+    rows = requests = samples = cached = prompt_tokens = 0
+    cost_in = cost_out = 0.0
+    unpriced: set[str] = set()
+    for row_calls in calls:
+        rows += 1
+        for call in row_calls:
+            have = engine.cached_samples(call)
+            cached += have
+            missing = call.n - have
+            if missing <= 0:
+                continue
+            requests += 1
+            samples += missing
+            tokens = call.estimated_prompt_tokens()
+            prompt_tokens += tokens
+            price = engine.price(call.model)
+            if not price.known:
+                unpriced.add(call.model)
+            cost_in += price.cost(tokens, 0)
+            cost_out += price.cost(0, (call.sampling.max_tokens or 1024) * missing)
+    cost = f"${cost_in:.4f} for prompts, at most ${cost_in + cost_out:.4f} with completions"
+    if unpriced:
+        cost += f" (no price for {', '.join(sorted(unpriced))}: give --price-in/--price-out)"
+    click.echo(
+        f"{stage} --dry-run: {rows} rows; would send {requests} requests for {samples} "
+        f"samples ({cached} already in the request store); ~{prompt_tokens} prompt tokens; "
+        f"estimated cost {cost}. Nothing was sent.",
+        err=True,
     )
 
 
@@ -229,9 +359,72 @@ def _template(name: str, variables: set[str]) -> templates.Template:
     return template
 
 
-def _progress(quiet: bool, unit: str) -> tqdm[Any]:
-    # disable=None: silent when stderr is not a terminal.
-    return tqdm(desc="lemagen", unit=unit, disable=True if quiet else None, file=sys.stderr)
+class _Progress:
+    """tqdm on stderr (silent when stderr is not a terminal, or with -q): rows done/total,
+    and the engine's requests/s, tokens, cost and failures."""
+
+    def __init__(self, quiet: bool, unit: str, total: int | None, engine: Engine | None) -> None:
+        # disable=None: silent when stderr is not a terminal.
+        self.bar = tqdm(
+            desc="lemagen", unit=unit, total=total, disable=True if quiet else None, file=sys.stderr
+        )
+        self.engine = engine
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        if self.engine is None or self.bar.disable:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        st = self.engine.stats
+        rate = st.requests / max(now - self._start, 1e-9)
+        self.bar.set_postfix_str(
+            f"{rate:.1f} req/s, {st.prompt_tokens + st.completion_tokens} tok, "
+            f"${st.cost:.4f}, {st.cached} cached, {st.failed} failed",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _count_lines(path: str) -> int | None:
+    """Rows in a regular input file, for the progress bar's total; None for stdin or pipes."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    lines = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def _requests_summary(engine: Engine) -> str:
+    st = engine.stats
+    return (
+        f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} rate-limited), "
+        f"{st.cached} samples from the request store; tokens in {st.prompt_tokens}, "
+        f"out {st.completion_tokens}; {describe(st)}"
+    )
+
+
+def _finish(engine: Engine, counts: Counter[str], unread: bool) -> None:
+    """The exit code after the summary: budget reached (5), rows failed (4), else 0."""
+    if engine.stopped:
+        more = " and input rows not read" if unread else ""
+        raise BudgetReached(
+            f"--max-cost reached: {counts['budget_exhausted']} calls not sent{more}; "
+            "finished rows are written; re-run with a higher --max-cost to continue"
+        )
+    if counts["request_failed"]:
+        raise RowsFailed(
+            f"{counts['request_failed']} requests failed (see --rejects); "
+            "re-running the same command retries only those"
+        )
 
 
 def _summary(quiet: bool, text: str) -> None:
@@ -243,10 +436,6 @@ def _fmt(counts: Counter[str], keys: list[str]) -> str:
     return ", ".join(
         f"{counts[k]} {k.replace('_', ' ')}" for k in keys if counts[k] or k in keys[:1]
     )
-
-
-def _tokens(usage: Counter[str]) -> str:
-    return f"tokens in {usage['prompt_tokens']}, out {usage['completion_tokens']}"
 
 
 def _source(path: str) -> str:
@@ -311,18 +500,25 @@ def sample(
     """
     template = _template(prompt_name, SAMPLE_VARIABLES)
     reader = ProblemReader(_source(input_path), task, question_field, answer_field)
+    config = _engine_config(opts, models)
+    sampler = Sampler(
+        opts["api"], template, list(models), opts["n"], _sampling(opts), keep == "all"
+    )
     counts: Counter[str] = Counter()
-    usage: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer, rejected = _outputs(stack, output, rejects)
-        grader = stack.enter_context(Grader(opts["check_timeout"]))
-        client = _client(opts)
-        stack.callback(client.close)
-        sampler = Sampler(client, template, list(models), opts["n"], _sampling(opts), keep == "all")
-        bar = stack.enter_context(_progress(quiet, "problem"))
+        writer, rejected = _outputs(stack, "-" if opts["dry_run"] else output, rejects)
         problems = iter_rows(input_path, reader.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
-        for problem, results in ordered_map(
-            sampler.request, problems, concurrency=opts["concurrency"]
+        engine = Engine(config)
+        stack.callback(engine.close)
+        if opts["dry_run"]:
+            _dry_run("sample", engine, map(sampler.calls, problems))
+            return
+        grader = stack.enter_context(Grader(opts["check_timeout"]))
+        stack.enter_context(engine)
+        bar = _Progress(quiet, "problem", _count_lines(input_path), engine)
+        stack.callback(bar.close)
+        for problem, results in run_rows(
+            engine, problems, sampler.calls, max_pending=_max_pending(opts)
         ):
             outcome = sampler.records(problem, results, grader)
             writer.write_all(outcome.keep)
@@ -330,9 +526,9 @@ def sample(
             for reason, record in outcome.set_aside:
                 rejected.add(reason, record)
             counts.update(outcome.counts)
-            usage.update(outcome.usage)
             counts["problems"] += 1
             bar.update(1)
+        bar.close()
     counts["bad_rows"] = rejected.bad_rows
     _summary(
         quiet,
@@ -348,15 +544,15 @@ def sample(
                 "truncated",
                 "no_answer",
                 "check_timeout",
-                "failed_requests",
+                "request_failed",
+                "budget_exhausted",
                 "bad_rows",
             ],
         )
         + f"; {counts['written']} written; "
-        + _tokens(usage),
+        + _requests_summary(engine),
     )
-    if counts["failed_requests"]:
-        raise RowsFailed(f"{counts['failed_requests']} requests failed; see --rejects")
+    _finish(engine, counts, unread=engine.stopped)
 
 
 # ---------------------------------------------------------------- correct
@@ -420,40 +616,45 @@ def correct(
         corrector_for(record["task"])  # a broken prompt fails before any request
         return record
 
+    sampling = _sampling(opts)
+    correctors: dict[str, Corrector] = {}
+
+    def corrector_for(task: str) -> Corrector:
+        if task not in correctors:
+            correctors[task] = Corrector(opts["api"], prompt_for(task), model, opts["n"], sampling)
+        return correctors[task]
+
+    def calls_for(sample_record: dict[str, Any]) -> list[Call]:
+        if sample_record["verdict"] != "wrong":
+            return []
+        return [corrector_for(sample_record["task"]).call(sample_record)]
+
+    config = _engine_config(opts, [model])
     counts: Counter[str] = Counter()
-    usage: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer, rejected = _outputs(stack, output, rejects)
-        grader = stack.enter_context(Grader(opts["check_timeout"]))
-        client = _client(opts)
-        stack.callback(client.close)
-        sampling = _sampling(opts)
-        correctors: dict[str, Corrector] = {}
-
-        def corrector_for(task: str) -> Corrector:
-            if task not in correctors:
-                correctors[task] = Corrector(client, prompt_for(task), model, opts["n"], sampling)
-            return correctors[task]
-
-        def request(sample_record: dict[str, Any]) -> Generation | RequestFailed | None:
-            if sample_record["verdict"] != "wrong":
-                return None
-            return corrector_for(sample_record["task"]).request(sample_record)
-
-        bar = stack.enter_context(_progress(quiet, "sample"))
+        writer, rejected = _outputs(stack, "-" if opts["dry_run"] else output, rejects)
         samples = iter_rows(input_path, parse, skip_bad_rows=skip_bad_rows, rejects=rejected)
-        for record, result in ordered_map(request, samples, concurrency=opts["concurrency"]):
+        engine = Engine(config)
+        stack.callback(engine.close)
+        if opts["dry_run"]:
+            _dry_run("correct", engine, map(calls_for, samples))
+            return
+        grader = stack.enter_context(Grader(opts["check_timeout"]))
+        stack.enter_context(engine)
+        bar = _Progress(quiet, "sample", _count_lines(input_path), engine)
+        stack.callback(bar.close)
+        for record, results in run_rows(engine, samples, calls_for, max_pending=_max_pending(opts)):
             bar.update(1)
-            if result is None:
+            if not results:
                 counts["passed_through"] += 1
                 writer.write(record)
                 continue
             counts["wrong_samples"] += 1
+            result = results[0]
             if isinstance(result, RequestFailed):
-                counts["failed_requests"] += 1
-                rejected.add("request_failed", record, detail=str(result))
+                counts[result.reason] += 1
+                rejected.add(result.reason, record, detail=str(result))
                 continue
-            usage.update(result.usage)
             for correction in corrector_for(record["task"]).records(record, result, grader):
                 counts["corrections"] += 1
                 if correction["reject_reason"]:
@@ -461,6 +662,7 @@ def correct(
                 elif correction["verdict"] == "correct":
                     counts["reach_gold"] += 1
                 writer.write(correction)
+        bar.close()
     counts["bad_rows"] = rejected.bad_rows
     _summary(
         quiet,
@@ -473,15 +675,15 @@ def correct(
                 "reach_gold",
                 "unparseable",
                 "passed_through",
-                "failed_requests",
+                "request_failed",
+                "budget_exhausted",
                 "bad_rows",
             ],
         )
         + "; "
-        + _tokens(usage),
+        + _requests_summary(engine),
     )
-    if counts["failed_requests"]:
-        raise RowsFailed(f"{counts['failed_requests']} requests failed; see --rejects")
+    _finish(engine, counts, unread=engine.stopped)
 
 
 # ---------------------------------------------------------------- filter
@@ -665,7 +867,8 @@ def inject_cmd(
     with ExitStack() as stack:
         writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(DEFAULT_CHECK_TIMEOUT))
-        bar = stack.enter_context(_progress(quiet, "problem"))
+        bar = _Progress(quiet, "problem", _count_lines(input_path), None)
+        stack.callback(bar.close)
         for problem in iter_rows(
             input_path, reader.read, skip_bad_rows=skip_bad_rows, rejects=rejected
         ):
@@ -771,7 +974,8 @@ def grade(
     with ExitStack() as stack:
         writer, rejected = _outputs(stack, output, rejects)
         grader = stack.enter_context(Grader(check_timeout))
-        bar = stack.enter_context(_progress(quiet, "row"))
+        bar = _Progress(quiet, "row", _count_lines(input_path), None)
+        stack.callback(bar.close)
         for record, problem in iter_rows(
             input_path, parse, skip_bad_rows=skip_bad_rows, rejects=rejected
         ):

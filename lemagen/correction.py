@@ -15,7 +15,7 @@ from typing import Any
 
 from lemagen import answers
 from lemagen.grading import Grader, checker_info
-from lemagen.llm import Generation, LLMClient, RequestFailed, Sampling
+from lemagen.llm import Call, Generation, Sampling
 from lemagen.records import problem_part, provenance
 from lemagen.steps import render_numbered
 from lemagen.templates import Template
@@ -109,7 +109,7 @@ def full_solution(original: list[str], parsed: ParsedReply) -> list[str]:
 
 @dataclass
 class Corrector:
-    client: LLMClient
+    api: str
     template: Template
     model: str
     n: int
@@ -121,13 +121,8 @@ class Corrector:
         )
         return rendered.rstrip()  # the model continues right after `Incorrect Step:`
 
-    def request(self, sample: dict[str, Any]) -> Generation | RequestFailed:
-        try:
-            return self.client.generate(
-                self.query(sample), model=self.model, n=self.n, sampling=self.sampling
-            )
-        except RequestFailed as exc:
-            return exc
+    def call(self, sample: dict[str, Any]) -> Call:
+        return Call(self.model, self.query(sample), self.n, self.sampling)
 
     def records(
         self, sample: dict[str, Any], generation: Generation, grader: Grader
@@ -166,7 +161,7 @@ class Corrector:
                     "meta": provenance(
                         stage="correct",
                         model=self.model,
-                        api=self.client.api,
+                        api=self.api,
                         sampling=self.sampling.as_meta(),
                         n=self.n,
                         index=index,

@@ -13,6 +13,7 @@ EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, br
 EXIT_USAGE = 2  # click's own code for a bad option or argument
 EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown
 EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
+EXIT_BUDGET = 5  # --max-cost reached: finished rows written, the rest not sent
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shells do
 
@@ -45,6 +46,12 @@ class RowsFailed(click.ClickException):
     """The run finished, but some rows failed; the summary line has already been printed."""
 
     exit_code = EXIT_ROWS_FAILED
+
+
+class BudgetReached(click.ClickException):
+    """--max-cost stopped the run; finished rows are written, re-running sends the rest."""
+
+    exit_code = EXIT_BUDGET
 
 
 class OutputClosed(Exception):

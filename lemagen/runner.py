@@ -1,49 +1,61 @@
-"""Run blocking calls concurrently over a stream, keeping input order and bounded memory."""
+"""Stream rows through the engine: read lazily, keep a bounded number in flight, hand each
+row back as soon as its calls finish (completion order, not input order)."""
 
 from __future__ import annotations
 
-from collections import deque
+import queue
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TypeVar
 
+from lemagen.engine import Engine, Result
+from lemagen.llm import Call
+
 T = TypeVar("T")
-R = TypeVar("R")
 
 
-def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], *, concurrency: int
-) -> Iterator[tuple[T, R]]:
-    """Yield `(item, fn(item))` in input order, with at most `concurrency` calls running and at
-    most `2 * concurrency` items read ahead.
+def run_rows(
+    engine: Engine,
+    rows: Iterable[T],
+    calls_for: Callable[[T], list[Call]],
+    *,
+    max_pending: int,
+) -> Iterator[tuple[T, list[Result]]]:
+    """Yield `(row, results)` for every row, results in the order of `calls_for(row)`; a row
+    with no calls comes back at once with `[]`.
 
-    An exception from `fn` is raised at its position and the calls not yet started are
-    cancelled. An exception from reading `items` (a bad input row) is raised only after the
-    calls already sent have finished and been yielded, so nothing already paid for is lost.
+    At most `max_pending` rows are in flight, so memory does not grow with the input. Reading
+    stops when the engine stops (budget). An exception from reading `rows` (a bad input row)
+    is raised only after every row already sent has been yielded, so nothing paid for is
+    lost; an `EndpointError` from the engine is raised at once.
     """
-    workers = max(1, concurrency)
-    window: deque[tuple[T, Future[R]]] = deque()
-    source = iter(items)
+    done: queue.SimpleQueue[tuple[T, Future[list[Result]]]] = queue.SimpleQueue()
+    source = iter(rows)
+    pending = 0
+    exhausted = False
     read_error: Exception | None = None
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        try:
-            while True:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - re-raised below, after the drain
-                    read_error = exc
-                    break
-                window.append((item, pool.submit(fn, item)))
-                while len(window) >= 2 * workers:
-                    head, future = window.popleft()
-                    yield head, future.result()
-            while window:
-                head, future = window.popleft()
-                yield head, future.result()
-        finally:
-            for _, future in window:
-                future.cancel()
+    while True:
+        while not exhausted and pending < max_pending and not engine.stopped:
+            try:
+                row = next(source)
+            except StopIteration:
+                exhausted = True
+                break
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the drain
+                read_error = exc
+                exhausted = True
+                break
+            calls = calls_for(row)
+            if not calls:
+                yield row, []
+                continue
+            future = engine.submit(calls)
+            future.add_done_callback(lambda f, row=row: done.put((row, f)))  # type: ignore[misc]
+            pending += 1
+        if pending == 0:
+            break
+        row, future = done.get()
+        pending -= 1
+        yield row, future.result()
     if read_error is not None:
         raise read_error

@@ -1,7 +1,7 @@
 """`lemagen sample`: chain-of-thought samples from one or more reasoners, graded against gold.
 
-The request half (`Sampler.request`) runs in worker threads; the grading half
-(`Sampler.records`) runs in the caller's thread, in input order.
+`Sampler.calls` says what to ask (one call per reasoner); the engine sends them; the grading
+half (`Sampler.records`) runs in the caller's thread as rows finish.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from lemagen import answers, steps
 from lemagen.grading import Grader, checker_info
-from lemagen.llm import Generation, LLMClient, RequestFailed, Sampling
+from lemagen.llm import Call, Generation, RequestFailed, Sampling
 from lemagen.records import problem_part, provenance
 from lemagen.templates import Template
 
@@ -33,43 +33,32 @@ class SampleOutcome:
 
 @dataclass
 class Sampler:
-    client: LLMClient
+    api: str
     template: Template
     models: list[str]
     n: int
     sampling: Sampling
     keep_all: bool = False
 
-    def request(self, problem: dict[str, Any]) -> list[tuple[str, Generation | RequestFailed]]:
+    def calls(self, problem: dict[str, Any]) -> list[Call]:
         prompt = self.template.render(question=problem["question"])
-        out: list[tuple[str, Generation | RequestFailed]] = []
-        for model in self.models:
-            try:
-                out.append(
-                    (
-                        model,
-                        self.client.generate(prompt, model=model, n=self.n, sampling=self.sampling),
-                    )
-                )
-            except RequestFailed as exc:
-                out.append((model, exc))
-        return out
+        return [Call(model, prompt, self.n, self.sampling) for model in self.models]
 
     def records(
         self,
         problem: dict[str, Any],
-        results: list[tuple[str, Generation | RequestFailed]],
+        results: list[Generation | RequestFailed],
         grader: Grader,
     ) -> SampleOutcome:
         outcome = SampleOutcome()
         seen: set[str] = set()
         task = problem["task"]
-        for model, result in results:
+        for model, result in zip(self.models, results, strict=True):
             if isinstance(result, RequestFailed):
-                outcome.counts["failed_requests"] += 1
+                outcome.counts[result.reason] += 1
                 outcome.set_aside.append(
                     (
-                        "request_failed",
+                        result.reason,
                         {**problem_part(problem), "model": model, "error": str(result)},
                     )
                 )
@@ -90,7 +79,7 @@ class Sampler:
                     "meta": provenance(
                         stage="sample",
                         model=model,
-                        api=self.client.api,
+                        api=self.api,
                         sampling=self.sampling.as_meta(),
                         n=self.n,
                         index=index,

@@ -1,5 +1,7 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: chat and plain completions,
-the `n` parameter, token usage, error statuses, API-key checks and unknown models.
+the `n` parameter, token usage, error statuses, API-key checks and unknown models, plus fault
+injection: a delay before answering, queued or rule-based errors, random 429 (with
+`Retry-After`) / 500 / dropped connections, and a log of every response fully written.
 
 Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `MathTutor` is a
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
@@ -9,6 +11,7 @@ right, half wrong) and LEMA correction prompts (a fix that reaches gold).
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -20,6 +23,39 @@ from typing import Any
 
 Reply = tuple[str, str]  # (text, finish_reason)
 Responder = Callable[[str, int], list[Reply]]
+Fault = str  # "429", "500" or "drop"
+
+
+def request_key(body: dict[str, Any]) -> str:
+    """What identifies a paid request: the prompt, model, n and seed."""
+    prompt = body.get("prompt") or [m.get("content") for m in body.get("messages", [])]
+    return json.dumps([body.get("model"), prompt, body.get("n"), body.get("seed")])
+
+
+@dataclass
+class RandomFaults:
+    """Each request independently: 429, 500 or a dropped connection at the given rates."""
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_drop: float = 0.0
+    seed: int = 0
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def __call__(self, body: dict[str, Any]) -> Fault | None:
+        x = self._rng.random()
+        for fault, rate in (
+            ("429", self.rate_429),
+            ("500", self.rate_500),
+            ("drop", self.rate_drop),
+        ):
+            if x < rate:
+                return fault
+            x -= rate
+        return None
 
 
 @dataclass
@@ -30,6 +66,12 @@ class FakeOpenAI:
     max_n: int | None = None  # return at most this many choices (servers that ignore `n`)
     requests: list[dict[str, Any]] = field(default_factory=list)
     errors: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    rule: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None] | None = None
+    faults: Callable[[dict[str, Any]], Fault | None] | None = None
+    delay: float = 0.0  # seconds before answering
+    retry_after_ms: int = 20  # sent with injected 429s
+    served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
+    injected: list[Fault] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -48,13 +90,37 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                status, payload = fake.handle(self.path, body, self.headers.get("Authorization"))
+                fault = fake.faults(body) if fake.faults is not None else None
+                if fake.delay:
+                    time.sleep(fake.delay)
+                headers = {}
+                if fault is not None:
+                    with fake._lock:
+                        fake.requests.append({"path": self.path, "body": body, "fault": fault})
+                        fake.injected.append(fault)
+                    if fault == "drop":
+                        self.close_connection = True
+                        return  # no status line: the client sees the connection drop
+                    status = int(fault)
+                    payload = _error(f"injected {fault}", "injected")
+                    if status == 429:
+                        headers["retry-after-ms"] = str(fake.retry_after_ms)
+                else:
+                    status, payload = fake.handle(
+                        self.path, body, self.headers.get("Authorization")
+                    )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
+                if status == 200:
+                    with fake._lock:
+                        fake.served.append(request_key(body))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -77,6 +143,10 @@ class FakeOpenAI:
             queued = self.errors.popleft() if self.errors else None
         if queued is not None:
             return queued
+        if self.rule is not None:
+            ruled = self.rule(body)
+            if ruled is not None:
+                return ruled
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             return 401, _error("Incorrect API key provided.", "invalid_api_key")
         model = body.get("model", "")

@@ -345,15 +345,23 @@ def test_correct_rejects_input_that_is_not_sample_output(tmp_path: Path) -> None
     )
 
 
-def test_unreachable_endpoint() -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_unreachable_endpoint(transport: str) -> None:
+    # Default retries: a refused connection before any success is not worth retrying.
+    started = time.monotonic()
     result = run(
-        "sample", GSM8K, "-m", "llama", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"
-    )
+        "sample", GSM8K, "-m", "llama", "--base-url", "http://127.0.0.1:9/v1",
+        "--transport", transport,
+    )  # fmt: skip
     assert result.exit_code == 3
-    assert result.stderr.strip() == (
+    message = result.stderr.strip()
+    assert message.startswith(
         "Error: cannot reach endpoint http://127.0.0.1:9/v1 (model 'llama'): "
-        "[Errno 111] Connection refused"
     )
+    assert "\n" not in message
+    if transport == "aiohttp":  # the SDK words it its own way ("All connection attempts failed")
+        assert message.endswith("): connection refused")
+    assert time.monotonic() - started < 5
 
 
 def test_bad_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -383,9 +391,10 @@ def test_unknown_model(fake: FakeOpenAI) -> None:
 
 
 def test_failing_requests_are_retried_then_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
-    server_error = (500, {"error": {"message": "boom", "type": "server_error"}})
-    fake.errors.extend([server_error] * 3)  # first request: 1 try + 2 retries, all 500
     problems = write_jsonl(tmp_path / "p.jsonl", load_jsonl(EXAMPLES / "gsm8k.jsonl")[:3])
+    doomed = load_jsonl(problems)[1]["question"]
+    server_error = (500, {"error": {"message": "boom", "type": "server_error"}})
+    fake.rule = lambda body: server_error if doomed in json.dumps(body) else None
     rejects = tmp_path / "rejects.jsonl"
     result = run(
         "sample",
@@ -396,20 +405,30 @@ def test_failing_requests_are_retried_then_set_aside(fake: FakeOpenAI, tmp_path:
         "2",
         "--max-retries",
         "2",
-        "--concurrency",
-        "1",
+        "--retry-delay",
+        "0.01",
         "--rejects",
         str(rejects),
         "--base-url",
         fake.base_url,
     )
     assert result.exit_code == 4
+    assert sum(doomed in json.dumps(r["body"]) for r in fake.requests) == 3  # 1 try + 2 retries
     assert len(records(result)) == 2
     failed = load_jsonl(rejects)
     assert [(r["reason"], r["record"]["error"]) for r in failed] == [
-        ("request_failed", "HTTP 500: boom")
+        ("request_failed", "HTTP 500: boom (gave up after 3 attempts)")
     ]
-    assert result.stderr.strip().endswith("Error: 1 requests failed; see --rejects")
+    assert result.stderr.strip().endswith(
+        "Error: 1 requests failed (see --rejects); re-running the same command retries only those"
+    )
+    # Re-running sends only the failed call; the rest come from the request store.
+    fake.rule = None
+    before = len(fake.requests)
+    again = run("sample", str(problems), "-m", "r", "-n", "2", *endpoint(fake))
+    assert again.exit_code == 0
+    assert len(records(again)) == 3
+    assert [doomed in json.dumps(r["body"]) for r in fake.requests[before:]] == [True]
 
 
 def test_transient_errors_are_retried_transparently(fake: FakeOpenAI) -> None:
