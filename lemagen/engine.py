@@ -435,19 +435,21 @@ class Engine:
         while True:
             if self.fatal is not None:
                 raise self.fatal
-            self._check_budget(est_cost)
-            await self._wait_cooldown()
-            if self._tpm is not None:
-                await _sleep(self._tpm.reserve(est_in + est_out))
-            if self._rpm is not None:
-                await _sleep(self._rpm.reserve(1))
-            if self._succeeded:
-                result = await self._attempt(call, body, price, est_cost, est_in, est_out)
-            else:
-                async with self._gate:
-                    if self.fatal is not None:
-                        raise self.fatal
-                    result = await self._attempt(call, body, price, est_cost, est_in, est_out)
+            self._reserve_budget(est_cost)
+            try:
+                if self._tpm is not None:
+                    await _sleep(self._tpm.reserve(est_in + est_out))
+                if self._rpm is not None:
+                    await _sleep(self._rpm.reserve(1))
+                if self._succeeded:
+                    result = await self._attempt(call, body, price, est_in, est_out)
+                else:
+                    async with self._gate:
+                        if self.fatal is not None:
+                            raise self.fatal
+                        result = await self._attempt(call, body, price, est_in, est_out)
+            finally:
+                self._inflight_cost -= est_cost
             if isinstance(result, list):
                 return result
             error, delay = result
@@ -460,31 +462,36 @@ class Engine:
                 delay = self._backoff(attempt)
             await asyncio.sleep(delay)
 
-    def _check_budget(self, est_cost: float) -> None:
+    def _reserve_budget(self, est_cost: float) -> None:
+        """Count `est_cost` as in flight, unless that could pass --max-cost."""
         limit = self.config.max_cost
-        if limit is None:
-            return
-        if self.stopped or self.stats.cost + self._inflight_cost + est_cost > limit:
+        if limit is not None and (
+            self.stopped or self.stats.cost + self._inflight_cost + est_cost > limit
+        ):
             self.stopped = True
             raise RequestFailed(
                 f"not sent: spent ${self.stats.cost:.4f} plus in flight "
                 f"${self._inflight_cost:.4f} would pass --max-cost ${limit:g}",
                 reason="budget_exhausted",
             )
+        self._inflight_cost += est_cost
 
     async def _attempt(
         self,
         call: Call,
         body: dict[str, Any],
         price: Price,
-        est_cost: float,
         est_in: int,
         est_out: int,
     ) -> list[StoredSample] | tuple[str, float | None]:
         """One HTTP request: the samples, or (error, delay before retrying or None for the
         default backoff). Raises what must not be retried."""
         endpoint = await self._acquire()
-        self._inflight_cost += est_cost
+        try:
+            await self._wait_cooldown()  # after the slot: a 429 may have come while waiting
+        except BaseException:
+            self._release(endpoint)
+            raise
         self.stats.requests += 1
         try:
             status, headers, data = await self._transport.post(endpoint.url, self.path, body)
@@ -494,7 +501,6 @@ class Engine:
             return self._transport_failed(endpoint, call, exc), None
         finally:
             self._release(endpoint)
-            self._inflight_cost -= est_cost
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if samples is None:

@@ -72,6 +72,7 @@ class FakeOpenAI:
     retry_after_ms: int = 20  # sent with injected 429s
     served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
     injected: list[Fault] = field(default_factory=list)
+    tag_samples: bool = False  # prefix each text with "Sample <seed>-<index>." so all differ
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -122,7 +123,11 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.served.append(request_key(body))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that went away mid-response (killed in a test) is expected
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -160,6 +165,11 @@ class FakeOpenAI:
         else:
             return 404, _error(f"no route {path}", "not_found")
         replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
+        if self.tag_samples:
+            seed = body.get("seed") or 0
+            replies = [
+                (f"Sample {seed}-{i}.\n{text}", fin) for i, (text, fin) in enumerate(replies)
+            ]
         choices: list[dict[str, Any]] = []
         for index, (text, finish) in enumerate(replies):
             if path.endswith("/chat/completions"):

@@ -1,0 +1,393 @@
+"""The request engine through the CLI, against the loopback server with fault injection:
+the request store (resume, dedupe, -n growth, nothing secret stored), retries, budget,
+dry run, rate limits and the endpoint pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lemagen.engine import _RateLimit, _retry_after
+from lemagen.store import STORE_FILE
+from tests.conftest import EXAMPLES, records, run, write_jsonl
+from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, request_key
+
+GSM8K = str(EXAMPLES / "gsm8k.jsonl")
+
+
+def endpoint(fake: FakeOpenAI) -> list[str]:
+    return ["--base-url", fake.base_url, "-q"]
+
+
+def problems(tmp_path: Path, count: int, name: str = "p.jsonl") -> Path:
+    """`count` distinct problems (distinct prompts, so nothing is deduplicated)."""
+    rows = [
+        {"id": f"q{i}", "question": f"Sam has {i} apples and buys {i} more. How many?",
+         "answer": f"He has {i} + {i} = {2 * i}.\n#### {2 * i}"}
+        for i in range(count)
+    ]  # fmt: skip
+    return write_jsonl(tmp_path / name, rows)
+
+
+def served_twice(fake: FakeOpenAI) -> list[str]:
+    return [key for key, times in Counter(fake.served).items() if times > 1]
+
+
+@pytest.fixture(autouse=True)
+def _distinct_samples(fake: FakeOpenAI) -> None:
+    """Every sample text differs, so none is dropped as a duplicate and counts are exact."""
+    fake.tag_samples = True
+
+
+@pytest.fixture
+def second() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(MathTutor({}), tag_samples=True).start()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------- the request store
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_rerun_sends_nothing_and_writes_the_same_records(fake: FakeOpenAI, transport: str) -> None:
+    args = ["sample", GSM8K, "-m", "r", "-n", "4", "--keep", "all", "--transport", transport]
+    first = run(*args, *endpoint(fake))
+    assert first.exit_code == 0
+    assert len(fake.requests) == 10
+    again = run(*args, *endpoint(fake))
+    assert again.exit_code == 0
+    assert len(fake.requests) == 10  # nothing sent
+    assert sorted(first.stdout.splitlines()) == sorted(again.stdout.splitlines())
+    assert len(records(again)) == 40
+
+
+def test_raising_n_sends_only_the_new_samples(fake: FakeOpenAI) -> None:
+    base = ["sample", GSM8K, "-m", "r", "--keep", "all", "--seed", "7", *endpoint(fake)]
+    assert run(*base, "-n", "4").exit_code == 0
+    assert [r["body"]["n"] for r in fake.requests] == [4] * 10
+    before = len(fake.requests)
+    more = run(*base, "-n", "8")
+    assert more.exit_code == 0
+    new = fake.requests[before:]
+    assert [(r["body"]["n"], r["body"]["seed"]) for r in new] == [(4, 7 + 4)] * 10
+    assert len(records(more)) == 80
+    assert len({r["sample_id"] for r in records(more)}) == 80
+
+
+def test_downstream_options_send_nothing(fake: FakeOpenAI, tmp_path: Path) -> None:
+    assert run("sample", GSM8K, "-m", "r", *endpoint(fake)).exit_code == 0
+    sent = len(fake.requests)
+    out = tmp_path / "out.jsonl"
+    result = run("sample", GSM8K, "-m", "r", "--keep", "all", "-o", str(out), *endpoint(fake))
+    assert result.exit_code == 0
+    assert len(fake.requests) == sent
+    assert len(out.read_text().splitlines()) == 40
+    # A sampling parameter is part of the identity: it is asked for again.
+    assert run("sample", GSM8K, "-m", "r", "--temperature", "0.9", *endpoint(fake)).exit_code == 0
+    assert len(fake.requests) == 2 * sent
+
+
+def test_identical_requests_in_one_run_are_sent_once(fake: FakeOpenAI, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in Path(GSM8K).read_text().splitlines()]
+    twice = write_jsonl(tmp_path / "twice.jsonl", [{**r, "id": f"{k}-{i}"} for k in "ab"
+                                                   for i, r in enumerate(rows)])  # fmt: skip
+    result = run("sample", str(twice), "-m", "r", "--keep", "all", *endpoint(fake))
+    assert result.exit_code == 0
+    assert len(fake.requests) == 10
+    assert len(records(result)) == 80  # every row still gets its records
+
+
+def test_no_cache_neither_reads_nor_writes(fake: FakeOpenAI, tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    args = ["sample", GSM8K, "-m", "r", "--cache-dir", str(cache), *endpoint(fake)]
+    assert run(*args, "--no-cache").exit_code == 0
+    assert not cache.exists()
+    assert run(*args, "--no-cache").exit_code == 0
+    assert len(fake.requests) == 20
+
+
+def test_the_key_and_the_endpoint_are_never_stored(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.api_key = "sk-very-secret-1234"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-1234")
+    cache = tmp_path / "c"
+    result = run("sample", GSM8K, "-m", "r", "--cache-dir", str(cache), *endpoint(fake))
+    assert result.exit_code == 0
+    files = list(cache.iterdir())
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert b"sk-very-secret" not in data
+        assert fake.base_url.encode() not in data
+    assert "sk-very-secret" not in result.stdout + result.stderr
+
+
+def test_rows_failed_with_400_are_not_retried(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = problems(tmp_path, 4)
+    fake.rule = lambda body: (
+        (400, {"error": {"message": "prompt too long"}}) if "has 2 apples" in json.dumps(body)
+        else None
+    )  # fmt: skip
+    rejects = tmp_path / "rejects.jsonl"
+    result = run("sample", str(path), "-m", "r", "--rejects", str(rejects), *endpoint(fake))
+    assert result.exit_code == 4
+    assert sum("has 2 apples" in json.dumps(r["body"]) for r in fake.requests) == 1
+    (failed,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert failed["reason"] == "request_failed"
+    assert failed["record"]["error"] == "HTTP 400: prompt too long"
+
+
+# ---------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_every_row_completes_under_injected_faults(
+    fake: FakeOpenAI, tmp_path: Path, transport: str
+) -> None:
+    fake.faults = RandomFaults(rate_429=0.08, rate_500=0.06, rate_drop=0.06, seed=11)
+    path = problems(tmp_path, 80)
+    result = run(
+        "sample", str(path), "-m", "r", "-n", "2", "--keep", "all", "--concurrency", "16",
+        "--retry-delay", "0.01", "--transport", transport, *endpoint(fake),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    out = records(result)
+    assert len(out) == 160
+    assert len({r["sample_id"] for r in out}) == 160
+    assert set(fake.injected) == {"429", "500", "drop"}
+    assert len(fake.injected) >= 16
+    assert served_twice(fake) == []  # no request paid for twice
+    assert len(fake.served) == 80
+
+
+def test_a_429_pauses_every_sender(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """After a 429 with Retry-After, no worker sends until the pause is over."""
+    path = problems(tmp_path, 40)
+    hit: list[float] = []
+    arrivals: list[float] = []
+
+    def rule(body: dict[str, object]) -> tuple[int, dict[str, object]] | None:
+        arrivals.append(time.monotonic())
+        if "has 5 apples" in json.dumps(body) and not hit:
+            hit.append(time.monotonic())
+            return 429, {"error": {"message": "rate limited"}}
+        return None
+
+    fake.rule = rule
+    fake.delay = 0.01
+    fake.retry_after_ms = 0  # the rule's 429 carries no header: the engine's own backoff
+    result = run(
+        "sample", str(path), "-m", "r", "--concurrency", "8", "--retry-delay", "0.4",
+        *endpoint(fake),
+    )  # fmt: skip
+    assert result.exit_code == 0
+    (t429,) = hit
+    # Requests already on the wire may still land just after the 429; then a pause of at
+    # least 0.2 s (half of the 0.4 s first delay, the jitter floor) for everyone.
+    quiet = [t for t in arrivals if t429 + 0.05 < t < t429 + 0.2]
+    assert quiet == []
+    assert max(arrivals) > t429 + 0.2
+
+
+def test_retry_after_header_forms() -> None:
+    assert _retry_after({"retry-after-ms": "250"}) == 0.25
+    assert _retry_after({"retry-after": "3"}) == 3.0
+    assert _retry_after({"retry-after": "100000"}) == 120.0  # capped
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 < (_retry_after({"retry-after": date}) or 0) <= 30
+    assert _retry_after({"retry-after": "soon"}) is None
+    assert _retry_after({}) is None
+
+
+# ---------------------------------------------------------------- crash and resume
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_without_paying_twice(
+    fake: FakeOpenAI, tmp_path: Path, sig: signal.Signals
+) -> None:
+    path = problems(tmp_path, 240)
+    fake.delay = 0.01
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LEMAGEN_CACHE_DIR": str(cache)}
+    cmd = [
+        sys.executable, "-m", "lemagen", "sample", str(path), "-m", "r", "-n", "2",
+        "--keep", "all", "--concurrency", "8", "--base-url", fake.base_url, "-q",
+    ]  # fmt: skip
+    # Output to a pipe, as in `lemagen sample ... | lemagen correct ...`.
+    first_out = tmp_path / "first.jsonl"
+    with first_out.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        cat = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=sink)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        deadline = time.monotonic() + 30
+        while len(fake.served) < 80 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        cat.wait(timeout=30)
+    time.sleep(0.3)  # let the server log what the dead client had already sent
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert 80 <= len(fake.served) < 240
+
+    store = sqlite3.connect(cache / STORE_FILE)
+    assert store.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = store.execute("SELECT count(*) FROM samples").fetchone()[0]
+    store.close()
+    assert stored % 2 == 0  # a request's samples are committed together or not at all
+    sent_before = len(fake.requests)
+
+    second = subprocess.run(cmd, capture_output=True, env=env, timeout=60)
+    assert second.returncode == 0, second.stderr
+    resent = len(fake.requests) - sent_before
+    assert resent == 240 - stored // 2  # nothing that reached the store is sent again
+    # Only requests the server answered while they were in flight at the kill can repeat.
+    assert len(served_twice(fake)) <= 8
+    lines = second.stdout.decode().splitlines()
+    assert len(lines) == 480
+    assert len({json.loads(line)["sample_id"] for line in lines}) == 480
+
+    # The resumed output is what one uninterrupted run writes.
+    reference = subprocess.run(
+        cmd, capture_output=True, timeout=60,
+        env={**os.environ, "LEMAGEN_CACHE_DIR": str(tmp_path / "fresh")},
+    )  # fmt: skip
+    assert sorted(reference.stdout.decode().splitlines()) == sorted(lines)
+
+
+# ---------------------------------------------------------------- cost
+
+
+def test_budget_stops_the_run_and_keeps_finished_rows(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = problems(tmp_path, 60)
+    rejects = tmp_path / "rejects.jsonl"
+    price = ["--price-in", "0", "--price-out", "1000", "--max-tokens", "40"]  # $0.001 a token
+    args = ["sample", str(path), "-m", "r", "-n", "1", "--keep", "all", "--concurrency", "4"]
+    result = run(*args, *price, "--max-cost", "0.5", "--rejects", str(rejects), *endpoint(fake))
+    assert result.exit_code == 5
+    assert "--max-cost reached" in result.stderr
+    kept = records(result)
+    assert 0 < len(kept) < 60
+    assert len(kept) == len(fake.served)  # every paid response was written
+    spent = sum(r["meta"]["usage"]["completion_tokens"] for r in kept) * 0.001
+    assert spent <= 0.5
+    reasons = {json.loads(line)["reason"] for line in rejects.read_text().splitlines()}
+    assert reasons <= {"budget_exhausted"}
+
+    # A higher budget finishes the job, sending only what was not sent.
+    more = run(*args, *price, "--max-cost", "10", *endpoint(fake))
+    assert more.exit_code == 0
+    assert len(records(more)) == 60
+    assert served_twice(fake) == []
+
+
+def test_max_cost_needs_a_price(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "my-local-model", "--max-cost", "1", *endpoint(fake))
+    assert result.exit_code == 2
+    assert "--max-cost needs a price for my-local-model" in result.stderr
+    assert fake.requests == []
+
+
+def test_dry_run_sends_nothing_and_counts_what_is_stored(fake: FakeOpenAI, tmp_path: Path) -> None:
+    args = ["sample", GSM8K, "-m", "gpt-4o-mini", "-n", "4", "--base-url", fake.base_url]
+    dry = run(*args, "--dry-run")
+    assert dry.exit_code == 0
+    assert fake.requests == []
+    assert dry.stdout == ""
+    assert "would send 10 requests for 40 samples (0 already in the request store)" in dry.stderr
+    assert "estimated cost $" in dry.stderr
+    assert "Nothing was sent." in dry.stderr
+    half = write_jsonl(
+        tmp_path / "half.jsonl", [json.loads(x) for x in Path(GSM8K).read_text().splitlines()[:5]]
+    )
+    assert run("sample", str(half), "-m", "gpt-4o-mini", "-n", "4", "-q",
+               "--base-url", fake.base_url).exit_code == 0  # fmt: skip
+    sent = len(fake.requests)
+    dry = run(*args, "--dry-run")
+    assert "would send 5 requests for 20 samples (20 already in the request store)" in dry.stderr
+    assert len(fake.requests) == sent
+
+
+def test_summary_reports_tokens_and_cost(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "gpt-4o-mini", "--base-url", fake.base_url)
+    assert result.exit_code == 0
+    summary = result.stderr.strip().splitlines()[-1]
+    served_in = sum(len(str(r["body"]["messages"][0]["content"]).split()) for r in fake.requests)
+    assert f"tokens in {served_in}," in summary
+    assert "requests 10 sent (0 retries, 0 rate-limited)" in summary
+    assert "cost $0.0" in summary
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+def test_rate_limit_spaces_requests() -> None:
+    limit = _RateLimit(per_minute=600)  # 10 a second, one second of burst
+    waits = [limit.reserve(1) for _ in range(15)]
+    assert all(w <= 0.01 for w in waits[:11])  # now, plus one second's worth
+    assert waits[11:] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.02)
+    tokens = _RateLimit(per_minute=6000)  # 100 tokens a second
+    assert tokens.reserve(100) <= 0.01
+    assert tokens.reserve(100) <= 0.01
+    assert tokens.reserve(100) == pytest.approx(1.0, abs=0.02)
+    tokens.refund(100)  # a response used fewer tokens than booked
+    assert tokens.reserve(50) == pytest.approx(1.0, abs=0.02)
+
+
+def test_rpm_is_applied(fake: FakeOpenAI, tmp_path: Path) -> None:
+    arrivals: list[float] = []
+
+    def note(body: dict[str, object]) -> None:
+        arrivals.append(time.monotonic())
+
+    fake.rule = note
+    path = problems(tmp_path, 15)
+    result = run("sample", str(path), "-m", "r", "--rpm", "600", *endpoint(fake))
+    assert result.exit_code == 0
+    assert len(arrivals) == 15
+    assert arrivals[-1] - arrivals[0] >= 0.35  # 11 at once (a second's burst), then 10/s
+
+
+# ---------------------------------------------------------------- endpoint pool
+
+
+def test_pool_spreads_requests_and_survives_a_server_going_down(
+    fake: FakeOpenAI, second: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake.delay = second.delay = 0.01
+    path = problems(tmp_path, 60)
+
+    def kill_second() -> None:
+        while len(second.served) < 5:
+            time.sleep(0.002)
+        second.stop()
+
+    killer = threading.Thread(target=kill_second)
+    killer.start()
+    result = run(
+        "sample", str(path), "-m", "r", "--keep", "all", "--concurrency", "2",
+        "--retry-delay", "0.01", "--base-url", fake.base_url,
+        "--base-url", "http://127.0.0.1:9/v1", "--base-url", second.base_url, "-q",
+    )  # fmt: skip
+    killer.join()
+    assert result.exit_code == 0, result.stderr
+    assert len(records(result)) == 4 * 60
+    assert len(second.served) >= 5
+    assert len(fake.served) + len(second.served) == 60
+    assert served_twice(fake) == []
+    assert served_twice(second) == []
+    assert request_key(fake.requests[0]["body"]) != ""
