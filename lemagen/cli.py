@@ -493,6 +493,9 @@ def sample(
     its steps, extracted answer, verdict and provenance. Truncated samples, samples with no
     answer and failed requests are set aside (--rejects), never treated as mistakes.
 
+    Every sample received is kept in the request store (--cache-dir), so re-running the same
+    command after an interruption or failure sends only what never arrived.
+
     \b
     Example:
       OPENAI_BASE_URL=http://localhost:8000/v1 \\
@@ -584,7 +587,8 @@ def correct(
     INPUT is the output of `lemagen sample`. Each wrong sample gets -n corrections, parsed
     into incorrect_step, explanation, corrected_steps, pred and verdict; an unparseable reply
     is kept with its reject_reason (so nothing paid for is lost) and dropped later by
-    `lemagen filter`. Samples that are not wrong pass through unchanged.
+    `lemagen filter`. Samples that are not wrong pass through unchanged. Replies are kept in
+    the request store (--cache-dir): re-running sends only what never arrived.
 
     \b
     Example:

@@ -441,13 +441,15 @@ class Engine:
                     await _sleep(self._tpm.reserve(est_in + est_out))
                 if self._rpm is not None:
                     await _sleep(self._rpm.reserve(1))
-                if self._succeeded:
-                    result = await self._attempt(call, body, price, est_in, est_out)
-                else:
+                result = None
+                if not self._succeeded:
                     async with self._gate:
                         if self.fatal is not None:
                             raise self.fatal
-                        result = await self._attempt(call, body, price, est_in, est_out)
+                        if not self._succeeded:  # those queued here go free after a success
+                            result = await self._attempt(call, body, price, est_in, est_out)
+                if result is None:
+                    result = await self._attempt(call, body, price, est_in, est_out)
             finally:
                 self._inflight_cost -= est_cost
             if isinstance(result, list):

@@ -72,6 +72,8 @@ class FakeOpenAI:
     retry_after_ms: int = 20  # sent with injected 429s
     served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
     injected: list[Fault] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests handled at once
     tag_samples: bool = False  # prefix each text with "Sample <seed>-<index>." so all differ
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,8 +94,15 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fault = fake.faults(body) if fake.faults is not None else None
-                if fake.delay:
-                    time.sleep(fake.delay)
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.delay:
+                        time.sleep(fake.delay)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
                 headers = {}
                 if fault is not None:
                     with fake._lock:

@@ -202,6 +202,16 @@ def test_a_429_pauses_every_sender(fake: FakeOpenAI, tmp_path: Path) -> None:
     assert max(arrivals) > t429 + 0.2
 
 
+def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A bad key costs one request; after the first success every worker sends, including
+    those that queued up behind the first request."""
+    fake.delay = 0.05
+    result = run("sample", str(problems(tmp_path, 40)), "-m", "r", "--concurrency", "8",
+                 *endpoint(fake))  # fmt: skip
+    assert result.exit_code == 0
+    assert fake.max_in_flight == 8
+
+
 def test_retry_after_header_forms() -> None:
     assert _retry_after({"retry-after-ms": "250"}) == 0.25
     assert _retry_after({"retry-after": "3"}) == 3.0
