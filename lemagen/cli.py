@@ -49,6 +49,7 @@ from lemagen.sampling import SAMPLE_VARIABLES, Sampler
 from lemagen.store import default_cache_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
+tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough
 
 EPILOG = f"""\b
 Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
@@ -272,9 +273,11 @@ def task_options(func: F) -> F:
     return func
 
 
-def _outputs(stack: ExitStack, output: str, rejects: str | None) -> tuple[RecordWriter, Rejects]:
+def _outputs(
+    stack: ExitStack, output: str, rejects: str | None, *, flush_each: bool = True
+) -> tuple[RecordWriter, Rejects]:
     """A command's output writer and rejects sink, both closed when `stack` closes."""
-    writer = RecordWriter(output)
+    writer = RecordWriter(output, flush_each=flush_each)
     stack.callback(writer.close)
     return writer, Rejects(stack.enter_context(optional_writer(rejects)))
 
@@ -509,7 +512,9 @@ def sample(
     )
     counts: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer, rejected = _outputs(stack, "-" if opts["dry_run"] else output, rejects)
+        writer, rejected = _outputs(
+            stack, "-" if opts["dry_run"] else output, rejects, flush_each=False
+        )
         problems = iter_rows(input_path, reader.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
         engine = Engine(config)
         stack.callback(engine.close)
@@ -521,7 +526,7 @@ def sample(
         bar = _Progress(quiet, "problem", _count_lines(input_path), engine)
         stack.callback(bar.close)
         for problem, results in run_rows(
-            engine, problems, sampler.calls, max_pending=_max_pending(opts)
+            engine, problems, sampler.calls, max_pending=_max_pending(opts), on_wait=writer.flush
         ):
             outcome = sampler.records(problem, results, grader)
             writer.write_all(outcome.keep)
@@ -636,7 +641,9 @@ def correct(
     config = _engine_config(opts, [model])
     counts: Counter[str] = Counter()
     with ExitStack() as stack:
-        writer, rejected = _outputs(stack, "-" if opts["dry_run"] else output, rejects)
+        writer, rejected = _outputs(
+            stack, "-" if opts["dry_run"] else output, rejects, flush_each=False
+        )
         samples = iter_rows(input_path, parse, skip_bad_rows=skip_bad_rows, rejects=rejected)
         engine = Engine(config)
         stack.callback(engine.close)

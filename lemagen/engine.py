@@ -19,10 +19,14 @@ reads input, grades and writes (see `lemagen.runner.run_rows`). What the engine 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import email.utils
 import errno
+import functools
+import itertools
 import json
+import os
 import random
 import secrets
 import threading
@@ -43,6 +47,8 @@ MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 120.0
 DEFAULT_MAX_TOKENS_ESTIMATE = 1024
 RETRYABLE = frozenset({408, 409, 425, 429})
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                    "all_proxy")  # fmt: skip
 FATAL = {401: "API key rejected", 403: "access denied", 404: "model or route not found"}
 
 Result = Generation | RequestFailed
@@ -119,7 +125,9 @@ class _AiohttpTransport:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=self._timeout),
             headers=self._headers,
-            trust_env=True,
+            # Proxy variables are honoured when set; otherwise trust_env would read ~/.netrc
+            # on every request (measured: most of the client's CPU).
+            trust_env=any(os.environ.get(v) for v in _PROXY_VARIABLES),
         )
 
     async def post(
@@ -213,6 +221,21 @@ class _RateLimit:
 
 
 @dataclass
+class _Plan:
+    """One call, after the store and the calls in flight were consulted."""
+
+    call: Call
+    keys: list[bytes]
+    samples: dict[int, StoredSample] = field(default_factory=dict)  # already there
+    waits: dict[int, asyncio.Future[StoredSample | RequestFailed | None]] = field(
+        default_factory=dict
+    )  # being fetched by another call in this run
+    owned: dict[int, asyncio.Future[StoredSample | RequestFailed | None]] = field(
+        default_factory=dict
+    )  # to fetch
+
+
+@dataclass
 class _Endpoint:
     url: str
     slots: asyncio.Semaphore
@@ -240,6 +263,10 @@ class Engine:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="lemagen-engine", daemon=True)
         self._pending: dict[bytes, asyncio.Future[StoredSample | RequestFailed | None]] = {}
+        self._tasks: set[asyncio.Task[list[Result]]] = set()
+        self._durable: collections.deque[bytes] = collections.deque()
+        self._run_id = secrets.token_hex(6)
+        self._request_count = itertools.count()
         self._succeeded = False
         self._inflight_cost = 0.0
         self._cool_until = 0.0
@@ -301,7 +328,15 @@ class Engine:
     def submit(self, calls: list[Call]) -> concurrent.futures.Future[list[Result]]:
         """Send `calls` (one row's worth); the future holds one result per call, in order,
         or raises `EndpointError` when the run cannot go on."""
-        return asyncio.run_coroutine_threadsafe(self._row(calls), self._loop)
+        return self.submit_many([calls])[0]
+
+    def submit_many(self, rows: list[list[Call]]) -> list[concurrent.futures.Future[list[Result]]]:
+        """`submit` for several rows with one wake-up of the engine thread."""
+        futures: list[concurrent.futures.Future[list[Result]]] = [
+            concurrent.futures.Future() for _ in rows
+        ]
+        self._loop.call_soon_threadsafe(self._spawn, rows, futures)
+        return futures
 
     def price(self, model: str) -> Price:
         price = self._prices.get(model)
@@ -318,53 +353,76 @@ class Engine:
 
     # ------------------------------------------------------------------ calls
 
-    async def _row(self, calls: list[Call]) -> list[Result]:
-        if len(calls) == 1:
-            return [await self._call(calls[0])]
-        return list(await asyncio.gather(*(self._call(c) for c in calls)))
+    def _spawn(
+        self, rows: list[list[Call]], futures: list[concurrent.futures.Future[list[Result]]]
+    ) -> None:
+        """Plan every call of a batch (store lookups in one query, in-run duplicates joined to
+        the call that sends them), then start one task per row. Runs on the loop, in one go,
+        so no other call can slip in between a lookup and its plan."""
+        self._forget_durable()
+        keyed = [[(call, call.keys(self.api)) for call in calls] for calls in rows]
+        found: dict[bytes, StoredSample] = {}
+        if self.store is not None:
+            lookup = [k for row in keyed for _, keys in row for k in keys if k not in self._pending]
+            for start in range(0, len(lookup), 500):
+                found.update(self.store.get_many(lookup[start : start + 500]))
+        for row, future in zip(keyed, futures, strict=True):
+            plans = [self._plan(call, keys, found) for call, keys in row]
+            task = self._loop.create_task(self._row(plans))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._deliver, future))
 
-    async def _call(self, call: Call) -> Result:
+    def _deliver(
+        self, future: concurrent.futures.Future[list[Result]], task: asyncio.Task[list[Result]]
+    ) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+
+    def _plan(self, call: Call, keys: list[bytes], found: dict[bytes, StoredSample]) -> _Plan:
+        plan = _Plan(call, keys)
+        for i, key in enumerate(keys):
+            hit = found.get(key)
+            if hit is not None:
+                plan.samples[i] = hit
+                self.stats.cached += 1
+                continue
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                plan.waits[i] = waiting
+            else:
+                owned = self._loop.create_future()
+                self._pending[key] = owned
+                plan.owned[i] = owned
+        return plan
+
+    async def _row(self, plans: list[_Plan]) -> list[Result]:
+        if len(plans) == 1:
+            return [await self._call(plans[0])]
+        return list(await asyncio.gather(*(self._call(p) for p in plans)))
+
+    async def _call(self, plan: _Plan) -> Result:
         try:
-            return await self._generate(call)
+            if plan.owned:
+                await self._fetch(plan)
+            for i, future in plan.waits.items():
+                got = await asyncio.shield(future)
+                if isinstance(got, RequestFailed):
+                    raise RequestFailed(str(got), got.reason)
+                if got is not None:
+                    plan.samples[i] = got
         except RequestFailed as exc:
             self.stats.failed += 1
             return exc
+        return self._generation(plan.samples)
 
-    async def _generate(self, call: Call) -> Generation:
-        keys = call.keys(self.api)
-        samples: dict[int, StoredSample] = {}
-        waits: dict[int, asyncio.Future[StoredSample | RequestFailed | None]] = {}
-        for i, key in enumerate(keys):
-            future = self._pending.get(key)
-            if future is not None:
-                waits[i] = future
-        if self.store is not None:
-            lookup = [key for i, key in enumerate(keys) if i not in waits]
-            found = self.store.get_many(lookup)
-            if found:
-                for i, key in enumerate(keys):
-                    hit = found.get(key)
-                    if hit is not None:
-                        samples[i] = hit
-                self.stats.cached += len(found)
-        todo = [i for i in range(call.n) if i not in waits and i not in samples]
-        if todo:
-            await self._fetch(call, keys, todo, samples)
-        for i, future in waits.items():
-            got = await asyncio.shield(future)
-            if isinstance(got, RequestFailed):
-                raise RequestFailed(str(got), got.reason)
-            if got is not None:
-                samples[i] = got
-        return self._generation(samples)
-
-    async def _fetch(
-        self, call: Call, keys: list[bytes], todo: list[int], samples: dict[int, StoredSample]
-    ) -> None:
-        loop = self._loop
-        futures = {i: loop.create_future() for i in todo}
-        for i, future in futures.items():
-            self._pending[keys[i]] = future
+    async def _fetch(self, plan: _Plan) -> None:
+        call, keys, samples, owned = plan.call, plan.keys, plan.samples, plan.owned
+        todo = sorted(owned)
         outcome: RequestFailed | None = None
         try:
             while todo:
@@ -375,7 +433,7 @@ class Engine:
                 rows = []
                 for i, sample in zip(done, got, strict=False):
                     samples[i] = sample
-                    futures[i].set_result(sample)
+                    owned[i].set_result(sample)
                     rows.append((keys[i], sample))
                 self._persist(rows)
                 todo = todo[len(got) :]
@@ -384,26 +442,28 @@ class Engine:
             raise
         finally:
             for i in todo:
-                if not futures[i].done():
-                    futures[i].set_result(outcome)
+                if not owned[i].done():
+                    owned[i].set_result(outcome)
                 self._pending.pop(keys[i], None)
 
     def _persist(self, rows: list[tuple[bytes, StoredSample]]) -> None:
-        if self.store is None:
-            for key, _ in rows:
-                self._pending.pop(key, None)
-            return
         keys = [key for key, _ in rows]
+        if self.store is None:
+            self._forget(keys)
+            return
+        # Once durable, the writer thread queues the keys; the loop drops them from _pending
+        # at its next _spawn or _persist (no cross-thread wake-up per commit).
+        self.store.put(rows, functools.partial(self._durable.extend, keys))
+        self._forget_durable()
 
-        def forget() -> None:
-            for key in keys:
-                self._pending.pop(key, None)
+    def _forget(self, keys: list[bytes]) -> None:
+        for key in keys:
+            self._pending.pop(key, None)
 
-        def durable() -> None:
-            if not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(forget)
-
-        self.store.put(rows, durable)
+    def _forget_durable(self) -> None:
+        durable = self._durable
+        while durable:
+            self._pending.pop(durable.popleft(), None)
 
     @staticmethod
     def _generation(samples: dict[int, StoredSample]) -> Generation:
@@ -568,7 +628,7 @@ class Engine:
         self._charge(call.model, price, prompt, completion)
         if self._tpm is not None:
             self._tpm.refund(max(0, reserved - prompt - completion))
-        request = secrets.token_hex(8)
+        request = f"{self._run_id}-{next(self._request_count)}"
         return [
             StoredSample(text, c.get("finish_reason"), request, prompt, completion)
             for text, c in zip(texts, raw, strict=True)

@@ -59,9 +59,11 @@ def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]
 
 
 class RecordWriter:
-    """Writes records as JSONL to a path or stdout (`-`), flushing each line."""
+    """Writes records as JSONL to a path or stdout (`-`), flushing each line, or with
+    `flush_each=False` only when `flush()` is called (the engine-driven stages flush whenever
+    they would wait, so a reader downstream still gets rows as they finish)."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, flush_each: bool = True) -> None:
         self.path = path
         if path in (None, "-"):
             self._stream: IO[str] = sys.stdout
@@ -73,7 +75,7 @@ class RecordWriter:
             except OSError as exc:
                 raise LemagenError(f"{path}: cannot write: {exc.strerror}") from None
             self._owned = True
-        self._writer = jsonlines.Writer(self._stream, compact=True, flush=True, dumps=_dumps)
+        self._writer = jsonlines.Writer(self._stream, compact=True, flush=flush_each, dumps=_dumps)
         self.count = 0
 
     def write(self, record: dict[str, Any]) -> None:
@@ -86,6 +88,12 @@ class RecordWriter:
     def write_all(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             self.write(record)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
 
     def close(self) -> None:
         try:

@@ -20,6 +20,7 @@ def run_rows(
     calls_for: Callable[[T], list[Call]],
     *,
     max_pending: int,
+    on_wait: Callable[[], None] | None = None,
 ) -> Iterator[tuple[T, list[Result]]]:
     """Yield `(row, results)` for every row, results in the order of `calls_for(row)`; a row
     with no calls comes back at once with `[]`.
@@ -27,7 +28,8 @@ def run_rows(
     At most `max_pending` rows are in flight, so memory does not grow with the input. Reading
     stops when the engine stops (budget). An exception from reading `rows` (a bad input row)
     is raised only after every row already sent has been yielded, so nothing paid for is
-    lost; an `EndpointError` from the engine is raised at once.
+    lost; an `EndpointError` from the engine is raised at once. `on_wait` runs before each
+    wait for the engine (the caller flushes its output there).
     """
     done: queue.SimpleQueue[tuple[T, Future[list[Result]]]] = queue.SimpleQueue()
     source = iter(rows)
@@ -35,7 +37,9 @@ def run_rows(
     exhausted = False
     read_error: Exception | None = None
     while True:
-        while not exhausted and pending < max_pending and not engine.stopped:
+        # Read up to the limit and hand the new rows over in one batch (one wake-up).
+        batch: list[tuple[T, list[Call]]] = []
+        while not exhausted and pending + len(batch) < max_pending and not engine.stopped:
             try:
                 row = next(source)
             except StopIteration:
@@ -46,16 +50,31 @@ def run_rows(
                 exhausted = True
                 break
             calls = calls_for(row)
-            if not calls:
+            if calls:
+                batch.append((row, calls))
+            else:
                 yield row, []
-                continue
-            future = engine.submit(calls)
-            future.add_done_callback(lambda f, row=row: done.put((row, f)))  # type: ignore[misc]
-            pending += 1
+        if batch:
+            futures = engine.submit_many([calls for _, calls in batch])
+            for (row, _), future in zip(batch, futures, strict=True):
+                future.add_done_callback(lambda f, row=row: done.put((row, f)))  # type: ignore[misc]
+            pending += len(batch)
         if pending == 0:
             break
-        row, future = done.get()
-        pending -= 1
-        yield row, future.result()
+        # Wait for one row, then take every other row already finished.
+        try:
+            finished = [done.get_nowait()]
+        except queue.Empty:
+            if on_wait is not None:
+                on_wait()
+            finished = [done.get()]
+        while True:
+            try:
+                finished.append(done.get_nowait())
+            except queue.Empty:
+                break
+        pending -= len(finished)
+        for row, future in finished:
+            yield row, future.result()
     if read_error is not None:
         raise read_error

@@ -26,6 +26,7 @@ from pathlib import Path
 
 SCHEMA_VERSION = 1
 STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
+GROUP_COMMIT_WINDOW = 0.005  # seconds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -130,6 +131,8 @@ class RequestStore:
         try:
             while True:
                 item = self._queue.get()
+                if item is not None:
+                    time.sleep(GROUP_COMMIT_WINDOW)  # let a group gather: fewer fsyncs
                 batch = [item]
                 while True:
                     try:
