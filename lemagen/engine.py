@@ -31,7 +31,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -52,6 +52,7 @@ _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "htt
 FATAL = {401: "API key rejected", 403: "access denied", 404: "model or route not found"}
 
 Result = Generation | RequestFailed
+Deliver = Callable[[int, "list[Result] | BaseException"], None]
 
 
 @dataclass
@@ -328,15 +329,22 @@ class Engine:
     def submit(self, calls: list[Call]) -> concurrent.futures.Future[list[Result]]:
         """Send `calls` (one row's worth); the future holds one result per call, in order,
         or raises `EndpointError` when the run cannot go on."""
-        return self.submit_many([calls])[0]
+        future: concurrent.futures.Future[list[Result]] = concurrent.futures.Future()
 
-    def submit_many(self, rows: list[list[Call]]) -> list[concurrent.futures.Future[list[Result]]]:
-        """`submit` for several rows with one wake-up of the engine thread."""
-        futures: list[concurrent.futures.Future[list[Result]]] = [
-            concurrent.futures.Future() for _ in rows
-        ]
-        self._loop.call_soon_threadsafe(self._spawn, rows, futures)
-        return futures
+        def deliver(_: int, outcome: list[Result] | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        self.submit_many([calls], deliver)
+        return future
+
+    def submit_many(self, rows: list[list[Call]], deliver: Deliver) -> None:
+        """Send several rows with one wake-up of the engine thread. `deliver(i, outcome)` is
+        called from the engine thread with row i's results, or the exception that stopped the
+        run (`EndpointError`, or `CancelledError` at shutdown)."""
+        self._loop.call_soon_threadsafe(self._spawn, rows, deliver)
 
     def price(self, model: str) -> Price:
         price = self._prices.get(model)
@@ -353,9 +361,7 @@ class Engine:
 
     # ------------------------------------------------------------------ calls
 
-    def _spawn(
-        self, rows: list[list[Call]], futures: list[concurrent.futures.Future[list[Result]]]
-    ) -> None:
+    def _spawn(self, rows: list[list[Call]], deliver: Deliver) -> None:
         """Plan every call of a batch (store lookups in one query, in-run duplicates joined to
         the call that sends them), then start one task per row. Runs on the loop, in one go,
         so no other call can slip in between a lookup and its plan."""
@@ -366,22 +372,20 @@ class Engine:
             lookup = [k for row in keyed for _, keys in row for k in keys if k not in self._pending]
             for start in range(0, len(lookup), 500):
                 found.update(self.store.get_many(lookup[start : start + 500]))
-        for row, future in zip(keyed, futures, strict=True):
+        for index, row in enumerate(keyed):
             plans = [self._plan(call, keys, found) for call, keys in row]
             task = self._loop.create_task(self._row(plans))
             self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._deliver, future))
+            task.add_done_callback(functools.partial(self._deliver, deliver, index))
 
-    def _deliver(
-        self, future: concurrent.futures.Future[list[Result]], task: asyncio.Task[list[Result]]
-    ) -> None:
+    def _deliver(self, deliver: Deliver, index: int, task: asyncio.Task[list[Result]]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
-            future.cancel()
+            deliver(index, asyncio.CancelledError())
         elif (exc := task.exception()) is not None:
-            future.set_exception(exc)
+            deliver(index, exc)
         else:
-            future.set_result(task.result())
+            deliver(index, task.result())
 
     def _plan(self, call: Call, keys: list[bytes], found: dict[bytes, StoredSample]) -> _Plan:
         plan = _Plan(call, keys)
@@ -657,15 +661,24 @@ class Engine:
     # ------------------------------------------------------------------ endpoints
 
     async def _acquire(self) -> _Endpoint:
+        endpoints = self._endpoints
+        if len(endpoints) == 1:
+            only = endpoints[0]
+            wait = only.down_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            only.load += 1
+            await only.slots.acquire()
+            return only
         while True:
             now = time.monotonic()
-            up = [e for e in self._endpoints if e.down_until <= now]
+            up = [e for e in endpoints if e.down_until <= now]
             if up:
                 endpoint = min(up, key=lambda e: e.load)
                 endpoint.load += 1
                 await endpoint.slots.acquire()
                 return endpoint
-            await asyncio.sleep(min(e.down_until for e in self._endpoints) - now)
+            await asyncio.sleep(min(e.down_until for e in endpoints) - now)
 
     @staticmethod
     def _release(endpoint: _Endpoint) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from typing import TypeVar
 
 from lemagen.engine import Engine, Result
@@ -31,7 +30,7 @@ def run_rows(
     lost; an `EndpointError` from the engine is raised at once. `on_wait` runs before each
     wait for the engine (the caller flushes its output there).
     """
-    done: queue.SimpleQueue[tuple[T, Future[list[Result]]]] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[T, list[Result] | BaseException]] = queue.SimpleQueue()
     source = iter(rows)
     pending = 0
     exhausted = False
@@ -55,9 +54,16 @@ def run_rows(
             else:
                 yield row, []
         if batch:
-            futures = engine.submit_many([calls for _, calls in batch])
-            for (row, _), future in zip(batch, futures, strict=True):
-                future.add_done_callback(lambda f, row=row: done.put((row, f)))  # type: ignore[misc]
+            rows_sent = [row for row, _ in batch]
+
+            def deliver(
+                index: int,
+                outcome: list[Result] | BaseException,
+                rows_sent: list[T] = rows_sent,
+            ) -> None:
+                done.put((rows_sent[index], outcome))
+
+            engine.submit_many([calls for _, calls in batch], deliver)
             pending += len(batch)
         if pending == 0:
             break
@@ -74,7 +80,9 @@ def run_rows(
             except queue.Empty:
                 break
         pending -= len(finished)
-        for row, future in finished:
-            yield row, future.result()
+        for row, outcome in finished:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            yield row, outcome
     if read_error is not None:
         raise read_error

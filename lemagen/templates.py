@@ -9,6 +9,7 @@ before any request is sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ class Template:
     name: str  # shipped name (`correct.gsm8k`) or the path the user gave
     text: str
 
-    @property
+    @functools.cached_property  # computed once per template (it is in every record's meta)
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
