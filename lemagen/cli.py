@@ -380,9 +380,12 @@ class _Progress:
         if self.engine is None or self.bar.disable:
             return
         now = time.monotonic()
-        if now - self._last < 0.5:
-            return
-        self._last = now
+        if now - self._last >= 0.5:
+            self._last = now
+            self._postfix(now)
+
+    def _postfix(self, now: float) -> None:
+        assert self.engine is not None
         st = self.engine.stats
         rate = st.requests / max(now - self._start, 1e-9)
         self.bar.set_postfix_str(
@@ -392,6 +395,8 @@ class _Progress:
         )
 
     def close(self) -> None:
+        if self.engine is not None and not self.bar.disable:
+            self._postfix(time.monotonic())
         self.bar.close()
 
 

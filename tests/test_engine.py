@@ -305,6 +305,31 @@ def test_budget_stops_the_run_and_keeps_finished_rows(fake: FakeOpenAI, tmp_path
     assert served_twice(fake) == []
 
 
+def test_calls_lost_after_sending_count_in_the_cost(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A dropped connection may have been processed and billed: it counts at its estimate."""
+    dropped: list[str] = []
+
+    def drop_first(body: dict[str, object]) -> str | None:
+        if dropped:
+            return None
+        dropped.append("drop")
+        return "drop"
+
+    fake.faults = drop_first
+    path = problems(tmp_path, 1)
+    result = run(
+        "sample", str(path), "-m", "r", "-n", "1", "--keep", "all", "--max-tokens", "40",
+        "--price-in", "0", "--price-out", "1000", "--retry-delay", "0.01",
+        "--base-url", fake.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    (record,) = records(result)
+    used = record["meta"]["usage"]["completion_tokens"]
+    expected = (40 + used) * 0.001  # the estimate for the lost call + the real one
+    assert f"cost ${expected:.4f}" in result.stderr
+    assert "requests 2 sent (1 retries" in result.stderr
+
+
 def test_max_cost_needs_a_price(fake: FakeOpenAI) -> None:
     result = run("sample", GSM8K, "-m", "my-local-model", "--max-cost", "1", *endpoint(fake))
     assert result.exit_code == 2
@@ -401,3 +426,47 @@ def test_pool_spreads_requests_and_survives_a_server_going_down(
     assert served_twice(fake) == []
     assert served_twice(second) == []
     assert request_key(fake.requests[0]["body"]) != ""
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_bar_on_a_terminal_only(fake: FakeOpenAI, tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = {**os.environ, "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "lemagen", "sample", GSM8K, "-m", "gpt-4o-mini", "-n", "2",
+           "--base-url", fake.base_url, "-o", str(tmp_path / "out.jsonl")]  # fmt: skip
+    master, slave = pty.openpty()
+    # A real terminal has a size (a fresh pty says 0 x 0, and tqdm would draw nothing).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+    proc = subprocess.Popen(cmd, stderr=slave, stdout=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "10/10" in shown  # rows done of the file's total
+    for part in ("req/s", "tok", "$0.0", "cached", "0 failed"):
+        assert part in shown
+    assert "sample: 10 problems" in shown  # the summary line
+
+    # Not a terminal: only the summary.
+    piped = subprocess.run(cmd, capture_output=True, env=env, timeout=60)
+    assert piped.stderr.decode().strip().splitlines() == [
+        line for line in piped.stderr.decode().strip().splitlines() if line.startswith("sample:")
+    ]
+    # -q: nothing at all.
+    quiet = subprocess.run([*cmd, "-q"], capture_output=True, env=env, timeout=60)
+    assert quiet.stderr == b""
