@@ -29,6 +29,7 @@ import json
 import os
 import random
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from lemagen.errors import EndpointError
+from lemagen.errors import EndpointError, LemagenError
 from lemagen.llm import PATHS, Api, Call, Choice, Generation, RequestFailed
 from lemagen.prices import Price, price_for
 from lemagen.store import RequestStore, StoredSample
@@ -257,7 +258,15 @@ class Engine:
         self.api = config.api
         self.path = PATHS[config.api]
         self.stats = Stats()
-        self.store = RequestStore(config.cache_dir) if config.cache_dir is not None else None
+        self.store: RequestStore | None = None
+        if config.cache_dir is not None:
+            try:
+                self.store = RequestStore(config.cache_dir)
+            except (OSError, sqlite3.Error) as exc:
+                raise LemagenError(
+                    f"{config.cache_dir}: cannot open the request store ({exc}); "
+                    "give another --cache-dir, or --no-cache"
+                ) from None
         self.stopped = False  # the budget ran out: send nothing more
         self.fatal: EndpointError | None = None
         self._prices: dict[str, Price] = {}

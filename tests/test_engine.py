@@ -135,6 +135,17 @@ def test_the_key_and_the_endpoint_are_never_stored(
     assert "sk-very-secret" not in result.stdout + result.stderr
 
 
+def test_unusable_cache_dir_is_one_line(fake: FakeOpenAI, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run("sample", GSM8K, "-m", "r", "--cache-dir", str(blocker / "c"), *endpoint(fake))
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {blocker / 'c'}: cannot open the request store (")
+    assert line.endswith("give another --cache-dir, or --no-cache")
+    assert fake.requests == []
+
+
 def test_rows_failed_with_400_are_not_retried(fake: FakeOpenAI, tmp_path: Path) -> None:
     path = problems(tmp_path, 4)
     fake.rule = lambda body: (
