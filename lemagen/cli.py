@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from lemagen import __version__, templates
 from lemagen.correction import CORRECT_VARIABLES, Corrector
+from lemagen.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
 from lemagen.engine import TRANSPORTS, Engine, EngineConfig, describe
 from lemagen.errors import (
     EXIT_BUDGET,
@@ -25,9 +27,11 @@ from lemagen.errors import (
     EXIT_ROWS_FAILED,
     BudgetReached,
     InputError,
+    LemagenError,
     OutputClosed,
     RowsFailed,
 )
+from lemagen.export import FORMATS, PAIR_FORMATS, Exporter, dataset_info_entry
 from lemagen.filtering import Filter
 from lemagen.grading import DEFAULT_CHECK_TIMEOUT, Grader
 from lemagen.injection import (
@@ -717,6 +721,28 @@ def correct(
     is_flag=True,
     help="Add 'id' and 'kind' to each training record (not part of the LEMA format).",
 )
+@click.option(
+    "--decontaminate",
+    "test_sets",
+    multiple=True,
+    metavar="TEST.jsonl",
+    help="Drop rows whose question overlaps a question of this test set (repeatable): equal "
+    "after normalisation, or sharing at least --overlap of its word n-grams.",
+)
+@click.option(
+    "--ngram",
+    type=click.IntRange(1),
+    default=DEFAULT_NGRAM,
+    show_default=True,
+    help="--decontaminate: n-gram length in words.",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_OVERLAP,
+    show_default=True,
+    help="--decontaminate: share of a question's n-grams found in one test question.",
+)
 def filter_cmd(
     input_path: str,
     output: str,
@@ -725,6 +751,9 @@ def filter_cmd(
     quiet: bool,
     with_cot: bool,
     with_meta: bool,
+    test_sets: tuple[str, ...],
+    ngram: int,
+    overlap: float,
 ) -> None:
     """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
 
@@ -741,6 +770,9 @@ def filter_cmd(
     source = _source(input_path)
     dropped: Counter[str] = Counter()
     total = 0
+    tests = HeldOut(ngram, overlap)
+    for path in test_sets:
+        tests.load(path)
     with ExitStack() as stack:
         writer, rejected = _outputs(stack, output, rejects)
         for lineno, record in read_records(input_path):
@@ -748,6 +780,11 @@ def filter_cmd(
                 if isinstance(record, InputError):
                     raise record
                 total += 1
+                leak = tests.match(str(record.get("question", ""))) if test_sets else None
+                if leak is not None:
+                    dropped["contaminated"] += 1
+                    rejected.add("contaminated", record, detail=f"overlaps {leak}")
+                    continue
                 out, reason = keep(record, f"{source}:{lineno}")
             except InputError as err:
                 if not skip_bad_rows:
@@ -774,6 +811,148 @@ def filter_cmd(
         f"{keep.counts['samples']} samples); kept {kept} ({keep.counts['kept_correction']} "
         f"correction, {keep.counts['kept_cot']} cot); dropped {sum(dropped.values())}: {by_reason}",
     )
+
+
+# ---------------------------------------------------------------- export
+
+
+@cli.command(name="export", epilog=EPILOG)
+@io_options
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="lema",
+    show_default=True,
+    help="Target format (see below).",
+)
+@click.option("--chat", is_flag=True, help="trl: conversational {'messages'} records.")
+@click.option(
+    "--mix",
+    is_flag=True,
+    help="Also write CoT records for the correct samples in the input, shuffled together "
+    "with the corrections (seeded), as LEMA trains.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle and pairing seed.")
+@click.option(
+    "--max-pairs-per-question",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    metavar="K",
+    help="dpo, openai-dpo: at most K pairs per question.",
+)
+@click.option(
+    "--dataset-info",
+    metavar="PATH",
+    help="alpaca, sharegpt, lemma: add this file's entry to LLaMA-Factory's "
+    "dataset_info.json at PATH (created or updated); needs -o.",
+)
+@click.option(
+    "--dataset-name",
+    metavar="NAME",
+    help="Name of the dataset_info.json entry [default: the output file's stem].",
+)
+def export_cmd(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    fmt: str,
+    chat: bool,
+    mix: bool,
+    seed: int,
+    max_pairs_per_question: int,
+    dataset_info: str | None,
+    dataset_name: str | None,
+) -> None:
+    """Write the kept corrections in a trainer's format.
+
+    INPUT is `lemagen correct` or `lemagen inject` output (with `sample --keep all`, the
+    correct samples pass through it too). Corrections are kept exactly as `lemagen filter`
+    keeps them. Formats:
+
+    \b
+      lema        {"prompt", "completion"} as LEMA trains (what filter writes)
+      alpaca      {"instruction", "input", "output"} for LLaMA-Factory
+      sharegpt    {"conversations": [{"from", "value"}]} for LLaMA-Factory
+      openai      {"messages"} for OpenAI fine-tuning
+      openai-dpo  {"input", "preferred_output", "non_preferred_output"} (OpenAI DPO)
+      trl         {"prompt", "completion"}, or {"messages"} with --chat
+      dpo         {"prompt", "chosen", "rejected"}: a corrected vs its original
+                  solution, and a correct vs a wrong sample of the same question
+      cot         the full corrected chain of thought as a LEMA CoT record
+      lemma       a Fix & Continue trajectory (wrong prefix through the incorrect
+                  step, a transition phrase, the fix), alpaca-shaped
+
+    \b
+    Example:
+      lemagen export corrections.jsonl -f sharegpt -o data/lema.jsonl \\
+        --dataset-info data/dataset_info.json
+    """
+    if chat and fmt != "trl":
+        raise click.UsageError("--chat applies to --format trl only")
+    if mix and fmt in PAIR_FORMATS:
+        raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
+    if dataset_info is not None:
+        if fmt not in ("alpaca", "sharegpt", "lemma"):
+            raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
+        if output == "-":
+            raise click.UsageError("--dataset-info needs -o: the entry names the data file")
+    exporter = Exporter(fmt, chat=chat, mix=mix, seed=seed, max_pairs=max_pairs_per_question)
+    source = _source(input_path)
+    dropped: Counter[str] = Counter()
+    written = 0
+    with ExitStack() as stack:
+        writer, rejected = _outputs(stack, output, rejects)
+        for lineno, record in read_records(input_path):
+            try:
+                if isinstance(record, InputError):
+                    raise record
+                out, reason = exporter.add(record, f"{source}:{lineno}")
+            except InputError as err:
+                if not skip_bad_rows:
+                    raise
+                dropped[err.reason] += 1
+                rejected.add(
+                    err.reason,
+                    None if isinstance(record, InputError) else record,
+                    detail=err.format_message(),
+                )
+                continue
+            writer.write_all(out)
+            written += len(out)
+            if reason is not None:
+                dropped[reason] += 1
+                detail = record.get("reject_reason") if reason == "unparseable" else None
+                rejected.add(reason, record, detail=detail)
+        for out_record in exporter.finish():
+            writer.write(out_record)
+            written += 1
+    if dataset_info is not None:
+        _write_dataset_info(dataset_info, dataset_name, output, fmt)
+    by_reason = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "none"
+    made = ", ".join(f"{k} {v}" for k, v in sorted(exporter.counts.items())) or "nothing"
+    _summary(quiet, f"export --format {fmt}: {written} written ({made}); dropped {by_reason}")
+
+
+def _write_dataset_info(path: str, name: str | None, output: str, fmt: str) -> None:
+    info_path = Path(path)
+    entries: dict[str, Any] = {}
+    if info_path.exists():
+        try:
+            entries = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LemagenError(f"{path}: cannot read as JSON: {exc}") from None
+        if not isinstance(entries, dict):
+            raise LemagenError(f"{path}: not a JSON object")
+    data = Path(output).resolve()
+    file_name = os.path.relpath(data, info_path.resolve().parent)
+    entries[name or data.stem] = dataset_info_entry(fmt, file_name)
+    info_path.parent.mkdir(parents=True, exist_ok=True)
+    info_path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- inject

@@ -74,7 +74,7 @@ class FakeOpenAI:
     injected: list[Fault] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests handled at once
-    tag_samples: bool = False  # prefix each text with "Sample <seed>-<index>." so all differ
+    tag_samples: bool = False  # prefix each sample with "Sample <seed>-<index>." so all differ
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -174,7 +174,7 @@ class FakeOpenAI:
         else:
             return 404, _error(f"no route {path}", "not_found")
         replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
-        if self.tag_samples:
+        if self.tag_samples and "Original Solution:" not in prompt:  # not corrector replies
             seed = body.get("seed") or 0
             replies = [
                 (f"Sample {seed}-{i}.\n{text}", fin) for i, (text, fin) in enumerate(replies)

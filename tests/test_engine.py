@@ -216,8 +216,8 @@ def test_a_429_pauses_every_sender(fake: FakeOpenAI, tmp_path: Path) -> None:
 def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
     """A bad key costs one request; after the first success every worker sends, including
     those that queued up behind the first request."""
-    fake.delay = 0.05
-    result = run("sample", str(problems(tmp_path, 40)), "-m", "r", "--concurrency", "8",
+    fake.delay = 0.2  # long enough that all 8 overlap however the threads are scheduled
+    result = run("sample", str(problems(tmp_path, 24)), "-m", "r", "--concurrency", "8",
                  *endpoint(fake))  # fmt: skip
     assert result.exit_code == 0
     assert fake.max_in_flight == 8

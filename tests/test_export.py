@@ -1,0 +1,228 @@
+"""`lemagen export` in every format, checked against each target's documented schema, and
+`filter --decontaminate`. Inputs: the offline inject pipeline on real GSM8K rows, and the
+online pipeline (sample --keep all -> correct) against the loopback server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lemagen.export import TRANSITIONS
+from lemagen.formats import LEMA_COT_PROMPT
+from lemagen.grading import Grader
+from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
+from tests.fake_openai import FakeOpenAI
+
+GSM8K = str(EXAMPLES / "gsm8k.jsonl")
+
+
+@pytest.fixture
+def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
+    """`correct` output with correct samples passed through: 10 problems x 4 distinct samples
+    (2 right, 2 wrong), so 2 corrections and 2 correct samples per problem."""
+    fake.tag_samples = True
+    sampled = run("sample", GSM8K, "-m", "r", "-n", "4", "--keep", "all", "--base-url",
+                  fake.base_url, "-q")  # fmt: skip
+    corrected = run("correct", "-m", "c", "--base-url", fake.base_url, "-q", input=sampled.stdout)
+    assert corrected.exit_code == 0
+    path = tmp_path / "corrections.jsonl"
+    path.write_text(corrected.stdout)
+    return path
+
+
+@pytest.fixture
+def injected(tmp_path: Path) -> Path:
+    result = run("inject", str(DATA / "gsm8k_train_slice.jsonl"), "--per-question", "2", "-q")
+    assert result.exit_code == 0
+    path = tmp_path / "injected.jsonl"
+    path.write_text(result.stdout)
+    return path
+
+
+def export(path: Path, *args: str) -> list[dict[str, Any]]:
+    result = run("export", str(path), *args)
+    assert result.exit_code == 0, result.stderr
+    return records(result)
+
+
+def strings(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def test_lema_is_what_filter_writes(injected: Path) -> None:
+    filtered = run("filter", str(injected), "-q")
+    assert export(injected, "-f", "lema") == records(filtered)
+
+
+def test_alpaca_for_llama_factory(injected: Path) -> None:
+    rows = export(injected, "-f", "alpaca")
+    assert len(rows) == len(load_jsonl(injected)) > 60
+    for row in rows:
+        assert set(row) == {"instruction", "input", "output"}
+        assert row["instruction"].endswith("\nIncorrect Step:")
+        assert row["input"] == ""
+        assert row["output"].startswith("Step ")  # the LEMA completion, without its lead space
+        assert "\nExplanation: " in row["output"]
+
+
+def test_sharegpt_for_llama_factory(injected: Path) -> None:
+    for row in export(injected, "-f", "sharegpt"):
+        assert set(row) == {"conversations"}
+        turns = row["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"]
+        assert all(set(t) == {"from", "value"} and strings(t["value"]) for t in turns)
+
+
+def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    info = data / "dataset_info.json"
+    data.mkdir()
+    info.write_text(json.dumps({"existing": {"file_name": "x.json"}}))
+    out = data / "lema_sg.jsonl"
+    result = run("export", str(injected), "-f", "sharegpt", "-o", str(out),
+                 "--dataset-info", str(info))  # fmt: skip
+    assert result.exit_code == 0
+    entries = json.loads(info.read_text())
+    assert entries["existing"] == {"file_name": "x.json"}
+    entry = entries["lema_sg"]
+    assert entry["formatting"] == "sharegpt"
+    assert (info.parent / entry["file_name"]).resolve() == out.resolve()
+    assert entry["columns"] == {"messages": "conversations"}
+    assert entry["tags"]["user_tag"] == "human"
+    assert entry["tags"]["assistant_tag"] == "gpt"
+    run("export", str(injected), "-f", "alpaca", "-o", str(data / "a.jsonl"),
+        "--dataset-info", str(info), "--dataset-name", "lema_alpaca")  # fmt: skip
+    alpaca = json.loads(info.read_text())["lema_alpaca"]
+    assert alpaca["formatting"] == "alpaca"
+    assert alpaca["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
+    assert set(json.loads(info.read_text())) == {"existing", "lema_sg", "lema_alpaca"}
+    refused = run("export", str(injected), "-f", "alpaca", "--dataset-info", str(info))
+    assert refused.exit_code == 2
+    assert "--dataset-info needs -o" in refused.stderr
+
+
+def test_openai_chat_format(injected: Path) -> None:
+    for row in export(injected, "-f", "openai"):
+        assert set(row) == {"messages"}
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        assert all(set(m) == {"role", "content"} and strings(m["content"]) for m in row["messages"])
+
+
+def test_trl_standard_and_conversational(injected: Path) -> None:
+    standard = export(injected, "-f", "trl")
+    assert all(set(r) == {"prompt", "completion"} for r in standard)
+    chat = export(injected, "-f", "trl", "--chat")
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in chat)
+    assert [r["messages"][0]["content"] for r in chat] == [r["prompt"] for r in standard]
+    assert run("export", str(injected), "-f", "alpaca", "--chat").exit_code == 2
+
+
+def test_cot_is_the_full_corrected_chain(injected: Path, grader: Grader) -> None:
+    rows = export(injected, "-f", "cot")
+    source = [r for r in load_jsonl(injected)]
+    assert len(rows) == len(source)
+    for row, record in zip(rows, source, strict=True):
+        assert row["prompt"] == LEMA_COT_PROMPT.format(question=record["question"])
+        k = record["incorrect_step"]
+        before = " ".join(record["original"]["steps"][: k - 1])
+        assert row["completion"].startswith(before)
+        assert grader.grade("gsm8k", record["gold"], row["completion"]).verdict == "correct"
+
+
+def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
+    rows = export(injected, "-f", "lemma", "--seed", "4")
+    source = load_jsonl(injected)
+    used = set()
+    for row, record in zip(rows, source, strict=True):
+        assert set(row) == {"instruction", "input", "output"}
+        assert row["instruction"] == record["question"]
+        k = record["incorrect_step"]
+        wrong_prefix = " ".join(record["original"]["steps"][:k])  # through the incorrect step
+        assert row["output"].startswith(wrong_prefix + " ")
+        phrase = next(p for p in TRANSITIONS if p in row["output"])
+        used.add(phrase)
+        assert row["output"].index(phrase) == len(wrong_prefix) + 1
+        assert record["explanation"] in row["output"]
+        assert grader.grade("gsm8k", record["gold"], row["output"]).verdict == "correct"
+    assert len(used) > 3  # the phrases vary
+
+
+def test_preference_pairs(corrections: Path, grader: Grader) -> None:
+    rows = export(corrections, "-f", "dpo", "--max-pairs-per-question", "3")
+    gold = {r["question"]: r["gold"] for r in load_jsonl(corrections)}
+    per_question: dict[str, int] = {}
+    for row in rows:
+        assert set(row) == {"prompt", "chosen", "rejected"}
+        question = row["prompt"].split("Question: ", 1)[1].split("\nAnswer: ", 1)[0]
+        per_question[question] = per_question.get(question, 0) + 1
+        assert grader.grade("gsm8k", gold[question], row["chosen"]).verdict == "correct"
+        assert grader.grade("gsm8k", gold[question], row["rejected"]).verdict == "wrong"
+    # Per question: 2 right + 2 wrong samples, 2 corrections -> capped at 3.
+    assert set(per_question.values()) == {3}
+    assert len(per_question) == 10
+
+    openai_rows = export(corrections, "-f", "openai-dpo", "--max-pairs-per-question", "3")
+    assert len(openai_rows) == len(rows)
+    for pair, row in zip(openai_rows, rows, strict=True):
+        assert set(pair) == {"input", "preferred_output", "non_preferred_output"}
+        assert pair["input"]["messages"] == [{"role": "user", "content": row["prompt"]}]
+        assert pair["preferred_output"] == [{"role": "assistant", "content": row["chosen"]}]
+        assert pair["non_preferred_output"] == [{"role": "assistant", "content": row["rejected"]}]
+
+
+def test_mix_shuffles_cot_and_corrections_with_a_seed(corrections: Path) -> None:
+    first = run("export", str(corrections), "-f", "openai", "--mix", "--seed", "1").stdout
+    again = run("export", str(corrections), "-f", "openai", "--mix", "--seed", "1").stdout
+    other = run("export", str(corrections), "-f", "openai", "--mix", "--seed", "2").stdout
+    assert first == again
+    assert first != other
+    assert sorted(first.splitlines()) == sorted(other.splitlines())
+    rows = [json.loads(line) for line in first.splitlines()]
+    prompts = [r["messages"][0]["content"] for r in rows]
+    cot = sum(p.startswith("Please solve the following math problem.") for p in prompts)
+    fixes = sum(p.endswith("\nIncorrect Step:") for p in prompts)
+    assert (cot, fixes) == (20, 20)  # 2 correct samples and 2 corrections per problem
+    assert prompts[:20].count(prompts[0]) < 20  # interleaved, not one block then the other
+    assert run("export", str(corrections), "-f", "dpo", "--mix").exit_code == 2
+
+
+def test_dropped_corrections_are_counted(corrections: Path, tmp_path: Path) -> None:
+    rows = load_jsonl(corrections)
+    broken = [dict(r, verdict="wrong") if "correction_id" in r else r for r in rows]
+    path = write_jsonl(tmp_path / "broken.jsonl", broken)
+    result = run("export", str(path), "-f", "alpaca")
+    assert records(result) == []
+    assert "dropped correct_sample 20, wrong_answer 20" in result.stderr
+
+
+# ---------------------------------------------------------------- decontamination
+
+
+def test_filter_decontaminates_against_test_sets(injected: Path, tmp_path: Path) -> None:
+    training = load_jsonl(injected)
+    questions = list(dict.fromkeys(r["question"] for r in training))
+    # A "test set" holding 3 of the questions verbatim and 1 with one word changed.
+    words = questions[3].split()
+    edited = " ".join([*words[:-3], "seven", *words[-2:]])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"question": q} for q in questions[:3]] + [
+        {"question": edited}])  # fmt: skip
+    math = str(DATA / "math500_slice.jsonl")  # a second, unrelated test set
+    rejects = tmp_path / "rejects.jsonl"
+    result = run("filter", str(injected), "--decontaminate", str(test), "--decontaminate", math,
+                 "--rejects", str(rejects))  # fmt: skip
+    assert result.exit_code == 0
+    kept = records(result)
+    dropped = [json.loads(line) for line in rejects.read_text().splitlines()]
+    leaked = {r["record"]["question"] for r in dropped if r["reason"] == "contaminated"}
+    assert leaked == set(questions[:4])
+    hit = sum(r["question"] in leaked for r in training)
+    assert all("overlaps " in r["detail"] for r in dropped)
+    assert any("(exact)" in r["detail"] for r in dropped)
+    assert any("-grams)" in r["detail"] for r in dropped)
+    assert len(kept) == len(training) - hit
+    assert f"contaminated {hit}" in result.stderr
+    clean = run("filter", str(injected), "--decontaminate", math, "-q")
+    assert len(records(clean)) == len(training)
