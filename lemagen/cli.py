@@ -50,6 +50,7 @@ from lemagen.records import Rejects, iter_rows
 from lemagen.retry import DEFAULT_MARKER, DEFAULT_RETRY_RATE, retry_record, retry_solution
 from lemagen.runner import run_rows
 from lemagen.sampling import SAMPLE_VARIABLES, Sampler
+from lemagen.stats import RunStats, render_html, render_table
 from lemagen.store import default_cache_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -953,6 +954,54 @@ def _write_dataset_info(path: str, name: str | None, output: str, fmt: str) -> N
     entries[name or data.stem] = dataset_info_entry(fmt, file_name)
     info_path.parent.mkdir(parents=True, exist_ok=True)
     info_path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- stats
+
+
+@cli.command(name="stats", epilog=EPILOG)
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Write the report as one JSON line to stdout."
+)
+@click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    help="Also write a self-contained HTML page with charts (no network needed to view it).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+def stats_cmd(inputs: tuple[str, ...], as_json: bool, html_path: str | None, quiet: bool) -> None:
+    """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
+    drop reasons, tokens and cost per kept row.
+
+    INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
+    filter/export output); none or '-' reads stdin. The table goes to stderr, like every
+    summary, so stdout stays JSONL: --json writes the report there as one line.
+
+    \b
+    Example:
+      lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
+    """
+    run_stats = RunStats()
+    for path in inputs or ("-",):
+        source = _source(path)
+        for lineno, record in read_records(path):
+            if isinstance(record, InputError):
+                raise record
+            run_stats.add(record, f"{source}:{lineno}")
+    report = run_stats.report()
+    if html_path is not None:
+        try:
+            Path(html_path).write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None
+    if as_json:
+        writer = RecordWriter("-")
+        writer.write(report)
+        writer.close()
+    if not quiet:
+        click.echo(render_table(report), err=True)
 
 
 # ---------------------------------------------------------------- inject

@@ -133,6 +133,8 @@ class FakeOpenAI:
                         fake.served.append(request_key(body))
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # socketserver's 5 drops bursts of connections
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that went away mid-response (killed in a test) is expected
 

@@ -1,0 +1,277 @@
+"""`lemagen stats`: what a run made, from any stage's output.
+
+Reads sample, correction (`correct` or `inject`), rejects and training (`filter`/`export`)
+records, in any mix, and reports the funnel (problems, samples, wrong, corrections, kept),
+accuracy per reasoner, where the incorrect step falls (absolute step and relative position,
+over the kept corrections), the reasons rows were dropped or set aside, and tokens and cost per
+kept row. Corrections are judged exactly as `lemagen filter` judges them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from lemagen.errors import InputError
+from lemagen.filtering import Filter
+from lemagen.prices import price_for
+
+RELATIVE_BINS = 10
+TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")
+
+
+@dataclass
+class RunStats:
+    problems: set[str] = field(default_factory=set)
+    samples: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    corrections: int = 0
+    kept: int = 0
+    training_rows: int = 0
+    by_model: dict[str, Counter[str]] = field(default_factory=dict)
+    step_abs: Counter[int] = field(default_factory=Counter)
+    step_rel: Counter[int] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    tokens_in: float = 0.0
+    tokens_out: float = 0.0
+    cost: float = 0.0
+    unpriced: set[str] = field(default_factory=set)
+    _samples_seen: set[str] = field(default_factory=set)
+    _filter: Filter = field(default_factory=Filter)
+
+    def add(self, record: dict[str, Any], where: str) -> None:
+        if "correction_id" in record:
+            self._correction(record, where)
+        elif "sample_id" in record and "steps" in record:
+            self._sample(record, record.get("verdict", "wrong"))
+        elif "reason" in record and "record" in record:
+            self.reasons[str(record["reason"])] += 1
+        elif any(name in record for name in TRAINING_FIELDS):
+            self.training_rows += 1
+        else:
+            raise InputError(
+                f"{where}: not a lemagen record (sample, correction, reject or training row)",
+                reason="bad_record",
+            )
+
+    def _sample(self, sample: dict[str, Any], verdict: str) -> None:
+        sample_id = str(sample.get("sample_id"))
+        if sample_id in self._samples_seen:
+            return
+        self._samples_seen.add(sample_id)
+        self.samples += 1
+        self.verdicts[verdict] += 1
+        if "id" in sample:
+            self.problems.add(str(sample["id"]))
+        meta = sample.get("meta") or {}
+        model = str(meta.get("model", "unknown"))
+        self.by_model.setdefault(model, Counter())[verdict] += 1
+        self._usage(meta)
+
+    def _correction(self, record: dict[str, Any], where: str) -> None:
+        self.corrections += 1
+        self.problems.add(str(record.get("id")))
+        original = record.get("original") or {}
+        self._sample({**original, "id": record.get("id"), "sample_id": record.get("sample_id")},
+                     "wrong")  # fmt: skip
+        self._usage(record.get("meta") or {})
+        out, reason = self._filter(record, where)
+        if out is None:
+            self.reasons[reason or "dropped"] += 1
+            return
+        self.kept += 1
+        k = record["incorrect_step"]
+        n = len(record["original"]["steps"])
+        self.step_abs[k] += 1
+        position = (k - 1) / max(1, n - 1)  # 0 = first step, 1 = last step
+        self.step_rel[min(RELATIVE_BINS - 1, int(position * RELATIVE_BINS))] += 1
+
+    def _usage(self, meta: dict[str, Any]) -> None:
+        """This record's share of its request's tokens (usage / choices)."""
+        usage = meta.get("usage") or {}
+        if not usage:
+            return
+        share = 1 / max(1, int(meta.get("choices_in_usage") or 1))
+        tokens_in = float(usage.get("prompt_tokens") or 0) * share
+        tokens_out = float(usage.get("completion_tokens") or 0) * share
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        model = str(meta.get("model", "unknown"))
+        price = price_for(model)
+        if price.known:
+            self.cost += price.cost(tokens_in, tokens_out)
+        else:
+            self.unpriced.add(model)
+
+    def report(self) -> dict[str, Any]:
+        kept = self.kept or self.training_rows
+        accuracy = {
+            model: {
+                "samples": sum(c.values()),
+                "correct": c["correct"],
+                "wrong": c["wrong"],
+                "accuracy": round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
+            }
+            for model, c in sorted(self.by_model.items())
+        }
+        return {
+            "funnel": {
+                "problems": len(self.problems),
+                "samples": self.samples,
+                "wrong": self.verdicts["wrong"],
+                "corrections": self.corrections,
+                "kept": kept,
+            },
+            "verdicts": dict(self.verdicts),
+            "accuracy_by_reasoner": accuracy,
+            "accuracy_note": None
+            if self.verdicts["correct"]
+            else "no correct samples in the input (sample --keep wrong): accuracy reads as 0",
+            "incorrect_step": {
+                "absolute": {str(k): v for k, v in sorted(self.step_abs.items())},
+                "relative": {
+                    f"{10 * b}-{10 * (b + 1)}%": self.step_rel[b] for b in range(RELATIVE_BINS)
+                },
+            },
+            "reasons": dict(self.reasons.most_common()),
+            "tokens": {"prompt": round(self.tokens_in), "completion": round(self.tokens_out)},
+            "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
+            if kept
+            else None,
+            "cost_usd": round(self.cost, 6),
+            "cost_per_kept_row_usd": round(self.cost / kept, 6) if kept else None,
+            "unpriced_models": sorted(self.unpriced),
+            "training_rows": self.training_rows,
+        }
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = ["funnel"]
+    for name, value in report["funnel"].items():
+        lines.append(f"  {name:<14}{value:>10}")
+    lines.append("accuracy by reasoner")
+    for model, row in report["accuracy_by_reasoner"].items():
+        lines.append(
+            f"  {model:<30}{row['accuracy']:>8.1%}  ({row['correct']} of "
+            f"{row['correct'] + row['wrong']})"
+        )
+    if report["accuracy_note"]:
+        lines.append(f"  note: {report['accuracy_note']}")
+    lines.append("incorrect step (kept corrections)")
+    for step, count in report["incorrect_step"]["absolute"].items():
+        lines.append(f"  step {step:<9}{count:>10}")
+    lines.append("  relative position in the solution")
+    for band, count in report["incorrect_step"]["relative"].items():
+        lines.append(f"    {band:<12}{count:>10}")
+    lines.append("dropped or set aside")
+    for reason, count in report["reasons"].items() or [("none", 0)]:
+        lines.append(f"  {reason:<22}{count:>8}")
+    tokens = report["tokens"]
+    lines.append(f"tokens: prompt {tokens['prompt']}, completion {tokens['completion']}; "
+                 f"per kept row {report['tokens_per_kept_row']}")  # fmt: skip
+    cost = f"cost: ${report['cost_usd']:.4f}; per kept row "
+    cost += (
+        "n/a"
+        if report["cost_per_kept_row_usd"] is None
+        else f"${report['cost_per_kept_row_usd']:.6f}"
+    )
+    if report["unpriced_models"]:
+        cost += f" (no price for {', '.join(report['unpriced_models'])})"
+    lines.append(cost)
+    return "\n".join(lines)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>lemagen report</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
+.chart svg { width: 100%; height: auto; }
+.bar { fill: #4c78a8; }
+.label { font-size: 12px; fill: #222; } .value { font-size: 12px; fill: #555; }
+table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; }
+</style>
+</head>
+<body data-charts="0">
+<h1>lemagen report</h1>
+<p>__SUMMARY__</p>
+<h2>Funnel</h2><div class="chart" id="funnel"></div>
+<h2>Accuracy by reasoner</h2><div class="chart" id="accuracy"></div>
+<h2>Incorrect step (kept corrections)</h2><div class="chart" id="step-absolute"></div>
+<h2>Relative position of the incorrect step</h2><div class="chart" id="step-relative"></div>
+<h2>Dropped or set aside</h2>__REASONS__
+<script type="application/json" id="report">__DATA__</script>
+<script>
+(function () {
+  var report = JSON.parse(document.getElementById("report").textContent);
+  var NS = "http://www.w3.org/2000/svg";
+  function el(name, attrs, text) {
+    var node = document.createElementNS(NS, name);
+    for (var k in attrs) node.setAttribute(k, attrs[k]);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function bars(id, rows, format) {
+    var max = 0;
+    rows.forEach(function (r) { max = Math.max(max, r[1]); });
+    var rowH = 24, labelW = 200, width = 700, svg = el("svg", {
+      viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
+      role: "img", "aria-label": id
+    });
+    rows.forEach(function (r, i) {
+      var w = max > 0 ? (width - labelW - 90) * r[1] / max : 0;
+      var y = i * rowH + 2;
+      svg.appendChild(el("text", {x: 0, y: y + 16, "class": "label"}, r[0]));
+      svg.appendChild(el("rect", {x: labelW, y: y, width: w.toFixed(1), height: rowH - 6,
+                                  "class": "bar", "data-value": r[1]}));
+      svg.appendChild(el("text", {x: labelW + w + 6, y: y + 16, "class": "value"}, format(r[1])));
+    });
+    document.getElementById(id).appendChild(svg);
+    document.body.setAttribute("data-charts",
+      String(Number(document.body.getAttribute("data-charts")) + 1));
+  }
+  function entries(obj) { return Object.keys(obj).map(function (k) { return [k, obj[k]]; }); }
+  var count = function (v) { return String(v); };
+  bars("funnel", entries(report.funnel), count);
+  bars("accuracy", entries(report.accuracy_by_reasoner).map(function (e) {
+    return [e[0], e[1].accuracy];
+  }), function (v) { return (100 * v).toFixed(1) + "%"; });
+  bars("step-absolute", entries(report.incorrect_step.absolute).map(function (e) {
+    return ["step " + e[0], e[1]];
+  }), count);
+  bars("step-relative", entries(report.incorrect_step.relative), count);
+})();
+</script>
+</body>
+</html>
+"""
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """One self-contained page: data inline, charts drawn by inline script, no network."""
+    data = json.dumps(report).replace("</", "<\\/")
+    funnel = report["funnel"]
+    summary = (
+        f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
+        f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
+        f"cost ${report['cost_usd']:.4f}"
+    )
+    reasons = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in report["reasons"].items()
+    )
+    table = (
+        f"<table><tr><th>reason</th><th>rows</th></tr>{reasons}</table>"
+        if reasons
+        else "<p>none</p>"
+    )
+    return (
+        _PAGE.replace("__SUMMARY__", html.escape(summary))
+        .replace("__REASONS__", table)
+        .replace("__DATA__", data)
+    )
