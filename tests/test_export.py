@@ -226,3 +226,47 @@ def test_filter_decontaminates_against_test_sets(injected: Path, tmp_path: Path)
     assert f"contaminated {hit}" in result.stderr
     clean = run("filter", str(injected), "--decontaminate", math, "-q")
     assert len(records(clean)) == len(training)
+
+
+# ---------------------------------------------------------------- the trainers' loader
+
+
+@pytest.mark.parametrize("fmt", ["lema", "alpaca", "sharegpt", "openai", "trl", "trl-chat", "dpo",
+                                 "openai-dpo", "cot", "lemma"])  # fmt: skip
+def test_trainers_loader_reads_every_format(
+    fmt: str, corrections: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL, LLaMA-Factory and axolotl all read JSONL through Hugging Face `datasets`; load each
+    file with it and check the columns and nested types a trainer will see."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets  # a dev dependency: the loader the trainers use
+
+    args = ["-f", "trl", "--chat"] if fmt == "trl-chat" else ["-f", fmt]
+    out = tmp_path / f"{fmt}.jsonl"
+    assert run("export", str(corrections), *args, "-o", str(out), "-q").exit_code == 0
+    rows = load_jsonl(out)
+    data = datasets.load_dataset("json", data_files=str(out), split="train",
+                                 cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    assert data.num_rows == len(rows) > 0
+    assert set(data.column_names) == set(rows[0])
+    assert data[0] == rows[0]
+    message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+    expected = {
+        "lema": {"prompt": datasets.Value("string"), "completion": datasets.Value("string")},
+        "alpaca": {"instruction": datasets.Value("string"), "input": datasets.Value("string"),
+                   "output": datasets.Value("string")},
+        "sharegpt": {"conversations": datasets.List({"from": datasets.Value("string"),
+                                                     "value": datasets.Value("string")})},
+        "openai": {"messages": datasets.List(message)},
+        "trl-chat": {"messages": datasets.List(message)},
+        "dpo": {"prompt": datasets.Value("string"), "chosen": datasets.Value("string"),
+                "rejected": datasets.Value("string")},
+        "openai-dpo": {"input": {"messages": datasets.List(message)},
+                       "preferred_output": datasets.List(message),
+                       "non_preferred_output": datasets.List(message)},
+    }  # fmt: skip
+    expected["trl"] = expected["cot"] = expected["lema"]
+    expected["lemma"] = expected["alpaca"]
+    assert data.features == datasets.Features(expected[fmt])
