@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import email.utils
 import errno
 import functools
@@ -46,7 +45,6 @@ Transport = Literal["aiohttp", "openai"]
 TRANSPORTS: tuple[str, ...] = ("aiohttp", "openai")
 MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 120.0
-DEFAULT_MAX_TOKENS_ESTIMATE = 1024
 RETRYABLE = frozenset({408, 409, 425, 429})
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                     "all_proxy")  # fmt: skip
@@ -80,7 +78,7 @@ class Stats:
     """Counts for the progress bar and the summary; written by the engine thread only."""
 
     requests: int = 0  # HTTP attempts, retries included
-    succeeded: int = 0
+    succeeded: int = 0  # > 0: the endpoint, key and model work; requests need not go alone
     retries: int = 0
     failed: int = 0  # calls given up on
     cached: int = 0  # samples read from the store
@@ -248,8 +246,8 @@ class _Endpoint:
 
 
 class Engine:
-    """Send calls; results come back as `concurrent.futures.Future`s. Use as a context
-    manager: leaving it cancels what is still in flight and flushes the store."""
+    """Send calls; each row's results come back through a callback (`submit_many`). Use as a
+    context manager: leaving it cancels what is still in flight and flushes the store."""
 
     def __init__(self, config: EngineConfig) -> None:
         if not config.base_urls:
@@ -277,7 +275,6 @@ class Engine:
         self._durable: collections.deque[bytes] = collections.deque()
         self._run_id = secrets.token_hex(6)
         self._request_count = itertools.count()
-        self._succeeded = False
         self._inflight_cost = 0.0
         self._cool_until = 0.0
         self._cool_level = 0
@@ -334,20 +331,6 @@ class Engine:
         await self._transport.close()
 
     # ------------------------------------------------------------------ public
-
-    def submit(self, calls: list[Call]) -> concurrent.futures.Future[list[Result]]:
-        """Send `calls` (one row's worth); the future holds one result per call, in order,
-        or raises `EndpointError` when the run cannot go on."""
-        future: concurrent.futures.Future[list[Result]] = concurrent.futures.Future()
-
-        def deliver(_: int, outcome: list[Result] | BaseException) -> None:
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
-        self.submit_many([calls], deliver)
-        return future
 
     def submit_many(self, rows: list[list[Call]], deliver: Deliver) -> None:
         """Send several rows with one wake-up of the engine thread. `deliver(i, outcome)` is
@@ -499,9 +482,7 @@ class Engine:
     async def _send(self, call: Call, todo: list[int]) -> list[StoredSample]:
         """Ask for samples `todo` (n = len(todo)) until it works, retrying what may work."""
         body = call.body(self.api, len(todo), todo[0])
-        max_tokens = call.sampling.max_tokens or DEFAULT_MAX_TOKENS_ESTIMATE
-        est_in = call.estimated_prompt_tokens()
-        est_out = max_tokens * len(todo)
+        est_in, est_out = call.estimated_tokens(len(todo))
         price = self.price(call.model)
         est_cost = price.cost(est_in, est_out)
         attempt = 0
@@ -515,11 +496,11 @@ class Engine:
                 if self._rpm is not None:
                     await _sleep(self._rpm.reserve(1))
                 result = None
-                if not self._succeeded:
+                if not self.stats.succeeded:
                     async with self._gate:
                         if self.fatal is not None:
                             raise self.fatal
-                        if not self._succeeded:  # those queued here go free after a success
+                        if not self.stats.succeeded:  # those queued here go free after a success
                             result = await self._attempt(call, body, price, est_in, est_out)
                 if result is None:
                     result = await self._attempt(call, body, price, est_in, est_out)
@@ -580,7 +561,6 @@ class Engine:
             samples = self._parse(data, call, price, est_in + est_out)
             if samples is None:
                 return f"unreadable response from {endpoint.url}", None
-            self._succeeded = True
             endpoint.strikes = 0
             endpoint.refused = None
             self._cool_level = max(0, self._cool_level - 1)
@@ -613,7 +593,7 @@ class Engine:
         if exc.refused:
             endpoint.refused = str(exc)
             self._take_down(endpoint)
-            if not self._succeeded and all(e.refused for e in self._endpoints):
+            if not self.stats.succeeded and all(e.refused for e in self._endpoints):
                 where = ", ".join(e.url for e in self._endpoints)
                 self.fatal = EndpointError(
                     f"cannot reach endpoint {where} (model {call.model!r}): {exc}"

@@ -14,6 +14,7 @@ Api = Literal["chat", "completion"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions"}
 KEY_VERSION = 1
+DEFAULT_MAX_TOKENS_ESTIMATE = 1024  # completion tokens assumed per sample without --max-tokens
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class Call:
             params["seed"] = self.sampling.seed + first_index
         return params
 
-    def estimated_prompt_tokens(self) -> int:
-        """About four characters a token, plus the chat template's few tokens."""
-        return len(self.prompt) // 4 + 8
+    def estimated_tokens(self, samples: int) -> tuple[int, int]:
+        """What asking for `samples` samples may cost, before it is sent: the prompt at about
+        four characters a token (plus the chat template's few), and --max-tokens per sample
+        (1024 when unset)."""
+        prompt = len(self.prompt) // 4 + 8
+        return prompt, (self.sampling.max_tokens or DEFAULT_MAX_TOKENS_ESTIMATE) * samples
