@@ -334,13 +334,13 @@ def _dry_run(stage: str, engine: Engine, calls: Iterable[list[Call]]) -> None:
                 continue
             requests += 1
             samples += missing
-            tokens = call.estimated_prompt_tokens()
+            tokens, most = call.estimated_tokens(missing)
             prompt_tokens += tokens
             price = engine.price(call.model)
             if not price.known:
                 unpriced.add(call.model)
             cost_in += price.cost(tokens, 0)
-            cost_out += price.cost(0, (call.sampling.max_tokens or 1024) * missing)
+            cost_out += price.cost(0, most)
     cost = f"${cost_in:.4f} for prompts, at most ${cost_in + cost_out:.4f} with completions"
     if unpriced:
         cost += f" (no price for {', '.join(sorted(unpriced))}: give --price-in/--price-out)"
@@ -451,6 +451,11 @@ def _fmt(counts: Counter[str], keys: list[str]) -> str:
     )
 
 
+def _by_reason(counts: Counter[str]) -> str:
+    """`reason 3, other 1`, most common first, or `none`."""
+    return ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none"
+
+
 def _source(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
@@ -546,7 +551,6 @@ def sample(
             counts.update(outcome.counts)
             counts["problems"] += 1
             bar.update(1)
-        bar.close()
     counts["bad_rows"] = rejected.bad_rows
     _summary(
         quiet,
@@ -683,7 +687,6 @@ def correct(
                 elif correction["verdict"] == "correct":
                     counts["reach_gold"] += 1
                 writer.write(correction)
-        bar.close()
     counts["bad_rows"] = rejected.bad_rows
     _summary(
         quiet,
@@ -769,48 +772,41 @@ def filter_cmd(
     """
     keep = Filter(with_cot=with_cot, with_meta=with_meta)
     source = _source(input_path)
-    dropped: Counter[str] = Counter()
     total = 0
     tests = HeldOut(ngram, overlap)
     for path in test_sets:
         tests.load(path)
+
+    def judge(
+        record: dict[str, Any], lineno: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None, str | None]:
+        """(record, training record or None, drop reason, detail)."""
+        nonlocal total
+        total += 1
+        leak = tests.match(str(record.get("question", ""))) if test_sets else None
+        if leak is not None:
+            return record, None, "contaminated", f"overlaps {leak}"
+        out, reason = keep(record, f"{source}:{lineno}")
+        detail = record.get("reject_reason") if reason == "unparseable" else None
+        return record, out, reason, detail
+
     with ExitStack() as stack:
         writer, rejected = _outputs(stack, output, rejects)
-        for lineno, record in read_records(input_path):
-            try:
-                if isinstance(record, InputError):
-                    raise record
-                total += 1
-                leak = tests.match(str(record.get("question", ""))) if test_sets else None
-                if leak is not None:
-                    dropped["contaminated"] += 1
-                    rejected.add("contaminated", record, detail=f"overlaps {leak}")
-                    continue
-                out, reason = keep(record, f"{source}:{lineno}")
-            except InputError as err:
-                if not skip_bad_rows:
-                    raise
-                dropped[err.reason] += 1
-                rejected.add(
-                    err.reason,
-                    None if isinstance(record, InputError) else record,
-                    detail=err.format_message(),
-                )
-                continue
+        for record, out, reason, detail in iter_rows(
+            input_path, judge, skip_bad_rows=skip_bad_rows, rejects=rejected
+        ):
             if out is not None:
                 writer.write(out)
             else:
                 assert reason is not None
-                dropped[reason] += 1
-                detail = record.get("reject_reason") if reason == "unparseable" else None
                 rejected.add(reason, record, detail=detail)
     kept = keep.counts["kept_correction"] + keep.counts["kept_cot"]
-    by_reason = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "none"
     _summary(
         quiet,
         f"filter: in {total} ({keep.counts['corrections']} corrections, "
         f"{keep.counts['samples']} samples); kept {kept} ({keep.counts['kept_correction']} "
-        f"correction, {keep.counts['kept_cot']} cot); dropped {sum(dropped.values())}: {by_reason}",
+        f"correction, {keep.counts['kept_cot']} cot); dropped {sum(rejected.counts.values())}: "
+        f"{_by_reason(rejected.counts)}",
     )
 
 
@@ -904,29 +900,22 @@ def export_cmd(
             raise click.UsageError("--dataset-info needs -o: the entry names the data file")
     exporter = Exporter(fmt, chat=chat, mix=mix, seed=seed, max_pairs=max_pairs_per_question)
     source = _source(input_path)
-    dropped: Counter[str] = Counter()
+
+    def convert(
+        record: dict[str, Any], lineno: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+        out, reason = exporter.add(record, f"{source}:{lineno}")
+        return record, out, reason
+
     written = 0
     with ExitStack() as stack:
         writer, rejected = _outputs(stack, output, rejects)
-        for lineno, record in read_records(input_path):
-            try:
-                if isinstance(record, InputError):
-                    raise record
-                out, reason = exporter.add(record, f"{source}:{lineno}")
-            except InputError as err:
-                if not skip_bad_rows:
-                    raise
-                dropped[err.reason] += 1
-                rejected.add(
-                    err.reason,
-                    None if isinstance(record, InputError) else record,
-                    detail=err.format_message(),
-                )
-                continue
+        for record, out, reason in iter_rows(
+            input_path, convert, skip_bad_rows=skip_bad_rows, rejects=rejected
+        ):
             writer.write_all(out)
             written += len(out)
             if reason is not None:
-                dropped[reason] += 1
                 detail = record.get("reject_reason") if reason == "unparseable" else None
                 rejected.add(reason, record, detail=detail)
         for out_record in exporter.finish():
@@ -934,9 +923,11 @@ def export_cmd(
             written += 1
     if dataset_info is not None:
         _write_dataset_info(dataset_info, dataset_name, output, fmt)
-    by_reason = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "none"
     made = ", ".join(f"{k} {v}" for k, v in sorted(exporter.counts.items())) or "nothing"
-    _summary(quiet, f"export --format {fmt}: {written} written ({made}); dropped {by_reason}")
+    _summary(
+        quiet,
+        f"export --format {fmt}: {written} written ({made}); dropped {_by_reason(rejected.counts)}",
+    )
 
 
 def _write_dataset_info(path: str, name: str | None, output: str, fmt: str) -> None:
@@ -1145,7 +1136,7 @@ def inject_cmd(
             except Unusable as exc:
                 skipped[exc.reason] += 1
                 rejected.add(exc.reason, problem)
-    detail = ", ".join(f"{k} {v}" for k, v in skipped.most_common()) or "none"
+    detail = _by_reason(skipped)
     made = (
         f"{counts['retries']} retries"
         if fmt == "retry"

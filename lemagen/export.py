@@ -20,6 +20,7 @@ Formats (each validated in tests against its target's documented schema):
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,14 +121,11 @@ class Exporter:
     mix: bool = False
     seed: int = 0
     max_pairs: int = 8
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
     _filter: Filter = field(default_factory=lambda: Filter(with_cot=True))
     _held: list[dict[str, Any]] = field(default_factory=list)
     _questions: dict[str, _Question] = field(default_factory=dict)
     _seen_samples: set[str] = field(default_factory=set)
-
-    def _count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
 
     def add(self, record: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], str | None]:
         """Records to write now, and the drop reason when this input record yields nothing."""
@@ -156,7 +154,7 @@ class Exporter:
         else:
             lema = lema_correction(record)
             made = [_sft(self.fmt, lema["prompt"], lema["completion"], self.chat)]
-        self._count(kind)
+        self.counts[kind] += 1
         if self.mix:
             self._held.extend(made)
             return [], None
@@ -199,7 +197,7 @@ class Exporter:
         if self.fmt in PAIR_FORMATS:
             for qid, question in self._questions.items():
                 for chosen, rejected in self._pairs(qid, question):
-                    self._count("pairs")
+                    self.counts["pairs"] += 1
                     yield _pair(self.fmt, question.prompt, chosen, rejected)
 
     def _pairs(self, qid: str, question: _Question) -> list[tuple[str, str]]:

@@ -118,6 +118,20 @@ def _miscopies(value: Fraction) -> list[Fraction]:
     return [v for v in dict.fromkeys(out) if v != value and v > 0]
 
 
+def _edit_operands(
+    eq: Equation, values: list[Fraction], edits: dict[int, list[tuple[int, int, str]]]
+) -> bool:
+    """Queue a text edit for each operand of `eq` whose value changes to the one in `values`;
+    False if a new value cannot be written in the style of the old one."""
+    for old, new in zip(eq.operands, values, strict=True):
+        if old.value != new:
+            text = render_like(new, old.text)
+            if text is None:
+                return False
+            edits.setdefault(eq.step, []).append((old.start, old.end, text))
+    return True
+
+
 def _propagate(
     sol: Solution,
     index: int,
@@ -138,12 +152,8 @@ def _propagate(
     if new_value == eq.result.value:
         return None
     changed = {eq.result.value: new_value}
-    for old, new in zip(eq.operands, values, strict=True):
-        if old.value != new:
-            text = render_like(new, old.text)
-            if text is None:
-                return None
-            edits.setdefault(eq.step, []).append((old.start, old.end, text))
+    if not _edit_operands(eq, values, edits):
+        return None
     for pos, symbol in op_text.items():
         start, end = eq.op_spans[pos]
         edits.setdefault(eq.step, []).append((start, end, symbol))
@@ -156,12 +166,8 @@ def _propagate(
         value = evaluate(new_values, later.ops)
         if value is None or not _plausible(later.result.value, value):
             return None
-        for old, new in zip(later.operands, new_values, strict=True):
-            if old.value != new:
-                text = render_like(new, old.text)
-                if text is None:
-                    return None
-                edits.setdefault(later.step, []).append((old.start, old.end, text))
+        if not _edit_operands(later, new_values, edits):
+            return None
         changed[later.result.value] = value
         results[j] = value
     for j, value in results.items():

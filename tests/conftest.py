@@ -73,5 +73,10 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def endpoint(fake: FakeOpenAI) -> list[str]:
+    """The options that point a command at the loopback server, quietly."""
+    return ["--base-url", fake.base_url, "-q"]
+
+
 def records(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]

@@ -13,15 +13,11 @@ import pytest
 
 from lemagen import __version__
 from lemagen.cli import cli
-from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
+from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 MATH = str(EXAMPLES / "math.jsonl")
-
-
-def endpoint(fake: FakeOpenAI) -> list[str]:
-    return ["--base-url", fake.base_url, "-q"]
 
 
 def test_version_and_help_examples() -> None:

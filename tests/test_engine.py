@@ -20,14 +20,10 @@ import pytest
 
 from lemagen.engine import _RateLimit, _retry_after
 from lemagen.store import STORE_FILE
-from tests.conftest import EXAMPLES, records, run, write_jsonl
+from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, request_key
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
-
-
-def endpoint(fake: FakeOpenAI) -> list[str]:
-    return ["--base-url", fake.base_url, "-q"]
 
 
 def problems(tmp_path: Path, count: int, name: str = "p.jsonl") -> Path:
