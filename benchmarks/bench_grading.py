@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lemagen.grading import Grader
-from lemagen.problems import ProblemReader
+from lemagen.math.grading import Grader
+from lemagen.records.problems import ProblemReader
 
 ROOT = Path(__file__).resolve().parent.parent
 

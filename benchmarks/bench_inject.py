@@ -20,8 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lemagen.injection import ERROR_TYPES, Unusable, inject, parse_solution
-from lemagen.problems import ProblemReader
+from lemagen.records.problems import ProblemReader
+from lemagen.stages.inject import ERROR_TYPES, Unusable, inject, parse_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lemagen.cli import cli
-from lemagen.grading import Grader
-from lemagen.problems import ProblemReader
+from lemagen.math.grading import Grader
+from lemagen.records.problems import ProblemReader
 from tests.fake_openai import FakeOpenAI, MathTutor
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lemagen import answers
-from lemagen.problems import ProblemReader
+from lemagen.math import answers
+from lemagen.records.problems import ProblemReader
 from tests.conftest import DATA, load_jsonl
 
 GSM8K_CASES = [

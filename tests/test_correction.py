@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lemagen.correction import full_solution, parse_reply
+from lemagen.stages.correct import full_solution, parse_reply
 
 LEMA_REPLY = (
     " Step 2.\nExplanation: A week has 7 days.\nCorrect Solution:\n{\n...\n"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lemagen.engine import _RateLimit, _retry_after
-from lemagen.store import STORE_FILE
+from lemagen.engine.engine import _RateLimit, _retry_after
+from lemagen.engine.store import STORE_FILE
 from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, request_key
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from lemagen.export import TRANSITIONS
-from lemagen.formats import LEMA_COT_PROMPT
-from lemagen.grading import Grader
+from lemagen.math.grading import Grader
+from lemagen.stages.export import TRANSITIONS
+from lemagen.stages.formats import LEMA_COT_PROMPT
 from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from lemagen.errors import InputError
-from lemagen.filtering import Filter
-from lemagen.formats import lema_correction
+from lemagen.stages.filter import Filter
+from lemagen.stages.formats import lema_correction
 
 
 def correction(**changes: Any) -> dict[str, Any]:

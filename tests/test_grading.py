@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lemagen.grading import Grader, checker_info
-from lemagen.problems import ProblemReader
+from lemagen.math.grading import Grader, checker_info
+from lemagen.records.problems import ProblemReader
 from tests.conftest import DATA, load_jsonl
 
 GSM8K = [

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from lemagen.arith import find_equations
-from lemagen.grading import Grader
-from lemagen.injection import parse_solution
-from lemagen.problems import ProblemReader
+from lemagen.math.arith import find_equations
+from lemagen.math.grading import Grader
+from lemagen.records.problems import ProblemReader
+from lemagen.stages.inject import parse_solution
 from tests.conftest import DATA, load_jsonl, records, run, write_jsonl
 
 SLICE = str(DATA / "gsm8k_train_slice.jsonl")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lemagen.errors import InputError
-from lemagen.problems import ProblemReader, detect_task, read_gold
+from lemagen.records.problems import ProblemReader, detect_task, read_gold
 from tests.conftest import DATA, load_jsonl
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from lemagen import answers, templates
-from lemagen.correction import CORRECT_VARIABLES, parse_reply
 from lemagen.errors import PromptError
-from lemagen.formats import LEMA_COT_PROMPT
-from lemagen.grading import Grader
-from lemagen.sampling import SAMPLE_VARIABLES
-from lemagen.steps import is_answer_step
+from lemagen.math import answers
+from lemagen.math.grading import Grader
+from lemagen.math.steps import is_answer_step
+from lemagen.stages import templates
+from lemagen.stages.correct import CORRECT_VARIABLES, parse_reply
+from lemagen.stages.formats import LEMA_COT_PROMPT
+from lemagen.stages.sample import SAMPLE_VARIABLES
 
 STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,

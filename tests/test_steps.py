@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lemagen.steps import render_numbered, solution_steps, split_sentences, split_steps
+from lemagen.math.steps import render_numbered, solution_steps, split_sentences, split_steps
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen import answers
 from lemagen.errors import InputError
+from lemagen.math import answers
 
 TASKS = ("gsm8k", "math")
 _BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find

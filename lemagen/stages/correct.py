@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen import answers
-from lemagen.grading import Grader, checker_info
-from lemagen.llm import Call, Generation, Sampling
-from lemagen.records import problem_part, provenance
-from lemagen.steps import render_numbered
-from lemagen.templates import Template
+from lemagen.engine.calls import Call, Generation, Sampling
+from lemagen.math import answers
+from lemagen.math.grading import Grader, checker_info
+from lemagen.math.steps import render_numbered
+from lemagen.records.rows import problem_part, provenance
+from lemagen.stages.templates import Template
 
 CORRECT_VARIABLES = {"question", "steps"}
 

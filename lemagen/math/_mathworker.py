@@ -1,4 +1,4 @@
-"""Worker process for symbolic answer checks: `python -m lemagen._mathworker`.
+"""Worker process for symbolic answer checks: `python -m lemagen.math._mathworker`.
 
 Reads one JSON array `[gold, pred]` per line on stdin and answers one JSON line per request:
 `{"equal": bool, "gold_parsed": bool}`. It runs Math-Verify with its own signal-based timeouts

@@ -12,11 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen import answers, steps
-from lemagen.grading import Grader, checker_info
-from lemagen.llm import Call, Generation, RequestFailed, Sampling
-from lemagen.records import problem_part, provenance
-from lemagen.templates import Template
+from lemagen.engine.calls import Call, Generation, RequestFailed, Sampling
+from lemagen.math import answers, steps
+from lemagen.math.grading import Grader, checker_info
+from lemagen.records.rows import problem_part, provenance
+from lemagen.stages.templates import Template
 
 SAMPLE_VARIABLES = {"question"}
 

@@ -7,8 +7,8 @@ import queue
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from lemagen.engine import Engine, Result
-from lemagen.llm import Call
+from lemagen.engine.calls import Call
+from lemagen.engine.engine import Engine, Result
 
 T = TypeVar("T")
 

@@ -20,7 +20,8 @@ from functools import lru_cache
 from importlib import metadata
 from typing import IO, Literal
 
-from lemagen import __version__, answers
+from lemagen import __version__
+from lemagen.math import answers
 
 Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
 VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
@@ -80,7 +81,7 @@ def _word_answer(norm: str) -> str | None:
 
 
 class _Worker:
-    """One long-lived `lemagen._mathworker` process, restarted after a timeout."""
+    """One long-lived `lemagen.math._mathworker` process, restarted after a timeout."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
@@ -88,7 +89,7 @@ class _Worker:
 
     def _start(self) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lemagen._mathworker"],
+            [sys.executable, "-m", "lemagen.math._mathworker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from lemagen.errors import InputError
-from lemagen.jsonio import RecordWriter, read_records
+from lemagen.records.jsonl import RecordWriter, read_records
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from lemagen.answers import format_number
+from lemagen.math.answers import format_number
 
 _NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
 # Unit words between a number and the next operator: `140 girls / 2 girls/boy = 70`.

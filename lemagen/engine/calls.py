@@ -1,6 +1,6 @@
 """What a model call is: the request, its identity in the request store, and its result.
 
-The engine (`lemagen.engine`) sends calls; stages only build `Call`s and read `Generation`s.
+The engine (`lemagen.engine.engine`) sends calls; stages only build `Call`s and read `Generation`s.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lemagen.steps import render_numbered
+from lemagen.math.steps import render_numbered
 
 LEMA_COT_PROMPT = (
     "Please solve the following math problem.\nQuestion: {question}\n"

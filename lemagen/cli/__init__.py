@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from lemagen import __version__, templates
-from lemagen.correction import CORRECT_VARIABLES, Corrector
-from lemagen.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
-from lemagen.engine import TRANSPORTS, Engine, EngineConfig, describe
+from lemagen import __version__
+from lemagen.engine.calls import DEFAULT_BASE_URL, Call, RequestFailed, Sampling
+from lemagen.engine.engine import TRANSPORTS, Engine, EngineConfig, describe
+from lemagen.engine.prices import price_for
+from lemagen.engine.runner import run_rows
+from lemagen.engine.store import default_cache_dir
 from lemagen.errors import (
     EXIT_BUDGET,
     EXIT_INTERRUPTED,
@@ -31,10 +33,16 @@ from lemagen.errors import (
     OutputClosed,
     RowsFailed,
 )
-from lemagen.export import FORMATS, PAIR_FORMATS, Exporter, dataset_info_entry
-from lemagen.filtering import Filter
-from lemagen.grading import DEFAULT_CHECK_TIMEOUT, Grader
-from lemagen.injection import (
+from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT, Grader
+from lemagen.records.jsonl import RecordWriter, optional_writer, read_records
+from lemagen.records.problems import TASKS, ProblemReader
+from lemagen.records.rows import Rejects, iter_rows
+from lemagen.stages import templates
+from lemagen.stages.correct import CORRECT_VARIABLES, Corrector
+from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
+from lemagen.stages.export import FORMATS, PAIR_FORMATS, Exporter, dataset_info_entry
+from lemagen.stages.filter import Filter
+from lemagen.stages.inject import (
     DEFAULT_TYPES,
     ERROR_TYPES,
     Unusable,
@@ -42,16 +50,14 @@ from lemagen.injection import (
     inject,
     parse_solution,
 )
-from lemagen.jsonio import RecordWriter, optional_writer, read_records
-from lemagen.llm import DEFAULT_BASE_URL, Call, RequestFailed, Sampling
-from lemagen.prices import price_for
-from lemagen.problems import TASKS, ProblemReader
-from lemagen.records import Rejects, iter_rows
-from lemagen.retry import DEFAULT_MARKER, DEFAULT_RETRY_RATE, retry_record, retry_solution
-from lemagen.runner import run_rows
-from lemagen.sampling import SAMPLE_VARIABLES, Sampler
-from lemagen.stats import RunStats, render_html, render_table
-from lemagen.store import default_cache_dir
+from lemagen.stages.retry_text import (
+    DEFAULT_MARKER,
+    DEFAULT_RETRY_RATE,
+    retry_record,
+    retry_solution,
+)
+from lemagen.stages.sample import SAMPLE_VARIABLES, Sampler
+from lemagen.stages.stats import RunStats, render_html, render_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough

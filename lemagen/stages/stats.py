@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from lemagen.engine.prices import price_for
 from lemagen.errors import InputError
-from lemagen.filtering import Filter
-from lemagen.prices import price_for
+from lemagen.stages.filter import Filter
 
 RELATIVE_BINS = 10
 TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")

@@ -5,7 +5,7 @@ reads input, grades and writes (see `lemagen.runner.run_rows`). What the engine 
 
 * every sample is looked up in the request store first and stored (fsync'd) as soon as it
   arrives, so a re-run after any interruption sends only what never arrived, and identical
-  requests in one run are sent once (`lemagen.store`);
+  requests in one run are sent once (`lemagen.engine.store`);
 * 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
   jitter, honouring `Retry-After`; a 429 pauses every sender together, not just the one that
   got it; 400-class errors are not retried; 401, 403 and 404 stop the run at once;
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from lemagen.engine.calls import PATHS, Api, Call, Choice, Generation, RequestFailed
+from lemagen.engine.prices import Price, price_for
+from lemagen.engine.store import RequestStore, StoredSample
 from lemagen.errors import EndpointError, LemagenError
-from lemagen.llm import PATHS, Api, Call, Choice, Generation, RequestFailed
-from lemagen.prices import Price, price_for
-from lemagen.store import RequestStore, StoredSample
 
 Transport = Literal["aiohttp", "openai"]
 TRANSPORTS: tuple[str, ...] = ("aiohttp", "openai")

@@ -15,7 +15,7 @@ import random
 import re
 from typing import Any
 
-from lemagen.injection import Solution, candidates, make
+from lemagen.stages.inject import Solution, candidates, make
 
 DEFAULT_RETRY_RATE = 0.15
 DEFAULT_MARKER = "[BACK]"

@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.correction import ParsedReply, full_solution
 from lemagen.errors import InputError
-from lemagen.formats import lema_correction, lema_cot
+from lemagen.stages.correct import ParsedReply, full_solution
+from lemagen.stages.formats import lema_correction, lema_cot
 
 REASONS = (
     "unparseable",

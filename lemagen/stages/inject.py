@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from lemagen.answers import format_number
-from lemagen.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
-from lemagen.formats import lema_correction
-from lemagen.grading import Grader, checker_info
-from lemagen.records import problem_part
-from lemagen.steps import is_answer_step, split_steps
+from lemagen.math.answers import format_number
+from lemagen.math.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
+from lemagen.math.grading import Grader, checker_info
+from lemagen.math.steps import is_answer_step, split_steps
+from lemagen.records.rows import problem_part
+from lemagen.stages.formats import lema_correction
 
 ERROR_TYPES = ("calculation", "copy", "operator", "skip")
 DEFAULT_TYPES = ("calculation", "copy", "operator")

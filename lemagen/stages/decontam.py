@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from lemagen.errors import InputError, LemagenError
-from lemagen.jsonio import read_records
+from lemagen.records.jsonl import read_records
 
 DEFAULT_NGRAM = 8
 DEFAULT_OVERLAP = 0.5

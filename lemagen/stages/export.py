@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.correction import ParsedReply, full_solution
-from lemagen.filtering import Filter
-from lemagen.formats import LEMA_COT_PROMPT, cot_text, lema_correction, lema_cot
+from lemagen.stages.correct import ParsedReply, full_solution
+from lemagen.stages.filter import Filter
+from lemagen.stages.formats import LEMA_COT_PROMPT, cot_text, lema_correction, lema_cot
 
 FORMATS = ("lema", "alpaca", "sharegpt", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma")
 PAIR_FORMATS = ("dpo", "openai-dpo")

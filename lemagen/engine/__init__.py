@@ -1,0 +1,1 @@
+"""The request engine: sends model calls concurrently, stores every answer, retries, limits."""
