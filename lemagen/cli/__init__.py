@@ -17,11 +17,19 @@ import click
 from tqdm import tqdm
 
 from lemagen import __version__
-from lemagen.engine.calls import DEFAULT_BASE_URL, Call, RequestFailed, Sampling
-from lemagen.engine.engine import TRANSPORTS, Engine, EngineConfig, describe
-from lemagen.engine.prices import price_for
-from lemagen.engine.runner import run_rows
-from lemagen.engine.store import default_cache_dir
+from lemagen.engine import (
+    DEFAULT_BASE_URL,
+    TRANSPORTS,
+    Call,
+    Engine,
+    EngineConfig,
+    RequestFailed,
+    Sampling,
+    default_cache_dir,
+    describe,
+    price_for,
+    run_rows,
+)
 from lemagen.errors import (
     EXIT_BUDGET,
     EXIT_INTERRUPTED,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine.calls import Call, Generation, Sampling
+from lemagen.engine import Call, Generation, Sampling
 from lemagen.math import answers
 from lemagen.math.grading import Grader, checker_info
 from lemagen.math.steps import render_numbered

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine.calls import Call, Generation, RequestFailed, Sampling
+from lemagen.engine import Call, Generation, RequestFailed, Sampling
 from lemagen.math import answers, steps
 from lemagen.math.grading import Grader, checker_info
 from lemagen.records.rows import problem_part, provenance

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine.prices import price_for
+from lemagen.engine import price_for
 from lemagen.errors import InputError
 from lemagen.stages.filter import Filter
 
