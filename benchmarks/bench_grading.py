@@ -67,9 +67,9 @@ SHAPES: list[Callable[[str, str], str]] = [
 
 def gsm8k_set(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
     out = []
-    reader = ProblemReader("gsm8k")
+    reader = ProblemReader()
     for i, row in enumerate(rows, 1):
-        gold = reader.read(row, i)["gold"]
+        gold = reader.read(row, f"f:{i}").gold
         shape = SHAPES[i % len(SHAPES)]
         wrong = str(int(float(gold)) + rng.choice([-10, -2, -1, 1, 2, 10]))
         right_text = f"{int(gold):,}" if i % 7 == 0 and gold.isdigit() else gold
@@ -97,8 +97,8 @@ def rewrites(gold: str) -> list[str]:
 
 def math_set(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    reader = ProblemReader("math")
-    golds = [reader.read(r, i)["gold"] for i, r in enumerate(rows, 1)]
+    reader = ProblemReader()
+    golds = [reader.read(r, f"f:{i}").gold for i, r in enumerate(rows, 1)]
     for i, row in enumerate(rows):
         body = row["answer"].rsplit("The answer is:", 1)[0]
         if "\\boxed" not in body:
@@ -126,8 +126,8 @@ def naive_gsm8k(gold: str, text: str) -> bool:
 
 
 def speed(rows: list[dict[str, Any]], task: str) -> dict[str, float]:
-    reader = ProblemReader(task)
-    pairs = [(reader.read(r, i)["gold"], r["response"]) for i, r in enumerate(rows, 1)]
+    reader = ProblemReader()
+    pairs = [(reader.read(r, f"f:{i}").gold, r["response"]) for i, r in enumerate(rows, 1)]
     labels = [r["label"] == "correct" for r in rows]
     with Grader() as grader:
         if task == "math":

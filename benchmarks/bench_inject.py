@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.inject import ERROR_TYPES, Unusable, inject, parse_solution
+from lemagen.stages.mistakes import ERROR_TYPES, Unusable, inject, parse_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,8 @@ def main() -> None:
         rate = count / secs
         print(f"| {name} | {secs:.2f} | {count} | {rate:.0f} | {rate / ref_rate:.2f} |")
 
-    reader = ProblemReader("train")
-    problems = [reader.read(r, i) for i, r in enumerate(rows, 1)]
+    reader = ProblemReader()
+    problems = [reader.read(r, f"f:{i}") for i, r in enumerate(rows, 1)]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     print("\n| error type | usable problems | share |")
@@ -78,7 +78,7 @@ def main() -> None:
         usable, reasons = 0, Counter[str]()
         for p in problems:
             try:
-                inject(parse_solution(p), p["question"], (kind,), 1, random.Random(p["id"]))
+                inject(parse_solution(p), p.question, (kind,), 1, random.Random(p.id))
                 usable += 1
             except Unusable as exc:
                 reasons[exc.reason] += 1

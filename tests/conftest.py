@@ -40,10 +40,10 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 def known_answers(*paths: Path) -> dict[str, tuple[str, str]]:
     out = {}
     for path in paths:
-        reader = ProblemReader(str(path))
+        reader = ProblemReader()
         for lineno, row in enumerate(load_jsonl(path), 1):
-            problem = reader.read(row, lineno)
-            out[problem["question"]] = (problem["task"], problem["gold"])
+            problem = reader.read(row, f"f:{lineno}")
+            out[problem.question] = (str(problem.task), problem.gold)
     return out
 
 

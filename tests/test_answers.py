@@ -93,9 +93,9 @@ def test_parse_and_format_number(text: str, expected: str) -> None:
 
 def test_real_gsm8k_rationales_extract_their_gold() -> None:
     """Every real GSM8K rationale in the slice, read as a model output, yields its gold."""
-    reader = ProblemReader("slice")
+    reader = ProblemReader()
     for lineno, row in enumerate(load_jsonl(DATA / "gsm8k_train_slice.jsonl"), 1):
-        gold = reader.read(row, lineno)["gold"]
+        gold = reader.read(row, f"f:{lineno}").gold
         assert answers.extract_gsm8k(row["answer"]) == gold, row["answer"]
 
 

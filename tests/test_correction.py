@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lemagen.stages.correct import full_solution, parse_reply
+from lemagen.records.schema import Correction
+from lemagen.stages.correct import parse_reply
 
 LEMA_REPLY = (
     " Step 2.\nExplanation: A week has 7 days.\nCorrect Solution:\n{\n...\n"
@@ -84,7 +85,24 @@ def test_full_solution_fills_elided_steps() -> None:
         "He makes $60.",
         "The answer is 60.",
     ]
-    assert full_solution(original, parsed) == [
+    record = Correction.from_dict(
+        {
+            "id": "p",
+            "task": "gsm8k",
+            "question": "q",
+            "gold": "84",
+            "sample_id": "s",
+            "correction_id": "c",
+            "original": {"steps": original, "verdict": "wrong"},
+            "incorrect_step": parsed.incorrect_step,
+            "corrected_from": parsed.corrected_from,
+            "elided": parsed.elided,
+            "corrected_steps": parsed.corrected_steps,
+            "verdict": "correct",
+        },
+        "f:1",
+    )
+    assert record.full_solution() == [
         "Each day he fills 3 cartons.",
         "In one week he fills 3 * 7 = 21 cartons.",
         "The answer is 84.",

@@ -6,8 +6,27 @@ from typing import Any
 import pytest
 
 from lemagen.errors import InputError
-from lemagen.stages.filter import Filter
+from lemagen.records.rows import SetAside
+from lemagen.records.schema import Correction
+from lemagen.stages.base import Hooks
+from lemagen.stages.filter import FilterStage
 from lemagen.stages.formats import lema_correction
+
+
+def judge(
+    record: dict[str, Any],
+    where: str = "f:1",
+    *,
+    stage: FilterStage | None = None,
+    with_cot: bool = False,
+    with_meta: bool = False,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """What `lemagen filter` makes of one record: (training record, None) or (None, reason)."""
+    stage = stage or FilterStage(with_cot=with_cot, with_meta=with_meta, held_out=None)
+    [out] = stage.run([stage.read(record, where)], Hooks())
+    if isinstance(out, SetAside):
+        return None, out.reason
+    return out.to_dict(), None
 
 
 def correction(**changes: Any) -> dict[str, Any]:
@@ -50,7 +69,7 @@ def correction(**changes: Any) -> dict[str, Any]:
 
 def test_lema_correction_record_is_exactly_the_reference_format() -> None:
     """methods.md §1.7, correction record, character for character."""
-    assert lema_correction(correction()) == {
+    assert lema_correction(Correction.from_dict(correction(), "f:1")).to_dict() == {
         "prompt": "For the following math problem, the original solution is incorrect. Please "
         "identify the incorrect step, explain why it is incorrect, and correct the original "
         "solution starting from the incorrect step.\nQuestion: A bakery sells muffins for $3 each "
@@ -67,7 +86,7 @@ def test_lema_correction_record_is_exactly_the_reference_format() -> None:
 
 
 def test_keeps_a_good_correction() -> None:
-    out, reason = Filter()(correction(), "f:1")
+    out, reason = judge(correction())
     assert reason is None
     assert out is not None
     assert set(out) == {"prompt", "completion"}
@@ -97,13 +116,14 @@ def test_keeps_a_good_correction() -> None:
     ],
 )
 def test_drops_with_reason(changes: dict[str, Any], reason: str) -> None:
-    assert Filter()(correction(**changes), "f:1") == (None, reason)
+    assert judge(correction(**changes)) == (None, reason)
 
 
 def test_duplicates_are_dropped() -> None:
-    keep = Filter()
-    assert keep(correction(), "f:1")[1] is None
-    assert keep(copy.deepcopy(correction(correction_id="other")), "f:2") == (None, "duplicate")
+    stage = FilterStage(with_cot=False, with_meta=False, held_out=None)
+    assert judge(correction(), stage=stage)[1] is None
+    other = copy.deepcopy(correction(correction_id="other"))
+    assert judge(other, "f:2", stage=stage) == (None, "duplicate")
 
 
 def test_samples_and_cot() -> None:
@@ -116,8 +136,8 @@ def test_samples_and_cot() -> None:
         "steps": ["2 + 3 = 5.", "The answer is 5."],
         "verdict": "correct",
     }
-    assert Filter()(sample, "f:1") == (None, "correct_sample")
-    out, _ = Filter(with_cot=True, with_meta=True)(sample, "f:1")
+    assert judge(sample) == (None, "correct_sample")
+    out, _ = judge(sample, with_cot=True, with_meta=True)
     assert out == {
         "prompt": "Please solve the following math problem.\nQuestion: Q?\n"
         "Answer: Let's think step by step.\n",
@@ -125,7 +145,7 @@ def test_samples_and_cot() -> None:
         "id": "p1",
         "kind": "cot",
     }
-    assert Filter(with_cot=True)({**sample, "verdict": "wrong"}, "f:1") == (
+    assert judge({**sample, "verdict": "wrong"}, with_cot=True) == (
         None,
         "uncorrected_sample",
     )
@@ -133,4 +153,4 @@ def test_samples_and_cot() -> None:
 
 def test_not_a_pipeline_record() -> None:
     with pytest.raises(InputError, match=r"^f.jsonl:3: not a sample or correction record"):
-        Filter()({"question": "q", "answer": "#### 1"}, "f.jsonl:3")
+        judge({"question": "q", "answer": "#### 1"}, "f.jsonl:3")

@@ -107,9 +107,9 @@ def test_time_limit_holds_off_the_main_thread() -> None:
 def test_real_math500_boxed_answers_agree_with_prm800k_gold(grader: Grader) -> None:
     """Real MATH-500 rows: the solution's \\boxed{} answer, graded against the PRM800K answer
     line, is correct for every row; against a different row's (inequivalent) answer, wrong."""
-    reader = ProblemReader("slice")
+    reader = ProblemReader()
     rows = load_jsonl(DATA / "math500_slice.jsonl")
-    golds = [reader.read(row, i)["gold"] for i, row in enumerate(rows, 1)]
+    golds = [reader.read(row, f"f:{i}").gold for i, row in enumerate(rows, 1)]
     bodies = [row["answer"].rsplit("The answer is:", 1)[0] for row in rows]
     for gold, body in zip(golds, bodies, strict=True):
         if "\\boxed" in body:

@@ -11,7 +11,7 @@ import pytest
 from lemagen.math.arith import find_equations
 from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.inject import parse_solution
+from lemagen.stages.mistakes import parse_solution
 from tests.conftest import DATA, load_jsonl, records, run, write_jsonl
 
 SLICE = str(DATA / "gsm8k_train_slice.jsonl")
@@ -40,7 +40,7 @@ def gold_steps(record: dict[str, Any]) -> list[str]:
         for r in load_jsonl(DATA / "gsm8k_train_slice.jsonl")
         if r["question"] == record["question"]
     )
-    return parse_solution(ProblemReader("slice").read(row, 1), need_arithmetic=False).steps
+    return parse_solution(ProblemReader().read(row, "f:1"), need_arithmetic=False).steps
 
 
 def test_every_type_is_made(injected: list[dict[str, Any]]) -> None:

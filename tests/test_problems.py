@@ -8,31 +8,31 @@ from tests.conftest import DATA, load_jsonl
 
 
 def test_gsm8k_rows() -> None:
-    reader = ProblemReader("f.jsonl")
+    reader = ProblemReader()
     rows = load_jsonl(DATA / "gsm8k_train_slice.jsonl")
-    problems = [reader.read(row, i) for i, row in enumerate(rows, 1)]
+    problems = [reader.read(row, f"f:{i}") for i, row in enumerate(rows, 1)]
     assert reader.task == "gsm8k"
-    assert all(p["task"] == "gsm8k" for p in problems)
+    assert all(p.task == "gsm8k" for p in problems)
     assert all(
-        p["gold"] == row["answer"].split("####")[-1].strip().replace(",", "")
+        p.gold == row["answer"].split("####")[-1].strip().replace(",", "")
         for p, row in zip(problems, rows, strict=True)
     )
-    assert len({p["id"] for p in problems}) == len(problems)
+    assert len({p.id for p in problems}) == len(problems)
 
 
 def test_math500_rows() -> None:
-    reader = ProblemReader("f.jsonl")
+    reader = ProblemReader()
     problems = [
-        reader.read(r, i) for i, r in enumerate(load_jsonl(DATA / "math500_slice.jsonl"), 1)
+        reader.read(r, f"f:{i}") for i, r in enumerate(load_jsonl(DATA / "math500_slice.jsonl"), 1)
     ]
     assert reader.task == "math"
-    assert problems[0]["gold"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert problems[0].gold == "\\left( 3, \\frac{\\pi}{2} \\right)"
 
 
 def test_hendrycks_math_shape() -> None:
     row = {"problem": "What is $1+1$?", "solution": "Clearly $1+1=\\boxed{2}$.", "level": "Level 1"}
-    problem = ProblemReader("f").read(row, 1)
-    assert (problem["task"], problem["question"], problem["gold"]) == (
+    problem = ProblemReader().read(row, "f:1")
+    assert (problem.task, problem.question, problem.gold) == (
         "math",
         "What is $1+1$?",
         "2",
@@ -50,16 +50,16 @@ def test_hendrycks_math_shape() -> None:
 def test_custom_fields_with_bare_gold(
     row: dict[str, object], fields: tuple[str, str], task: str, gold: str
 ) -> None:
-    problem = ProblemReader("f", question_field=fields[0], answer_field=fields[1]).read(row, 1)
-    assert (problem["task"], problem["gold"]) == (task, gold)
+    problem = ProblemReader(question_field=fields[0], answer_field=fields[1]).read(row, "f:1")
+    assert (problem.task, problem.gold) == (task, gold)
 
 
 def test_id_is_kept_or_derived_stably() -> None:
     row = {"question": "How many?", "answer": "#### 3"}
-    first = ProblemReader("f").read(row, 1)["id"]
-    assert first == ProblemReader("g").read(dict(row), 9)["id"]
-    assert ProblemReader("f").read({**row, "id": "abc"}, 1)["id"] == "abc"
-    assert ProblemReader("f").read({**row, "question": "How few?"}, 1)["id"] != first
+    first = ProblemReader().read(row, "f:1").id
+    assert first == ProblemReader().read(dict(row), "f:9").id
+    assert ProblemReader().read({**row, "id": "abc"}, "f:1").id == "abc"
+    assert ProblemReader().read({**row, "question": "How few?"}, "f:1").id != first
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_id_is_kept_or_derived_stably() -> None:
 )
 def test_bad_rows(row: dict[str, object], message: str, reason: str) -> None:
     with pytest.raises(InputError) as err:
-        ProblemReader("f.jsonl").read(row, 7)
+        ProblemReader().read(row, "f.jsonl:7")
     assert err.value.format_message().startswith(message)
     assert err.value.reason == reason
 

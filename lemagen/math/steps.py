@@ -8,6 +8,7 @@ spans lines stays one step); else sentences. A sentence never ends inside a numb
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _STEP_MARKER = re.compile(
     r"(?im)^[ \t]*(?:\*\*|#+ *)?step[ \t]*(\d+)[ \t]*(?:\*\*)?[ \t]*[:.)][ \t]*(?:\*\*)?"
@@ -196,6 +197,6 @@ def solution_steps(text: str, pred: str | None) -> list[str]:
     return steps
 
 
-def render_numbered(steps: list[str], start: int = 1) -> str:
+def render_numbered(steps: Sequence[str], start: int = 1) -> str:
     """`Step 1: ...` lines."""
     return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, start))

@@ -1,7 +1,7 @@
 """Recognise problem records (GSM8K, MATH, MATH-500, any JSONL) and read their gold answers.
 
-A problem record as lemagen writes it: `{"id", "task", "question", "gold", "reference"?,
-"extra"?}`; every later stage adds fields and never renames these.
+Input rows become `Problem` records (`lemagen.records.schema`); every later record starts with
+the problem's fields and never renames them.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.errors import InputError
+from lemagen.errors import InputError, LemagenError
 from lemagen.math import answers
+from lemagen.records.schema import TASKS, Problem
 
-TASKS = ("gsm8k", "math")
 _BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find
 _PLAIN_NUMBER = re.compile(r"\s*-?[\d,]*\.?\d+\s*")
 _ANSWER_IS = re.compile(r"answer is", re.IGNORECASE)
@@ -24,15 +24,13 @@ _ANSWER_IS = re.compile(r"answer is", re.IGNORECASE)
 class ProblemReader:
     """Turns input records into problem records; the task is fixed by the first usable record."""
 
-    source: str
     task: str | None = None
     question_field: str | None = None
     answer_field: str | None = None
     require_question: bool = True
     _fields_seen: dict[str, str] = field(default_factory=dict)
 
-    def read(self, record: dict[str, Any], lineno: int) -> dict[str, Any]:
-        where = f"{self.source}:{lineno}"
+    def read(self, record: dict[str, Any], where: str) -> Problem:
         record_task = record.get("task")
         if record_task is not None and record_task not in TASKS:
             raise InputError(
@@ -62,15 +60,22 @@ class ProblemReader:
                 f"{where}: cannot read a {task} gold answer from field {afield!r}",
                 reason="bad_gold",
             )
-        out: dict[str, Any] = {
-            "id": _record_id(record, question, raw_text),
-            "task": task,
-            "question": question,
-            "gold": gold,
-        }
-        if afield != "gold" and gold != raw_text.strip():
-            out["reference"] = raw_text
-        return out
+        return Problem(
+            id=_record_id(record, question, raw_text),
+            task=task,  # type: ignore[arg-type]
+            question=question if isinstance(question, str) else "",
+            gold=gold,
+            reference=raw_text if afield != "gold" and gold != raw_text.strip() else None,
+        )
+
+
+def question_of(record: dict[str, Any], where: str) -> str:
+    """The question of a record of any dataset (field `question` or `problem`), e.g. a test
+    set's."""
+    text = record.get("question", record.get("problem"))
+    if not isinstance(text, str):
+        raise LemagenError(f"{where}: no 'question' or 'problem' field")
+    return text
 
 
 def _first_present(record: dict[str, Any], names: tuple[str, ...]) -> str | None:
@@ -122,3 +127,38 @@ def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
         stripped = text.strip("$ ").strip()
         return stripped or None
     return None
+
+
+@dataclass(frozen=True)
+class Graded:
+    """A record of any shape labelled by `lemagen grade`: the input, then `pred` and
+    `verdict`."""
+
+    source: dict[str, Any]
+    pred: str | None
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.source, "pred": self.pred, "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class GradeInput:
+    """A record to grade: the model output in `response_field`, and its problem's gold."""
+
+    source: dict[str, Any]
+    problem: Problem
+    response: str
+
+    @classmethod
+    def read(
+        cls, record: dict[str, Any], where: str, reader: ProblemReader, response_field: str
+    ) -> GradeInput:
+        problem = reader.read(record, where)
+        response = record.get(response_field)
+        if not isinstance(response, str):
+            raise InputError(f"{where}: missing field {response_field!r}", reason="missing_field")
+        return cls(record, problem, response)
+
+    def graded(self, pred: str | None, verdict: str) -> Graded:
+        return Graded(self.source, pred, verdict)

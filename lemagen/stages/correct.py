@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine import Call, Generation, Sampling
+from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
 from lemagen.math import answers
-from lemagen.math.grading import Grader, checker_info
+from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
-from lemagen.records.rows import problem_part, provenance
+from lemagen.records.rows import Rejects, SetAside
+from lemagen.records.schema import Correction, Provenance, Sample, Verdict
+from lemagen.stages import templates
+from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stages.templates import Template
 
 CORRECT_VARIABLES = {"question", "steps"}
+SUMMARY_KEYS = [
+    "wrong_samples",
+    "corrections",
+    "reach_gold",
+    "unparseable",
+    "passed_through",
+    "request_failed",
+    "budget_exhausted",
+    "bad_rows",
+]
 
 _LEAD = re.compile(
     r"^\s*(?:incorrect\s+step\s*[:\uff1a]?\s*)?\{?\s*(?:step\s*)?(\d+)\b", re.IGNORECASE
@@ -99,80 +113,131 @@ def _read_steps(body: str, out: ParsedReply) -> None:
         out.corrected_steps = loose
 
 
-def full_solution(original: list[str], parsed: ParsedReply) -> list[str]:
-    """The whole corrected chain of thought: the original steps the `...` stands for, then the
-    corrected steps."""
-    if not parsed.elided or parsed.corrected_from is None:
-        return list(parsed.corrected_steps)
-    return original[: parsed.corrected_from - 1] + parsed.corrected_steps
+class CorrectStage(EngineStage[Sample]):
+    """Wrong samples become corrector calls; other samples pass through unchanged."""
 
+    name = "correct"
+    unit = "sample"
 
-@dataclass
-class Corrector:
-    api: str
-    template: Template
-    model: str
-    n: int
-    sampling: Sampling
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        model: str,
+        prompt_name: str | None,
+        n: int,
+        sampling: Sampling,
+        check_timeout: float,
+        max_pending: int,
+    ) -> None:
+        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
+        self.api = config.api
+        self.model = model
+        self.prompt_name = prompt_name
+        self.n = n
+        self.sampling = sampling
+        self._templates: dict[str, Template] = {}
+        if prompt_name:
+            self.template("gsm8k")  # a broken prompt file fails before anything is read
 
-    def query(self, sample: dict[str, Any]) -> str:
-        rendered = self.template.render(
-            question=sample["question"], steps=render_numbered(sample["steps"])
+    def template(self, task: str) -> Template:
+        if task not in self._templates:
+            template = templates.load(self.prompt_name or f"correct.{task}")
+            template.check(CORRECT_VARIABLES)
+            self._templates[task] = template
+        return self._templates[task]
+
+    def read(self, data: dict[str, Any], where: str) -> Sample:
+        sample = Sample.from_dict(data, where, strict=True)
+        self.template(sample.task)  # a broken prompt fails before any request
+        return sample
+
+    def query(self, sample: Sample) -> str:
+        rendered = self.template(sample.task).render(
+            question=sample.the_problem.question, steps=render_numbered(sample.steps)
         )
         return rendered.rstrip()  # the model continues right after `Incorrect Step:`
 
-    def call(self, sample: dict[str, Any]) -> Call:
-        return Call(self.model, self.query(sample), self.n, self.sampling)
+    def calls(self, row: Sample) -> list[Call]:
+        if row.verdict != "wrong":
+            return []
+        return [Call(self.model, self.query(row), self.n, self.sampling)]
 
-    def records(
-        self, sample: dict[str, Any], generation: Generation, grader: Grader
-    ) -> list[dict[str, Any]]:
-        original = {k: v for k, v in sample.items() if k not in problem_part(sample)}
+    def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
+        counts = self.counts
+        for sample, results in self.sent(rows, hooks):
+            hooks.on_row(1)
+            if not results:
+                counts["passed_through"] += 1
+                yield sample
+                continue
+            counts["wrong_samples"] += 1
+            result = results[0]
+            if isinstance(result, RequestFailed):
+                counts[result.reason] += 1
+                yield SetAside(result.reason, sample, str(result))
+                continue
+            for correction in self.corrections(sample, result):
+                counts["corrections"] += 1
+                if correction.reject_reason:
+                    counts["unparseable"] += 1
+                elif correction.verdict == "correct":
+                    counts["reach_gold"] += 1
+                yield correction
+
+    def corrections(self, sample: Sample, generation: Generation) -> list[Correction]:
+        assert self.grader is not None
+        problem = sample.the_problem
+        template = self.template(problem.task)
+        original = sample.as_original()
         out = []
         for index, choice in enumerate(generation.choices):
             parsed = parse_reply(choice.text)
             pred: str | None = None
-            verdict = "no_answer"
+            verdict: Verdict = "no_answer"
             if parsed.error is None:
-                grade = grader.grade(
-                    sample["task"], sample["gold"], "\n".join(parsed.corrected_steps)
+                grade = self.grader.grade(
+                    problem.task, problem.gold, "\n".join(parsed.corrected_steps)
                 )
                 pred, verdict = grade.pred, grade.verdict
             digest = hashlib.sha256(
-                f"{sample['sample_id']}\x1f{self.model}\x1f{self.template.sha256}\x1f{index}".encode()
+                f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}".encode()
             ).hexdigest()
+            assert sample.sample_id is not None
             out.append(
-                {
-                    **problem_part(sample),
-                    "sample_id": sample["sample_id"],
-                    "correction_id": f"{sample['sample_id']}-c{digest[:8]}",
-                    "original": original,
-                    "response": choice.text,
-                    "incorrect_step": parsed.incorrect_step,
-                    "explanation": parsed.explanation,
-                    "corrected_from": parsed.corrected_from,
-                    "elided": parsed.elided,
-                    "corrected_steps": parsed.corrected_steps,
-                    "pred": pred,
-                    "verdict": verdict,
-                    "reject_reason": None
-                    if parsed.error is None
-                    else f"unparseable: {parsed.error}",
-                    "meta": provenance(
+                Correction(
+                    problem=problem,
+                    sample_id=sample.sample_id,
+                    correction_id=f"{sample.sample_id}-c{digest[:8]}",
+                    original=original,
+                    response=choice.text,
+                    incorrect_step=parsed.incorrect_step,
+                    explanation=parsed.explanation,
+                    corrected_from=parsed.corrected_from,
+                    elided=parsed.elided,
+                    corrected_steps=tuple(parsed.corrected_steps),
+                    pred=pred,
+                    verdict=verdict,
+                    reject_reason=None if parsed.error is None else f"unparseable: {parsed.error}",
+                    meta=Provenance(
                         stage="correct",
                         model=self.model,
                         api=self.api,
-                        sampling=self.sampling.as_meta(),
+                        **self.sampling.as_meta(),
                         n=self.n,
-                        index=index,
-                        prompt_name=self.template.name,
-                        prompt_sha256=self.template.sha256,
+                        sample_index=index,
+                        prompt=template.name,
+                        prompt_sha256=template.sha256,
                         finish_reason=choice.finish_reason,
-                        usage=generation.usage,
+                        usage=dict(generation.usage),
                         requests=generation.requests,
-                        choices=len(generation.choices),
-                        checker=checker_info(sample["task"]),
+                        choices_in_usage=len(generation.choices),
+                        checker=checker_info(problem.task),
                     ),
-                }
+                )
             )
         return out
+
+    def summary(self, rejects: Rejects) -> str:
+        self.counts["bad_rows"] = rejects.bad_rows
+        return f"correct: {fmt_counts(self.counts, SUMMARY_KEYS)}; {self.requests_summary()}"

@@ -12,8 +12,9 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from lemagen.errors import InputError, LemagenError
+from lemagen.errors import InputError
 from lemagen.records.jsonl import read_records
+from lemagen.records.problems import question_of
 
 DEFAULT_NGRAM = 8
 DEFAULT_OVERLAP = 0.5
@@ -44,10 +45,8 @@ class HeldOut:
         for lineno, record in read_records(path):
             if isinstance(record, InputError):
                 raise record
-            text = record.get("question", record.get("problem"))
-            if not isinstance(text, str):
-                raise LemagenError(f"{path}:{lineno}: no 'question' or 'problem' field")
             where = f"{path}:{lineno}"
+            text = question_of(record, where)
             norm = normalise(text)
             self._exact.setdefault(norm, where)
             index = len(self._where)

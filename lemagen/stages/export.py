@@ -19,19 +19,34 @@ Formats (each validated in tests against its target's documented schema):
 
 from __future__ import annotations
 
+import json
+import os
 import random
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from lemagen.stages.correct import ParsedReply, full_solution
-from lemagen.stages.filter import Filter
-from lemagen.stages.formats import LEMA_COT_PROMPT, cot_text, lema_correction, lema_cot
+from lemagen.errors import LemagenError
+from lemagen.records.rows import Rejects, SetAside
+from lemagen.records.schema import (
+    Alpaca,
+    Conversation,
+    Correction,
+    Preference,
+    PromptCompletion,
+    Sample,
+    TrainingRow,
+    read_sample_or_correction,
+)
+from lemagen.stages.base import Hooks, Output, Stage, by_reason
+from lemagen.stages.filter import Keep, unparseable_detail
+from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
 
 FORMATS = ("lema", "alpaca", "sharegpt", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma")
 PAIR_FORMATS = ("dpo", "openai-dpo")
 ALPACA_SHAPED = ("alpaca", "lemma")
+DATASET_INFO_FORMATS = ("alpaca", "sharegpt", "lemma")
 
 # Our own transition phrases for Fix & Continue trajectories (LEMMA's idea, our wording).
 TRANSITIONS = (
@@ -50,60 +65,26 @@ TRANSITIONS = (
 )
 
 
-def full_corrected(record: dict[str, Any]) -> list[str]:
-    """Original steps before the first corrected one, then the corrected steps."""
-    parsed = ParsedReply(
-        incorrect_step=record["incorrect_step"],
-        corrected_from=record.get("corrected_from"),
-        corrected_steps=record["corrected_steps"],
-        elided=bool(record.get("elided")),
-    )
-    return full_solution(record["original"]["steps"], parsed)
-
-
-def lemma_output(record: dict[str, Any], phrase: str) -> str:
+def lemma_output(record: Correction, phrase: str) -> str:
     """The wrong prefix through the incorrect step, a transition, the explanation, the fix."""
-    k = record["incorrect_step"]
-    original = record["original"]["steps"]
-    fixed = full_corrected(record)[k - 1 :]
-    sep = " " if record["task"] == "gsm8k" else "\n"
-    explanation = (record.get("explanation") or "").strip()
+    k = record.incorrect_step or 1
+    original = record.original.steps
+    fixed = record.full_solution()[k - 1 :]
+    sep = " " if record.task == "gsm8k" else "\n"
+    explanation = (record.explanation or "").strip()
     middle = f"{phrase} {explanation}".strip()
     return sep.join([*original[:k], middle, *fixed])
 
 
-def _sft(fmt: str, prompt: str, completion: str, chat: bool) -> dict[str, Any]:
+def sft_row(fmt: str, prompt: str, completion: str, chat: bool) -> TrainingRow:
     """One prompt/completion pair in an SFT format. The LEMA completion starts with a space (it
     continues `Incorrect Step:`); chat-shaped formats drop it."""
     reply = completion.lstrip()
     if fmt == "lema" or (fmt == "trl" and not chat) or fmt == "cot":
-        return {"prompt": prompt, "completion": completion}
+        return PromptCompletion(prompt, completion)
     if fmt in ALPACA_SHAPED:
-        return {"instruction": prompt, "input": "", "output": reply}
-    if fmt == "sharegpt":
-        return {
-            "conversations": [
-                {"from": "human", "value": prompt},
-                {"from": "gpt", "value": reply},
-            ]
-        }
-    # openai, trl --chat
-    return {
-        "messages": [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": reply},
-        ]
-    }
-
-
-def _pair(fmt: str, prompt: str, chosen: str, rejected: str) -> dict[str, Any]:
-    if fmt == "dpo":
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-    return {
-        "input": {"messages": [{"role": "user", "content": prompt}]},
-        "preferred_output": [{"role": "assistant", "content": chosen}],
-        "non_preferred_output": [{"role": "assistant", "content": rejected}],
-    }
+        return Alpaca(instruction=prompt, output=reply)
+    return Conversation(prompt, reply, sharegpt=fmt == "sharegpt")  # openai, trl --chat
 
 
 @dataclass
@@ -114,91 +95,115 @@ class _Question:
     fixes: list[tuple[str, str]] = field(default_factory=list)  # (corrected, its original)
 
 
-@dataclass
-class Exporter:
-    fmt: str
-    chat: bool = False
-    mix: bool = False
-    seed: int = 0
-    max_pairs: int = 8
-    counts: Counter[str] = field(default_factory=Counter)
-    _filter: Filter = field(default_factory=lambda: Filter(with_cot=True))
-    _held: list[dict[str, Any]] = field(default_factory=list)
-    _questions: dict[str, _Question] = field(default_factory=dict)
-    _seen_samples: set[str] = field(default_factory=set)
+class ExportStage(Stage[Sample | Correction]):
+    """Kept corrections (exactly as `filter` keeps them) in a trainer's format; with `mix`,
+    shuffled with CoT records of the correct samples; for pair formats, preference pairs."""
 
-    def add(self, record: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], str | None]:
+    name = "export"
+
+    def __init__(
+        self, fmt: str, *, chat: bool = False, mix: bool = False, seed: int = 0, max_pairs: int = 8
+    ) -> None:
+        super().__init__()
+        self.fmt = fmt
+        self.chat = chat
+        self.mix = mix
+        self.seed = seed
+        self.max_pairs = max_pairs
+        self.made: dict[str, int] = {}
+        self._keep = Keep(with_cot=True)
+        self._held: list[TrainingRow] = []
+        self._questions: dict[str, _Question] = {}
+        self._seen_samples: set[str] = set()
+
+    def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
+        return read_sample_or_correction(data, where)
+
+    def run(self, rows: Iterable[Sample | Correction], hooks: Hooks) -> Iterator[Output]:
+        for record in rows:
+            hooks.on_row(1)
+            made, reason = self.add(record)
+            for row in made:
+                self.counts["written"] += 1
+                yield row
+            if reason is not None:
+                yield SetAside(reason, record, unparseable_detail(record, reason))
+
+    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow], str | None]:
         """Records to write now, and the drop reason when this input record yields nothing."""
-        out, reason = self._filter(record, where)  # validates fields, dedupes, applies checks
-        kind = "correction" if "correction_id" in record else "sample"
+        out, reason = self._keep(record)  # applies filter's checks, dedupes
+        kind = "correction" if isinstance(record, Correction) else "sample"
         if self.fmt in PAIR_FORMATS:
-            self._collect(record, kind, kept=out is not None)
+            self._collect(record, kept=out is not None)
             return [], reason if kind == "correction" else None
         if out is None:
             return [], reason
-        if kind == "sample":  # a correct sample: CoT data, only with --mix
+        made: list[TrainingRow]
+        if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
             made = [self._sft_cot(record)]
         elif self.fmt == "cot":
             made = [
-                {
-                    "prompt": LEMA_COT_PROMPT.format(question=record["question"]),
-                    "completion": cot_text(record["task"], full_corrected(record)),
-                }
+                PromptCompletion(
+                    cot_prompt(record.question), cot_text(record.task, record.full_solution())
+                )
             ]
         elif self.fmt == "lemma":
-            rng = random.Random(f"{self.seed}\x1f{record['correction_id']}")
+            rng = random.Random(f"{self.seed}\x1f{record.correction_id}")
             output = lemma_output(record, rng.choice(TRANSITIONS))
-            made = [_sft("lemma", record["question"], output, False)]
+            made = [sft_row("lemma", record.question, output, False)]
         else:
             lema = lema_correction(record)
-            made = [_sft(self.fmt, lema["prompt"], lema["completion"], self.chat)]
-        self.counts[kind] += 1
+            made = [sft_row(self.fmt, lema.prompt, lema.completion, self.chat)]
+        self.made[kind] = self.made.get(kind, 0) + 1
         if self.mix:
             self._held.extend(made)
             return [], None
         return made, None
 
-    def _sft_cot(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _sft_cot(self, record: Sample) -> TrainingRow:
         cot = lema_cot(record)
         if self.fmt == "lemma":
-            return _sft("lemma", record["question"], cot["completion"], False)
-        return _sft(self.fmt, cot["prompt"], cot["completion"], self.chat)
+            return sft_row("lemma", record.question, cot.completion, False)
+        return sft_row(self.fmt, cot.prompt, cot.completion, self.chat)
 
-    def _collect(self, record: dict[str, Any], kind: str, kept: bool) -> None:
-        question = self._questions.get(record["id"])
+    def _collect(self, record: Sample | Correction, kept: bool) -> None:
+        question = self._questions.get(record.id)
         if question is None:
-            question = _Question(LEMA_COT_PROMPT.format(question=record["question"]))
-            self._questions[record["id"]] = question
-        task = record["task"]
-        if kind == "sample":
-            text = cot_text(task, record["steps"])
-            if record["verdict"] == "correct":
+            question = _Question(cot_prompt(record.question))
+            self._questions[record.id] = question
+        task = record.task
+        if isinstance(record, Sample):
+            text = cot_text(task, record.steps)
+            sample_id = record.sample_id or ""
+            if record.verdict == "correct":
                 question.chosen.append(text)
-            elif record["verdict"] == "wrong" and record["sample_id"] not in self._seen_samples:
+            elif record.verdict == "wrong" and sample_id not in self._seen_samples:
                 question.rejected.append(text)
-            self._seen_samples.add(record["sample_id"])
+            self._seen_samples.add(sample_id)
             return
-        original = record["original"]
-        wrong = cot_text(task, original["steps"])
-        if record["sample_id"] not in self._seen_samples:
-            self._seen_samples.add(record["sample_id"])
+        wrong = cot_text(task, record.original.steps)
+        if record.sample_id not in self._seen_samples:
+            self._seen_samples.add(record.sample_id)
             question.rejected.append(wrong)
         if kept:
-            question.fixes.append((cot_text(task, full_corrected(record)), wrong))
+            question.fixes.append((cot_text(task, record.full_solution()), wrong))
 
-    def finish(self) -> Iterator[dict[str, Any]]:
+    def finish(self) -> Iterator[Output]:
         """What waits for the whole input: the shuffled --mix, or the preference pairs."""
         if self.mix:
             random.Random(self.seed).shuffle(self._held)
-            yield from self._held
+            for row in self._held:
+                self.counts["written"] += 1
+                yield row
             self._held = []
         if self.fmt in PAIR_FORMATS:
             for qid, question in self._questions.items():
                 for chosen, rejected in self._pairs(qid, question):
-                    self.counts["pairs"] += 1
-                    yield _pair(self.fmt, question.prompt, chosen, rejected)
+                    self.made["pairs"] = self.made.get("pairs", 0) + 1
+                    self.counts["written"] += 1
+                    yield Preference(question.prompt, chosen, rejected, openai=self.fmt != "dpo")
 
     def _pairs(self, qid: str, question: _Question) -> list[tuple[str, str]]:
         """Each kept correction against its own original first, then each wrong sample against
@@ -217,6 +222,13 @@ class Exporter:
             if len(pairs) >= self.max_pairs:
                 break
         return pairs
+
+    def summary(self, rejects: Rejects) -> str:
+        made = ", ".join(f"{k} {v}" for k, v in sorted(self.made.items())) or "nothing"
+        return (
+            f"export --format {self.fmt}: {self.counts['written']} written ({made}); "
+            f"dropped {by_reason(rejects.counts)}"
+        )
 
 
 def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
@@ -238,3 +250,21 @@ def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
         "formatting": "alpaca",
         "columns": {"prompt": "instruction", "query": "input", "response": "output"},
     }
+
+
+def write_dataset_info(path: str, name: str | None, output: str, fmt: str) -> None:
+    """Add (or replace) the entry for `output` in LLaMA-Factory's `dataset_info.json`."""
+    info_path = Path(path)
+    entries: dict[str, Any] = {}
+    if info_path.exists():
+        try:
+            entries = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LemagenError(f"{path}: cannot read as JSON: {exc}") from None
+        if not isinstance(entries, dict):
+            raise LemagenError(f"{path}: not a JSON object")
+    data = Path(output).resolve()
+    file_name = os.path.relpath(data, info_path.resolve().parent)
+    entries[name or data.stem] = dataset_info_entry(fmt, file_name)
+    info_path.parent.mkdir(parents=True, exist_ok=True)
+    info_path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

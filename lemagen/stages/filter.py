@@ -3,17 +3,21 @@
 A correction is kept only if it parsed, was not truncated, names a step that exists in the
 original solution, continues from that step when it elides earlier ones with `...`, changes the
 solution, and reaches the gold answer. Every dropped record gets one machine-readable reason.
+`Keep` is that judgement, shared by `filter`, `export` and `stats`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.errors import InputError
-from lemagen.stages.correct import ParsedReply, full_solution
+from lemagen.records.rows import Rejects, SetAside
+from lemagen.records.schema import Correction, PromptCompletion, Sample, read_sample_or_correction
+from lemagen.stages.base import Hooks, Output, Stage, by_reason
+from lemagen.stages.decontam import HeldOut
 from lemagen.stages.formats import lema_correction, lema_cot
 
 REASONS = (
@@ -28,84 +32,110 @@ REASONS = (
     "duplicate",
     "uncorrected_sample",
     "correct_sample",
+    "contaminated",
 )
+VERDICT_REASONS = {"no_answer": "no_answer", "timeout": "check_timeout"}
 
 
 @dataclass
-class Filter:
+class Keep:
+    """Which records make training data: kept corrections (and, `with_cot`, correct samples as
+    CoT records), each training record once."""
+
     with_cot: bool = False
-    with_meta: bool = False
     counts: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
-    def __call__(
-        self, record: dict[str, Any], where: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
+    def __call__(self, record: Sample | Correction) -> tuple[PromptCompletion | None, str | None]:
         """(training record, None) to keep, or (None, reason) to drop."""
-        if "correction_id" in record:
+        out: PromptCompletion | None
+        if isinstance(record, Correction):
             self.counts["corrections"] += 1
-            _require(record, where, ("question", "original", "corrected_steps", "verdict"))
-            reason = self._check(record)
+            reason = check(record)
             out = None if reason else lema_correction(record)
             kind = "correction"
-        elif "sample_id" in record and "steps" in record:
+        else:
             self.counts["samples"] += 1
-            _require(record, where, ("question", "steps", "verdict", "task"))
-            if record["verdict"] != "correct":
+            if record.verdict != "correct":
                 return None, "uncorrected_sample"
             if not self.with_cot:
                 return None, "correct_sample"
             reason, out, kind = None, lema_cot(record), "cot"
-        else:
-            raise InputError(
-                f"{where}: not a sample or correction record (no 'sample_id')", reason="bad_record"
-            )
-        if reason is None and out is not None:
-            key = (out["prompt"], out["completion"])
-            if key in self._seen:
-                reason, out = "duplicate", None
-            else:
-                self._seen.add(key)
         if out is None:
             return None, reason
+        key = (out.prompt, out.completion)
+        if key in self._seen:
+            return None, "duplicate"
+        self._seen.add(key)
         self.counts[f"kept_{kind}"] += 1
-        if self.with_meta:
-            out = {**out, "id": record["id"], "kind": kind}
         return out, None
 
-    @staticmethod
-    def _check(record: dict[str, Any]) -> str | None:
-        if record.get("reject_reason"):
-            return "unparseable"
-        if record.get("meta", {}).get("finish_reason") == "length":
-            return "truncated"
-        original = record["original"]["steps"]
-        k = record.get("incorrect_step")
-        if not isinstance(k, int) or not 1 <= k <= len(original):
-            return "step_out_of_range"
-        if record.get("elided") and record.get("corrected_from") != k:
-            return "step_mismatch"
-        verdict = record["verdict"]
-        if verdict != "correct":
-            return {"no_answer": "no_answer", "timeout": "check_timeout"}.get(
-                verdict, "wrong_answer"
-            )
-        parsed = ParsedReply(
-            incorrect_step=k,
-            corrected_from=record.get("corrected_from"),
-            corrected_steps=record["corrected_steps"],
-            elided=bool(record.get("elided")),
-        )
-        if _norm(full_solution(original, parsed)) == _norm(original):
-            return "unchanged"
-        return None
+
+def check(record: Correction) -> str | None:
+    """Why a correction cannot be kept, or None."""
+    if record.reject_reason:
+        return "unparseable"
+    if record.meta.finish_reason == "length":
+        return "truncated"
+    original = record.original.steps
+    k = record.incorrect_step
+    if k is None or not 1 <= k <= len(original):
+        return "step_out_of_range"
+    if record.elided and record.corrected_from != k:
+        return "step_mismatch"
+    if record.verdict != "correct":
+        return VERDICT_REASONS.get(record.verdict, "wrong_answer")
+    if _norm(record.full_solution()) == _norm(original):
+        return "unchanged"
+    return None
 
 
-def _norm(steps: list[str]) -> str:
+def unparseable_detail(record: Sample | Correction, reason: str) -> str | None:
+    """The parser's message, for a correction set aside as unparseable."""
+    if reason == "unparseable" and isinstance(record, Correction):
+        return record.reject_reason
+    return None
+
+
+def _norm(steps: Iterable[str]) -> str:
     return re.sub(r"\s+", " ", " ".join(steps)).strip()
 
 
-def _require(record: dict[str, Any], where: str, names: tuple[str, ...]) -> None:
-    for name in names:
-        if name not in record:
-            raise InputError(f"{where}: missing field {name!r}", reason="missing_field")
+class FilterStage(Stage[Sample | Correction]):
+    name = "filter"
+
+    def __init__(self, *, with_cot: bool, with_meta: bool, held_out: HeldOut | None) -> None:
+        super().__init__()
+        self.keep = Keep(with_cot=with_cot)
+        self.with_meta = with_meta
+        self.held_out = held_out
+
+    def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
+        self.counts["in"] += 1
+        return read_sample_or_correction(data, where)
+
+    def run(self, rows: Iterable[Sample | Correction], hooks: Hooks) -> Iterator[Output]:
+        for record in rows:
+            hooks.on_row(1)
+            leak = self.held_out.match(record.question) if self.held_out else None
+            if leak is not None:
+                yield SetAside("contaminated", record, f"overlaps {leak}")
+                continue
+            out, reason = self.keep(record)
+            if out is None:
+                assert reason is not None
+                yield SetAside(reason, record, unparseable_detail(record, reason))
+            elif self.with_meta:
+                kind = "correction" if isinstance(record, Correction) else "cot"
+                yield PromptCompletion(out.prompt, out.completion, record.id, kind)
+            else:
+                yield out
+
+    def summary(self, rejects: Rejects) -> str:
+        c = self.keep.counts
+        kept = c["kept_correction"] + c["kept_cot"]
+        return (
+            f"filter: in {self.counts['in']} ({c['corrections']} corrections, {c['samples']} "
+            f"samples); kept {kept} ({c['kept_correction']} correction, {c['kept_cot']} cot); "
+            f"dropped {sum(rejects.counts.values())}: {by_reason(rejects.counts)}"
+        )

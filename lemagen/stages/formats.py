@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from lemagen.math.steps import render_numbered
+from lemagen.records.schema import Correction, PromptCompletion, Sample
 
 LEMA_COT_PROMPT = (
     "Please solve the following math problem.\nQuestion: {question}\n"
@@ -17,30 +18,30 @@ LEMA_CORRECTION_INSTRUCTION = (
 )
 
 
-def lema_correction(record: dict[str, Any]) -> dict[str, str]:
+def lema_correction(record: Correction) -> PromptCompletion:
     """`{"prompt", "completion"}` for a correction record (methods.md §1.7)."""
-    original = record["original"]["steps"]
     prompt = (
-        f"{LEMA_CORRECTION_INSTRUCTION}\nQuestion: {record['question']}\nOriginal Solution:\n"
-        f"{{\n{render_numbered(original)}\n}}\nIncorrect Step:"
+        f"{LEMA_CORRECTION_INSTRUCTION}\nQuestion: {record.question}\nOriginal Solution:\n"
+        f"{{\n{render_numbered(record.original.steps)}\n}}\nIncorrect Step:"
     )
-    corrected = render_numbered(record["corrected_steps"], start=record["corrected_from"])
-    elision = "...\n" if record["elided"] else ""
+    corrected = render_numbered(record.corrected_steps, start=record.corrected_from or 1)
+    elision = "...\n" if record.elided else ""
     completion = (
-        f" Step {record['incorrect_step']}.\nExplanation: {record['explanation']}\n"
+        f" Step {record.incorrect_step}.\nExplanation: {record.explanation}\n"
         f"Correct Solution:\n{{\n{elision}{corrected}\n}}"
     )
-    return {"prompt": prompt, "completion": completion}
+    return PromptCompletion(prompt, completion)
 
 
-def cot_text(task: str, steps: list[str]) -> str:
+def cot_text(task: str, steps: Sequence[str]) -> str:
     """A rationale as one paragraph (GSM8K, as LEMA renders it) or one step per line (MATH)."""
     return (" " if task == "gsm8k" else "\n").join(steps)
 
 
-def lema_cot(record: dict[str, Any]) -> dict[str, str]:
+def cot_prompt(question: str) -> str:
+    return LEMA_COT_PROMPT.format(question=question)
+
+
+def lema_cot(record: Sample) -> PromptCompletion:
     """`{"prompt", "completion"}` CoT record for a correct sample (methods.md §1.7)."""
-    return {
-        "prompt": LEMA_COT_PROMPT.format(question=record["question"]),
-        "completion": cot_text(record["task"], record["steps"]),
-    }
+    return PromptCompletion(cot_prompt(record.question), cot_text(record.task, record.steps))

@@ -1,351 +1,135 @@
-"""`lemagen inject`: mistakes made from gold solutions, no model needed.
-
-A gold solution (GSM8K rationale, or any solution whose steps carry `a op b = c` arithmetic) is
-read as a chain of equations. One is altered, and every later equation that uses its result is
-recomputed, so the wrong solution is internally consistent and reaches a wrong final answer:
-- calculation: a computed result is off (a digit slip, off by one, a wrong carry);
-- copy: a number from the question is copied wrongly into a step;
-- operator: one operator swapped (+ and -, * and /);
-- skip: a later step moved up before a step it depends on (the fake mistake of Physics of LMs
-  2.2: its content is right, it comes too early, so its final answer is the gold one).
-Each record has the shape `lemagen correct` writes, so `lemagen filter` takes it unchanged.
+"""`lemagen inject`: mistakes made from gold solutions, no model needed (the mistakes
+themselves are made in `lemagen.stages.mistakes`). Each correction record has the shape
+`lemagen correct` writes, so `lemagen filter` takes it unchanged; `--format retry` writes
+retry texts instead (`lemagen.stages.retry_text`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
-import re
-from dataclasses import dataclass
-from fractions import Fraction
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 from lemagen.math.answers import format_number
-from lemagen.math.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
-from lemagen.math.grading import Grader, checker_info
-from lemagen.math.steps import is_answer_step, split_steps
-from lemagen.records.rows import problem_part
+from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT, Grader, checker_info
+from lemagen.records.problems import ProblemReader
+from lemagen.records.rows import Rejects, SetAside
+from lemagen.records.schema import Correction, InjectMeta, Problem, Sample
+from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.formats import lema_correction
-
-ERROR_TYPES = ("calculation", "copy", "operator", "skip")
-DEFAULT_TYPES = ("calculation", "copy", "operator")
-_OP_WORDS = {"+": "addition", "-": "subtraction", "*": "multiplication", "/": "division"}
-_SWAP = {"+": "-", "-": "+", "*": "/", "/": "*"}
-
-
-class Unusable(Exception):
-    """The problem cannot be used; `reason` is a short tag, counted in the summary."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class Solution:
-    steps: list[str]  # gold steps; the last is `The answer is N.`
-    equations: list[Equation]
-    final: int  # index of the equation whose result is the final answer
-    gold: Fraction
-
-
-@dataclass
-class Mistake:
-    error_type: str
-    step: int  # 0-based index of the incorrect step
-    steps: list[str]  # the wrong solution
-    answer: Fraction
-    explanation: str
-
-
-def parse_solution(problem: dict[str, Any], *, need_arithmetic: bool = True) -> Solution:
-    """The gold solution as steps and equations. Retry data can use a solution without
-    arithmetic (`need_arithmetic=False`); injected errors cannot."""
-    reference = problem.get("reference")
-    if not isinstance(reference, str) or not reference.strip():
-        raise Unusable("no_gold_solution")
-    body = re.sub(r"<<[^<>]*>>", "", reference)
-    body = re.sub(r"(?m)^\s*####.*$", "", body).strip()
-    lines = split_steps(body)
-    if lines and is_answer_step(lines[-1]):
-        lines.pop()  # a plain solution's own `The answer is N.`: we write it back below
-    if not lines:
-        raise Unusable("no_gold_solution")
-    try:
-        gold = Fraction(problem["gold"])
-    except (ValueError, ZeroDivisionError):
-        raise Unusable("gold_not_numeric") from None
-    equations = [eq for i, line in enumerate(lines) for eq in find_equations(line, i)]
-    finals = [i for i, eq in enumerate(equations) if eq.result.value == gold]
-    if need_arithmetic and not equations:
-        raise Unusable("no_equations")
-    if need_arithmetic and not finals:
-        raise Unusable("answer_not_computed")
-    final = finals[-1] if finals else -1
-    return Solution([*lines, f"The answer is {problem['gold']}."], equations, final, gold)
-
-
-# ---------------------------------------------------------------- value changes
-
-
-def _slips(value: Fraction) -> list[Fraction]:
-    """Plausible miscalculations of a result: off by one, a digit slip, a wrong carry."""
-    out = [value + 1, value - 1]
-    if value.denominator == 1:
-        digits = str(abs(value.numerator))
-        for pos in range(len(digits)):
-            for delta in (-2, -1, 1, 2):
-                d = int(digits[pos]) + delta
-                if not 0 <= d <= 9 or (pos == 0 and d == 0 and len(digits) > 1):
-                    continue
-                out.append(Fraction(int(digits[:pos] + str(d) + digits[pos + 1 :])))
-        for k in range(1, len(digits)):
-            out += [value + 10**k, value - 10**k]
-    return [v for v in dict.fromkeys(out) if v != value and v > 0]
-
-
-def _miscopies(value: Fraction) -> list[Fraction]:
-    """Plausible wrong copies of a number: two digits swapped, one digit off by one."""
-    if value.denominator != 1:
-        return [v for v in (value + 1, value - 1) if v > 0]
-    digits = str(value.numerator)
-    out = []
-    for i in range(len(digits) - 1):
-        swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :]
-        if swapped[0] != "0":
-            out.append(Fraction(int(swapped)))
-    out += [value + 1, value - 1]
-    return [v for v in dict.fromkeys(out) if v != value and v > 0]
-
-
-def _edit_operands(
-    eq: Equation, values: list[Fraction], edits: dict[int, list[tuple[int, int, str]]]
-) -> bool:
-    """Queue a text edit for each operand of `eq` whose value changes to the one in `values`;
-    False if a new value cannot be written in the style of the old one."""
-    for old, new in zip(eq.operands, values, strict=True):
-        if old.value != new:
-            text = render_like(new, old.text)
-            if text is None:
-                return False
-            edits.setdefault(eq.step, []).append((old.start, old.end, text))
-    return True
-
-
-def _propagate(
-    sol: Solution,
-    index: int,
-    values: list[Fraction],
-    ops: list[str],
-    op_text: dict[int, str],
-    forced: Fraction | None = None,
-) -> tuple[list[str], Fraction] | None:
-    """Apply new operand values / operators to equation `index` (or force its result to
-    `forced`, a miscalculation), recompute every later equation that uses a changed result,
-    and rewrite the text. None if anything becomes implausible (negative, division by zero,
-    not writable exactly) or the final answer does not change."""
-    eq = sol.equations[index]
-    edits: dict[int, list[tuple[int, int, str]]] = {}
-    new_value = forced if forced is not None else evaluate(values, ops)
-    if new_value is None or not _plausible(eq.result.value, new_value):
-        return None
-    if new_value == eq.result.value:
-        return None
-    changed = {eq.result.value: new_value}
-    if not _edit_operands(eq, values, edits):
-        return None
-    for pos, symbol in op_text.items():
-        start, end = eq.op_spans[pos]
-        edits.setdefault(eq.step, []).append((start, end, symbol))
-    results: dict[int, Fraction] = {index: new_value}
-    for j in range(index + 1, len(sol.equations)):
-        later = sol.equations[j]
-        new_values = [changed.get(o.value, o.value) for o in later.operands]
-        if new_values == [o.value for o in later.operands]:
-            continue
-        value = evaluate(new_values, later.ops)
-        if value is None or not _plausible(later.result.value, value):
-            return None
-        if not _edit_operands(later, new_values, edits):
-            return None
-        changed[later.result.value] = value
-        results[j] = value
-    for j, value in results.items():
-        result = sol.equations[j].result
-        text = render_like(value, result.text)
-        if text is None:
-            return None
-        edits.setdefault(sol.equations[j].step, []).append((result.start, result.end, text))
-    final = results.get(sol.final, sol.gold)
-    if final == sol.gold:
-        return None
-    steps = [replace_spans(s, edits.get(i, [])) for i, s in enumerate(sol.steps[:-1])]
-    return [*steps, f"The answer is {format_number(final)}."], final
-
-
-def _plausible(old: Fraction, new: Fraction) -> bool:
-    """A changed quantity stays non-negative, and whole if it was whole (no 23.5 clips)."""
-    return new >= 0 and (old.denominator != 1 or new.denominator == 1)
-
-
-def candidates(sol: Solution, question: str, types: tuple[str, ...]) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    question_numbers = {m.replace(",", "") for m in re.findall(r"\d[\d,]*(?:\.\d+)?", question)}
-    computed: set[Fraction] = set()
-    for i, eq in enumerate(sol.equations):
-        if "calculation" in types:
-            out += [("calculation", (i, v)) for v in _slips(eq.result.value)]
-        if "copy" in types:
-            for pos, operand in enumerate(eq.operands):
-                plain = operand.text.replace("$", "").replace(",", "")
-                if plain in question_numbers and operand.value not in computed:
-                    out += [("copy", (i, pos, v)) for v in _miscopies(operand.value)]
-        if "operator" in types:
-            out += [("operator", (i, pos)) for pos in range(len(eq.ops))]
-        computed.add(eq.result.value)
-    if "skip" in types:
-        for later in sol.equations:
-            for earlier in sol.equations:
-                if earlier.step < later.step and any(
-                    o.value == earlier.result.value for o in later.operands
-                ):
-                    out.append(("skip", (earlier.step, later.step, earlier)))
-    return out
-
-
-def make(sol: Solution, kind: str, spec: Any) -> Mistake | None:
-    """The mistake described by one candidate, or None if it is implausible."""
-    if kind == "skip":
-        first, moved, source = spec
-        steps = list(sol.steps)
-        steps.insert(first, steps.pop(moved))
-        value = show(source.result.value, source.result.text)
-        explanation = (
-            f"Step {first + 1} uses {value} before it is computed: {value} comes from "
-            f"{source.expression()} = {value}, which has to be worked out first."
-        )
-        return Mistake("skip", first, steps, sol.gold, explanation)
-    eq = sol.equations[spec[0]]
-    values = [o.value for o in eq.operands]
-    ops = list(eq.ops)
-    op_text: dict[int, str] = {}
-    if kind == "calculation":
-        wrong = spec[1]
-        result = _propagate(sol, spec[0], values, ops, {}, forced=wrong)
-        if result is None:
-            return None
-        explanation = (
-            f"Step {eq.step + 1} computes {eq.expression()} as {show(wrong, eq.result.text)}, but "
-            f"{eq.expression()} = {show(eq.result.value, eq.result.text)}."
-        )
-        return Mistake(kind, eq.step, result[0], result[1], explanation)
-    pos = spec[1]
-    if kind == "copy":
-        values[pos] = spec[2]
-    else:  # operator
-        ops[pos] = _SWAP[eq.ops[pos]]
-        start, end = eq.op_spans[pos]
-        original = sol.steps[eq.step][start:end]
-        symbol = original.strip()
-        shown = {"*": "x", "/": "/"}[ops[pos]] if symbol in ("x", "\u00d7", "\u00f7") else ops[pos]
-        op_text[pos] = original.replace(symbol, shown)
-    wrong_value = evaluate(values, ops)
-    if wrong_value is None:
-        return None
-    wrong_shown = show(wrong_value, eq.result.text)
-    right = f"{eq.expression()} = {show(eq.result.value, eq.result.text)}"
-    if kind == "copy":
-        operand = eq.operands[pos]
-        explanation = (
-            f"Step {eq.step + 1} copies {operand.text.lstrip('$')} from the question as "
-            f"{show(spec[2], operand.text)}, so it computes {eq.expression(values)} = "
-            f"{wrong_shown} instead of {right}."
-        )
-    else:
-        explanation = (
-            f"Step {eq.step + 1} uses {_OP_WORDS[ops[pos]]} where the step needs "
-            f"{_OP_WORDS[eq.ops[pos]]}: {eq.expression(ops=ops)} = {wrong_shown}, "
-            f"but it should be {right}."
-        )
-    result = _propagate(sol, spec[0], values, ops, op_text)
-    if result is None:
-        return None
-    return Mistake(kind, eq.step, result[0], result[1], explanation)
-
-
-def inject(
-    sol: Solution, question: str, types: tuple[str, ...], per_question: int, rng: random.Random
-) -> list[Mistake]:
-    """Up to `per_question` distinct mistakes for one solution, spread over the error types."""
-    pool = candidates(sol, question, types)
-    rng.shuffle(pool)
-    by_type: dict[str, list[Any]] = {}
-    for kind, spec in pool:
-        by_type.setdefault(kind, []).append(spec)
-    order = [t for t in types if t in by_type]
-    rng.shuffle(order)
-    out: list[Mistake] = []
-    seen: set[tuple[str, ...]] = set()
-    while order and len(out) < per_question:
-        for kind in list(order):
-            made = None
-            while by_type[kind] and made is None:
-                made = make(sol, kind, by_type[kind].pop())
-                if made is not None and tuple(made.steps) in seen:
-                    made = None
-            if made is None:
-                order.remove(kind)
-                continue
-            seen.add(tuple(made.steps))
-            out.append(made)
-            if len(out) == per_question:
-                break
-    if not out:
-        raise Unusable("no_valid_mistake")
-    return out
+from lemagen.stages.mistakes import Mistake, Solution, Unusable, inject, parse_solution
+from lemagen.stages.retry_text import RetryOptions, retry_text
 
 
 def correction_record(
-    problem: dict[str, Any], sol: Solution, mistake: Mistake, grader: Grader, seed: int
-) -> dict[str, Any]:
+    problem: Problem, sol: Solution, mistake: Mistake, grader: Grader, seed: int
+) -> Correction:
     """A record in exactly the shape `lemagen correct` writes, for `lemagen filter`."""
-    task = problem["task"]
+    task = problem.task
     wrong = format_number(mistake.answer)
     k = mistake.step + 1
     digest = hashlib.sha256(
-        "\x1f".join([problem["id"], mistake.error_type, *mistake.steps]).encode()
+        "\x1f".join([problem.id, mistake.error_type, *mistake.steps]).encode()
     ).hexdigest()
-    sample_id = f"{problem['id']}-i{digest[:10]}"
-    meta = {
-        "stage": "inject",
-        "error_type": mistake.error_type,
-        "seed": seed,
-        "checker": checker_info(task),
-    }
-    corrected = sol.steps[mistake.step :]
-    record: dict[str, Any] = {
-        **problem_part(problem),
-        "sample_id": sample_id,
-        "correction_id": f"{sample_id}-c0",
-        "original": {
-            "response": " ".join(mistake.steps),
-            "steps": mistake.steps,
-            "pred": wrong,
-            "verdict": grader.compare(task, problem["gold"], wrong),
-            "meta": meta,
-        },
-        "response": "",
-        "incorrect_step": k,
-        "explanation": mistake.explanation,
-        "corrected_from": k,
-        "elided": k > 1,
-        "corrected_steps": corrected,
-        "pred": None,
-        "verdict": "no_answer",
-        "reject_reason": None,
-        "meta": meta,
-    }
-    graded = grader.grade(task, problem["gold"], corrected[-1])
-    record["pred"], record["verdict"] = graded.pred, graded.verdict
-    record["response"] = lema_correction(record)["completion"]
-    return record
+    sample_id = f"{problem.id}-i{digest[:10]}"
+    meta = InjectMeta(error_type=mistake.error_type, seed=seed, checker=checker_info(task))
+    corrected = tuple(sol.steps[mistake.step :])
+    graded = grader.grade(task, problem.gold, corrected[-1])
+    record = Correction(
+        problem=problem,
+        sample_id=sample_id,
+        correction_id=f"{sample_id}-c0",
+        original=Sample(
+            problem=None,
+            sample_id=None,
+            response=" ".join(mistake.steps),
+            steps=tuple(mistake.steps),
+            pred=wrong,
+            verdict=grader.compare(task, problem.gold, wrong),
+            meta=meta,
+        ),
+        response="",
+        incorrect_step=k,
+        explanation=mistake.explanation,
+        corrected_from=k,
+        elided=k > 1,
+        corrected_steps=corrected,
+        pred=graded.pred,
+        verdict=graded.verdict,
+        reject_reason=None,
+        meta=meta,
+    )
+    return dataclasses.replace(record, response=lema_correction(record).completion)
+
+
+class InjectStage(Stage[Problem]):
+    """Mistakes made from each problem's gold solution: correction records (`lema`) or retry
+    texts (`retry`); problems that cannot be used are set aside with the reason."""
+
+    name = "inject"
+    unit = "problem"
+
+    def __init__(
+        self,
+        reader: ProblemReader,
+        *,
+        fmt: str,
+        types: tuple[str, ...],
+        per_question: int,
+        seed: int,
+        retry: RetryOptions,
+    ) -> None:
+        super().__init__()
+        self.reader = reader
+        self.fmt = fmt
+        self.types = types
+        self.per_question = per_question
+        self.seed = seed
+        self.retry = retry
+        self.skipped: Counter[str] = Counter()
+        self.grader: Grader | None = None
+
+    def read(self, data: dict[str, Any], where: str) -> Problem:
+        return self.reader.read(data, where)
+
+    def start(self, stack: ExitStack) -> None:
+        self.grader = stack.enter_context(Grader(DEFAULT_CHECK_TIMEOUT))
+
+    def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
+        assert self.grader is not None
+        for problem in rows:
+            self.counts["problems"] += 1
+            hooks.on_row(1)
+            rng = random.Random(f"{self.seed}\x1f{problem.id}")
+            try:
+                if self.fmt == "retry":
+                    sol = parse_solution(problem, need_arithmetic=False)
+                    made = retry_text(sol, problem, rng, self.retry, self.seed)
+                    self.counts["records"] += 1
+                    self.counts["retries"] += len(made.mistakes)
+                    yield made
+                    continue
+                sol = parse_solution(problem)
+                for mistake in inject(sol, problem.question, self.types, self.per_question, rng):
+                    self.counts["records"] += 1
+                    self.counts[mistake.error_type] += 1
+                    yield correction_record(problem, sol, mistake, self.grader, self.seed)
+            except Unusable as exc:
+                self.skipped[exc.reason] += 1
+                yield SetAside(exc.reason, problem)
+
+    def summary(self, rejects: Rejects) -> str:
+        c = self.counts
+        made = (
+            f"{c['retries']} retries"
+            if self.fmt == "retry"
+            else ", ".join(f"{t} {c[t]}" for t in self.types)
+        )
+        return (
+            f"inject: {c['problems']} problems, {c['records']} records ({made}); skipped "
+            f"{sum(self.skipped.values())}: {by_reason(self.skipped)}; bad rows {rejects.bad_rows}"
+        )

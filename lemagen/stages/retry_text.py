@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from lemagen.stages.inject import Solution, candidates, make
+from lemagen.records.schema import Problem, RetryMeta, RetryText
+from lemagen.stages.mistakes import Solution, candidates, make
 
 DEFAULT_RETRY_RATE = 0.15
 DEFAULT_MARKER = "[BACK]"
@@ -71,17 +73,19 @@ def retry_solution(
     return " ".join(parts), mistakes
 
 
-def retry_record(
-    problem: dict[str, Any], solution: str, mistakes: list[str], meta: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "id": problem["id"],
-        "task": problem["task"],
-        "question": problem["question"],
-        "gold": problem["gold"],
-        "text": f"Question: {problem['question']}\nAnswer: {solution}",
-        "solution": solution,
-        "retries": len(mistakes),
-        "mistakes": mistakes,
-        "meta": meta,
-    }
+@dataclass(frozen=True)
+class RetryOptions:
+    rate: float = DEFAULT_RETRY_RATE
+    fake: bool = False
+    marker: str = DEFAULT_MARKER
+
+
+def retry_text(
+    sol: Solution, problem: Problem, rng: random.Random, options: RetryOptions, seed: int
+) -> RetryText:
+    """The retry-data record of one problem."""
+    solution, mistakes = retry_solution(
+        sol, problem.question, rng, rate=options.rate, fake=options.fake, marker=options.marker
+    )
+    meta = RetryMeta(retry_rate=options.rate, fake=options.fake, marker=options.marker, seed=seed)
+    return RetryText(problem, solution, tuple(mistakes), meta)

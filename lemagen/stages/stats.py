@@ -12,15 +12,17 @@ from __future__ import annotations
 import html
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import price_for
-from lemagen.errors import InputError
-from lemagen.stages.filter import Filter
+from lemagen.records.rows import Rejects
+from lemagen.records.schema import Correction, Meta, Record, Reject, RetryText, Sample, read_any
+from lemagen.stages.base import Hooks, Output, Stage
+from lemagen.stages.filter import Keep
 
 RELATIVE_BINS = 10
-TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")
 
 
 @dataclass
@@ -40,66 +42,58 @@ class RunStats:
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     _samples_seen: set[str] = field(default_factory=set)
-    _filter: Filter = field(default_factory=Filter)
+    _keep: Keep = field(default_factory=Keep)
 
-    def add(self, record: dict[str, Any], where: str) -> None:
-        if "correction_id" in record:
-            self._correction(record, where)
-        elif "sample_id" in record and "steps" in record:
-            self._sample(record, record.get("verdict", "wrong"))
-        elif "reason" in record and "record" in record:
-            self.reasons[str(record["reason"])] += 1
-        elif any(name in record for name in TRAINING_FIELDS):
-            self.training_rows += 1
+    def add(self, record: Record) -> None:
+        if isinstance(record, Correction):
+            self._correction(record)
+        elif isinstance(record, Sample):
+            self._sample(record.id, record.sample_id, record.meta, record.verdict)
+        elif isinstance(record, Reject):
+            self.reasons[record.reason] += 1
+        elif isinstance(record, RetryText):
+            self.problems.add(record.problem.id)
         else:
-            raise InputError(
-                f"{where}: not a lemagen record (sample, correction, reject or training row)",
-                reason="bad_record",
-            )
+            self.training_rows += 1
 
-    def _sample(self, sample: dict[str, Any], verdict: str) -> None:
-        sample_id = str(sample.get("sample_id"))
-        if sample_id in self._samples_seen:
+    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> None:
+        if str(sample_id) in self._samples_seen:
             return
-        self._samples_seen.add(sample_id)
+        self._samples_seen.add(str(sample_id))
         self.samples += 1
         self.verdicts[verdict] += 1
-        if "id" in sample:
-            self.problems.add(str(sample["id"]))
-        meta = sample.get("meta") or {}
-        model = str(meta.get("model", "unknown"))
+        self.problems.add(problem_id)
+        model = meta.model or "unknown"
         self.by_model.setdefault(model, Counter())[verdict] += 1
         self._usage(meta)
 
-    def _correction(self, record: dict[str, Any], where: str) -> None:
+    def _correction(self, record: Correction) -> None:
         self.corrections += 1
-        self.problems.add(str(record.get("id")))
-        original = record.get("original") or {}
-        self._sample({**original, "id": record.get("id"), "sample_id": record.get("sample_id")},
-                     "wrong")  # fmt: skip
-        self._usage(record.get("meta") or {})
-        out, reason = self._filter(record, where)
+        self.problems.add(record.id)
+        self._sample(record.id, record.sample_id, record.original.meta, "wrong")
+        self._usage(record.meta)
+        out, reason = self._keep(record)
         if out is None:
             self.reasons[reason or "dropped"] += 1
             return
         self.kept += 1
-        k = record["incorrect_step"]
-        n = len(record["original"]["steps"])
+        k = record.incorrect_step or 1
+        n = len(record.original.steps)
         self.step_abs[k] += 1
         position = (k - 1) / max(1, n - 1)  # 0 = first step, 1 = last step
         self.step_rel[min(RELATIVE_BINS - 1, int(position * RELATIVE_BINS))] += 1
 
-    def _usage(self, meta: dict[str, Any]) -> None:
+    def _usage(self, meta: Meta) -> None:
         """This record's share of its request's tokens (usage / choices)."""
-        usage = meta.get("usage") or {}
+        usage = meta.usage
         if not usage:
             return
-        share = 1 / max(1, int(meta.get("choices_in_usage") or 1))
+        share = 1 / max(1, meta.choices_in_usage or 1)
         tokens_in = float(usage.get("prompt_tokens") or 0) * share
         tokens_out = float(usage.get("completion_tokens") or 0) * share
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
-        model = str(meta.get("model", "unknown"))
+        model = meta.model or "unknown"
         price = price_for(model)
         if price.known:
             self.cost += price.cost(tokens_in, tokens_out)
@@ -275,3 +269,43 @@ def render_html(report: dict[str, Any]) -> str:
         .replace("__REASONS__", table)
         .replace("__DATA__", data)
     )
+
+
+@dataclass(frozen=True)
+class Report:
+    """The report, as the one line `stats --json` writes."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+class StatsStage(Stage[Record]):
+    """Reads any records and writes nothing per row: its output is the report (one JSON line
+    with `as_json`) and its summary the table."""
+
+    name = "stats"
+
+    def __init__(self, *, as_json: bool = False) -> None:
+        super().__init__()
+        self.stats = RunStats()
+        self.as_json = as_json
+
+    def read(self, data: dict[str, Any], where: str) -> Record:
+        return read_any(data, where)
+
+    def run(self, rows: Iterable[Record], hooks: Hooks) -> Iterator[Output]:
+        for record in rows:
+            self.stats.add(record)
+        return iter(())
+
+    def finish(self) -> Iterator[Output]:
+        if self.as_json:
+            yield Report(self.report())
+
+    def report(self) -> dict[str, Any]:
+        return self.stats.report()
+
+    def summary(self, rejects: Rejects) -> str:
+        return render_table(self.report())

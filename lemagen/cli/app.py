@@ -1,0 +1,61 @@
+"""The `lemagen` command group, its exit codes, and the console entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from lemagen import __version__
+from lemagen.errors import (
+    EXIT_BUDGET,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_ROWS_FAILED,
+    OutputClosed,
+)
+
+EPILOG = f"""\b
+Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
+3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
+requests failed (set aside in --rejects; re-running retries only those);
+{EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_INTERRUPTED} interrupted;
+{EXIT_OUTPUT_CLOSED} the reader of stdout went away.
+"""
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lemagen")
+def cli() -> None:
+    """Make learning-from-mistakes (LEMA) fine-tuning data for math reasoning models.
+
+    \b
+    Offline, no model needed (mistakes injected into gold solutions):
+      lemagen inject problems.jsonl | lemagen filter > train.jsonl
+    Pipeline (any OpenAI-compatible endpoint):
+      lemagen sample problems.jsonl -m MODEL | lemagen correct -m CORRECTOR \\
+        | lemagen filter > train.jsonl
+
+    Every command reads JSONL from a file or stdin (-) and writes JSONL to stdout (or -o);
+    progress and summaries go to stderr.
+    """
+
+
+def main() -> None:
+    """Console entry point: maps Ctrl-C and a closed stdout to quiet exits."""
+    try:
+        cli.main(prog_name="lemagen", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except (OutputClosed, BrokenPipeError):
+        # The reader of our stdout went away (`| head`): stop quietly, as `cat` would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_OUTPUT_CLOSED)

@@ -1,0 +1,232 @@
+"""Commands that curate what the models made: `filter`, `export` and `stats`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lemagen.cli.app import EPILOG, cli
+from lemagen.cli.options import io_options
+from lemagen.cli.running import run_stage
+from lemagen.errors import LemagenError
+from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
+from lemagen.stages.export import (
+    DATASET_INFO_FORMATS,
+    FORMATS,
+    PAIR_FORMATS,
+    ExportStage,
+    write_dataset_info,
+)
+from lemagen.stages.filter import FilterStage
+from lemagen.stages.stats import StatsStage, render_html
+
+
+@cli.command(name="filter", epilog=EPILOG)
+@io_options
+@click.option(
+    "--with-cot",
+    is_flag=True,
+    help="Also write LEMA CoT records for the correct samples in the input.",
+)
+@click.option(
+    "--with-meta",
+    is_flag=True,
+    help="Add 'id' and 'kind' to each training record (not part of the LEMA format).",
+)
+@click.option(
+    "--decontaminate",
+    "test_sets",
+    multiple=True,
+    metavar="TEST.jsonl",
+    help="Drop rows whose question overlaps a question of this test set (repeatable): equal "
+    "after normalisation, or sharing at least --overlap of its word n-grams.",
+)
+@click.option(
+    "--ngram",
+    type=click.IntRange(1),
+    default=DEFAULT_NGRAM,
+    show_default=True,
+    help="--decontaminate: n-gram length in words.",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_OVERLAP,
+    show_default=True,
+    help="--decontaminate: share of a question's n-grams found in one test question.",
+)
+def filter_cmd(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    with_cot: bool,
+    with_meta: bool,
+    test_sets: tuple[str, ...],
+    ngram: int,
+    overlap: float,
+) -> None:
+    """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
+
+    A correction is kept when it parsed, its incorrect step exists in the original solution,
+    its corrected solution changes something, and its corrected final answer equals gold.
+    Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
+    (in, kept, dropped by reason) goes to stderr.
+
+    \b
+    Example:
+      lemagen filter corrections.jsonl --rejects dropped.jsonl > train.jsonl
+    """
+    held_out = None
+    if test_sets:
+        held_out = HeldOut(ngram, overlap)
+        for path in test_sets:
+            held_out.load(path)
+    stage = FilterStage(with_cot=with_cot, with_meta=with_meta, held_out=held_out)
+    run_stage(
+        stage,
+        [input_path],
+        output=output,
+        rejects=rejects,
+        skip_bad_rows=skip_bad_rows,
+        quiet=quiet,
+    )
+
+
+# ---------------------------------------------------------------- export
+
+
+@cli.command(name="export", epilog=EPILOG)
+@io_options
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="lema",
+    show_default=True,
+    help="Target format (see below).",
+)
+@click.option("--chat", is_flag=True, help="trl: conversational {'messages'} records.")
+@click.option(
+    "--mix",
+    is_flag=True,
+    help="Also write CoT records for the correct samples in the input, shuffled together "
+    "with the corrections (seeded), as LEMA trains.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle and pairing seed.")
+@click.option(
+    "--max-pairs-per-question",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    metavar="K",
+    help="dpo, openai-dpo: at most K pairs per question.",
+)
+@click.option(
+    "--dataset-info",
+    metavar="PATH",
+    help="alpaca, sharegpt, lemma: add this file's entry to LLaMA-Factory's "
+    "dataset_info.json at PATH (created or updated); needs -o.",
+)
+@click.option(
+    "--dataset-name",
+    metavar="NAME",
+    help="Name of the dataset_info.json entry [default: the output file's stem].",
+)
+def export_cmd(
+    input_path: str,
+    output: str,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    fmt: str,
+    chat: bool,
+    mix: bool,
+    seed: int,
+    max_pairs_per_question: int,
+    dataset_info: str | None,
+    dataset_name: str | None,
+) -> None:
+    """Write the kept corrections in a trainer's format.
+
+    INPUT is `lemagen correct` or `lemagen inject` output (with `sample --keep all`, the
+    correct samples pass through it too). Corrections are kept exactly as `lemagen filter`
+    keeps them. Formats:
+
+    \b
+      lema        {"prompt", "completion"} as LEMA trains (what filter writes)
+      alpaca      {"instruction", "input", "output"} for LLaMA-Factory
+      sharegpt    {"conversations": [{"from", "value"}]} for LLaMA-Factory
+      openai      {"messages"} for OpenAI fine-tuning
+      openai-dpo  {"input", "preferred_output", "non_preferred_output"} (OpenAI DPO)
+      trl         {"prompt", "completion"}, or {"messages"} with --chat
+      dpo         {"prompt", "chosen", "rejected"}: a corrected vs its original
+                  solution, and a correct vs a wrong sample of the same question
+      cot         the full corrected chain of thought as a LEMA CoT record
+      lemma       a Fix & Continue trajectory (wrong prefix through the incorrect
+                  step, a transition phrase, the fix), alpaca-shaped
+
+    \b
+    Example:
+      lemagen export corrections.jsonl -f sharegpt -o data/lema.jsonl \\
+        --dataset-info data/dataset_info.json
+    """
+    if chat and fmt != "trl":
+        raise click.UsageError("--chat applies to --format trl only")
+    if mix and fmt in PAIR_FORMATS:
+        raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
+    if dataset_info is not None:
+        if fmt not in DATASET_INFO_FORMATS:
+            raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
+        if output == "-":
+            raise click.UsageError("--dataset-info needs -o: the entry names the data file")
+    stage = ExportStage(fmt, chat=chat, mix=mix, seed=seed, max_pairs=max_pairs_per_question)
+    run_stage(
+        stage,
+        [input_path],
+        output=output,
+        rejects=rejects,
+        skip_bad_rows=skip_bad_rows,
+        quiet=quiet,
+    )
+    if dataset_info is not None:
+        write_dataset_info(dataset_info, dataset_name, output, fmt)
+
+
+# ---------------------------------------------------------------- stats
+
+
+@cli.command(name="stats", epilog=EPILOG)
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Write the report as one JSON line to stdout."
+)
+@click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    help="Also write a self-contained HTML page with charts (no network needed to view it).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+def stats_cmd(inputs: tuple[str, ...], as_json: bool, html_path: str | None, quiet: bool) -> None:
+    """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
+    drop reasons, tokens and cost per kept row.
+
+    INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
+    filter/export output); none or '-' reads stdin. The table goes to stderr, like every
+    summary, so stdout stays JSONL: --json writes the report there as one line.
+
+    \b
+    Example:
+      lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
+    """
+    stage = StatsStage(as_json=as_json)
+    run_stage(stage, inputs or ("-",), output="-" if as_json else None, quiet=quiet)
+    if html_path is not None:
+        try:
+            Path(html_path).write_text(render_html(stage.report()), encoding="utf-8")
+        except OSError as exc:
+            raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None

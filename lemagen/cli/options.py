@@ -1,0 +1,272 @@
+"""Options shared by several commands, and what they build (engine config, sampling)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lemagen.engine import (
+    DEFAULT_BASE_URL,
+    TRANSPORTS,
+    EngineConfig,
+    Sampling,
+    default_cache_dir,
+    price_for,
+)
+from lemagen.errors import EXIT_BUDGET
+from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
+from lemagen.records.problems import ProblemReader
+from lemagen.records.schema import TASKS
+from lemagen.stages import templates
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def io_options(func: F) -> F:
+    options = [
+        click.argument("input_path", metavar="INPUT", default="-"),
+        click.option(
+            "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
+        ),
+        click.option(
+            "--rejects",
+            metavar="PATH",
+            help="Write every set-aside row here as JSONL with a machine-readable 'reason'.",
+        ),
+        click.option(
+            "--skip-bad-rows",
+            is_flag=True,
+            help="Set bad input rows aside (in --rejects) instead of stopping at the first.",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--base-url",
+                "base_urls",
+                multiple=True,
+                envvar="OPENAI_BASE_URL",
+                metavar="URL",
+                help=f"OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [env "
+                f"OPENAI_BASE_URL; default: {DEFAULT_BASE_URL}]. Repeat to spread requests over "
+                "several servers (vLLM replicas); one that goes down is taken out of rotation.",
+            ),
+            click.option(
+                "--api-key-env",
+                default="OPENAI_API_KEY",
+                show_default=True,
+                metavar="NAME",
+                help="Environment variable holding the API key (local servers need none).",
+            ),
+            click.option(
+                "--api",
+                type=click.Choice(["chat", "completion"]),
+                default="chat",
+                show_default=True,
+                help="Chat completions or plain completions endpoint.",
+            ),
+            click.option(
+                "-n",
+                "n",
+                type=click.IntRange(1),
+                default=n_default,
+                show_default=True,
+                help="Samples per prompt, asked for in one request (API 'n'). Raising it later "
+                "sends only the new samples.",
+            ),
+            click.option(
+                "--temperature",
+                type=click.FloatRange(0),
+                default=temperature_default,
+                show_default=True,
+            ),
+            click.option("--top-p", type=click.FloatRange(0, 1), default=None),
+            click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
+            click.option(
+                "--seed", type=int, default=None, help="Sampling seed sent to the server."
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1),
+                default=64,
+                show_default=True,
+                help="Requests in flight at once, per endpoint. Output lines are written as "
+                "rows finish, not in input order.",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=120.0,
+                show_default=True,
+                help="Seconds per request.",
+            ),
+            click.option(
+                "--max-retries",
+                type=click.IntRange(0),
+                default=10,
+                show_default=True,
+                help="Retries on 429, 5xx, timeouts and dropped connections, with exponential "
+                "backoff and jitter, honouring Retry-After. 400-class errors are not retried.",
+            ),
+            click.option(
+                "--retry-delay",
+                type=click.FloatRange(0),
+                default=1.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="First retry delay; doubles per retry, up to 60 s.",
+            ),
+            click.option(
+                "--rpm",
+                type=click.FloatRange(0, min_open=True),
+                help="Client-side limit: requests per minute.",
+            ),
+            click.option(
+                "--tpm",
+                type=click.FloatRange(0, min_open=True),
+                help="Client-side limit: tokens per minute (prompt estimate + max tokens).",
+            ),
+            click.option(
+                "--cache-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                envvar="LEMAGEN_CACHE_DIR",
+                help="Request store: every sample received, so a re-run sends only what never "
+                "arrived [env LEMAGEN_CACHE_DIR; default: the user cache dir + lemagen].",
+            ),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                help="Neither read nor write the request store.",
+            ),
+            click.option(
+                "--price-in",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million prompt tokens [default: the built-in table, else "
+                "unknown].",
+            ),
+            click.option(
+                "--price-out",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million completion tokens.",
+            ),
+            click.option(
+                "--max-cost",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help=f"Stop sending once spent plus in flight could pass this; finished rows "
+                f"are kept (exit {EXIT_BUDGET}).",
+            ),
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Print the requests, estimated prompt tokens and cost; send nothing.",
+            ),
+            click.option(
+                "--transport",
+                type=click.Choice(TRANSPORTS),
+                default="aiohttp",
+                show_default=True,
+                help="HTTP client: aiohttp (fastest) or the official openai SDK.",
+            ),
+            click.option(
+                "--check-timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=DEFAULT_CHECK_TIMEOUT,
+                show_default=True,
+                help="Seconds allowed for one symbolic answer check (then: timeout).",
+            ),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def task_options(func: F) -> F:
+    options = [
+        click.option(
+            "--task",
+            type=click.Choice(TASKS),
+            help="gsm8k (numeric answers) or math (LaTeX answers); detected if not given.",
+        ),
+        click.option(
+            "--question-field",
+            metavar="NAME",
+            help="Field holding the question [default: question, else problem].",
+        ),
+        click.option(
+            "--answer-field",
+            metavar="NAME",
+            help="Field holding the gold answer or solution [default: answer, else solution].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
+    if opts["max_cost"] is not None:
+        unpriced = ", ".join(
+            m for m in models if not price_for(m, opts["price_in"], opts["price_out"]).known
+        )
+        if unpriced:
+            raise click.UsageError(
+                f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
+            )
+    return EngineConfig(
+        base_urls=list(opts["base_urls"]) or [DEFAULT_BASE_URL],
+        api_key=os.environ.get(opts["api_key_env"]) or None,
+        api_key_env=opts["api_key_env"],
+        api=opts["api"],
+        timeout=opts["timeout"],
+        max_retries=opts["max_retries"],
+        retry_delay=opts["retry_delay"],
+        concurrency=opts["concurrency"],
+        rpm=opts["rpm"],
+        tpm=opts["tpm"],
+        cache_dir=None if opts["no_cache"] else (opts["cache_dir"] or default_cache_dir()),
+        transport=opts["transport"],
+        price_in=opts["price_in"],
+        price_out=opts["price_out"],
+        max_cost=opts["max_cost"],
+    )
+
+
+def max_pending(opts: dict[str, Any]) -> int:
+    return 2 * int(opts["concurrency"]) * max(1, len(opts["base_urls"])) + 16
+
+
+def sampling(opts: dict[str, Any]) -> Sampling:
+    return Sampling(
+        temperature=opts["temperature"],
+        top_p=opts["top_p"],
+        max_tokens=opts["max_tokens"],
+        seed=opts["seed"],
+    )
+
+
+def template(name: str, variables: set[str]) -> templates.Template:
+    template = templates.load(name)
+    template.check(variables)
+    return template
+
+
+def problem_reader(
+    task: str | None, question_field: str | None, answer_field: str | None, **kw: Any
+) -> ProblemReader:
+    return ProblemReader(task, question_field, answer_field, **kw)

@@ -1,0 +1,118 @@
+"""The one loop every command runs: build the stage, read rows into it, write what it keeps,
+set aside what it sets aside, print its summary, exit with its status."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from lemagen.engine import Engine
+from lemagen.records.jsonl import RecordWriter, optional_writer
+from lemagen.records.rows import Rejects, SetAside, iter_rows
+from lemagen.stages.base import EngineStage, Hooks, Stage
+
+tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough
+
+
+def run_stage(
+    stage: Stage[Any],
+    inputs: Iterable[str],
+    *,
+    output: str | None = "-",
+    rejects: str | None = None,
+    skip_bad_rows: bool = False,
+    quiet: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """Read every input through `stage`, write its records to `output` (None: nothing) and
+    its set-aside rows to `rejects`, then print its summary on stderr and raise its exit."""
+    paths = list(inputs)
+    with ExitStack() as stack:
+        writer: RecordWriter | None = None
+        if output is not None and not dry_run:
+            # Engine-driven stages flush whenever they would wait, not after every line.
+            writer = RecordWriter(output, flush_each=not isinstance(stage, EngineStage))
+            stack.callback(writer.close)
+        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        rows = itertools.chain.from_iterable(
+            iter_rows(path, stage.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
+            for path in paths
+        )
+        if dry_run:
+            assert isinstance(stage, EngineStage)
+            click.echo(stage.dry_run(rows), err=True)
+            return
+        stage.start(stack)
+        total = _count_lines(paths[0]) if len(paths) == 1 else None
+        bar = Progress(
+            quiet, stage.unit, total, stage.engine if isinstance(stage, EngineStage) else None
+        )
+        stack.callback(bar.close)
+        hooks = Hooks(
+            on_wait=writer.flush if writer is not None else Hooks.on_wait, on_row=bar.update
+        )
+        for item in itertools.chain(stage.run(rows, hooks), stage.finish()):
+            if isinstance(item, SetAside):
+                rejected.add(item)
+            elif writer is not None:
+                writer.write(item.to_dict())
+    if not quiet:
+        click.echo(stage.summary(rejected), err=True)
+    stage.check_exit()
+
+
+class Progress:
+    """tqdm on stderr (silent when stderr is not a terminal, or with -q): rows done/total,
+    and the engine's requests/s, tokens, cost and failures."""
+
+    def __init__(self, quiet: bool, unit: str, total: int | None, engine: Engine | None) -> None:
+        # disable=None: silent when stderr is not a terminal.
+        self.bar = tqdm(
+            desc="lemagen", unit=unit, total=total, disable=True if quiet else None, file=sys.stderr
+        )
+        self.engine = engine
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        if self.engine is None or self.bar.disable:
+            return
+        now = time.monotonic()
+        if now - self._last >= 0.5:
+            self._last = now
+            self._postfix(now)
+
+    def _postfix(self, now: float) -> None:
+        assert self.engine is not None
+        st = self.engine.stats
+        rate = st.requests / max(now - self._start, 1e-9)
+        self.bar.set_postfix_str(
+            f"{rate:.1f} req/s, {st.prompt_tokens + st.completion_tokens} tok, "
+            f"${st.cost:.4f}, {st.cached} cached, {st.failed} failed",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        if self.engine is not None and not self.bar.disable:
+            self._postfix(time.monotonic())
+        self.bar.close()
+
+
+def _count_lines(path: str) -> int | None:
+    """Rows in a regular input file, for the progress bar's total; None for stdin or pipes."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    lines = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return lines

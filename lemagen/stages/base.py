@@ -1,0 +1,145 @@
+"""What every stage is: an object that reads its input rows as typed records, runs over them,
+and yields what to keep and what to set aside (with a reason), counting what its summary
+prints. The CLI builds a stage from options and drives it with one loop (`lemagen.cli.run`).
+
+Stages that call a model (`EngineStage`) also own an engine and a grader for the run, can
+estimate a run without sending anything (`--dry-run`), and end with an exit status (budget
+reached, requests failed).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from lemagen.engine import Call, Engine, EngineConfig, describe, run_rows
+from lemagen.engine.estimate import estimate
+from lemagen.errors import BudgetReached, RowsFailed
+from lemagen.math.grading import Grader
+from lemagen.records.rows import Rejects, SetAside, ToDict
+
+In = TypeVar("In")
+Output = ToDict | SetAside
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Hooks:
+    """What the command loop wants to hear while a stage runs."""
+
+    on_wait: Callable[[], None] = _nothing  # about to wait for the engine: flush output
+    on_row: Callable[[int], None] = lambda n: None  # n input rows done (progress)
+
+
+class Stage(ABC, Generic[In]):
+    """One stage: `read` turns an input row into its typed record (raising a `file:line`
+    `InputError` for a bad one), `run` yields records to write and `SetAside`s, `finish` what
+    waits for the whole input, `summary` the line printed on stderr."""
+
+    name: str
+    unit = "row"  # what the progress bar counts
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    @abstractmethod
+    def read(self, data: dict[str, Any], where: str) -> In: ...
+
+    @abstractmethod
+    def run(self, rows: Iterable[In], hooks: Hooks) -> Iterator[Output]: ...
+
+    def start(self, stack: ExitStack) -> None:
+        """Enter what the run needs (a grader, an engine) into `stack`."""
+
+    def finish(self) -> Iterator[Output]:
+        return iter(())
+
+    @abstractmethod
+    def summary(self, rejects: Rejects) -> str: ...
+
+    def check_exit(self) -> None:
+        """Raise the error that sets the exit status, after the summary is printed."""
+
+
+def fmt_counts(counts: Counter[str], keys: list[str]) -> str:
+    """`3 problems, 1 no answer`: the first key always, the others when not zero."""
+    return ", ".join(
+        f"{counts[k]} {k.replace('_', ' ')}" for k in keys if counts[k] or k in keys[:1]
+    )
+
+
+def by_reason(counts: Counter[str]) -> str:
+    """`reason 3, other 1`, most common first, or `none`."""
+    return ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none"
+
+
+class EngineStage(Stage[In]):
+    """A stage whose rows become model calls, sent by the request engine."""
+
+    def __init__(self, config: EngineConfig, *, check_timeout: float, max_pending: int) -> None:
+        super().__init__()
+        self.config = config
+        self._engine: Engine | None = None
+        self.check_timeout = check_timeout
+        self.max_pending = max_pending
+        self.grader: Grader | None = None
+
+    @abstractmethod
+    def calls(self, row: In) -> list[Call]:
+        """The calls one row needs (none: the row passes through)."""
+
+    @property
+    def engine(self) -> Engine:
+        """The run's engine (its request store opens here: an unusable one is a one-line
+        error)."""
+        if self._engine is None:
+            self._engine = Engine(self.config)
+        return self._engine
+
+    def start(self, stack: ExitStack) -> None:
+        engine = self.engine
+        stack.callback(engine.close)
+        self.grader = stack.enter_context(Grader(self.check_timeout))
+        stack.enter_context(engine)
+
+    def sent(self, rows: Iterable[In], hooks: Hooks) -> Iterator[tuple[In, list[Any]]]:
+        """`(row, results)` as rows finish."""
+        return run_rows(
+            self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
+        )
+
+    def dry_run(self, rows: Iterable[In]) -> str:
+        """What a run would send, given what the request store already holds."""
+        try:
+            return estimate(self.engine, map(self.calls, rows)).describe(self.name)
+        finally:
+            self.engine.close()
+
+    def requests_summary(self) -> str:
+        st = self.engine.stats
+        return (
+            f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
+            f"rate-limited), {st.cached} samples from the request store; tokens in "
+            f"{st.prompt_tokens}, out {st.completion_tokens}; {describe(st)}"
+        )
+
+    def check_exit(self) -> None:
+        """Budget reached (exit 5) or rows failed (exit 4)."""
+        if self.engine.stopped:
+            raise BudgetReached(
+                f"--max-cost reached: {self.counts['budget_exhausted']} calls not sent and input "
+                "rows not read; finished rows are written; re-run with a higher --max-cost to "
+                "continue"
+            )
+        if self.counts["request_failed"]:
+            raise RowsFailed(
+                f"{self.counts['request_failed']} requests failed (see --rejects); "
+                "re-running the same command retries only those"
+            )

@@ -1,0 +1,43 @@
+"""`lemagen grade`: label model outputs made elsewhere with `pred` and `verdict`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from lemagen.math.grading import Grader
+from lemagen.records.problems import GradeInput, ProblemReader
+from lemagen.records.rows import Rejects
+from lemagen.stages.base import Hooks, Output, Stage, fmt_counts
+
+SUMMARY_KEYS = ["correct", "wrong", "no_answer", "timeout", "bad_rows"]
+
+
+class GradeStage(Stage[GradeInput]):
+    name = "grade"
+
+    def __init__(self, reader: ProblemReader, *, response_field: str, check_timeout: float) -> None:
+        super().__init__()
+        self.reader = reader
+        self.response_field = response_field
+        self.check_timeout = check_timeout
+        self.grader: Grader | None = None
+
+    def read(self, data: dict[str, Any], where: str) -> GradeInput:
+        return GradeInput.read(data, where, self.reader, self.response_field)
+
+    def start(self, stack: ExitStack) -> None:
+        self.grader = stack.enter_context(Grader(self.check_timeout))
+
+    def run(self, rows: Iterable[GradeInput], hooks: Hooks) -> Iterator[Output]:
+        assert self.grader is not None
+        for row in rows:
+            result = self.grader.grade(row.problem.task, row.problem.gold, row.response)
+            self.counts[result.verdict] += 1
+            yield row.graded(result.pred, result.verdict)
+            hooks.on_row(1)
+
+    def summary(self, rejects: Rejects) -> str:
+        self.counts["bad_rows"] = rejects.bad_rows
+        return "grade: " + fmt_counts(self.counts, SUMMARY_KEYS)
