@@ -1,0 +1,137 @@
+"""Training rows: what `filter` and `export` write, in each trainer's documented shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from lemagen.records.fields import JSON, Fields
+
+
+@dataclass(frozen=True, slots=True)
+class PromptCompletion:
+    """LEMA's (and TRL's standard) `{"prompt", "completion"}` row; `filter --with-meta` adds
+    the problem id and the kind (correction or cot)."""
+
+    prompt: str
+    completion: str
+    id: str | None = None
+    kind: str | None = None
+
+    def to_dict(self) -> JSON:
+        out: JSON = {"prompt": self.prompt, "completion": self.completion}
+        if self.id is not None:
+            out["id"] = self.id
+            out["kind"] = self.kind
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> PromptCompletion:
+        f = Fields(data, where)
+        return cls(f.text("prompt"), f.text("completion"), f.opt_text("id"), f.opt_text("kind"))
+
+
+@dataclass(frozen=True, slots=True)
+class Alpaca:
+    """LLaMA-Factory's alpaca row."""
+
+    instruction: str
+    output: str
+    input: str = ""
+
+    def to_dict(self) -> JSON:
+        return {"instruction": self.instruction, "input": self.input, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> Alpaca:
+        f = Fields(data, where)
+        return cls(f.text("instruction"), f.text("output"), f.opt_text("input") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One user turn and one assistant turn, as ShareGPT (`conversations` of from/value) or as
+    chat `messages` (OpenAI fine-tuning, TRL conversational)."""
+
+    user: str
+    assistant: str
+    sharegpt: bool = False
+
+    def to_dict(self) -> JSON:
+        if self.sharegpt:
+            return {
+                "conversations": [
+                    {"from": "human", "value": self.user},
+                    {"from": "gpt", "value": self.assistant},
+                ]
+            }
+        return {
+            "messages": [
+                {"role": "user", "content": self.user},
+                {"role": "assistant", "content": self.assistant},
+            ]
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> Conversation:
+        f = Fields(data, where)
+        sharegpt = "conversations" in data
+        turns = data.get("conversations" if sharegpt else "messages")
+        text = "value" if sharegpt else "content"
+        if (
+            not isinstance(turns, list)
+            or len(turns) != 2
+            or not all(isinstance(t, dict) and isinstance(t.get(text), str) for t in turns)
+        ):
+            raise f.fail("expected two turns, each an object with text")
+        return cls(turns[0][text], turns[1][text], sharegpt)
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    """A preference pair: TRL's `{"prompt", "chosen", "rejected"}` (DPO, CPO/SimPO), or with
+    `openai` OpenAI's DPO shape."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    openai: bool = False
+
+    def to_dict(self) -> JSON:
+        if not self.openai:
+            return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        return {
+            "input": {"messages": [{"role": "user", "content": self.prompt}]},
+            "preferred_output": [{"role": "assistant", "content": self.chosen}],
+            "non_preferred_output": [{"role": "assistant", "content": self.rejected}],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> Preference:
+        f = Fields(data, where)
+        if "input" not in data:
+            return cls(f.text("prompt"), f.text("chosen"), f.text("rejected"))
+        try:
+            return cls(
+                data["input"]["messages"][0]["content"],
+                data["preferred_output"][0]["content"],
+                data["non_preferred_output"][0]["content"],
+                openai=True,
+            )
+        except (KeyError, IndexError, TypeError):
+            raise f.fail("not an OpenAI DPO row") from None
+
+
+TrainingRow: TypeAlias = PromptCompletion | Alpaca | Conversation | Preference
+TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")
+
+
+def read_training(data: Mapping[str, Any], where: str) -> TrainingRow:
+    if "instruction" in data:
+        return Alpaca.from_dict(data, where)
+    if "conversations" in data or "messages" in data:
+        return Conversation.from_dict(data, where)
+    if "chosen" in data or "preferred_output" in data:
+        return Preference.from_dict(data, where)
+    return PromptCompletion.from_dict(data, where)
