@@ -109,7 +109,7 @@ class Fields:
             raise self.missing(name, hint)
         if not isinstance(value, dict):
             raise self.fail(f"field {self.name(name)} must be an object, not {_kind(value)}")
-        return Fields(value, self.where)
+        return Fields(value, self.where, f"{self.prefix}{name}.")
 
     def opt_object(self, name: str) -> Fields | None:
         value = self.data.get(name)
@@ -117,7 +117,7 @@ class Fields:
             return None
         if not isinstance(value, dict):
             raise self.fail(f"field {self.name(name)} must be an object, not {_kind(value)}")
-        return Fields(value, self.where)
+        return Fields(value, self.where, f"{self.prefix}{name}.")
 
     def counts(self, name: str) -> dict[str, int]:
         """An object of non-negative whole numbers (token usage)."""
@@ -151,12 +151,9 @@ def _kind(value: Any) -> str:
     )
 
 
-WRITE_VERSION = False
-
-
 def versioned(out: JSON) -> JSON:
-    if WRITE_VERSION:
-        out["schema_version"] = SCHEMA_VERSION
+    """`out` with the schema version, last (records without it are version 1)."""
+    out["schema_version"] = SCHEMA_VERSION
     return out
 
 

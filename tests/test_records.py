@@ -1,0 +1,167 @@
+"""The record types: every record lemagen writes reads back to the same bytes, records written
+before `schema_version` existed still load, and every bad field is one `file:line` error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lemagen.errors import InputError
+from lemagen.records import SCHEMA_VERSION, Correction, Reject, RetryText, Sample, read_any
+from lemagen.records.jsonl import _dumps
+from lemagen.records.training import read_training
+from tests.conftest import DATA, load_jsonl
+
+GOLDEN = DATA / "golden"
+
+
+def _lines(*names: str) -> list[dict[str, Any]]:
+    return [row for name in names for row in load_jsonl(GOLDEN / name)]
+
+
+@pytest.mark.parametrize(
+    ("files", "kind", "least"),
+    [
+        (["gsm8k.sample.jsonl", "math.sample.jsonl"], Sample, 200),
+        (["gsm8k.correct.jsonl", "math.correct.jsonl", "inject.jsonl"], (Correction, Sample), 200),
+        (["inject-retry.jsonl", "inject-retry-fake.jsonl"], RetryText, 40),
+        (["gsm8k.filter.rejects.jsonl", "math.sample.rejects.jsonl"], Reject, 50),
+    ],
+)
+def test_every_written_record_reads_back_to_the_same_bytes(
+    files: list[str], kind: type | tuple[type, ...], least: int
+) -> None:
+    rows = _lines(*files)
+    assert len(rows) >= least
+    for i, row in enumerate(rows, 1):
+        record = read_any(row, f"golden:{i}")
+        assert isinstance(record, kind)
+        assert _dumps(record.to_dict()) == _dumps(row)
+        assert read_any(record.to_dict(), "again:1") == record
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gsm8k.export-lema.jsonl",
+        "gsm8k.export-alpaca.jsonl",
+        "gsm8k.sharegpt.jsonl",
+        "math.sharegpt.jsonl",
+        "gsm8k.export-openai.jsonl",
+        "gsm8k.export-openai-dpo.jsonl",
+        "gsm8k.export-dpo.jsonl",
+        "gsm8k.export-trl-chat.jsonl",
+        "gsm8k.filter.jsonl",
+    ],
+)
+def test_training_rows_read_back_to_the_same_bytes(name: str) -> None:
+    rows = load_jsonl(GOLDEN / name)
+    assert rows, name
+    for i, row in enumerate(rows, 1):
+        assert _dumps(read_training(row, f"{name}:{i}").to_dict()) == _dumps(row)
+
+
+def test_version_1_records_still_load() -> None:
+    """Records written before `schema_version` (tests/data/records-v1.jsonl, from main before
+    the typed records) read as the same record and write back with the version added."""
+    rows = load_jsonl(DATA / "records-v1.jsonl")
+    kinds = set()
+    for i, row in enumerate(rows, 1):
+        assert "schema_version" not in row
+        record = read_any(row, f"v1:{i}")
+        kinds.add(type(record).__name__)
+        written = record.to_dict()
+        assert written.pop("schema_version") == SCHEMA_VERSION
+        assert _dumps(written) == _dumps(row)
+    assert kinds == {"Sample", "Correction", "RetryText", "Reject"}
+
+
+def test_unknown_fields_travel_after_the_known_ones() -> None:
+    [row] = load_jsonl(GOLDEN / "gsm8k.sample.jsonl")[:1]
+    mine = {**row, "reviewer": "ann", "meta": {**row["meta"], "batch": 7}}
+    out = Sample.from_dict(mine, "f:1").to_dict()
+    assert out["reviewer"] == "ann"
+    assert out["meta"]["batch"] == 7
+    assert list(out)[-2:] == ["reviewer", "schema_version"]
+
+
+def _sample() -> dict[str, Any]:
+    return load_jsonl(GOLDEN / "gsm8k.sample.jsonl")[0]
+
+
+def _correction() -> dict[str, Any]:
+    return next(r for r in load_jsonl(GOLDEN / "gsm8k.correct.jsonl") if "correction_id" in r)
+
+
+def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(base))
+    *parents, last = path.split(".")
+    target = out
+    for name in parents:
+        target = target[name]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return out
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "value", "message", "reason"),
+    [
+        (_sample, "steps", 0, "field 'steps' must be a list of texts", "bad_row"),
+        (_sample, "steps", [1, 2], "field 'steps' must be a list of texts", "bad_row"),
+        (_sample, "verdict", [], "field 'verdict' must be one of correct, wrong", "bad_row"),
+        (_sample, "verdict", _DELETE, "missing field 'verdict'", "missing_field"),
+        (_sample, "task", "chess", "unknown task 'chess'", "unknown_task"),
+        (_sample, "question", 5, "field 'question' must be text, not int", "bad_row"),
+        (_sample, "meta", "x", "field 'meta' must be an object, not text", "bad_row"),
+        (_sample, "meta.usage", {"prompt_tokens": -3}, "field meta.usage.prompt_tokens", "bad_row"),
+        (
+            _sample,
+            "meta.usage",
+            {"prompt_tokens": "9"},
+            "field meta.usage.prompt_tokens",
+            "bad_row",
+        ),
+        (_sample, "meta.seed", 1.5, "field 'meta.seed' must be a whole number", "bad_row"),
+        (_correction, "original", [], "field 'original' must be an object", "bad_row"),
+        (_correction, "original.steps", "x", "field 'original.steps' must be a list", "bad_row"),
+        (_correction, "incorrect_step", "3", "field 'incorrect_step' must be a whole", "bad_row"),
+        (_correction, "incorrect_step", True, "field 'incorrect_step' must be a whole", "bad_row"),
+        (_correction, "elided", "yes", "field 'elided' must be true or false", "bad_row"),
+        (
+            _correction,
+            "corrected_steps",
+            _DELETE,
+            "missing field 'corrected_steps'",
+            "missing_field",
+        ),
+    ],
+)
+def test_every_bad_field_is_one_line_naming_the_place(
+    base: Any, path: str, value: Any, message: str, reason: str
+) -> None:
+    with pytest.raises(InputError) as err:
+        read_any(_with(base(), path, value), "runs/x.jsonl:12")
+    text = err.value.format_message()
+    assert text.startswith(f"runs/x.jsonl:12: {message}")
+    assert "\n" not in text
+    assert err.value.reason == reason
+
+
+def test_not_a_record() -> None:
+    with pytest.raises(InputError, match=r"^f.jsonl:2: not a lemagen record") as err:
+        read_any({"hello": 1}, "f.jsonl:2")
+    assert err.value.reason == "bad_record"
+
+
+def test_records_are_frozen() -> None:
+    record = Sample.from_dict(_sample(), "f:1")
+    with pytest.raises(AttributeError):
+        record.verdict = "correct"  # type: ignore[misc]
