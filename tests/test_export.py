@@ -28,6 +28,8 @@ def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
                   fake.base_url, "-q")  # fmt: skip
     corrected = run("correct", "-m", "c", "--base-url", fake.base_url, "-q", input=sampled.stdout)
     assert corrected.exit_code == 0
+    kinds = [("correction_id" in r, r["verdict"]) for r in records(corrected)]
+    assert sorted(kinds) == [(False, "correct")] * 20 + [(True, "correct")] * 20
     path = tmp_path / "corrections.jsonl"
     path.write_text(corrected.stdout)
     return path
@@ -37,6 +39,7 @@ def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
 def injected(tmp_path: Path) -> Path:
     result = run("inject", str(DATA / "gsm8k_train_slice.jsonl"), "--per-question", "2", "-q")
     assert result.exit_code == 0
+    assert len(records(result)) > 60  # every one of them is kept by filter and export
     path = tmp_path / "injected.jsonl"
     path.write_text(result.stdout)
     return path
@@ -54,7 +57,9 @@ def strings(value: Any) -> bool:
 
 def test_lema_is_what_filter_writes(injected: Path) -> None:
     filtered = run("filter", str(injected), "-q")
-    assert export(injected, "-f", "lema") == records(filtered)
+    rows = export(injected, "-f", "lema")
+    assert len(rows) == len(load_jsonl(injected))
+    assert rows == records(filtered)
 
 
 def test_alpaca_for_llama_factory(injected: Path) -> None:
@@ -69,7 +74,9 @@ def test_alpaca_for_llama_factory(injected: Path) -> None:
 
 
 def test_sharegpt_for_llama_factory(injected: Path) -> None:
-    for row in export(injected, "-f", "sharegpt"):
+    rows = export(injected, "-f", "sharegpt")
+    assert len(rows) == len(load_jsonl(injected))
+    for row in rows:
         assert set(row) == {"conversations"}
         turns = row["conversations"]
         assert [t["from"] for t in turns] == ["human", "gpt"]
@@ -85,6 +92,7 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
     result = run("export", str(injected), "-f", "sharegpt", "-o", str(out),
                  "--dataset-info", str(info))  # fmt: skip
     assert result.exit_code == 0
+    assert len(load_jsonl(out)) == len(load_jsonl(injected))
     entries = json.loads(info.read_text())
     assert entries["existing"] == {"file_name": "x.json"}
     entry = entries["lema_sg"]
@@ -93,8 +101,10 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
     assert entry["columns"] == {"messages": "conversations"}
     assert entry["tags"]["user_tag"] == "human"
     assert entry["tags"]["assistant_tag"] == "gpt"
-    run("export", str(injected), "-f", "alpaca", "-o", str(data / "a.jsonl"),
-        "--dataset-info", str(info), "--dataset-name", "lema_alpaca")  # fmt: skip
+    result = run("export", str(injected), "-f", "alpaca", "-o", str(data / "a.jsonl"),
+                 "--dataset-info", str(info), "--dataset-name", "lema_alpaca")  # fmt: skip
+    assert result.exit_code == 0
+    assert len(load_jsonl(data / "a.jsonl")) == len(load_jsonl(injected))
     alpaca = json.loads(info.read_text())["lema_alpaca"]
     assert alpaca["formatting"] == "alpaca"
     assert alpaca["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
@@ -105,7 +115,9 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
 
 
 def test_openai_chat_format(injected: Path) -> None:
-    for row in export(injected, "-f", "openai"):
+    rows = export(injected, "-f", "openai")
+    assert len(rows) == len(load_jsonl(injected))
+    for row in rows:
         assert set(row) == {"messages"}
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
         assert all(set(m) == {"role", "content"} and strings(m["content"]) for m in row["messages"])
@@ -113,8 +125,10 @@ def test_openai_chat_format(injected: Path) -> None:
 
 def test_trl_standard_and_conversational(injected: Path) -> None:
     standard = export(injected, "-f", "trl")
+    assert len(standard) == len(load_jsonl(injected))
     assert all(set(r) == {"prompt", "completion"} for r in standard)
     chat = export(injected, "-f", "trl", "--chat")
+    assert len(chat) == len(standard)
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in chat)
     assert [r["messages"][0]["content"] for r in chat] == [r["prompt"] for r in standard]
     assert run("export", str(injected), "-f", "alpaca", "--chat").exit_code == 2
@@ -135,6 +149,7 @@ def test_cot_is_the_full_corrected_chain(injected: Path, grader: Grader) -> None
 def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
     rows = export(injected, "-f", "lemma", "--seed", "4")
     source = load_jsonl(injected)
+    assert len(rows) == len(source)
     used = set()
     for row, record in zip(rows, source, strict=True):
         assert set(row) == {"instruction", "input", "output"}
@@ -152,6 +167,7 @@ def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
 
 def test_preference_pairs(corrections: Path, grader: Grader) -> None:
     rows = export(corrections, "-f", "dpo", "--max-pairs-per-question", "3")
+    assert len(rows) == 30
     gold = {r["question"]: r["gold"] for r in load_jsonl(corrections)}
     per_question: dict[str, int] = {}
     for row in rows:
