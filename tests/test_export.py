@@ -13,7 +13,7 @@ import pytest
 from lemagen.math.grading import Grader
 from lemagen.stages.export import TRANSITIONS
 from lemagen.stages.formats import LEMA_COT_PROMPT
-from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
+from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
@@ -286,3 +286,65 @@ def test_trainers_loader_reads_every_format(
     expected["trl"] = expected["cot"] = expected["lema"]
     expected["lemma"] = expected["alpaca"]
     assert data.features == datasets.Features(expected[fmt])
+
+
+# ---------------------------------------------------------------- the rejected pool
+
+
+def _as_pair(fmt: str, row: dict[str, Any]) -> tuple[str, str, str]:
+    if fmt == "dpo":
+        return row["prompt"], row["chosen"], row["rejected"]
+    (user,) = row["input"]["messages"]
+    (preferred,) = row["preferred_output"]
+    (non_preferred,) = row["non_preferred_output"]
+    return user["content"], preferred["content"], non_preferred["content"]
+
+
+@pytest.mark.parametrize("fmt", ["dpo", "openai-dpo"])
+@pytest.mark.parametrize("order", ["samples-first", "corrections-first"])
+def test_a_wrong_sample_is_rejected_once_however_often_it_appears(
+    fake: FakeOpenAI, tmp_path: Path, fmt: str, order: str
+) -> None:
+    """`sample --keep all` output together with `correct -n 3` output: each wrong sample is in
+    the input once as a sample and three times as the original of a correction. It enters the
+    rejected pool once, so per question: each wrong sample against its kept fix, then each
+    wrong sample against one correct sample; no extra pairs and none pushed out by the cap."""
+    fake.tag_samples = True
+    sampled = run("sample", GSM8K, "-m", "r", "-n", "4", "--keep", "all", *endpoint(fake))
+    corrected = run("correct", "-m", "c", "-n", "3", *endpoint(fake), input=sampled.stdout)
+    assert sampled.exit_code == corrected.exit_code == 0
+    samples, outputs = records(sampled), records(corrected)
+    corrections = [r for r in outputs if "correction_id" in r]
+    # 10 questions x (2 right + 2 wrong samples); 3 identical corrections per wrong sample.
+    assert len(samples) == 40
+    assert len(corrections) == 60
+    text = sampled.stdout + corrected.stdout
+    if order == "corrections-first":
+        text = corrected.stdout + sampled.stdout
+    path = tmp_path / "all.jsonl"
+    path.write_text(text, encoding="utf-8")
+
+    prompt = {r["id"]: LEMA_COT_PROMPT.format(question=r["question"]) for r in samples}
+    right: dict[str, set[str]] = {qid: set() for qid in prompt}
+    wrong: dict[str, set[str]] = {qid: set() for qid in prompt}
+    for sample in samples:
+        (right if sample["verdict"] == "correct" else wrong)[sample["id"]].add(
+            " ".join(sample["steps"])
+        )
+    fixes: dict[str, set[tuple[str, str]]] = {qid: set() for qid in prompt}
+    for c in corrections:
+        assert c["elided"]
+        original = c["original"]["steps"]
+        fixed = original[: c["corrected_from"] - 1] + c["corrected_steps"]
+        fixes[c["id"]].add((" ".join(fixed), " ".join(original)))
+    assert all(len(right[q]) == len(wrong[q]) == len(fixes[q]) == 2 for q in prompt)
+
+    for cap in ([], ["--max-pairs-per-question", "4"]):
+        pairs = [_as_pair(fmt, row) for row in export(path, "-f", fmt, *cap)]
+        assert len(pairs) == 40, cap
+        for qid in prompt:
+            mine = [(chosen, rejected) for p, chosen, rejected in pairs if p == prompt[qid]]
+            assert len(mine) == 4, cap
+            assert set(mine[:2]) == fixes[qid]  # the kept corrections against their originals
+            assert all(chosen in right[qid] for chosen, _ in mine[2:])
+            assert sorted(rejected for _, rejected in mine[2:]) == sorted(wrong[qid])
