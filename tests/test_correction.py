@@ -4,6 +4,8 @@ import pytest
 
 from lemagen.records.schema import Correction
 from lemagen.stages.correct import parse_reply
+from tests.conftest import EXAMPLES, endpoint, records, run
+from tests.fake_openai import FakeOpenAI, MathTutor, Reply
 
 LEMA_REPLY = (
     " Step 2.\nExplanation: A week has 7 days.\nCorrect Solution:\n{\n...\n"
@@ -107,3 +109,87 @@ def test_full_solution_fills_elided_steps() -> None:
         "In one week he fills 3 * 7 = 21 cartons.",
         "The answer is 84.",
     ]
+
+
+# ---------------------------------------------------------------- unnumbered corrected lines
+
+
+@pytest.mark.parametrize(("elision", "corrected_from"), [("...", 3), ("…", 3), (None, 1)])
+def test_unnumbered_lines_continue_from_the_incorrect_step_only_after_an_elision(
+    elision: str | None, corrected_from: int
+) -> None:
+    """Without `Step k:` labels the lines carry no number: after `...` they replace the
+    incorrect step onwards, without it they are the whole solution."""
+    lead = f"{elision}\n" if elision else ""
+    parsed = parse_reply(
+        f" Step 3.\nExplanation: Wrong product.\nCorrect Solution:\n{{\n{lead}"
+        "The cookies brought in 80 * 2 = $160.\nThe answer is 280.\n}"
+    )
+    assert parsed.error is None
+    assert parsed.incorrect_step == 3
+    assert parsed.elided is (elision is not None)
+    assert parsed.corrected_from == corrected_from
+    assert parsed.corrected_steps == ["The cookies brought in 80 * 2 = $160.", "The answer is 280."]
+
+
+EXPLANATION = "The total was added up wrongly."
+
+
+@pytest.mark.parametrize("elided", [True, False], ids=["elided", "whole"])
+def test_unnumbered_correction_through_correct_and_filter(fake: FakeOpenAI, elided: bool) -> None:
+    """A corrector that writes its corrected lines without `Step k:`: `correct` records the
+    step they start from (the incorrect step after `...`, else 1) and `filter` numbers them
+    from there in the LEMA completion."""
+    assert isinstance(fake.responder, MathTutor)
+    tutor = fake.responder
+
+    def unnumbered(prompt: str, n: int) -> list[Reply]:
+        if "Original Solution:" not in prompt:
+            return tutor(prompt, n)  # samples: "We work through it." + 2 steps, right or wrong
+        question = prompt.rsplit("Question: ", 1)[1].split("\nOriginal Solution:", 1)[0]
+        gold = tutor.answers[question][1]
+        lines = ["..."] if elided else ["We work through it."]
+        lines += [
+            f"The total comes to {gold}.",
+            f"So the total is {gold}.",
+            f"The answer is {gold}.",
+        ]
+        body = "\n".join(lines)
+        text = f" Step 2.\nExplanation: {EXPLANATION}\nCorrect Solution:\n{{\n{body}\n}}"
+        return [(text, "stop")] * n
+
+    fake.responder = unnumbered
+    sampled = run("sample", str(EXAMPLES / "gsm8k.jsonl"), "-m", "r", "-n", "2", *endpoint(fake))
+    corrected = run("correct", "-m", "c", *endpoint(fake), input=sampled.stdout)
+    assert corrected.exit_code == 0, corrected.stderr
+    rows = records(corrected)
+    assert len(rows) == 10  # one wrong sample per question, one correction each
+    for row in rows:
+        gold = row["gold"]
+        assert row["original"]["steps"][0] == "We work through it."
+        assert len(row["original"]["steps"]) == 3
+        assert row["incorrect_step"] == 2
+        assert row["elided"] is elided
+        assert row["corrected_from"] == (2 if elided else 1)
+        fixed = [
+            f"The total comes to {gold}.",
+            f"So the total is {gold}.",
+            f"The answer is {gold}.",
+        ]
+        assert row["corrected_steps"] == (fixed if elided else ["We work through it.", *fixed])
+        assert row["verdict"] == "correct"
+
+    filtered = run("filter", "-", input=corrected.stdout)
+    assert filtered.exit_code == 0, filtered.stderr
+    out = records(filtered)
+    assert len(out) == 10, filtered.stderr
+    by_gold = sorted(row["gold"] for row in rows)
+    completions = sorted(r["completion"] for r in out)
+    expected = sorted(
+        f" Step 2.\nExplanation: {EXPLANATION}\nCorrect Solution:\n{{\n"
+        + ("...\n" if elided else "Step 1: We work through it.\n")
+        + f"Step 2: The total comes to {g}.\nStep 3: So the total is {g}.\n"
+        f"Step 4: The answer is {g}.\n}}"
+        for g in by_gold
+    )
+    assert completions == expected

@@ -13,7 +13,7 @@ import pytest
 from lemagen.math.grading import Grader
 from lemagen.stages.export import TRANSITIONS
 from lemagen.stages.formats import LEMA_COT_PROMPT
-from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run, write_jsonl
+from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
@@ -28,6 +28,8 @@ def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
                   fake.base_url, "-q")  # fmt: skip
     corrected = run("correct", "-m", "c", "--base-url", fake.base_url, "-q", input=sampled.stdout)
     assert corrected.exit_code == 0
+    kinds = [("correction_id" in r, r["verdict"]) for r in records(corrected)]
+    assert sorted(kinds) == [(False, "correct")] * 20 + [(True, "correct")] * 20
     path = tmp_path / "corrections.jsonl"
     path.write_text(corrected.stdout)
     return path
@@ -37,6 +39,7 @@ def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
 def injected(tmp_path: Path) -> Path:
     result = run("inject", str(DATA / "gsm8k_train_slice.jsonl"), "--per-question", "2", "-q")
     assert result.exit_code == 0
+    assert len(records(result)) > 60  # every one of them is kept by filter and export
     path = tmp_path / "injected.jsonl"
     path.write_text(result.stdout)
     return path
@@ -54,7 +57,9 @@ def strings(value: Any) -> bool:
 
 def test_lema_is_what_filter_writes(injected: Path) -> None:
     filtered = run("filter", str(injected), "-q")
-    assert export(injected, "-f", "lema") == records(filtered)
+    rows = export(injected, "-f", "lema")
+    assert len(rows) == len(load_jsonl(injected))
+    assert rows == records(filtered)
 
 
 def test_alpaca_for_llama_factory(injected: Path) -> None:
@@ -69,7 +74,9 @@ def test_alpaca_for_llama_factory(injected: Path) -> None:
 
 
 def test_sharegpt_for_llama_factory(injected: Path) -> None:
-    for row in export(injected, "-f", "sharegpt"):
+    rows = export(injected, "-f", "sharegpt")
+    assert len(rows) == len(load_jsonl(injected))
+    for row in rows:
         assert set(row) == {"conversations"}
         turns = row["conversations"]
         assert [t["from"] for t in turns] == ["human", "gpt"]
@@ -85,6 +92,7 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
     result = run("export", str(injected), "-f", "sharegpt", "-o", str(out),
                  "--dataset-info", str(info))  # fmt: skip
     assert result.exit_code == 0
+    assert len(load_jsonl(out)) == len(load_jsonl(injected))
     entries = json.loads(info.read_text())
     assert entries["existing"] == {"file_name": "x.json"}
     entry = entries["lema_sg"]
@@ -93,8 +101,10 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
     assert entry["columns"] == {"messages": "conversations"}
     assert entry["tags"]["user_tag"] == "human"
     assert entry["tags"]["assistant_tag"] == "gpt"
-    run("export", str(injected), "-f", "alpaca", "-o", str(data / "a.jsonl"),
-        "--dataset-info", str(info), "--dataset-name", "lema_alpaca")  # fmt: skip
+    result = run("export", str(injected), "-f", "alpaca", "-o", str(data / "a.jsonl"),
+                 "--dataset-info", str(info), "--dataset-name", "lema_alpaca")  # fmt: skip
+    assert result.exit_code == 0
+    assert len(load_jsonl(data / "a.jsonl")) == len(load_jsonl(injected))
     alpaca = json.loads(info.read_text())["lema_alpaca"]
     assert alpaca["formatting"] == "alpaca"
     assert alpaca["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
@@ -105,7 +115,9 @@ def test_dataset_info_entry_is_written_and_merged(injected: Path, tmp_path: Path
 
 
 def test_openai_chat_format(injected: Path) -> None:
-    for row in export(injected, "-f", "openai"):
+    rows = export(injected, "-f", "openai")
+    assert len(rows) == len(load_jsonl(injected))
+    for row in rows:
         assert set(row) == {"messages"}
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
         assert all(set(m) == {"role", "content"} and strings(m["content"]) for m in row["messages"])
@@ -113,8 +125,10 @@ def test_openai_chat_format(injected: Path) -> None:
 
 def test_trl_standard_and_conversational(injected: Path) -> None:
     standard = export(injected, "-f", "trl")
+    assert len(standard) == len(load_jsonl(injected))
     assert all(set(r) == {"prompt", "completion"} for r in standard)
     chat = export(injected, "-f", "trl", "--chat")
+    assert len(chat) == len(standard)
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in chat)
     assert [r["messages"][0]["content"] for r in chat] == [r["prompt"] for r in standard]
     assert run("export", str(injected), "-f", "alpaca", "--chat").exit_code == 2
@@ -135,6 +149,7 @@ def test_cot_is_the_full_corrected_chain(injected: Path, grader: Grader) -> None
 def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
     rows = export(injected, "-f", "lemma", "--seed", "4")
     source = load_jsonl(injected)
+    assert len(rows) == len(source)
     used = set()
     for row, record in zip(rows, source, strict=True):
         assert set(row) == {"instruction", "input", "output"}
@@ -152,6 +167,7 @@ def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
 
 def test_preference_pairs(corrections: Path, grader: Grader) -> None:
     rows = export(corrections, "-f", "dpo", "--max-pairs-per-question", "3")
+    assert len(rows) == 30
     gold = {r["question"]: r["gold"] for r in load_jsonl(corrections)}
     per_question: dict[str, int] = {}
     for row in rows:
@@ -270,3 +286,65 @@ def test_trainers_loader_reads_every_format(
     expected["trl"] = expected["cot"] = expected["lema"]
     expected["lemma"] = expected["alpaca"]
     assert data.features == datasets.Features(expected[fmt])
+
+
+# ---------------------------------------------------------------- the rejected pool
+
+
+def _as_pair(fmt: str, row: dict[str, Any]) -> tuple[str, str, str]:
+    if fmt == "dpo":
+        return row["prompt"], row["chosen"], row["rejected"]
+    (user,) = row["input"]["messages"]
+    (preferred,) = row["preferred_output"]
+    (non_preferred,) = row["non_preferred_output"]
+    return user["content"], preferred["content"], non_preferred["content"]
+
+
+@pytest.mark.parametrize("fmt", ["dpo", "openai-dpo"])
+@pytest.mark.parametrize("order", ["samples-first", "corrections-first"])
+def test_a_wrong_sample_is_rejected_once_however_often_it_appears(
+    fake: FakeOpenAI, tmp_path: Path, fmt: str, order: str
+) -> None:
+    """`sample --keep all` output together with `correct -n 3` output: each wrong sample is in
+    the input once as a sample and three times as the original of a correction. It enters the
+    rejected pool once, so per question: each wrong sample against its kept fix, then each
+    wrong sample against one correct sample; no extra pairs and none pushed out by the cap."""
+    fake.tag_samples = True
+    sampled = run("sample", GSM8K, "-m", "r", "-n", "4", "--keep", "all", *endpoint(fake))
+    corrected = run("correct", "-m", "c", "-n", "3", *endpoint(fake), input=sampled.stdout)
+    assert sampled.exit_code == corrected.exit_code == 0
+    samples, outputs = records(sampled), records(corrected)
+    corrections = [r for r in outputs if "correction_id" in r]
+    # 10 questions x (2 right + 2 wrong samples); 3 identical corrections per wrong sample.
+    assert len(samples) == 40
+    assert len(corrections) == 60
+    text = sampled.stdout + corrected.stdout
+    if order == "corrections-first":
+        text = corrected.stdout + sampled.stdout
+    path = tmp_path / "all.jsonl"
+    path.write_text(text, encoding="utf-8")
+
+    prompt = {r["id"]: LEMA_COT_PROMPT.format(question=r["question"]) for r in samples}
+    right: dict[str, set[str]] = {qid: set() for qid in prompt}
+    wrong: dict[str, set[str]] = {qid: set() for qid in prompt}
+    for sample in samples:
+        (right if sample["verdict"] == "correct" else wrong)[sample["id"]].add(
+            " ".join(sample["steps"])
+        )
+    fixes: dict[str, set[tuple[str, str]]] = {qid: set() for qid in prompt}
+    for c in corrections:
+        assert c["elided"]
+        original = c["original"]["steps"]
+        fixed = original[: c["corrected_from"] - 1] + c["corrected_steps"]
+        fixes[c["id"]].add((" ".join(fixed), " ".join(original)))
+    assert all(len(right[q]) == len(wrong[q]) == len(fixes[q]) == 2 for q in prompt)
+
+    for cap in ([], ["--max-pairs-per-question", "4"]):
+        pairs = [_as_pair(fmt, row) for row in export(path, "-f", fmt, *cap)]
+        assert len(pairs) == 40, cap
+        for qid in prompt:
+            mine = [(chosen, rejected) for p, chosen, rejected in pairs if p == prompt[qid]]
+            assert len(mine) == 4, cap
+            assert set(mine[:2]) == fixes[qid]  # the kept corrections against their originals
+            assert all(chosen in right[qid] for chosen, _ in mine[2:])
+            assert sorted(rejected for _, rejected in mine[2:]) == sorted(wrong[qid])
