@@ -1,6 +1,6 @@
-"""Records and their I/O: every record type (`schema`, `meta`, `training`), checked field
-access (`fields`), JSONL in and out (`jsonl`), input rows and rejects (`rows`), and problem
-reading from any dataset's shape (`problems`)."""
+"""Records and their I/O: every record type (`schema`, `meta`, `training`, with what they
+share in `common`), their JSON shapes checked by msgspec (`shapes`), JSONL in and out (`jsonl`),
+input rows and rejects (`rows`), and problem reading from any dataset's shape (`problems`)."""
 
 from lemagen.records.schema import (
     SCHEMA_VERSION,

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import jsonlines
+import msgspec
 
 from lemagen.errors import InputError, LemagenError, OutputClosed
 
@@ -33,16 +34,25 @@ def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield lineno, InputError(f"{name}:{lineno}: invalid UTF-8", reason="bad_json")
-                continue
-            except json.JSONDecodeError as exc:
-                yield (
-                    lineno,
-                    InputError(f"{name}:{lineno}: invalid JSON: {exc.msg}", reason="bad_json"),
-                )
-                continue
+                value = _decode(raw)
+            except (msgspec.DecodeError, RecursionError):
+                problem = _why_not_json(raw)
+                if problem is not None:
+                    yield lineno, InputError(f"{name}:{lineno}: {problem}", reason="bad_json")
+                    continue
+                value = json.loads(raw)  # JSON msgspec does not take: a lone surrogate
+                try:
+                    json.dumps(value, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    yield (
+                        lineno,
+                        InputError(
+                            f"{name}:{lineno}: invalid JSON: a \\u escape that is half a "
+                            "character (a lone surrogate)",
+                            reason="bad_json",
+                        ),
+                    )
+                    continue
             if not isinstance(value, dict):
                 kind = type(value).__name__
                 yield (
@@ -56,6 +66,24 @@ def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]
     finally:
         if path != "-":
             stream.close()
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def _why_not_json(raw: bytes) -> str | None:
+    """Why a line is not JSON, in the standard library's words (only on the error path)."""
+    try:
+        json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg}"
+    except ValueError as exc:  # an integer of more digits than Python converts
+        return f"invalid JSON: {exc}"
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    return None
 
 
 class RecordWriter:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
 
-from lemagen.records.fields import JSON, Fields, with_extra
+import msgspec
+
+from lemagen.records.common import JSON, unknown_keys, with_extra
+from lemagen.records.shapes import InjectMetaShape, ProvenanceShape, check
 
 
-@dataclass(frozen=True, slots=True)
-class Provenance:
+class Provenance(msgspec.Struct, frozen=True):
     """`meta` of a sample or a correction: what produced it, to reproduce and audit it.
     `usage` is that of the request(s) that produced all `choices_in_usage` choices together."""
 
@@ -26,11 +27,11 @@ class Provenance:
     prompt: str | None = None
     prompt_sha256: str | None = None
     finish_reason: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = msgspec.field(default_factory=dict)
     requests: int | None = None
     choices_in_usage: int | None = None
-    checker: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    checker: dict[str, str] = msgspec.field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         [
@@ -54,26 +55,13 @@ class Provenance:
     )
 
     @classmethod
-    def read(cls, f: Fields) -> Provenance:
+    def read(cls, data: dict[str, Any], where: str, prefix: str) -> Provenance:
+        m = check(data, ProvenanceShape, where, prefix)
         return cls(
-            stage=f.opt_text("stage"),
-            model=f.opt_text("model"),
-            api=f.opt_text("api"),
-            temperature=f.opt_number("temperature"),
-            top_p=f.opt_number("top_p"),
-            max_tokens=f.opt_int("max_tokens"),
-            seed=f.opt_int("seed"),
-            n=f.opt_int("n"),
-            sample_index=f.opt_int("sample_index"),
-            prompt=f.opt_text("prompt"),
-            prompt_sha256=f.opt_text("prompt_sha256"),
-            finish_reason=f.opt_text("finish_reason"),
-            usage=f.counts("usage"),
-            requests=f.opt_int("requests"),
-            choices_in_usage=f.opt_int("choices_in_usage"),
-            checker=f.texts("checker"),
-            extra=f.extra(cls._KEYS),
-        )
+            m.stage, m.model, m.api, m.temperature, m.top_p, m.max_tokens, m.seed, m.n,
+            m.sample_index, m.prompt, m.prompt_sha256, m.finish_reason, m.usage or {},
+            m.requests, m.choices_in_usage, m.checker or {}, unknown_keys(data, cls._KEYS),
+        )  # fmt: skip
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -97,15 +85,14 @@ class Provenance:
         return with_extra(out, self.extra)
 
 
-@dataclass(frozen=True, slots=True)
-class InjectMeta:
+class InjectMeta(msgspec.Struct, frozen=True):
     """`meta` of a mistake made by `lemagen inject` (no model, so no usage)."""
 
     error_type: str
     seed: int
     checker: dict[str, str]
     stage: str = "inject"
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
     # What a model's provenance has and a made mistake has not.
     finish_reason: ClassVar[None] = None
@@ -116,14 +103,10 @@ class InjectMeta:
     _KEYS: ClassVar[frozenset[str]] = frozenset({"stage", "error_type", "seed", "checker"})
 
     @classmethod
-    def read(cls, f: Fields) -> InjectMeta:
-        seed = f.opt_int("seed")
-        return cls(
-            error_type=f.text("error_type"),
-            seed=0 if seed is None else seed,
-            checker=f.texts("checker"),
-            extra=f.extra(cls._KEYS),
-        )
+    def read(cls, data: dict[str, Any], where: str, prefix: str) -> InjectMeta:
+        m = check(data, InjectMetaShape, where, prefix)
+        seed = 0 if m.seed is None else m.seed
+        return cls(m.error_type, seed, m.checker or {}, extra=unknown_keys(data, cls._KEYS))
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -138,16 +121,16 @@ class InjectMeta:
 Meta: TypeAlias = Provenance | InjectMeta
 
 
-def read_meta(f: Fields | None) -> Meta:
-    if f is None:
+def read_meta(data: dict[str, Any] | None, where: str, prefix: str = "meta.") -> Meta:
+    """The `meta` of a sample or correction: a model's provenance, or an injected mistake's."""
+    if data is None:
         return Provenance()
-    if f.data.get("stage") == "inject" and "error_type" in f.data:
-        return InjectMeta.read(f)
-    return Provenance.read(f)
+    if data.get("stage") == "inject" and "error_type" in data:
+        return InjectMeta.read(data, where, prefix)
+    return Provenance.read(data, where, prefix)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryMeta:
+class RetryMeta(msgspec.Struct, frozen=True):
     retry_rate: float
     fake: bool
     marker: str

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from lemagen.errors import InputError, LemagenError
 from lemagen.math import answers
 from lemagen.records.schema import TASKS, Problem
@@ -129,8 +131,7 @@ def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Graded:
+class Graded(msgspec.Struct, frozen=True):
     """A record of any shape labelled by `lemagen grade`: the input, then `pred` and
     `verdict`."""
 
@@ -142,8 +143,7 @@ class Graded:
         return {**self.source, "pred": self.pred, "verdict": self.verdict}
 
 
-@dataclass(frozen=True)
-class GradeInput:
+class GradeInput(msgspec.Struct, frozen=True):
     """A record to grade: the model output in `response_field`, and its problem's gold."""
 
     source: dict[str, Any]

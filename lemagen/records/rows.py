@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records.jsonl import RecordWriter, read_records
@@ -18,8 +19,7 @@ class ToDict(Protocol):
     def to_dict(self) -> JSON: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SetAside:
+class SetAside(msgspec.Struct, frozen=True):
     """A row a stage sets aside: why (a machine-readable reason), the record, and a message."""
 
     reason: str
@@ -43,9 +43,9 @@ class Rejects:
         self.bad_rows = 0  # input rows that could not be read (a subset of the counts)
 
     def add(self, item: SetAside | Reject) -> None:
-        reject = item.reject() if isinstance(item, SetAside) else item
-        self.counts[reject.reason] += 1
+        self.counts[item.reason] += 1
         if self.writer is not None:
+            reject = item.reject() if isinstance(item, SetAside) else item
             self.writer.write(reject.to_dict())
 
 

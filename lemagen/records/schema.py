@@ -1,9 +1,10 @@
 """Every record lemagen reads or writes, defined once.
 
-Each type is a frozen dataclass with `from_dict(data, where)`, which checks every field and
-raises a one-line `InputError` naming `where` (`file:line`), and `to_dict()`, which writes the
-JSON shape documented in the README (keys in a fixed order). Nothing outside this package
-indexes a record dict by a field name.
+Each type is a frozen `msgspec.Struct` (chosen over frozen dataclasses by measurement: ten times
+cheaper to build, benchmarks/bench_stages.py) with `from_dict(data, where)`, which checks every
+field against its JSON shape (`shapes`) and raises a one-line `InputError` naming `where`
+(`file:line`), and `to_dict()`, which writes the shape documented in the README (keys in a
+fixed order). Nothing outside this package indexes a record dict by a field name.
 
 The intermediate records (samples, corrections, retry texts, rejects) carry `schema_version`
 from version 2 on; a record without it is version 1 and loads the same way. Keys a record
@@ -14,22 +15,32 @@ written back after the known ones, so a record passes through every stage intact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
 
+import msgspec
+
 from lemagen.errors import InputError
-from lemagen.records.fields import (
+from lemagen.records.common import (
     JSON,
     SCHEMA_VERSION,
     TASKS,
     VERDICTS,
-    Fields,
     Task,
     Verdict,
+    unknown_keys,
     versioned,
     with_extra,
 )
 from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta, read_meta
+from lemagen.records.shapes import (
+    CorrectionShape,
+    OriginalShape,
+    ProblemShape,
+    RejectShape,
+    RetryTextShape,
+    SampleShape,
+    check,
+)
 from lemagen.records.training import (
     TRAINING_FIELDS,
     Alpaca,
@@ -49,7 +60,6 @@ __all__ = [
     "Conversation",
     "Correction",
     "FailedCall",
-    "Fields",
     "InjectMeta",
     "Meta",
     "Preference",
@@ -72,8 +82,7 @@ __all__ = [
 # ---------------------------------------------------------------- problems
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     """A problem as lemagen carries it: every later record starts with these fields."""
 
     id: str
@@ -85,19 +94,9 @@ class Problem:
     _KEYS: ClassVar[frozenset[str]] = frozenset({"id", "task", "question", "gold", "reference"})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str, hint: str = "") -> Problem:
-        f = Fields(data, where)
-        return cls._read(f, hint)
-
-    @classmethod
-    def _read(cls, f: Fields, hint: str = "") -> Problem:
-        return cls(
-            id=f.text("id", hint),
-            task=f.task("task", hint),
-            question=f.text("question", hint),
-            gold=f.text("gold", hint),
-            reference=f.opt_text("reference"),
-        )
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> Problem:
+        p = check(data, ProblemShape, where)
+        return cls(p.id, p.task, p.question, p.gold, p.reference)
 
     def to_dict(self) -> JSON:
         out: JSON = {"id": self.id, "task": self.task, "question": self.question, "gold": self.gold}
@@ -111,8 +110,7 @@ class Problem:
 _SAMPLE_HINT = " (is this `lemagen sample` output?)"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(msgspec.Struct, frozen=True):
     """One graded chain of thought. Inside a correction (`original`) it has no problem fields,
     and an injected mistake's original has no `sample_id`."""
 
@@ -122,8 +120,8 @@ class Sample:
     steps: tuple[str, ...]
     pred: str | None
     verdict: Verdict
-    meta: Meta = field(default_factory=Provenance)
-    extra: dict[str, Any] = field(default_factory=dict)
+    meta: Meta = msgspec.field(default_factory=Provenance)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         {"sample_id", "response", "steps", "pred", "verdict", "meta"}
@@ -154,34 +152,36 @@ class Sample:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str, *, strict: bool = False) -> Sample:
         """A sample record (`lemagen sample` output). `strict`: every field `correct` needs."""
-        f = Fields(data, where)
         hint = _SAMPLE_HINT if strict else ""
-        sample_id = f.text("sample_id", hint)
-        problem = Problem._read(f, hint)
-        steps = f.steps("steps", hint, nonempty=strict)
+        if strict and "sample_id" not in data:
+            raise InputError(f"{where}: missing field 'sample_id'{hint}", reason="missing_field")
+        s = check(data, SampleShape, where, hint=hint)
+        if strict and not s.steps:
+            raise InputError(f"{where}: field 'steps' must be a non-empty list", reason="bad_row")
         return cls(
-            problem=problem,
-            sample_id=sample_id,
-            response=f.opt_text("response"),
-            steps=steps,
-            pred=f.opt_text("pred"),
-            verdict=f.verdict("verdict", hint),
-            meta=read_meta(f.opt_object("meta")),
-            extra=f.extra(cls._ALL_KEYS),
+            problem=Problem(s.id, s.task, s.question, s.gold, s.reference),
+            sample_id=s.sample_id,
+            response=s.response,
+            steps=s.steps,
+            pred=s.pred,
+            verdict=s.verdict,
+            meta=read_meta(s.meta, where),
+            extra=unknown_keys(data, cls._ALL_KEYS),
         )
 
     @classmethod
-    def embedded(cls, f: Fields) -> Sample:
+    def embedded(cls, data: Mapping[str, Any], where: str) -> Sample:
         """The `original` inside a correction."""
+        o = check(data, OriginalShape, where, "original.")
         return cls(
             problem=None,
-            sample_id=f.opt_text("sample_id"),
-            response=f.opt_text("response"),
-            steps=f.steps("steps"),
-            pred=f.opt_text("pred"),
-            verdict=f.verdict() if f.has("verdict") else "wrong",
-            meta=read_meta(f.opt_object("meta")),
-            extra=f.extra(cls._KEYS),
+            sample_id=o.sample_id,
+            response=o.response,
+            steps=o.steps,
+            pred=o.pred,
+            verdict=o.verdict,
+            meta=read_meta(o.meta, where, "original.meta."),
+            extra=unknown_keys(data, cls._KEYS),
         )
 
     def to_dict(self, *, version: bool = True) -> JSON:
@@ -206,8 +206,7 @@ class Sample:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Correction:
+class Correction(msgspec.Struct, frozen=True):
     """A corrector's (or `inject`'s) answer for one wrong sample: the incorrect step, why, and
     the corrected steps from `corrected_from` (earlier ones elided with `...` when `elided`)."""
 
@@ -224,8 +223,8 @@ class Correction:
     pred: str | None
     verdict: Verdict
     reject_reason: str | None
-    meta: Meta = field(default_factory=Provenance)
-    extra: dict[str, Any] = field(default_factory=dict)
+    meta: Meta = msgspec.field(default_factory=Provenance)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
     _KEYS: ClassVar[frozenset[str]] = (
         frozenset(
@@ -263,23 +262,23 @@ class Correction:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Correction:
-        f = Fields(data, where)
+        c = check(data, CorrectionShape, where)
         return cls(
-            problem=Problem._read(f),
-            sample_id=f.text("sample_id"),
-            correction_id=f.text("correction_id"),
-            original=Sample.embedded(f.object("original")),
-            response=f.opt_text("response") or "",
-            incorrect_step=f.opt_int("incorrect_step"),
-            explanation=f.opt_text("explanation"),
-            corrected_from=f.opt_int("corrected_from"),
-            elided=f.flag("elided"),
-            corrected_steps=f.steps("corrected_steps"),
-            pred=f.opt_text("pred"),
-            verdict=f.verdict(),
-            reject_reason=f.opt_text("reject_reason"),
-            meta=read_meta(f.opt_object("meta")),
-            extra=f.extra(cls._KEYS),
+            problem=Problem(c.id, c.task, c.question, c.gold, c.reference),
+            sample_id=c.sample_id,
+            correction_id=c.correction_id,
+            original=Sample.embedded(c.original, where),
+            response=c.response or "",
+            incorrect_step=c.incorrect_step,
+            explanation=c.explanation,
+            corrected_from=c.corrected_from,
+            elided=bool(c.elided),
+            corrected_steps=c.corrected_steps,
+            pred=c.pred,
+            verdict=c.verdict,
+            reject_reason=c.reject_reason,
+            meta=read_meta(c.meta, where),
+            extra=unknown_keys(data, cls._KEYS),
         )
 
     def to_dict(self) -> JSON:
@@ -309,8 +308,7 @@ class Correction:
         return list(self.original.steps[: self.corrected_from - 1]) + list(self.corrected_steps)
 
 
-@dataclass(frozen=True, slots=True)
-class FailedCall:
+class FailedCall(msgspec.Struct, frozen=True):
     """The record set aside when a model call failed for good: the problem, the model and
     the error."""
 
@@ -325,8 +323,7 @@ class FailedCall:
 # ---------------------------------------------------------------- retry data
 
 
-@dataclass(frozen=True, slots=True)
-class RetryText:
+class RetryText(msgspec.Struct, frozen=True):
     """A solution with mistakes retracted by a marker (Physics of LMs 2.2), as training text."""
 
     problem: Problem
@@ -355,26 +352,16 @@ class RetryText:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> RetryText:
-        f = Fields(data, where)
-        meta = f.object("meta")
-        return cls(
-            problem=Problem(f.text("id"), f.task(), f.text("question"), f.text("gold")),
-            solution=f.text("solution"),
-            mistakes=f.steps("mistakes"),
-            meta=RetryMeta(
-                retry_rate=float(meta.opt_number("retry_rate") or 0.0),
-                fake=meta.flag("fake"),
-                marker=meta.text("marker"),
-                seed=meta.opt_int("seed") or 0,
-            ),
-        )
+        r = check(data, RetryTextShape, where)
+        m = r.meta
+        meta = RetryMeta(float(m.retry_rate or 0.0), m.fake, m.marker, m.seed or 0)
+        return cls(Problem(r.id, r.task, r.question, r.gold), r.solution, r.mistakes, meta)
 
 
 # ---------------------------------------------------------------- rows set aside
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
+class Reject(msgspec.Struct, frozen=True):
     """A row set aside, as written to `--rejects`: a machine-readable reason, the message,
     where it was read (for bad input rows), and the record itself (None when unreadable)."""
 
@@ -395,11 +382,8 @@ class Reject:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Reject:
-        f = Fields(data, where)
-        record = data.get("record")
-        if record is not None and not isinstance(record, dict):
-            raise f.fail("field 'record' must be an object or null")
-        return cls(f.text("reason"), record, f.opt_text("detail"), f.opt_text("where"))
+        r = check(data, RejectShape, where)
+        return cls(r.reason, r.record, r.detail, r.where)
 
 
 # ---------------------------------------------------------------- any record

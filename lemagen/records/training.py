@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from lemagen.records.fields import JSON, Fields
+import msgspec
+
+from lemagen.errors import InputError
+from lemagen.records.common import JSON
+from lemagen.records.shapes import AlpacaShape, PreferenceShape, PromptCompletionShape, check
 
 
-@dataclass(frozen=True, slots=True)
-class PromptCompletion:
+class PromptCompletion(msgspec.Struct, frozen=True):
     """LEMA's (and TRL's standard) `{"prompt", "completion"}` row; `filter --with-meta` adds
     the problem id and the kind (correction or cot)."""
 
@@ -28,12 +30,11 @@ class PromptCompletion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> PromptCompletion:
-        f = Fields(data, where)
-        return cls(f.text("prompt"), f.text("completion"), f.opt_text("id"), f.opt_text("kind"))
+        row = check(data, PromptCompletionShape, where)
+        return cls(row.prompt, row.completion, row.id, row.kind)
 
 
-@dataclass(frozen=True, slots=True)
-class Alpaca:
+class Alpaca(msgspec.Struct, frozen=True):
     """LLaMA-Factory's alpaca row."""
 
     instruction: str
@@ -45,12 +46,11 @@ class Alpaca:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Alpaca:
-        f = Fields(data, where)
-        return cls(f.text("instruction"), f.text("output"), f.opt_text("input") or "")
+        row = check(data, AlpacaShape, where)
+        return cls(row.instruction, row.output, row.input)
 
 
-@dataclass(frozen=True, slots=True)
-class Conversation:
+class Conversation(msgspec.Struct, frozen=True):
     """One user turn and one assistant turn, as ShareGPT (`conversations` of from/value) or as
     chat `messages` (OpenAI fine-tuning, TRL conversational)."""
 
@@ -75,7 +75,6 @@ class Conversation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Conversation:
-        f = Fields(data, where)
         sharegpt = "conversations" in data
         turns = data.get("conversations" if sharegpt else "messages")
         text = "value" if sharegpt else "content"
@@ -84,12 +83,11 @@ class Conversation:
             or len(turns) != 2
             or not all(isinstance(t, dict) and isinstance(t.get(text), str) for t in turns)
         ):
-            raise f.fail("expected two turns, each an object with text")
+            raise InputError(f"{where}: expected two turns, each an object with text")
         return cls(turns[0][text], turns[1][text], sharegpt)
 
 
-@dataclass(frozen=True, slots=True)
-class Preference:
+class Preference(msgspec.Struct, frozen=True):
     """A preference pair: TRL's `{"prompt", "chosen", "rejected"}` (DPO, CPO/SimPO), or with
     `openai` OpenAI's DPO shape."""
 
@@ -109,9 +107,9 @@ class Preference:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Preference:
-        f = Fields(data, where)
         if "input" not in data:
-            return cls(f.text("prompt"), f.text("chosen"), f.text("rejected"))
+            row = check(data, PreferenceShape, where)
+            return cls(row.prompt, row.chosen, row.rejected)
         try:
             return cls(
                 data["input"]["messages"][0]["content"],
@@ -120,7 +118,7 @@ class Preference:
                 openai=True,
             )
         except (KeyError, IndexError, TypeError):
-            raise f.fail("not an OpenAI DPO row") from None
+            raise InputError(f"{where}: not an OpenAI DPO row") from None
 
 
 TrainingRow: TypeAlias = PromptCompletion | Alpaca | Conversation | Preference

@@ -6,13 +6,14 @@ retry texts instead (`lemagen.stages.retry_text`).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
+
+import msgspec
 
 from lemagen.math.answers import format_number
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT, Grader, checker_info
@@ -63,7 +64,7 @@ def correction_record(
         reject_reason=None,
         meta=meta,
     )
-    return dataclasses.replace(record, response=lema_correction(record).completion)
+    return msgspec.structs.replace(record, response=lema_correction(record).completion)
 
 
 class InjectStage(Stage[Problem]):
