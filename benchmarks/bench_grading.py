@@ -185,6 +185,24 @@ def agreement(rows: list[dict[str, Any]], task: str) -> dict[str, Any]:
     }
 
 
+def timeouts(count: int = 20, limit: float = 1.0) -> dict[str, float]:
+    """`count` answers that no check finishes (`9^{9^{9^{k}}}`), at a `limit`-second check
+    time limit: seconds per timed-out check, against the limit itself (the ideal), and how
+    long the next ordinary check takes after them."""
+    with Grader(timeout=limit) as grader:
+        grader.compare("math", "\\frac{1}{2}", "0.5")  # start the worker
+        start = time.perf_counter()
+        verdicts = [grader.compare("math", "5", f"9^{{9^{{9^{{{9 + i}}}}}}}") for i in range(count)]
+        per_check = (time.perf_counter() - start) / count
+        start = time.perf_counter()
+        after = grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}")
+        next_check = time.perf_counter() - start
+    assert verdicts == ["timeout"] * count
+    assert after == "correct"
+    return {"checks": count, "limit_s": limit, "per_check_s": per_check,
+            "ratio": per_check / limit, "next_check_s": next_check}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -199,6 +217,7 @@ def main() -> None:
         "math_speed": speed(math, "math"),
         "gsm8k_agreement": agreement(gsm8k, "gsm8k"),
         "math_agreement": agreement(math, "math"),
+        "timeouts": timeouts(),
     }
     print(json.dumps(results, indent=2))
     g, m = results["gsm8k_speed"], results["math_speed"]
@@ -212,6 +231,12 @@ def main() -> None:
         f"| MATH | {m['checks']} | {m['lemagen_per_s']:.0f} | {m['reference_per_s']:.0f} "
         f"(Math-Verify in-process) | {m['ratio']:.2f} |"
     )
+    t = results["timeouts"]
+    print(
+        f"| timed-out checks (limit {t['limit_s']:.0f} s) | {t['checks']} | "
+        f"{t['per_check_s']:.2f} s each | {t['limit_s']:.2f} s (the limit) | {t['ratio']:.2f} |"
+    )
+    print(f"\nthe next check after them: {t['next_check_s'] * 1000:.0f} ms")
     for task in ("gsm8k", "math"):
         a = results[f"{task}_agreement"]
         ref = results[f"{task}_speed"]["reference_agreement"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -87,6 +88,42 @@ def test_pathological_answer_times_out_quickly() -> None:
         assert elapsed < 30
         # The worker was replaced: the next check still works.
         assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
+
+
+def test_a_timed_out_check_keeps_the_worker_warm() -> None:
+    """A timeout kills only the forked child that ran the check: the worker process (with
+    Math-Verify imported) stays, so the next check pays no restart, and no checker is left
+    running after the grader closes."""
+    with Grader(timeout=0.5) as grader:
+        assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
+        worker = grader._worker._proc
+        assert worker is not None
+        children = _children(worker.pid)
+        assert len(children) == 1
+        for power in (9, 10, 11):
+            assert grader.compare("math", "5", f"9^{{9^{{9^{{{power}}}}}}}") == "timeout"
+            assert grader._worker._proc is worker  # the same warm worker
+            assert worker.poll() is None
+        new_children = _children(worker.pid)
+        assert len(new_children) == 1
+        assert new_children != children  # the stuck checker was killed and replaced
+        assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "correct"
+    assert worker.poll() is not None
+    assert not any(_alive(pid) for pid in new_children)
+
+
+def _children(pid: int) -> set[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path, encoding="ascii") as handle:
+        return {int(p) for p in handle.read().split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_time_limit_holds_off_the_main_thread() -> None:

@@ -28,6 +28,7 @@ VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
 
 DEFAULT_CHECK_TIMEOUT = 3.0
 _STARTUP_TIMEOUT = 60.0
+_GRACE = 5.0  # beyond the limit, before a worker that does not answer is replaced
 
 
 @dataclass(frozen=True)
@@ -119,27 +120,43 @@ class _Worker:
         return line or None
 
     def equal(self, gold: str, pred: str, timeout: float) -> bool | None:
-        """True/False, or None when the check ran out of time (the worker is then replaced)."""
+        """True/False, or None when the check ran out of time. The worker enforces the limit
+        itself (in a forked child, so it stays warm); if it does not answer within a grace
+        period after the limit, it is replaced."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
             proc = self._proc
             assert proc.stdin is not None
             assert proc.stdout is not None
-            proc.stdin.write(json.dumps([gold, pred]) + "\n")
+            proc.stdin.write(json.dumps([gold, pred, timeout]) + "\n")
             proc.stdin.flush()
-            line = self._readline(proc.stdout, timeout)
+            line = self._readline(proc.stdout, timeout + _GRACE)
             if line is None:
                 self._stop(proc)
                 self._proc = None
                 return None
-            return bool(json.loads(line)["equal"])
+            reply = json.loads(line)
+            if reply.get("timeout"):
+                return None
+            return bool(reply["equal"])
 
     def close(self) -> None:
         with self._lock:
             if self._proc is not None:
-                self._stop(self._proc)
+                self._finish(self._proc)
                 self._proc = None
+
+    @staticmethod
+    def _finish(proc: subprocess.Popen[str]) -> None:
+        """End the worker the way it ends its own checker child: by closing its input."""
+        assert proc.stdin is not None
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _Worker._stop(proc)
 
 
 class Grader:
