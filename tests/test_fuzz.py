@@ -83,7 +83,7 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
     samples = load_jsonl(GOLDEN / "gsm8k.sample.jsonl")[:40]
     correct_out = load_jsonl(GOLDEN / "gsm8k.correct.jsonl")[:60]
     corrections = [r for r in correct_out if "correction_id" in r]
-    problem_fields = {
+    problem_fields: dict[str, list[Any]] = {
         "question": [_DELETE, None, 0, [], {}, "", "   ", True],
         "answer": [_DELETE, None, [], {}, True, "", "#### many"],
         "task": ["chess", 3, []],
@@ -111,7 +111,7 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
         "elided": ["yes", 1, []],
         "meta.finish_reason": [1, []],
     }
-    graded_fields = {
+    graded_fields: dict[str, list[Any]] = {
         "response": [_DELETE, None, 0, [], {}],
         "gold": [[], {}, True],
         "task": ["chess"],
