@@ -88,7 +88,7 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
         "answer": [_DELETE, None, [], {}, True, "", "#### many"],
         "task": ["chess", 3, []],
     }
-    sample_fields = {
+    sample_fields: dict[str, list[Any]] = {
         name: [_DELETE, *WRONG] for name in ("sample_id", "task", "question", "gold", "verdict")
     } | {
         "steps": [_DELETE, None, 0, "a step", [1], {}],
@@ -99,7 +99,7 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
         "response": [0, [], {}],
         "pred": [0, [], {}],
     }
-    correction_fields = {
+    correction_fields: dict[str, list[Any]] = {
         name: [_DELETE, *WRONG] for name in ("correction_id", "task", "question", "gold", "verdict")
     } | {
         "corrected_steps": [_DELETE, None, 0, "a step", [1], {}],
@@ -118,8 +118,8 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
     }
     rejects = load_jsonl(GOLDEN / "gsm8k.filter.rejects.jsonl")[:20]
     training = load_jsonl(GOLDEN / "gsm8k.filter.jsonl")[:20]
-    reject_fields = {"reason": [None, 0, []], "record": [0, "r", [1]]}
-    training_fields = {"prompt": [0, [], None], "completion": [_DELETE, 0, []]}
+    reject_fields: dict[str, list[Any]] = {"reason": [None, 0, []], "record": [0, "r", [1]]}
+    training_fields: dict[str, list[Any]] = {"prompt": [0, [], None], "completion": [_DELETE, 0, []]}
 
     def stats_breaker(rng: random.Random) -> bytes:
         kind = rng.randrange(4)
