@@ -119,7 +119,10 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
     rejects = load_jsonl(GOLDEN / "gsm8k.filter.rejects.jsonl")[:20]
     training = load_jsonl(GOLDEN / "gsm8k.filter.jsonl")[:20]
     reject_fields: dict[str, list[Any]] = {"reason": [None, 0, []], "record": [0, "r", [1]]}
-    training_fields: dict[str, list[Any]] = {"prompt": [0, [], None], "completion": [_DELETE, 0, []]}
+    training_fields: dict[str, list[Any]] = {
+        "prompt": [0, [], None],
+        "completion": [_DELETE, 0, []],
+    }
 
     def stats_breaker(rng: random.Random) -> bytes:
         kind = rng.randrange(4)
