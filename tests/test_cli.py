@@ -472,3 +472,27 @@ def test_ctrl_c_exits_130(fake: FakeOpenAI) -> None:
     assert proc.returncode == 130
     assert err.decode().strip().splitlines()[-1] == "Interrupted."
     assert "Traceback" not in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param([], "", "OPENAI_BASE_URL is set but empty", id="empty-env"),
+        pytest.param([], "  ", "OPENAI_BASE_URL is set but empty", id="blank-env"),
+        pytest.param(["--base-url", ""], None, "--base-url is empty", id="empty-flag"),
+        pytest.param(
+            ["--base-url", "localhost:8000/v1"], None, "is not an http:// or https://", id="scheme"
+        ),
+    ],
+)
+def test_an_empty_endpoint_is_a_usage_error_not_the_hosted_default(
+    args: list[str], env: str | None, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("OPENAI_BASE_URL", env)
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"question": "q", "answer": "#### 1"}\n', encoding="utf-8")
+    result = run("sample", str(problems), "-m", "m", "--dry-run", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "api.openai.com" not in result.stderr.split(message)[0]

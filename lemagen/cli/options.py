@@ -229,7 +229,7 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
                 f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
             )
     return EngineConfig(
-        base_urls=list(opts["base_urls"]) or [DEFAULT_BASE_URL],
+        base_urls=base_urls(opts["base_urls"]),
         api_key=os.environ.get(opts["api_key_env"]) or None,
         api_key_env=opts["api_key_env"],
         api=opts["api"],
@@ -245,6 +245,25 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
         price_out=opts["price_out"],
         max_cost=opts["max_cost"],
     )
+
+
+def base_urls(given: tuple[str, ...]) -> list[str]:
+    """The endpoints to use. An empty one (`--base-url ""`, `OPENAI_BASE_URL=`) is a usage
+    error, never a silent fall back to the hosted default; so is one that is not http(s)."""
+    env = os.environ.get("OPENAI_BASE_URL")
+    if not given and env is not None and not env.strip():
+        raise click.UsageError(
+            "OPENAI_BASE_URL is set but empty: give an endpoint URL, or unset it to use "
+            f"{DEFAULT_BASE_URL}"
+        )
+    for url in given:
+        if not url.strip():
+            raise click.UsageError(
+                f"--base-url is empty: give an endpoint URL such as {DEFAULT_BASE_URL}"
+            )
+        if not url.startswith(("http://", "https://")):
+            raise click.UsageError(f"--base-url {url!r} is not an http:// or https:// URL")
+    return list(given) or [DEFAULT_BASE_URL]
 
 
 def max_pending(opts: dict[str, Any]) -> int:
