@@ -126,6 +126,13 @@ def filter_cmd(
     help="dpo, openai-dpo: at most K pairs per question.",
 )
 @click.option(
+    "--keep-fields",
+    metavar="A,B",
+    default="",
+    help="Also write these fields of each row's problem (id, task, gold, or any input field "
+    "carried in 'source', such as level) beside the format's own.",
+)
+@click.option(
     "--dataset-info",
     metavar="PATH",
     help="alpaca, sharegpt, lemma: add this file's entry to LLaMA-Factory's "
@@ -147,6 +154,7 @@ def export_cmd(
     mix: bool,
     seed: int,
     max_pairs_per_question: int,
+    keep_fields: str,
     dataset_info: str | None,
     dataset_name: str | None,
 ) -> None:
@@ -183,7 +191,14 @@ def export_cmd(
             raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
         if output == "-":
             raise click.UsageError("--dataset-info needs -o: the entry names the data file")
-    stage = ExportStage(fmt, chat=chat, mix=mix, seed=seed, max_pairs=max_pairs_per_question)
+    stage = ExportStage(
+        fmt,
+        chat=chat,
+        mix=mix,
+        seed=seed,
+        max_pairs=max_pairs_per_question,
+        keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
+    )
     run_stage(
         stage,
         [input_path],
@@ -210,8 +225,16 @@ def export_cmd(
     metavar="PATH",
     help="Also write a self-contained HTML page with charts (no network needed to view it).",
 )
+@click.option(
+    "--by",
+    metavar="FIELD",
+    help="Also break the funnel down by this field of the problems (task, or any input field "
+    "carried in 'source', such as level).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
-def stats_cmd(inputs: tuple[str, ...], as_json: bool, html_path: str | None, quiet: bool) -> None:
+def stats_cmd(
+    inputs: tuple[str, ...], as_json: bool, html_path: str | None, by: str | None, quiet: bool
+) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
     drop reasons, tokens and cost per kept row.
 
@@ -223,7 +246,7 @@ def stats_cmd(inputs: tuple[str, ...], as_json: bool, html_path: str | None, qui
     Example:
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
-    stage = StatsStage(as_json=as_json)
+    stage = StatsStage(as_json=as_json, by=by)
     run_stage(stage, inputs or ("-",), output="-" if as_json else None, quiet=quiet)
     if html_path is not None:
         try:

@@ -61,6 +61,7 @@ def sample(
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
+    id_field: str | None,
     **opts: Any,
 ) -> None:
     """Sample chain-of-thought solutions and keep the wrong ones.
@@ -79,7 +80,7 @@ def sample(
         lemagen sample examples/gsm8k.jsonl -m Qwen/Qwen2.5-0.5B-Instruct -n 4 > wrong.jsonl
     """
     stage = SampleStage(
-        problem_reader(task, question_field, answer_field),
+        problem_reader(task, question_field, answer_field, id_field),
         engine_config(opts, models),
         template=template(prompt_name, SAMPLE_VARIABLES),
         models=list(models),

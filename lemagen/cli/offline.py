@@ -97,6 +97,7 @@ def inject_cmd(
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
+    id_field: str | None,
 ) -> None:
     """Make mistakes and their corrections from gold solutions, offline (no model, no key).
 
@@ -113,7 +114,7 @@ def inject_cmd(
       lemagen inject examples/gsm8k.jsonl --per-question 2 | lemagen filter > lema.jsonl
     """
     stage = InjectStage(
-        problem_reader(task, question_field, answer_field),
+        problem_reader(task, question_field, answer_field, id_field),
         fmt=fmt,
         types=types,
         per_question=per_question,
@@ -161,6 +162,7 @@ def grade(
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
+    id_field: str | None,
 ) -> None:
     """Label existing model outputs: add 'pred' and 'verdict' to each record.
 
@@ -173,7 +175,7 @@ def grade(
       lemagen grade outputs.jsonl --response-field completion > graded.jsonl
     """
     stage = GradeStage(
-        problem_reader(task, question_field, answer_field, require_question=False),
+        problem_reader(task, question_field, answer_field, id_field, require_question=False),
         response_field=response_field,
         check_timeout=check_timeout,
     )

@@ -213,6 +213,12 @@ def task_options(func: F) -> F:
             metavar="NAME",
             help="Field holding the gold answer or solution [default: answer, else solution].",
         ),
+        click.option(
+            "--id-field",
+            metavar="NAME",
+            help="Field holding the problem id [default: id, else a hash of question and "
+            "answer]. The input's other fields travel in every record's 'source'.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -286,6 +292,10 @@ def template(name: str, variables: set[str]) -> templates.Template:
 
 
 def problem_reader(
-    task: str | None, question_field: str | None, answer_field: str | None, **kw: Any
+    task: str | None,
+    question_field: str | None,
+    answer_field: str | None,
+    id_field: str | None,
+    **kw: Any,
 ) -> ProblemReader:
-    return ProblemReader(task, question_field, answer_field, **kw)
+    return ProblemReader(task, question_field, answer_field, id_field=id_field, **kw)

@@ -30,6 +30,7 @@ class ProblemReader:
     question_field: str | None = None
     answer_field: str | None = None
     require_question: bool = True
+    id_field: str | None = None
     _fields_seen: dict[str, str] = field(default_factory=dict)
 
     def read(self, record: dict[str, Any], where: str) -> Problem:
@@ -62,13 +63,27 @@ class ProblemReader:
                 f"{where}: cannot read a {task} gold answer from field {afield!r}",
                 reason="bad_gold",
             )
+        used = {qfield, afield, "task", self.id_field or "id"}
         return Problem(
-            id=_record_id(record, question, raw_text),
+            id=self._id(record, question, raw_text, where),
             task=task,  # type: ignore[arg-type]
             question=question if isinstance(question, str) else "",
             gold=gold,
             reference=raw_text if afield != "gold" and gold != raw_text.strip() else None,
+            source={k: v for k, v in record.items() if k not in used},
         )
+
+    def _id(self, record: dict[str, Any], question: Any, raw: str, where: str) -> str:
+        """The input's id (`id`, or --id-field), else a hash of the question and answer."""
+        given = record.get(self.id_field or "id")
+        if isinstance(given, (str, int)) and not isinstance(given, bool) and str(given):
+            return str(given)
+        if self.id_field is not None:
+            raise InputError(
+                f"{where}: missing field {self.id_field!r} (--id-field)", reason="missing_field"
+            )
+        digest = hashlib.sha256(f"{question}\x1f{raw}".encode()).hexdigest()
+        return digest[:16]
 
 
 def question_of(record: dict[str, Any], where: str) -> str:
@@ -85,14 +100,6 @@ def _first_present(record: dict[str, Any], names: tuple[str, ...]) -> str | None
         if record.get(name) not in (None, ""):
             return name
     return None
-
-
-def _record_id(record: dict[str, Any], question: Any, raw: str) -> str:
-    given = record.get("id")
-    if isinstance(given, (str, int)) and not isinstance(given, bool) and str(given):
-        return str(given)
-    digest = hashlib.sha256(f"{question}\x1f{raw}".encode()).hexdigest()
-    return digest[:16]
 
 
 def detect_task(raw: str, *, bare: bool = False) -> str:

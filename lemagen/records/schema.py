@@ -90,18 +90,34 @@ class Problem(msgspec.Struct, frozen=True):
     question: str
     gold: str
     reference: str | None = None  # the gold solution, when the input had one
+    # The input's fields lemagen does not use (a dataset's `level`, `type`, `source`, ...),
+    # carried unchanged through every stage.
+    source: dict[str, Any] = {}
 
-    _KEYS: ClassVar[frozenset[str]] = frozenset({"id", "task", "question", "gold", "reference"})
+    _KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"id", "task", "question", "gold", "reference", "source"}
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Problem:
-        p = check(data, ProblemShape, where)
-        return cls(p.id, p.task, p.question, p.gold, p.reference)
+        return cls.of(check(data, ProblemShape, where))
+
+    @classmethod
+    def of(cls, p: ProblemShape) -> Problem:
+        return cls(p.id, p.task, p.question, p.gold, p.reference, p.source or {})
+
+    def field(self, name: str) -> Any:
+        """A problem field or a carried input field by name (None when it has neither)."""
+        if name in ("id", "task", "question", "gold", "reference"):
+            return getattr(self, name)
+        return self.source.get(name)
 
     def to_dict(self) -> JSON:
         out: JSON = {"id": self.id, "task": self.task, "question": self.question, "gold": self.gold}
         if self.reference is not None:
             out["reference"] = self.reference
+        if self.source:
+            out["source"] = self.source
         return out
 
 
@@ -159,7 +175,7 @@ class Sample(msgspec.Struct, frozen=True):
         if strict and not s.steps:
             raise InputError(f"{where}: field 'steps' must be a non-empty list", reason="bad_row")
         return cls(
-            problem=Problem(s.id, s.task, s.question, s.gold, s.reference),
+            problem=Problem.of(s),
             sample_id=s.sample_id,
             response=s.response,
             steps=s.steps,
@@ -264,7 +280,7 @@ class Correction(msgspec.Struct, frozen=True):
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Correction:
         c = check(data, CorrectionShape, where)
         return cls(
-            problem=Problem(c.id, c.task, c.question, c.gold, c.reference),
+            problem=Problem.of(c),
             sample_id=c.sample_id,
             correction_id=c.correction_id,
             original=Sample.embedded(c.original, where),
@@ -336,18 +352,12 @@ class RetryText(msgspec.Struct, frozen=True):
         return f"Question: {self.problem.question}\nAnswer: {self.solution}"
 
     def to_dict(self) -> JSON:
-        p = self.problem
-        out: JSON = {
-            "id": p.id,
-            "task": p.task,
-            "question": p.question,
-            "gold": p.gold,
-            "text": self.text,
-            "solution": self.solution,
-            "retries": len(self.mistakes),
-            "mistakes": list(self.mistakes),
-            "meta": self.meta.to_dict(),
-        }
+        out = self.problem.to_dict()
+        out["text"] = self.text
+        out["solution"] = self.solution
+        out["retries"] = len(self.mistakes)
+        out["mistakes"] = list(self.mistakes)
+        out["meta"] = self.meta.to_dict()
         return versioned(out)
 
     @classmethod
@@ -355,7 +365,7 @@ class RetryText(msgspec.Struct, frozen=True):
         r = check(data, RetryTextShape, where)
         m = r.meta
         meta = RetryMeta(float(m.retry_rate or 0.0), m.fake, m.marker, m.seed or 0)
-        return cls(Problem(r.id, r.task, r.question, r.gold), r.solution, r.mistakes, meta)
+        return cls(Problem.of(r), r.solution, r.mistakes, meta)
 
 
 # ---------------------------------------------------------------- rows set aside

@@ -27,6 +27,7 @@ class ProblemShape(msgspec.Struct, kw_only=True):
     question: str
     gold: str
     reference: str | None = None
+    source: dict[str, Any] | None = None
 
 
 class ProvenanceShape(msgspec.Struct, kw_only=True):
@@ -95,11 +96,7 @@ class RetryMetaShape(msgspec.Struct, kw_only=True):
     seed: int | None = None
 
 
-class RetryTextShape(msgspec.Struct, kw_only=True):
-    id: str
-    task: Task
-    question: str
-    gold: str
+class RetryTextShape(ProblemShape, kw_only=True):
     solution: str
     mistakes: tuple[str, ...]
     meta: RetryMetaShape

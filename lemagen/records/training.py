@@ -122,6 +122,22 @@ class Preference(msgspec.Struct, frozen=True):
 
 
 TrainingRow: TypeAlias = PromptCompletion | Alpaca | Conversation | Preference
+
+
+class Tagged(msgspec.Struct, frozen=True):
+    """A training row with fields of its problem beside the format's own (`export
+    --keep-fields`): trainers ignore the extra columns, users can filter and balance by them."""
+
+    row: TrainingRow
+    fields: dict[str, Any]
+
+    def to_dict(self) -> JSON:
+        out = self.row.to_dict()
+        for key, value in self.fields.items():
+            out.setdefault(key, value)
+        return out
+
+
 TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")
 
 

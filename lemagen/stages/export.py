@@ -34,11 +34,13 @@ from lemagen.records.schema import (
     Conversation,
     Correction,
     Preference,
+    Problem,
     PromptCompletion,
     Sample,
     TrainingRow,
     read_sample_or_correction,
 )
+from lemagen.records.training import Tagged
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.filter import Keep, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
@@ -90,6 +92,7 @@ def sft_row(fmt: str, prompt: str, completion: str, chat: bool) -> TrainingRow:
 @dataclass
 class _Question:
     prompt: str
+    problem: Problem
     chosen: list[str] = field(default_factory=list)  # correct samples' chains of thought
     rejected: list[str] = field(default_factory=list)  # wrong samples' chains of thought
     fixes: list[tuple[str, str]] = field(default_factory=list)  # (corrected, its original)
@@ -102,17 +105,25 @@ class ExportStage(Stage[Sample | Correction]):
     name = "export"
 
     def __init__(
-        self, fmt: str, *, chat: bool = False, mix: bool = False, seed: int = 0, max_pairs: int = 8
+        self,
+        fmt: str,
+        *,
+        chat: bool = False,
+        mix: bool = False,
+        seed: int = 0,
+        max_pairs: int = 8,
+        keep_fields: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.fmt = fmt
+        self.keep_fields = keep_fields
         self.chat = chat
         self.mix = mix
         self.seed = seed
         self.max_pairs = max_pairs
         self.made: dict[str, int] = {}
         self._keep = Keep(with_cot=True)
-        self._held: list[TrainingRow] = []
+        self._held: list[TrainingRow | Tagged] = []
         self._questions: dict[str, _Question] = {}
         self._seen_samples: set[str] = set()
 
@@ -129,38 +140,43 @@ class ExportStage(Stage[Sample | Correction]):
             if reason is not None:
                 yield SetAside(reason, record, unparseable_detail(record, reason))
 
-    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow], str | None]:
+    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow | Tagged], str | None]:
         """Records to write now, and the drop reason when this input record yields nothing."""
         out, reason = self._keep(record)  # applies filter's checks, dedupes
-        kind = "correction" if isinstance(record, Correction) else "sample"
         if self.fmt in PAIR_FORMATS:
             self._collect(record, kept=out is not None)
-            return [], reason if kind == "correction" else None
+            return [], reason if isinstance(record, Correction) else None
         if out is None:
             return [], reason
-        made: list[TrainingRow]
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
-            made = [self._sft_cot(record)]
-        elif self.fmt == "cot":
-            made = [
-                PromptCompletion(
-                    cot_prompt(record.question), cot_text(record.task, record.full_solution())
-                )
-            ]
-        elif self.fmt == "lemma":
+            row, kind, problem = self._sft_cot(record), "sample", record.the_problem
+        else:
+            row, kind, problem = self._sft_correction(record), "correction", record.problem
+        self.made[kind] = self.made.get(kind, 0) + 1
+        tagged = self._tag(row, problem)
+        if self.mix:
+            self._held.append(tagged)
+            return [], None
+        return [tagged], None
+
+    def _sft_correction(self, record: Correction) -> TrainingRow:
+        if self.fmt == "cot":
+            return PromptCompletion(
+                cot_prompt(record.question), cot_text(record.task, record.full_solution())
+            )
+        if self.fmt == "lemma":
             rng = random.Random(f"{self.seed}\x1f{record.correction_id}")
             output = lemma_output(record, rng.choice(TRANSITIONS))
-            made = [sft_row("lemma", record.question, output, False)]
-        else:
-            lema = lema_correction(record)
-            made = [sft_row(self.fmt, lema.prompt, lema.completion, self.chat)]
-        self.made[kind] = self.made.get(kind, 0) + 1
-        if self.mix:
-            self._held.extend(made)
-            return [], None
-        return made, None
+            return sft_row("lemma", record.question, output, False)
+        lema = lema_correction(record)
+        return sft_row(self.fmt, lema.prompt, lema.completion, self.chat)
+
+    def _tag(self, row: TrainingRow, problem: Problem) -> TrainingRow | Tagged:
+        if not self.keep_fields:
+            return row
+        return Tagged(row, {name: problem.field(name) for name in self.keep_fields})
 
     def _sft_cot(self, record: Sample) -> TrainingRow:
         cot = lema_cot(record)
@@ -171,7 +187,8 @@ class ExportStage(Stage[Sample | Correction]):
     def _collect(self, record: Sample | Correction, kept: bool) -> None:
         question = self._questions.get(record.id)
         if question is None:
-            question = _Question(cot_prompt(record.question))
+            problem = record.problem if isinstance(record, Correction) else record.the_problem
+            question = _Question(cot_prompt(record.question), problem)
             self._questions[record.id] = question
         task = record.task
         if isinstance(record, Sample):
@@ -203,7 +220,8 @@ class ExportStage(Stage[Sample | Correction]):
                 for chosen, rejected in self._pairs(qid, question):
                     self.made["pairs"] = self.made.get("pairs", 0) + 1
                     self.counts["written"] += 1
-                    yield Preference(question.prompt, chosen, rejected, openai=self.fmt != "dpo")
+                    pair = Preference(question.prompt, chosen, rejected, openai=self.fmt != "dpo")
+                    yield self._tag(pair, question.problem)
 
     def _pairs(self, qid: str, question: _Question) -> list[tuple[str, str]]:
         """Each kept correction against its own original first, then each wrong sample against

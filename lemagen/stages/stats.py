@@ -18,7 +18,16 @@ from typing import Any
 
 from lemagen.engine import price_for
 from lemagen.records.rows import Rejects
-from lemagen.records.schema import Correction, Meta, Record, Reject, RetryText, Sample, read_any
+from lemagen.records.schema import (
+    Correction,
+    Meta,
+    Problem,
+    Record,
+    Reject,
+    RetryText,
+    Sample,
+    read_any,
+)
 from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
 
@@ -41,14 +50,26 @@ class RunStats:
     tokens_out: float = 0.0
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
+    by: str | None = None  # the problem field the funnel is also broken down by
+    groups: dict[str, Counter[str]] = field(default_factory=dict)
+    _group_problems: dict[str, set[str]] = field(default_factory=dict)
     _samples_seen: set[str] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
+
+    def _group(self, problem: Problem, counter: str) -> None:
+        if self.by is None:
+            return
+        value = problem.field(self.by)
+        key = "(none)" if value is None else str(value)
+        self.groups.setdefault(key, Counter())[counter] += 1
+        self._group_problems.setdefault(key, set()).add(problem.id)
 
     def add(self, record: Record) -> None:
         if isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
-            self._sample(record.id, record.sample_id, record.meta, record.verdict)
+            if self._sample(record.id, record.sample_id, record.meta, record.verdict):
+                self._group(record.the_problem, record.verdict)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
         elif isinstance(record, RetryText):
@@ -56,9 +77,10 @@ class RunStats:
         else:
             self.training_rows += 1
 
-    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> None:
+    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> bool:
+        """Count a sample once (False when it was counted already)."""
         if str(sample_id) in self._samples_seen:
-            return
+            return False
         self._samples_seen.add(str(sample_id))
         self.samples += 1
         self.verdicts[verdict] += 1
@@ -66,17 +88,21 @@ class RunStats:
         model = meta.model or "unknown"
         self.by_model.setdefault(model, Counter())[verdict] += 1
         self._usage(meta)
+        return True
 
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        self._sample(record.id, record.sample_id, record.original.meta, "wrong")
+        if self._sample(record.id, record.sample_id, record.original.meta, "wrong"):
+            self._group(record.problem, "wrong")
+        self._group(record.problem, "corrections")
         self._usage(record.meta)
         out, reason = self._keep(record)
         if out is None:
             self.reasons[reason or "dropped"] += 1
             return
         self.kept += 1
+        self._group(record.problem, "kept")
         k = record.incorrect_step or 1
         n = len(record.original.steps)
         self.step_abs[k] += 1
@@ -139,7 +165,22 @@ class RunStats:
             "cost_per_kept_row_usd": round(self.cost / kept, 6) if kept else None,
             "unpriced_models": sorted(self.unpriced),
             "training_rows": self.training_rows,
-        }
+        } | ({} if self.by is None else {"by": {"field": self.by, "groups": self._groups()}})
+
+    def _groups(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for key in sorted(self.groups):
+            c = self.groups[key]
+            samples = c["correct"] + c["wrong"] + c["no_answer"] + c["timeout"]
+            out[key] = {
+                "problems": len(self._group_problems[key]),
+                "samples": samples,
+                "wrong": c["wrong"],
+                "accuracy": round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
+                "corrections": c["corrections"],
+                "kept": c["kept"],
+            }
+        return out
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -163,6 +204,14 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append("dropped or set aside")
     for reason, count in report["reasons"].items() or [("none", 0)]:
         lines.append(f"  {reason:<22}{count:>8}")
+    if report.get("by"):
+        by = report["by"]
+        lines.append(f"by {by['field']}: problems, samples, wrong, accuracy, corrections, kept")
+        for key, g in by["groups"].items():
+            lines.append(
+                f"  {key:<16}{g['problems']:>7}{g['samples']:>8}{g['wrong']:>7}"
+                f"{g['accuracy']:>8.1%}{g['corrections']:>7}{g['kept']:>7}"
+            )
     tokens = report["tokens"]
     lines.append(f"tokens: prompt {tokens['prompt']}, completion {tokens['completion']}; "
                  f"per kept row {report['tokens_per_kept_row']}")  # fmt: skip
@@ -287,9 +336,9 @@ class StatsStage(Stage[Record]):
 
     name = "stats"
 
-    def __init__(self, *, as_json: bool = False) -> None:
+    def __init__(self, *, as_json: bool = False, by: str | None = None) -> None:
         super().__init__()
-        self.stats = RunStats()
+        self.stats = RunStats(by=by)
         self.as_json = as_json
 
     def read(self, data: dict[str, Any], where: str) -> Record:
