@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from lemagen.redact import redact
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, broken prompt file
 EXIT_USAGE = 2  # click's own code for a bad option or argument
@@ -19,9 +21,13 @@ EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIG
 
 
 class LemagenError(click.ClickException):
-    """Bad input or data. The message names the place (`file:line: ...`)."""
+    """Bad input or data. The message names the place (`file:line: ...`). Its text is
+    redacted: an endpoint's error that echoes a key never reaches the terminal."""
 
     exit_code = EXIT_BAD_INPUT
+
+    def format_message(self) -> str:
+        return redact(super().format_message())
 
 
 class InputError(LemagenError):

@@ -21,6 +21,7 @@ from lemagen.errors import EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records.problems import ProblemReader
 from lemagen.records.schema import TASKS
+from lemagen.redact import remember
 from lemagen.stages import templates
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -234,9 +235,11 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
             raise click.UsageError(
                 f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
             )
+    api_key = os.environ.get(opts["api_key_env"]) or None
+    remember(api_key)
     return EngineConfig(
         base_urls=base_urls(opts["base_urls"]),
-        api_key=os.environ.get(opts["api_key_env"]) or None,
+        api_key=api_key,
         api_key_env=opts["api_key_env"],
         api=opts["api"],
         timeout=opts["timeout"],

@@ -104,7 +104,23 @@ class RecordWriter:
                 raise LemagenError(f"{path}: cannot write: {exc.strerror}") from None
             self._owned = True
         self._writer = jsonlines.Writer(self._stream, compact=True, flush=flush_each, dumps=_dumps)
+        self._flush_each = flush_each
         self.count = 0
+
+    @staticmethod
+    def encode(record: dict[str, Any]) -> str:
+        """A record as the one line `write` would write (without the newline)."""
+        return _dumps(record)
+
+    def write_line(self, line: str) -> None:
+        """Write one line already encoded (and redacted) with `encode`."""
+        try:
+            self._stream.write(line + "\n")
+            if self._flush_each:
+                self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
+        self.count += 1
 
     def write(self, record: dict[str, Any]) -> None:
         try:

@@ -11,6 +11,7 @@ import msgspec
 from lemagen.errors import InputError
 from lemagen.records.jsonl import RecordWriter, read_records
 from lemagen.records.schema import JSON, Reject
+from lemagen.redact import redact
 
 T = TypeVar("T")
 
@@ -46,7 +47,7 @@ class Rejects:
         self.counts[item.reason] += 1
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
-            self.writer.write(reject.to_dict())
+            self.writer.write_line(redact(self.writer.encode(reject.to_dict())))
 
 
 def source_name(path: str) -> str:
