@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lemagen.records.schema import Correction
+from lemagen.records import Correction
 from lemagen.stages.correct import parse_reply
 from tests.conftest import EXAMPLES, endpoint, records, run
 from tests.fake_openai import FakeOpenAI, MathTutor, Reply

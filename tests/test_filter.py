@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from lemagen.errors import InputError
+from lemagen.records import Correction
 from lemagen.records.rows import SetAside
-from lemagen.records.schema import Correction
 from lemagen.stages.base import Hooks
 from lemagen.stages.filter import FilterStage
 from lemagen.stages.formats import lema_correction

@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 
 from lemagen.errors import InputError
-from lemagen.records import SCHEMA_VERSION, Correction, Reject, RetryText, Sample, read_any
+from lemagen.records import (
+    SCHEMA_VERSION,
+    Correction,
+    Reject,
+    RetryText,
+    Sample,
+    read_any,
+    read_training,
+)
 from lemagen.records.jsonl import _dumps
-from lemagen.records.training import read_training
 from tests.conftest import DATA, load_jsonl
 
 GOLDEN = DATA / "golden"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import io_options
+from lemagen.cli.options import RunIO, io_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
@@ -57,11 +57,7 @@ from lemagen.stages.stats import StatsStage, render_html
     help="--decontaminate: share of a question's n-grams found in one test question.",
 )
 def filter_cmd(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     with_cot: bool,
     with_meta: bool,
     test_sets: tuple[str, ...],
@@ -85,14 +81,7 @@ def filter_cmd(
         for path in test_sets:
             held_out.load(path)
     stage = FilterStage(with_cot=with_cot, with_meta=with_meta, held_out=held_out)
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-    )
+    io.run(stage)
 
 
 # ---------------------------------------------------------------- export
@@ -144,11 +133,7 @@ def filter_cmd(
     help="Name of the dataset_info.json entry [default: the output file's stem].",
 )
 def export_cmd(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     fmt: str,
     chat: bool,
     mix: bool,
@@ -189,7 +174,7 @@ def export_cmd(
     if dataset_info is not None:
         if fmt not in DATASET_INFO_FORMATS:
             raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
-        if output == "-":
+        if io.output == "-":
             raise click.UsageError("--dataset-info needs -o: the entry names the data file")
     stage = ExportStage(
         fmt,
@@ -199,16 +184,9 @@ def export_cmd(
         max_pairs=max_pairs_per_question,
         keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
     )
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-    )
+    io.run(stage)
     if dataset_info is not None:
-        write_dataset_info(dataset_info, dataset_name, output, fmt)
+        write_dataset_info(dataset_info, dataset_name, io.output, fmt)
 
 
 # ---------------------------------------------------------------- stats

@@ -8,6 +8,7 @@ import click
 
 from lemagen.cli.app import EPILOG, cli
 from lemagen.cli.options import (
+    RunIO,
     endpoint_options,
     engine_config,
     io_options,
@@ -17,7 +18,6 @@ from lemagen.cli.options import (
     task_options,
     template,
 )
-from lemagen.cli.running import run_stage
 from lemagen.stages.correct import CorrectStage
 from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
 
@@ -50,11 +50,7 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
 @task_options
 @endpoint_options(n_default=4, temperature_default=0.7)
 def sample(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     models: tuple[str, ...],
     keep: str,
     prompt_name: str,
@@ -90,15 +86,7 @@ def sample(
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
     )
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-        dry_run=opts["dry_run"],
-    )
+    io.run(stage, dry_run=opts["dry_run"])
 
 
 # ---------------------------------------------------------------- correct
@@ -116,11 +104,7 @@ def sample(
 )
 @endpoint_options(n_default=1, temperature_default=0.0)
 def correct(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     model: str,
     prompt_name: str | None,
     **opts: Any,
@@ -146,12 +130,4 @@ def correct(
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
     )
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-        dry_run=opts["dry_run"],
-    )
+    io.run(stage, dry_run=opts["dry_run"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import io_options, problem_reader, task_options
-from lemagen.cli.running import run_stage
+from lemagen.cli.options import RunIO, io_options, problem_reader, task_options
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.stages.grade import GradeStage
 from lemagen.stages.inject import InjectStage
@@ -82,11 +81,7 @@ def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 )
 @task_options
 def inject_cmd(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     types: tuple[str, ...],
     per_question: int,
     seed: int,
@@ -121,14 +116,7 @@ def inject_cmd(
         seed=seed,
         retry=RetryOptions(rate=retry_rate, fake=fake, marker=marker),
     )
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-    )
+    io.run(stage)
 
 
 # ---------------------------------------------------------------- grade
@@ -152,11 +140,7 @@ def inject_cmd(
 )
 @task_options
 def grade(
-    input_path: str,
-    output: str,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
+    io: RunIO,
     response_field: str,
     check_timeout: float,
     task: str | None,
@@ -179,11 +163,4 @@ def grade(
         response_field=response_field,
         check_timeout=check_timeout,
     )
-    run_stage(
-        stage,
-        [input_path],
-        output=output,
-        rejects=rejects,
-        skip_bad_rows=skip_bad_rows,
-        quiet=quiet,
-    )
+    io.run(stage)

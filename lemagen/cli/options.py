@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
+from lemagen.cli.running import run_stage
 from lemagen.engine import (
     DEFAULT_BASE_URL,
     TRANSPORTS,
@@ -19,15 +22,53 @@ from lemagen.engine import (
 )
 from lemagen.errors import EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
+from lemagen.records import TASKS
 from lemagen.records.problems import ProblemReader
-from lemagen.records.schema import TASKS
 from lemagen.redact import remember
 from lemagen.stages import templates
+from lemagen.stages.base import Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class RunIO:
+    """Where a command reads and writes, as its io options say."""
+
+    input_path: str
+    output: str
+    rejects: str | None
+    skip_bad_rows: bool
+    quiet: bool
+
+    def run(self, stage: Stage[Any], *, dry_run: bool = False) -> None:
+        run_stage(
+            stage,
+            [self.input_path],
+            output=self.output,
+            rejects=self.rejects,
+            skip_bad_rows=self.skip_bad_rows,
+            quiet=self.quiet,
+            dry_run=dry_run,
+        )
+
+
 def io_options(func: F) -> F:
+    """INPUT, -o, --rejects, --skip-bad-rows and -q, handed to the command as one `io`."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        input_path: str,
+        output: str,
+        rejects: str | None,
+        skip_bad_rows: bool,
+        quiet: bool,
+        **kwargs: Any,
+    ) -> Any:
+        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet)
+        return func(*args, io=io, **kwargs)
+
     options = [
         click.argument("input_path", metavar="INPUT", default="-"),
         click.option(
@@ -45,9 +86,10 @@ def io_options(func: F) -> F:
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
     ]
+    decorated: Any = wrapper
     for option in reversed(options):
-        func = option(func)
-    return func
+        decorated = option(decorated)
+    return cast(F, decorated)
 
 
 def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F], F]:

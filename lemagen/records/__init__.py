@@ -1,35 +1,43 @@
 """Records and their I/O: every record type (`schema`, `meta`, `training`, with what they
-share in `common`), their JSON shapes checked by msgspec (`shapes`), JSONL in and out (`jsonl`),
-input rows and rejects (`rows`), and problem reading from any dataset's shape (`problems`)."""
+share in `common`), the JSON shapes of the flattened ones (`shapes`), JSONL in and out
+(`jsonl`), input rows and rejects (`rows`), and problem reading from any dataset's shape
+(`problems`). Everything outside this package imports record types from here."""
 
+from lemagen.records.common import JSON, SCHEMA_VERSION, TASKS, VERDICTS, Task, Verdict
+from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta
 from lemagen.records.schema import (
-    SCHEMA_VERSION,
-    Alpaca,
-    Conversation,
     Correction,
     FailedCall,
-    InjectMeta,
-    Preference,
     Problem,
-    PromptCompletion,
-    Provenance,
     Record,
     Reject,
-    RetryMeta,
     RetryText,
     Sample,
-    TrainingRow,
     kind_of,
     read_any,
+    read_sample_or_correction,
+)
+from lemagen.records.training import (
+    Alpaca,
+    Conversation,
+    Preference,
+    PromptCompletion,
+    Tagged,
+    TrainingRow,
+    read_training,
 )
 
 __all__ = [
+    "JSON",
     "SCHEMA_VERSION",
+    "TASKS",
+    "VERDICTS",
     "Alpaca",
     "Conversation",
     "Correction",
     "FailedCall",
     "InjectMeta",
+    "Meta",
     "Preference",
     "Problem",
     "PromptCompletion",
@@ -39,7 +47,12 @@ __all__ = [
     "RetryMeta",
     "RetryText",
     "Sample",
+    "Tagged",
+    "Task",
     "TrainingRow",
+    "Verdict",
     "kind_of",
     "read_any",
+    "read_sample_or_correction",
+    "read_training",
 ]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import msgspec
 
-from lemagen.records.common import JSON, unknown_keys, with_extra
-from lemagen.records.shapes import InjectMetaShape, ProvenanceShape, check
+from lemagen.records.common import JSON, Count, Number, check, unknown_keys, with_extra
+
+EXTRA = "(extra)"  # read from no JSON key: `extra` holds the keys lemagen does not know
+M = TypeVar("M", "Provenance", "InjectMeta")
+
+
+def _with_unknown(meta: M, data: Mapping[str, Any]) -> M:
+    known = meta.__struct_fields__
+    if data.keys() <= set(known):
+        return meta
+    return msgspec.structs.replace(meta, extra=unknown_keys(data, frozenset(known)))
 
 
 class Provenance(msgspec.Struct, frozen=True):
@@ -18,8 +27,8 @@ class Provenance(msgspec.Struct, frozen=True):
     stage: str | None = None
     model: str | None = None
     api: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
     max_tokens: int | None = None
     seed: int | None = None
     n: int | None = None
@@ -27,41 +36,15 @@ class Provenance(msgspec.Struct, frozen=True):
     prompt: str | None = None
     prompt_sha256: str | None = None
     finish_reason: str | None = None
-    usage: dict[str, int] = msgspec.field(default_factory=dict)
+    usage: dict[str, Count] = msgspec.field(default_factory=dict)
     requests: int | None = None
     choices_in_usage: int | None = None
     checker: dict[str, str] = msgspec.field(default_factory=dict)
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    _KEYS: ClassVar[frozenset[str]] = frozenset(
-        [
-            "stage",
-            "model",
-            "api",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "seed",
-            "n",
-            "sample_index",
-            "prompt",
-            "prompt_sha256",
-            "finish_reason",
-            "usage",
-            "requests",
-            "choices_in_usage",
-            "checker",
-        ]
-    )
+    extra: dict[str, Any] = msgspec.field(default_factory=dict, name=EXTRA)
 
     @classmethod
     def read(cls, data: dict[str, Any], where: str, prefix: str) -> Provenance:
-        m = check(data, ProvenanceShape, where, prefix)
-        return cls(
-            m.stage, m.model, m.api, m.temperature, m.top_p, m.max_tokens, m.seed, m.n,
-            m.sample_index, m.prompt, m.prompt_sha256, m.finish_reason, m.usage or {},
-            m.requests, m.choices_in_usage, m.checker or {}, unknown_keys(data, cls._KEYS),
-        )  # fmt: skip
+        return _with_unknown(check(data, cls, where, prefix), data)
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -89,10 +72,10 @@ class InjectMeta(msgspec.Struct, frozen=True):
     """`meta` of a mistake made by `lemagen inject` (no model, so no usage)."""
 
     error_type: str
-    seed: int
-    checker: dict[str, str]
+    seed: int = 0
+    checker: dict[str, str] = msgspec.field(default_factory=dict)
     stage: str = "inject"
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict, name=EXTRA)
 
     # What a model's provenance has and a made mistake has not.
     finish_reason: ClassVar[None] = None
@@ -100,13 +83,9 @@ class InjectMeta(msgspec.Struct, frozen=True):
     usage: ClassVar[Mapping[str, int]] = {}
     choices_in_usage: ClassVar[None] = None
 
-    _KEYS: ClassVar[frozenset[str]] = frozenset({"stage", "error_type", "seed", "checker"})
-
     @classmethod
     def read(cls, data: dict[str, Any], where: str, prefix: str) -> InjectMeta:
-        m = check(data, InjectMetaShape, where, prefix)
-        seed = 0 if m.seed is None else m.seed
-        return cls(m.error_type, seed, m.checker or {}, extra=unknown_keys(data, cls._KEYS))
+        return _with_unknown(check(data, cls, where, prefix), data)
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -130,11 +109,13 @@ def read_meta(data: dict[str, Any] | None, where: str, prefix: str = "meta.") ->
     return Provenance.read(data, where, prefix)
 
 
-class RetryMeta(msgspec.Struct, frozen=True):
-    retry_rate: float
-    fake: bool
+class RetryMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """`meta` of a retry text."""
+
+    retry_rate: Number
+    fake: bool = False
     marker: str
-    seed: int
+    seed: int = 0
 
     def to_dict(self) -> JSON:
         return {

@@ -15,7 +15,7 @@ import msgspec
 
 from lemagen.errors import InputError, LemagenError
 from lemagen.math import answers
-from lemagen.records.schema import TASKS, Problem
+from lemagen.records import TASKS, Problem
 
 _BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find
 _PLAIN_NUMBER = re.compile(r"\s*-?[\d,]*\.?\d+\s*")

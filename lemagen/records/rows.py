@@ -9,8 +9,8 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from lemagen.errors import InputError
+from lemagen.records import JSON, Reject
 from lemagen.records.jsonl import RecordWriter, read_records
-from lemagen.records.schema import JSON, Reject
 from lemagen.redact import redact
 
 T = TypeVar("T")

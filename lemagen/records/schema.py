@@ -22,16 +22,14 @@ import msgspec
 from lemagen.errors import InputError
 from lemagen.records.common import (
     JSON,
-    SCHEMA_VERSION,
-    TASKS,
-    VERDICTS,
     Task,
     Verdict,
+    check,
     unknown_keys,
     versioned,
     with_extra,
 )
-from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta, read_meta
+from lemagen.records.meta import Meta, Provenance, RetryMeta, read_meta
 from lemagen.records.shapes import (
     CorrectionShape,
     OriginalShape,
@@ -39,45 +37,12 @@ from lemagen.records.shapes import (
     RejectShape,
     RetryTextShape,
     SampleShape,
-    check,
 )
 from lemagen.records.training import (
     TRAINING_FIELDS,
-    Alpaca,
-    Conversation,
-    Preference,
-    PromptCompletion,
     TrainingRow,
     read_training,
 )
-
-__all__ = [
-    "JSON",
-    "SCHEMA_VERSION",
-    "TASKS",
-    "VERDICTS",
-    "Alpaca",
-    "Conversation",
-    "Correction",
-    "FailedCall",
-    "InjectMeta",
-    "Meta",
-    "Preference",
-    "Problem",
-    "PromptCompletion",
-    "Provenance",
-    "Record",
-    "Reject",
-    "RetryMeta",
-    "RetryText",
-    "Sample",
-    "Task",
-    "TrainingRow",
-    "Verdict",
-    "kind_of",
-    "read_any",
-    "read_sample_or_correction",
-]
 
 # ---------------------------------------------------------------- problems
 
@@ -363,9 +328,7 @@ class RetryText(msgspec.Struct, frozen=True):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> RetryText:
         r = check(data, RetryTextShape, where)
-        m = r.meta
-        meta = RetryMeta(float(m.retry_rate or 0.0), m.fake, m.marker, m.seed or 0)
-        return cls(Problem.of(r), r.solution, r.mistakes, meta)
+        return cls(Problem.of(r), r.solution, r.mistakes, r.meta)
 
 
 # ---------------------------------------------------------------- rows set aside

@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 import msgspec
 
 from lemagen.errors import InputError
-from lemagen.records.common import JSON
-from lemagen.records.shapes import AlpacaShape, PreferenceShape, PromptCompletionShape, check
+from lemagen.records.common import JSON, check
+from lemagen.records.shapes import AlpacaShape, PreferenceShape, PromptCompletionShape
 
 
 class PromptCompletion(msgspec.Struct, frozen=True):

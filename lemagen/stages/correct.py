@@ -18,8 +18,8 @@ from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampli
 from lemagen.math import answers
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
+from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.records.schema import Correction, Provenance, Sample, Verdict
 from lemagen.stages import templates
 from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stages.templates import Template

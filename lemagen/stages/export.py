@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lemagen.errors import LemagenError
-from lemagen.records.rows import Rejects, SetAside
-from lemagen.records.schema import (
+from lemagen.records import (
     Alpaca,
     Conversation,
     Correction,
@@ -37,10 +36,11 @@ from lemagen.records.schema import (
     Problem,
     PromptCompletion,
     Sample,
+    Tagged,
     TrainingRow,
     read_sample_or_correction,
 )
-from lemagen.records.training import Tagged
+from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.filter import Keep, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot

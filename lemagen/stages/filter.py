@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lemagen.records import Correction, PromptCompletion, Sample, read_sample_or_correction
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.records.schema import Correction, PromptCompletion, Sample, read_sample_or_correction
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.decontam import HeldOut
 from lemagen.stages.formats import lema_correction, lema_cot

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lemagen.math.steps import render_numbered
-from lemagen.records.schema import Correction, PromptCompletion, Sample
+from lemagen.records import Correction, PromptCompletion, Sample
 
 LEMA_COT_PROMPT = (
     "Please solve the following math problem.\nQuestion: {question}\n"

@@ -17,9 +17,9 @@ import msgspec
 
 from lemagen.math.answers import format_number
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT, Grader, checker_info
+from lemagen.records import Correction, InjectMeta, Problem, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.records.schema import Correction, InjectMeta, Problem, Sample
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.formats import lema_correction
 from lemagen.stages.mistakes import Mistake, Solution, Unusable, inject, parse_solution

@@ -21,7 +21,7 @@ from typing import Any
 from lemagen.math.answers import format_number
 from lemagen.math.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
 from lemagen.math.steps import is_answer_step, split_steps
-from lemagen.records.schema import Problem
+from lemagen.records import Problem
 
 ERROR_TYPES = ("calculation", "copy", "operator", "skip")
 DEFAULT_TYPES = ("calculation", "copy", "operator")

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from lemagen.records.schema import Problem, RetryMeta, RetryText
+from lemagen.records import Problem, RetryMeta, RetryText
 from lemagen.stages.mistakes import Solution, candidates, make
 
 DEFAULT_RETRY_RATE = 0.15

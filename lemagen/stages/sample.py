@@ -14,9 +14,9 @@ from typing import Any
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
 from lemagen.math import answers, steps
 from lemagen.math.grading import checker_info
+from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.records.schema import FailedCall, Problem, Provenance, Sample
 from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stages.templates import Template
 

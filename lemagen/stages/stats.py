@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import price_for
-from lemagen.records.rows import Rejects
-from lemagen.records.schema import (
+from lemagen.records import (
     Correction,
     Meta,
     Problem,
@@ -28,6 +27,7 @@ from lemagen.records.schema import (
     Sample,
     read_any,
 )
+from lemagen.records.rows import Rejects
 from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
 
