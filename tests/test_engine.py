@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lemagen.engine.engine import _RateLimit, _retry_after
+from lemagen.engine.limits import RateLimit, retry_after
 from lemagen.engine.store import STORE_FILE
 from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, request_key
@@ -220,13 +220,13 @@ def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) 
 
 
 def test_retry_after_header_forms() -> None:
-    assert _retry_after({"retry-after-ms": "250"}) == 0.25
-    assert _retry_after({"retry-after": "3"}) == 3.0
-    assert _retry_after({"retry-after": "100000"}) == 120.0  # capped
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "100000"}) == 120.0  # capped
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 < (_retry_after({"retry-after": date}) or 0) <= 30
-    assert _retry_after({"retry-after": "soon"}) is None
-    assert _retry_after({}) is None
+    assert 25 < (retry_after({"retry-after": date}) or 0) <= 30
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
 
 
 # ---------------------------------------------------------------- crash and resume
@@ -378,11 +378,11 @@ def test_summary_reports_tokens_and_cost(fake: FakeOpenAI) -> None:
 
 
 def test_rate_limit_spaces_requests() -> None:
-    limit = _RateLimit(per_minute=600)  # 10 a second, one second of burst
+    limit = RateLimit(per_minute=600)  # 10 a second, one second of burst
     waits = [limit.reserve(1) for _ in range(15)]
     assert all(w <= 0.01 for w in waits[:11])  # now, plus one second's worth
     assert waits[11:] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.02)
-    tokens = _RateLimit(per_minute=6000)  # 100 tokens a second
+    tokens = RateLimit(per_minute=6000)  # 100 tokens a second
     assert tokens.reserve(100) <= 0.01
     assert tokens.reserve(100) <= 0.01
     assert tokens.reserve(100) == pytest.approx(1.0, abs=0.02)
