@@ -1,7 +1,9 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: chat and plain completions,
 the `n` parameter, token usage, error statuses, API-key checks and unknown models, plus fault
-injection: a delay before answering, queued or rule-based errors, random 429 (with
-`Retry-After`) / 500 / dropped connections, and a log of every response fully written.
+injection: a delay before answering, queued or rule-based errors (with headers if wanted),
+random 429 (with `Retry-After`) / 500 / dropped connections, and logs: every response fully
+written (`served`), and every exchange with its arrival and answer times on the server's
+clock (`log`), so tests assert on order and gaps the server saw, not on their own sleeps.
 
 Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `MathTutor` is a
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
@@ -24,6 +26,29 @@ from typing import Any
 Reply = tuple[str, str]  # (text, finish_reason)
 Responder = Callable[[str, int], list[Reply]]
 Fault = str  # "429", "500" or "drop"
+# A rule's or a queued error's answer: (status, payload) or (status, payload, headers).
+Answer = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
+
+
+@dataclass
+class Exchange:
+    """One request as the server saw it (times from time.monotonic, shared by every process
+    on the machine)."""
+
+    arrived: float
+    key: str  # request_key(body)
+    status: int | None = None  # None: no answer written (yet), or the connection dropped
+    answered: float | None = None  # when the answer was fully written
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll `condition` until it holds; fail after a generous `timeout` (a loaded machine is
+    slow, never this slow)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.002)
 
 
 def request_key(body: dict[str, Any]) -> str:
@@ -65,13 +90,15 @@ class FakeOpenAI:
     models: set[str] | None = None  # when set, other models get 404
     max_n: int | None = None  # return at most this many choices (servers that ignore `n`)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    errors: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
-    rule: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None] | None = None
+    errors: deque[Answer] = field(default_factory=deque)
+    rule: Callable[[dict[str, Any]], Answer | None] | None = None
     faults: Callable[[dict[str, Any]], Fault | None] | None = None
     delay: float = 0.0  # seconds before answering
     retry_after_ms: int = 20  # sent with injected 429s
     served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
     injected: list[Fault] = field(default_factory=list)
+    log: list[Exchange] = field(default_factory=list)  # every request, in arrival order
+    active: int = 0  # handlers running (from reading the request to logging the answer)
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests handled at once
     tag_samples: bool = False  # prefix each sample with "Sample <seed>-<index>." so all differ
@@ -91,8 +118,20 @@ class FakeOpenAI:
                 pass
 
             def do_POST(self) -> None:
+                with fake._lock:
+                    fake.active += 1
+                try:
+                    self.exchange()
+                finally:
+                    with fake._lock:
+                        fake.active -= 1
+
+            def exchange(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                entry = Exchange(time.monotonic(), request_key(body))
+                with fake._lock:
+                    fake.log.append(entry)
                 fault = fake.faults(body) if fake.faults is not None else None
                 with fake._lock:
                     fake.in_flight += 1
@@ -103,7 +142,7 @@ class FakeOpenAI:
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
-                headers = {}
+                headers: dict[str, str] = {}
                 if fault is not None:
                     with fake._lock:
                         fake.requests.append({"path": self.path, "body": body, "fault": fault})
@@ -116,7 +155,7 @@ class FakeOpenAI:
                     if status == 429:
                         headers["retry-after-ms"] = str(fake.retry_after_ms)
                 else:
-                    status, payload = fake.handle(
+                    status, payload, headers = fake.handle(
                         self.path, body, self.headers.get("Authorization")
                     )
                 data = json.dumps(payload).encode()
@@ -128,6 +167,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
+                entry.status, entry.answered = status, time.monotonic()
                 if status == 200:
                     with fake._lock:
                         fake.served.append(request_key(body))
@@ -153,28 +193,26 @@ class FakeOpenAI:
 
     def handle(
         self, path: str, body: dict[str, Any], auth: str | None
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.requests.append({"path": path, "body": body})
             queued = self.errors.popleft() if self.errors else None
+        if queued is None and self.rule is not None:
+            queued = self.rule(body)
         if queued is not None:
-            return queued
-        if self.rule is not None:
-            ruled = self.rule(body)
-            if ruled is not None:
-                return ruled
+            return (*queued, {}) if len(queued) == 2 else queued
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
-            return 401, _error("Incorrect API key provided.", "invalid_api_key")
+            return 401, _error("Incorrect API key provided.", "invalid_api_key"), {}
         model = body.get("model", "")
         if self.models is not None and model not in self.models:
-            return 404, _error(f"The model `{model}` does not exist.", "model_not_found")
+            return 404, _error(f"The model `{model}` does not exist.", "model_not_found"), {}
         n = int(body.get("n") or 1)
         if path.endswith("/chat/completions"):
             prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         elif path.endswith("/completions"):
             prompt = str(body.get("prompt", ""))
         else:
-            return 404, _error(f"no route {path}", "not_found")
+            return 404, _error(f"no route {path}", "not_found"), {}
         replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
         if self.tag_samples and "Original Solution:" not in prompt:  # not corrector replies
             seed = body.get("seed") or 0
@@ -198,18 +236,22 @@ class FakeOpenAI:
                 )
         prompt_tokens = len(prompt.split())
         completion_tokens = sum(len(text.split()) for text, _ in replies)
-        return 200, {
-            "id": f"fake-{len(self.requests)}",
-            "object": "chat.completion" if "chat" in path else "text_completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+        return (
+            200,
+            {
+                "id": f"fake-{len(self.requests)}",
+                "object": "chat.completion" if "chat" in path else "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
             },
-        }
+            {},
+        )
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from lemagen.engine.calls import (
     RequestFailed,
     Sampling,
 )
-from lemagen.engine.engine import TRANSPORTS, Engine, EngineConfig, Stats, describe
+from lemagen.engine.engine import Engine, EngineConfig, Stats, describe
 from lemagen.engine.prices import Price, price_for
 from lemagen.engine.runner import run_rows
 from lemagen.engine.store import default_cache_dir
+from lemagen.engine.transports import TRANSPORTS
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -1,0 +1,161 @@
+"""What to send for a call: the samples the request store already holds are read, the ones
+another call of this run is already fetching are waited for, and only the rest are sent.
+
+A `Plan` is one call after that check. The `Planner` keeps the in-flight table (store key ->
+future of the sample) that joins identical calls of one run: a key stays in it until its
+sample is durable in the store (or, without a store, until it arrived), so a call planned
+meanwhile finds it either in flight or in the store, never in neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lemagen.engine.calls import Call, Choice, Generation, RequestFailed
+from lemagen.engine.store import RequestStore, StoredSample
+
+Outcome = StoredSample | RequestFailed | None  # None: the sender got no sample for it
+LOOKUP_CHUNK = 500  # keys per store query
+
+
+@dataclass
+class Plan:
+    """One call, after the store and the calls in flight were consulted; sample indices map
+    to what is already there, what another call is fetching, and what this call fetches."""
+
+    call: Call
+    keys: list[bytes]
+    samples: dict[int, StoredSample] = field(default_factory=dict)  # already there
+    waits: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)  # fetched elsewhere
+    owned: dict[int, asyncio.Future[Outcome]] = field(default_factory=dict)  # to fetch
+
+
+class Planner:
+    """Plans calls against the store and the in-flight table; runs on the engine's loop."""
+
+    def __init__(
+        self,
+        api: str,
+        store: RequestStore | None,
+        new_future: Callable[[], asyncio.Future[Outcome]],
+    ) -> None:
+        self.api = api
+        self.store = store
+        self._new_future = new_future
+        self.pending: dict[bytes, asyncio.Future[Outcome]] = {}
+        self._durable: collections.deque[bytes] = collections.deque()
+
+    def stored_count(self, call: Call) -> int:
+        """How many of `call`'s samples the store holds."""
+        if self.store is None:
+            return 0
+        return len(self.store.get_many(call.keys(self.api)))
+
+    def plan_rows(self, rows: Sequence[Sequence[Call]]) -> tuple[list[list[Plan]], int]:
+        """Plan every call of a batch: the store lookups in a few queries, identical calls
+        (in flight, or earlier in this batch) joined to the one that sends them. Returns the
+        plans, row by row, and how many samples came from the store."""
+        self._forget_durable()
+        keyed = [[(call, call.keys(self.api)) for call in calls] for calls in rows]
+        found: dict[bytes, StoredSample] = {}
+        if self.store is not None:
+            pending = self.pending
+            lookup = [k for row in keyed for _, keys in row for k in keys if k not in pending]
+            for start in range(0, len(lookup), LOOKUP_CHUNK):
+                found.update(self.store.get_many(lookup[start : start + LOOKUP_CHUNK]))
+        cached = 0
+        plans = []
+        for row in keyed:
+            row_plans = []
+            for call, keys in row:
+                plan = self._plan(call, keys, found)
+                cached += len(plan.samples)
+                row_plans.append(plan)
+            plans.append(row_plans)
+        return plans, cached
+
+    def _plan(self, call: Call, keys: list[bytes], found: dict[bytes, StoredSample]) -> Plan:
+        plan = Plan(call, keys)
+        pending = self.pending
+        for i, key in enumerate(keys):
+            hit = found.get(key)
+            if hit is not None:
+                plan.samples[i] = hit
+                continue
+            waiting = pending.get(key)
+            if waiting is not None:
+                plan.waits[i] = waiting
+            else:
+                owned = self._new_future()
+                pending[key] = owned
+                plan.owned[i] = owned
+        return plan
+
+    def fulfil(self, plan: Plan, todo: list[int], got: Sequence[StoredSample]) -> list[int]:
+        """Samples `got` arrived for the first indices of `todo`: hand them to the calls
+        waiting for them and to the store. Returns the indices still to fetch."""
+        keys, samples, owned = plan.keys, plan.samples, plan.owned
+        rows = []
+        for i, sample in zip(todo, got, strict=False):
+            samples[i] = sample
+            owned[i].set_result(sample)
+            rows.append((keys[i], sample))
+        self._persist(rows)
+        return todo[len(got) :]
+
+    def abandon(self, plan: Plan, todo: list[int], outcome: RequestFailed | None) -> None:
+        """Samples `todo` will not be fetched (the call failed, or the server returned too
+        few choices): the calls waiting for them get `outcome`."""
+        for i in todo:
+            future = plan.owned[i]
+            if not future.done():
+                future.set_result(outcome)
+            self.pending.pop(plan.keys[i], None)
+
+    def _persist(self, rows: list[tuple[bytes, StoredSample]]) -> None:
+        keys = [key for key, _ in rows]
+        if self.store is None:
+            for key in keys:
+                self.pending.pop(key, None)
+            return
+        # Once durable, the writer thread queues the keys; the loop drops them from pending at
+        # its next plan_rows or _persist (no cross-thread wake-up per commit).
+        self.store.put(rows, functools.partial(self._durable.extend, keys))
+        self._forget_durable()
+
+    def _forget_durable(self) -> None:
+        durable = self._durable
+        pending = self.pending
+        while durable:
+            pending.pop(durable.popleft(), None)
+
+
+async def wait_for_others(plan: Plan) -> None:
+    """Collect the samples other calls fetched for this one; their failure is this call's."""
+    for i, future in plan.waits.items():
+        got = await asyncio.shield(future)
+        if isinstance(got, RequestFailed):
+            raise RequestFailed(str(got), got.reason)
+        if got is not None:
+            plan.samples[i] = got
+
+
+def generation(samples: dict[int, StoredSample]) -> Generation:
+    """The call's result: choices in sample order; usage counted once per HTTP request."""
+    out = Generation()
+    seen: set[str] = set()
+    prompt = completion = 0
+    for i in sorted(samples):
+        sample = samples[i]
+        out.choices.append(Choice(sample.text, sample.finish_reason))
+        if sample.request not in seen:
+            seen.add(sample.request)
+            prompt += sample.prompt_tokens
+            completion += sample.completion_tokens
+    out.usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    out.requests = len(seen)
+    return out

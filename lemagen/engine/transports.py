@@ -1,0 +1,142 @@
+"""How one request goes over the wire: plain JSON over aiohttp (the default, the cheapest per
+request), or the official openai SDK for gateways that need what it adds.
+
+A transport posts a body and returns `(status, headers, body)` for every HTTP answer, error
+statuses included; what never got an answer raises `TransportError`, which says whether the
+request may have reached the server (and be billed) and whether the connection was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+Kind = Literal["aiohttp", "openai"]
+TRANSPORTS: tuple[str, ...] = ("aiohttp", "openai")
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                   "all_proxy")  # fmt: skip
+
+
+class TransportError(Exception):
+    """No HTTP answer: refused, dropped, timed out."""
+
+    def __init__(self, message: str, *, sent: bool, refused: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent  # the request may have reached the server (and be billed)
+        self.refused = refused  # nothing listens there: take the endpoint out of rotation
+
+
+class Transport(Protocol):
+    async def start(self) -> None: ...
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+def make_transport(kind: Kind, api_key: str | None, timeout: float) -> Transport:
+    if kind == "aiohttp":
+        return AiohttpTransport(api_key, timeout)
+    return OpenAITransport(api_key, timeout)
+
+
+class AiohttpTransport:
+    """Plain JSON over one aiohttp session: the cheapest client per request (see
+    benchmarks/bench_engine.py)."""
+
+    def __init__(self, api_key: str | None, timeout: float) -> None:
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+        self._session: Any = None
+
+    async def start(self) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers=self._headers,
+            # Proxy variables are honoured when set; otherwise trust_env would read ~/.netrc
+            # on every request (measured: most of the client's CPU).
+            trust_env=any(os.environ.get(v) for v in PROXY_VARIABLES),
+        )
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        aiohttp = self._aiohttp
+        try:
+            async with self._session.post(base_url + path, data=json.dumps(body)) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error
+            refused = getattr(cause, "errno", None) == errno.ECONNREFUSED
+            message = "connection refused" if refused else str(cause or exc).splitlines()[0]
+            raise TransportError(message, sent=False, refused=True) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TransportError(f"timed out after {self._timeout:g} s", sent=True) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"connection dropped: {type(exc).__name__}", sent=True) from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class OpenAITransport:
+    """The official SDK (`AsyncOpenAI`, its own retries off): for gateways that need what
+    the SDK adds; costs more CPU per request than aiohttp."""
+
+    def __init__(self, api_key: str | None, timeout: float) -> None:
+        self._api_key = api_key or "EMPTY"  # local servers need no key; the SDK wants one
+        self._timeout = timeout
+        self._clients: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        import openai
+
+        self._openai = openai
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        openai = self._openai
+        client = self._clients.get(base_url)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=base_url, api_key=self._api_key, timeout=self._timeout, max_retries=0
+            )
+            self._clients[base_url] = client
+        try:
+            data: bytes = await client.post(path, cast_to=bytes, body=body)
+        except openai.APIStatusError as exc:
+            return exc.status_code, exc.response.headers, exc.response.content
+        except openai.APITimeoutError:
+            raise TransportError(f"timed out after {self._timeout:g} s", sent=True) from None
+        except openai.APIConnectionError as exc:
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            refused = "connect" in type(cause).__name__.lower()
+            text = (str(cause) or type(cause).__name__).splitlines()[0]
+            if isinstance(cause, ConnectionRefusedError) or "refused" in text.lower():
+                text = "connection refused"
+            raise TransportError(
+                text if refused else f"connection dropped: {text}",
+                sent=not refused,
+                refused=refused,
+            ) from None
+        return 200, {}, data
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()

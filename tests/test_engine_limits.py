@@ -1,0 +1,178 @@
+"""The limits on their own, with a fake clock: the rate limiter and its refund, the budget,
+the shared 429 pause and the Retry-After forms."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+
+import pytest
+
+from lemagen.engine.calls import RequestFailed
+from lemagen.engine.limits import (
+    MAX_BACKOFF,
+    MAX_COOL_LEVEL,
+    Budget,
+    Cooldown,
+    RateLimit,
+    backoff,
+    retry_after,
+)
+
+
+class FakeClock:
+    """A clock that moves only when told to, or when someone sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------- rate
+
+
+def test_rate_limit_allows_a_seconds_burst_then_spaces() -> None:
+    clock = FakeClock()
+    limit = RateLimit(per_minute=600, clock=clock)  # 10 a second
+    waits = [limit.reserve(1) for _ in range(15)]
+    assert waits == pytest.approx([0.0] * 11 + [0.1, 0.2, 0.3, 0.4])  # now, a second's worth
+    clock.now += 10  # idle: the burst is back, not ten seconds of credit
+    assert [limit.reserve(1) for _ in range(12)][-1] == pytest.approx(0.1)
+
+
+def test_tpm_refund_gives_back_what_a_request_did_not_use() -> None:
+    clock = FakeClock()
+    tokens = RateLimit(per_minute=6000, clock=clock)  # 100 tokens a second
+    assert tokens.reserve(150) == 0.0  # booked 1.5 s
+    assert tokens.reserve(100) == pytest.approx(0.5)
+    tokens.settle(booked=150, used=30)  # the first used 30: 1.2 s given back
+    assert tokens.reserve(100) == pytest.approx(0.3)
+    before = tokens.reserve(0)
+    tokens.settle(booked=100, used=400)  # used more than booked: nothing given back, or taken
+    assert tokens.reserve(0) == before
+
+
+def test_refund_after_each_response_keeps_sequential_requests_unthrottled() -> None:
+    clock = FakeClock()
+    tokens = RateLimit(per_minute=6000, clock=clock)  # 100 tokens a second
+    waits = []
+    for _ in range(20):  # each books 118 tokens and uses 2, one after the other
+        waits.append(tokens.reserve(118))
+        clock.now += 0.01
+        tokens.settle(118, 2)
+    assert max(waits) < 1e-9
+
+
+# ---------------------------------------------------------------- budget
+
+
+def test_budget_counts_in_flight_and_stops_for_good() -> None:
+    budget = Budget(1.0)
+    budget.reserve(0.4, spent=0.0)
+    budget.reserve(0.4, spent=0.1)
+    assert budget.in_flight == pytest.approx(0.8)
+    with pytest.raises(RequestFailed) as failed:
+        budget.reserve(0.2, spent=0.1)  # 0.1 + 0.8 + 0.2 > 1
+    assert failed.value.reason == "budget_exhausted"
+    assert str(failed.value) == (
+        "not sent: spent $0.1000 plus in flight $0.8000 would pass --max-cost $1"
+    )
+    assert budget.stopped
+    budget.release(0.4)
+    budget.release(0.4)
+    assert budget.in_flight == pytest.approx(0.0)
+    with pytest.raises(RequestFailed):
+        budget.reserve(0.01, spent=0.1)  # stopped: nothing more, even if it would fit
+
+
+def test_no_budget_never_refuses() -> None:
+    budget = Budget(None)
+    for _ in range(100):
+        budget.reserve(1e6, spent=1e9)
+    assert not budget.stopped
+
+
+# ---------------------------------------------------------------- 429 pause
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    low = [backoff(0.5, attempt, uniform=lambda a, b: a) for attempt in range(1, 12)]
+    high = [backoff(0.5, attempt, uniform=lambda a, b: b) for attempt in range(1, 12)]
+    assert high[:5] == [0.5, 1, 2, 4, 8]
+    assert low[:5] == [0.25, 0.5, 1, 2, 4]
+    assert max(high) == MAX_BACKOFF
+    assert 0.25 <= backoff(0.5, 1) <= 0.5
+
+
+def test_a_429_with_retry_after_pauses_every_sender_that_long() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        cool = Cooldown(retry_delay=0.01, clock=clock, sleep=clock.sleep)
+        start = clock.now
+        assert cool.rate_limited(retry_after=3.0) == 3.0
+        assert cool.until == start + 3.0
+        ends = []
+
+        async def sender() -> None:
+            await cool.wait()
+            ends.append(clock.now)
+
+        await asyncio.gather(*(sender() for _ in range(5)))
+        assert min(ends) >= start + 3.0
+        clock.now = cool.until
+        slept = len(clock.slept)
+        await cool.wait()  # the pause is over: no wait
+        assert len(clock.slept) == slept
+
+    asyncio.run(main())
+
+
+def test_a_429_without_retry_after_pauses_by_a_growing_backoff() -> None:
+    clock = FakeClock()
+    cool = Cooldown(retry_delay=1.0, clock=clock)
+    pauses = [cool.rate_limited(None) for _ in range(3)]
+    assert 0.5 <= pauses[0] <= 1.0
+    assert 1.0 <= pauses[1] <= 2.0
+    assert 2.0 <= pauses[2] <= 4.0
+    assert cool.level == 3
+    cool.succeeded()
+    assert cool.level == 2
+    for _ in range(20):
+        cool.rate_limited(None)
+    assert cool.level == MAX_COOL_LEVEL
+    for _ in range(20):
+        cool.succeeded()
+    assert cool.level == 0
+
+
+def test_a_shorter_pause_never_cuts_a_longer_one() -> None:
+    clock = FakeClock()
+    cool = Cooldown(retry_delay=1.0, clock=clock)
+    cool.rate_limited(10.0)
+    cool.rate_limited(0.1)
+    assert cool.until == clock.now + 10.0
+
+
+# ---------------------------------------------------------------- Retry-After
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25  # ms wins
+    assert retry_after({"retry-after-ms": "soon", "retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after": "1.5"}) == 1.5
+    assert retry_after({"retry-after": "-3"}) == 0.0
+    assert retry_after({"retry-after-ms": "999999999"}) == 120.0  # capped
+    date = email.utils.formatdate(1_000_030, usegmt=True)
+    assert retry_after({"retry-after": date}, now=lambda: 1_000_000) == 30.0
+    assert retry_after({"retry-after": date}, now=lambda: 1_000_100) == 0.0  # in the past
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None

@@ -1,0 +1,108 @@
+"""Both transports on their own against the loopback server: answers of every status come
+back with their headers (Retry-After must survive the trip), and what has no answer says
+whether it may have been sent and whether the endpoint refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from lemagen.engine.transports import TRANSPORTS, Kind, TransportError, make_transport
+from tests.fake_openai import FakeOpenAI
+
+BODY = {"model": "m", "n": 2, "messages": [{"role": "user", "content": "2 + 2?"}]}
+
+
+def post(
+    kind: str, base_url: str, *, timeout: float = 30.0, api_key: str | None = None
+) -> tuple[int, Mapping[str, str], bytes]:
+    async def main() -> tuple[int, Mapping[str, str], bytes]:
+        transport = make_transport(_kind(kind), api_key, timeout)
+        await transport.start()
+        try:
+            status, headers, data = await transport.post(base_url, "/chat/completions", BODY)
+            return status, dict(headers.items()), data
+        finally:
+            await transport.close()
+
+    return asyncio.run(main())
+
+
+def _kind(name: str) -> Kind:
+    assert name in TRANSPORTS
+    return "aiohttp" if name == "aiohttp" else "openai"
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+@pytest.fixture
+def echo() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(lambda prompt, n: [(f"answer {i}", "stop") for i in range(n)]).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_200_comes_back_as_bytes(echo: FakeOpenAI, kind: str) -> None:
+    echo.api_key = "sk-test"
+    status, _, data = post(kind, echo.base_url, api_key="sk-test")
+    assert status == 200
+    payload = json.loads(data)
+    assert [c["message"]["content"] for c in payload["choices"]] == ["answer 0", "answer 1"]
+    assert echo.requests[0]["body"] == BODY
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(429, {"retry-after-ms": "250"}), (429, {"Retry-After": "3"}), (503, {"Retry-After": "7"})],
+)
+def test_error_statuses_come_back_with_their_headers(
+    echo: FakeOpenAI, kind: str, status: int, headers: dict[str, str]
+) -> None:
+    echo.errors.append((status, {"error": {"message": "slow down"}}, headers))
+    got, got_headers, data = post(kind, echo.base_url)
+    assert got == status
+    lowered = {k.lower(): v for k, v in got_headers.items()}
+    for name, value in headers.items():
+        assert lowered[name.lower()] == value
+    assert json.loads(data) == {"error": {"message": "slow down"}}
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_refused_connection_was_not_sent(kind: str) -> None:
+    with pytest.raises(TransportError) as failed:
+        post(kind, f"http://127.0.0.1:{unused_port()}/v1")
+    assert failed.value.refused
+    assert not failed.value.sent
+    if kind == "aiohttp":  # the SDK's wording is httpx's ("All connection attempts failed")
+        assert str(failed.value) == "connection refused"
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_dropped_connection_may_have_been_sent(echo: FakeOpenAI, kind: str) -> None:
+    echo.faults = lambda body: "drop"
+    with pytest.raises(TransportError) as failed:
+        post(kind, echo.base_url)
+    assert failed.value.sent
+    assert not failed.value.refused
+    assert str(failed.value).startswith("connection dropped: ")
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_timeout_may_have_been_sent(echo: FakeOpenAI, kind: str) -> None:
+    echo.delay = 1.0
+    with pytest.raises(TransportError) as failed:
+        post(kind, echo.base_url, timeout=0.1)
+    assert failed.value.sent
+    assert not failed.value.refused
+    assert str(failed.value) == "timed out after 0.1 s"
