@@ -1,28 +1,27 @@
 """`lemagen correct`: ask a corrector for the incorrect step, an explanation and a fix.
 
 The query is the LEMA layout (methods.md §1.4): the four-shot prompt, then
-`Question: ...\\nOriginal Solution:\\n{\\nStep 1: ...\\n}\\nIncorrect Step:`. Replies are parsed
-whether or not the model repeats the `Incorrect Step:` label and with or without braces around
-the corrected solution; `...` stands for the unchanged steps before the first corrected one.
+`Question: ...\\nOriginal Solution:\\n{\\nStep 1: ...\\n}\\nIncorrect Step:`. Replies are read by
+`lemagen.stages.replies` (the LEMA layout and the variants models write).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
-from lemagen.math import answers
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.records.schema import Correction, Provenance, Sample, Verdict
 from lemagen.stages import templates
 from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.replies import ParsedReply, parse_reply
 from lemagen.stages.templates import Template
+
+__all__ = ["CorrectStage", "ParsedReply", "parse_reply"]
 
 CORRECT_VARIABLES = {"question", "steps"}
 SUMMARY_KEYS = [
@@ -35,83 +34,6 @@ SUMMARY_KEYS = [
     "budget_exhausted",
     "bad_rows",
 ]
-
-_LEAD = re.compile(
-    r"^\s*(?:incorrect\s+step\s*[:\uff1a]?\s*)?\{?\s*(?:step\s*)?(\d+)\b", re.IGNORECASE
-)
-_LABELLED = re.compile(r"incorrect\s+step\s*[:\uff1a]\s*\{?\s*(?:step\s*)?(\d+)\b", re.IGNORECASE)
-_EXPLANATION = re.compile(r"(?im)^[ \t]*explanation\s*[:\uff1a][ \t]*")
-_CORRECT_SOLUTION = re.compile(r"(?im)^[ \t]*correct(?:ed)?\s+solution\s*[:\uff1a][ \t]*")
-_STEP_LINE = re.compile(r"^step\s*(\d+)\s*[:.]\s*(.*)$", re.IGNORECASE)
-_ELISION = re.compile(r"^(?:\.\.\.|…)$")
-
-
-@dataclass
-class ParsedReply:
-    incorrect_step: int | None = None
-    explanation: str | None = None
-    corrected_from: int | None = None
-    corrected_steps: list[str] = field(default_factory=list)
-    elided: bool = False
-    error: str | None = None
-
-
-def parse_reply(reply: str) -> ParsedReply:
-    """Parse a corrector reply (the text after `Incorrect Step:`)."""
-    text = answers.cut_run_on(reply).replace("**", "").replace("```", "")
-    out = ParsedReply()
-    lead = _LEAD.match(text) or _LABELLED.search(text)
-    if lead is None:
-        out.error = "no incorrect step number"
-        return out
-    out.incorrect_step = int(lead.group(1))
-    solution = _CORRECT_SOLUTION.search(text)
-    explanation = _EXPLANATION.search(text)
-    if explanation is not None:
-        end = solution.start() if solution and solution.start() > explanation.end() else len(text)
-        out.explanation = text[explanation.end() : end].strip() or None
-    if out.explanation is None:
-        out.error = "no explanation"
-        return out
-    if solution is None:
-        out.error = "no 'Correct Solution:' block"
-        return out
-    body = text[solution.end() :].strip()
-    if body.startswith("{"):
-        close = re.search(r"(?m)^[ \t]*\}[ \t]*$", body)
-        body = body[1 : close.start()] if close else body[1:]
-    _read_steps(body, out)
-    if not out.corrected_steps:
-        out.error = "empty 'Correct Solution:' block"
-    return out
-
-
-def _read_steps(body: str, out: ParsedReply) -> None:
-    numbered: list[tuple[int, str]] = []
-    loose: list[str] = []
-    for raw in body.split("\n"):
-        line = raw.strip()
-        if not line:
-            continue
-        if _ELISION.match(line):
-            if not numbered and not loose:
-                out.elided = True
-            continue
-        step = _STEP_LINE.match(line)
-        if step:
-            numbered.append((int(step.group(1)), step.group(2).strip()))
-        elif numbered:
-            index, previous = numbered[-1]
-            numbered[-1] = (index, f"{previous}\n{line}")
-        else:
-            loose.append(line)
-    if numbered:
-        out.corrected_from = numbered[0][0]
-        out.corrected_steps = [text for _, text in numbered]
-    elif loose:
-        out.corrected_from = out.incorrect_step if out.elided else 1
-        out.corrected_steps = loose
-
 
 class CorrectStage(EngineStage[Sample]):
     """Wrong samples become corrector calls; other samples pass through unchanged."""
