@@ -51,8 +51,9 @@ def reply(kind: str, k: int, original: list[str], fixed: list[str]) -> str:
         return f" {before} Incorrect Step: Step {k}.\nExplanation: {EXPLANATION}\n" + (
             f"Correct Solution:\n{{\n{lema_body}\n}}"
         )
-    if kind == "fenced":
-        return f"{head}```text\n{lema_body}\n```\n"
+    if kind == "fenced":  # and a remark after the fence that restates the answer
+        last = fixed[-1]
+        return f"{head}```text\n{lema_body}\n```\nWith this fix, t{last[1:]}"
     if kind == "no_elision":  # starts at Step k with no `...`
         return f"{head}{{\n{numbered(fixed, k)}\n}}"
     if kind == "chatty":  # no braces, chatter after the solution

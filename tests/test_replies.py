@@ -64,6 +64,15 @@ def test_preamble_names_the_step_after_the_label_not_the_first_number() -> None:
     assert parsed.incorrect_step == 3
 
 
+@pytest.mark.parametrize(
+    "label",
+    ["### Explanation of the mistake", "**Explanation**", "Explanation", "Explanation (why):"],
+)
+def test_explanation_labels(label: str) -> None:
+    parsed = parse_reply(f" Step 3.\n{label}\n{EXPLANATION}\nCorrect Solution:\n{LEMA_BODY}")
+    assert parsed.explanation == EXPLANATION
+
+
 def test_no_elision_keeps_the_steps_before() -> None:
     """Numbered from Step 3 with no `...`: steps 1-2 are the original's, never lost."""
     parsed = parse_reply(reply("no_elision", 3, ORIGINAL, FIXED))

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
+from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling, run_rows
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.records.schema import Correction, Provenance, Sample, Verdict
 from lemagen.stages import templates
 from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
-from lemagen.stages.replies import ParsedReply, parse_reply
+from lemagen.stages.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.stages.templates import Template
 
 __all__ = ["CorrectStage", "ParsedReply", "parse_reply"]
@@ -29,11 +30,30 @@ SUMMARY_KEYS = [
     "corrections",
     "reach_gold",
     "unparseable",
+    "asked_again",
+    "still_unparseable",
     "passed_through",
     "request_failed",
     "budget_exhausted",
     "bad_rows",
 ]
+# `--json`: the body parameter that asks for the correction as a JSON object.
+RESPONSE_FORMAT: dict[str, Any] = {
+    "response_format": {"type": "json_schema", "json_schema": JSON_SCHEMA}
+}
+
+
+@dataclass
+class _Reask:
+    """A wrong sample whose last `todo` replies could not be parsed: `asked` samples so far."""
+
+    sample: Sample
+    asked: int
+    todo: int
+
+    def call(self, stage: CorrectStage) -> Call:
+        return stage.call(self.sample, self.asked + self.todo)
+
 
 class CorrectStage(EngineStage[Sample]):
     """Wrong samples become corrector calls; other samples pass through unchanged."""
@@ -51,6 +71,8 @@ class CorrectStage(EngineStage[Sample]):
         sampling: Sampling,
         check_timeout: float,
         max_pending: int,
+        reask: int = 0,
+        json_mode: bool = False,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.api = config.api
@@ -58,6 +80,8 @@ class CorrectStage(EngineStage[Sample]):
         self.prompt_name = prompt_name
         self.n = n
         self.sampling = sampling
+        self.reask = reask
+        self.json_mode = json_mode
         self._templates: dict[str, Template] = {}
         if prompt_name:
             self.template("gsm8k")  # a broken prompt file fails before anything is read
@@ -80,13 +104,30 @@ class CorrectStage(EngineStage[Sample]):
         )
         return rendered.rstrip()  # the model continues right after `Incorrect Step:`
 
+    def call(self, sample: Sample, n: int) -> Call:
+        extra = RESPONSE_FORMAT if self.json_mode else None
+        return Call(self.model, self.query(sample), n, self.sampling, extra)
+
     def calls(self, row: Sample) -> list[Call]:
         if row.verdict != "wrong":
             return []
-        return [Call(self.model, self.query(row), self.n, self.sampling)]
+        return [self.call(row, self.n)]
+
+    def parse(self, text: str) -> ParsedReply:
+        """A reply read as the JSON object `--json` asks for or, from an endpoint that answered
+        in the prompt's layout instead, as LEMA text."""
+        if not self.json_mode:
+            return parse_reply(text)
+        parsed = parse_json_reply(text)
+        if parsed.error == "not a JSON object":
+            as_text = parse_reply(text)
+            if as_text.error is None:
+                return as_text
+        return parsed
 
     def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
         counts = self.counts
+        reasks: list[_Reask] = []
         for sample, results in self.sent(rows, hooks):
             hooks.on_row(1)
             if not results:
@@ -94,27 +135,66 @@ class CorrectStage(EngineStage[Sample]):
                 yield sample
                 continue
             counts["wrong_samples"] += 1
-            result = results[0]
-            if isinstance(result, RequestFailed):
-                counts[result.reason] += 1
-                yield SetAside(result.reason, sample, str(result))
-                continue
-            for correction in self.corrections(sample, result):
-                counts["corrections"] += 1
-                if correction.reject_reason:
-                    counts["unparseable"] += 1
-                elif correction.verdict == "correct":
-                    counts["reach_gold"] += 1
-                yield correction
+            yield from self.read_result(sample, results[0], 0, self.n, reasks)
+        # --reask: ask again, as new sample indices (the store keeps every reply), for the
+        # replies that could not be parsed, up to `reask` more times each.
+        for _ in range(self.reask):
+            if not reasks or self.engine.stopped:
+                break
+            jobs, reasks = reasks, []
+            for job in jobs:
+                counts["asked_again"] += job.todo
+            for job, results in run_rows(
+                self.engine,
+                jobs,
+                lambda job: [job.call(self)],
+                max_pending=self.max_pending,
+                on_wait=hooks.on_wait,
+            ):
+                n = job.asked + job.todo
+                yield from self.read_result(job.sample, results[0], job.asked, n, reasks)
 
-    def corrections(self, sample: Sample, generation: Generation) -> list[Correction]:
+    def read_result(
+        self,
+        sample: Sample,
+        result: Generation | RequestFailed,
+        first: int,
+        n: int,
+        reasks: list[_Reask],
+    ) -> Iterator[Output]:
+        """The corrections in replies `first`.. of a call for `n` samples; a sample whose
+        replies could not all be parsed goes into `reasks`."""
+        counts = self.counts
+        if isinstance(result, RequestFailed):
+            counts[result.reason] += 1
+            yield SetAside(result.reason, sample, str(result))
+            return
+        unparseable = 0
+        for correction in self.corrections(sample, result, first, n):
+            counts["corrections"] += 1
+            if correction.reject_reason:
+                counts["unparseable"] += 1
+                if first:  # a reply asked for again
+                    counts["still_unparseable"] += 1
+                unparseable += 1
+            elif correction.verdict == "correct":
+                counts["reach_gold"] += 1
+            yield correction
+        if unparseable and self.reask:
+            reasks.append(_Reask(sample, n, unparseable))
+
+    def corrections(
+        self, sample: Sample, generation: Generation, first: int = 0, n: int | None = None
+    ) -> list[Correction]:
         assert self.grader is not None
         problem = sample.the_problem
         template = self.template(problem.task)
         original = sample.as_original()
+        extra = {"response_format": "json_schema"} if self.json_mode else {}
+        mode = "\x1fjson" if self.json_mode else ""  # a --json reply is another correction
         out = []
-        for index, choice in enumerate(generation.choices):
-            parsed = parse_reply(choice.text)
+        for index, choice in enumerate(generation.choices[first:], first):
+            parsed = self.parse(choice.text)
             pred: str | None = None
             verdict: Verdict = "no_answer"
             if parsed.error is None:
@@ -123,7 +203,7 @@ class CorrectStage(EngineStage[Sample]):
                 )
                 pred, verdict = grade.pred, grade.verdict
             digest = hashlib.sha256(
-                f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}".encode()
+                f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}{mode}".encode()
             ).hexdigest()
             assert sample.sample_id is not None
             out.append(
@@ -146,7 +226,7 @@ class CorrectStage(EngineStage[Sample]):
                         model=self.model,
                         api=self.api,
                         **self.sampling.as_meta(),
-                        n=self.n,
+                        n=self.n if n is None else n,
                         sample_index=index,
                         prompt=template.name,
                         prompt_sha256=template.sha256,
@@ -155,6 +235,7 @@ class CorrectStage(EngineStage[Sample]):
                         requests=generation.requests,
                         choices_in_usage=len(generation.choices),
                         checker=checker_info(problem.task),
+                        extra=extra,
                     ),
                 )
             )

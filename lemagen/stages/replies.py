@@ -138,7 +138,7 @@ def parse_reply(reply: str) -> ParsedReply:
         return out
     if explanation is not None:
         end = solution.start() if solution is not None else len(text)
-        out.explanation = _clean_explanation(text[explanation.end() : end])
+        out.explanation = _clean_explanation(text[_label_end(explanation, text) : end])
     if out.explanation is None:
         out.error = "no explanation"
         return out
@@ -207,8 +207,12 @@ def _is_label(match: re.Match[str], text: str) -> bool:
 
 
 def _label_end(match: re.Match[str], text: str) -> int:
-    """Where a label's content starts: after a parenthetical on its line ("Correct Solution
-    (from Step 3):")."""
+    """Where a label's content starts: on the next line after a heading without a colon
+    ("### Explanation of the error"), after a parenthetical ("Correct Solution (from Step 3):"),
+    else right after the label."""
+    if "#" in match["head"] and not match["colon"]:  # a heading is a title: content below
+        end = text.find("\n", match.end())
+        return len(text) if end < 0 else end
     rest = _PAREN.match(text, match.end())
     return rest.end() if rest is not None else match.end()
 
