@@ -146,6 +146,20 @@ LEMA_BODY = "...\nStep 3: The cookies brought in 80 * 2 = $160.\nStep 4: The ans
             id="python-power-and-display-math-kept",
         ),
         pytest.param(
+            f" Step 3.\nExplanation: {EXPLANATION}\nCorrect Solution:\n...\n"
+            "Step 3: The cookies brought in 80 * 2 = $160.\nStep 4: 120 + 160 = 280.\n\n"
+            "Let me know if you need more help.",
+            ["The cookies brought in 80 * 2 = $160.", "120 + 160 = 280."],
+            id="chatter-after-a-last-step-without-answer-phrase",
+        ),
+        pytest.param(
+            f" Step 3.\nExplanation: {EXPLANATION}\nCorrect Solution:\n...\n"
+            "The cookies brought in 80 * 2 = $160.\nIn total it made 280.\n"
+            "Feel free to ask more.",
+            ["The cookies brought in 80 * 2 = $160.", "In total it made 280."],
+            id="chatter-after-unnumbered-lines",
+        ),
+        pytest.param(
             " Step 3.\nExplanation: x.\nCorrect Solution:\n{\n...\nStep 3: The cookies brought "
             "in 80 * 2 = $160.\nStep 4: The answer is 280.\nStep 5: Double-check: the answer is "
             "280.\n}",

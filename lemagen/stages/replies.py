@@ -97,12 +97,13 @@ _RULE = re.compile(r"^[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*$")
 _ANSWER_LINE = re.compile(r"answer\s+is|\\boxed|\\fbox|####", re.IGNORECASE)
 # What may follow the answer line and still belong to it: closing math, a full stop.
 _CLOSER = re.compile(r"^[ \t]*(?:\$\$|\\\]|\\\)|\\end\{[^}]*\}|[.$)\]])*[ \t.]*$")
-# Chatter after the answer sentence on the same line.
-_CHATTER = re.compile(
-    r"(?<=[.!])\s+(?:I hope|Hope this|Let me know|Please let me know|Feel free|If you have"
-    r"|Does this help|Is there anything)\b.*$",
-    re.IGNORECASE,
+# Chatter: after the answer sentence on the same line, or starting a line of the last step.
+_CHATTY = (
+    r"(?:I hope|Hope this|Let me know|Please let me know|Feel free|If you have"
+    r"|Does this help|Is there anything)\b"
 )
+_CHATTER = re.compile(rf"(?<=[.!])\s+{_CHATTY}.*$", re.IGNORECASE)
+_CHATTER_LINE = re.compile(rf"^\s*{_CHATTY}", re.IGNORECASE)
 
 
 @dataclass
@@ -285,9 +286,16 @@ def _read_steps(body: str, out: ParsedReply) -> None:
 
 
 def _end_at_answer(steps: list[str]) -> list[str]:
-    """Drop what follows the last line stating the final answer (chatter such as "I hope this
-    helps!"), keeping closing math on the lines after it. Numbered solutions pass only their
-    last step, so no numbered step is ever dropped."""
+    """Drop chatter: lines from "I hope this helps!", "Let me know..." on, and what follows
+    the last line stating the final answer (keeping closing math on the lines after it).
+    Numbered solutions pass only their last step, so no numbered step is ever dropped."""
+    chatter = next((i for i, step in enumerate(steps) if _CHATTER_LINE.match(step)), None)
+    steps = steps[:chatter] if chatter is not None and chatter > 0 else steps
+    if steps:
+        lines = steps[-1].split("\n")
+        cut = next((i for i, line in enumerate(lines) if _CHATTER_LINE.match(line)), None)
+        if cut:
+            steps = [*steps[:-1], "\n".join(lines[:cut])]
     if not steps:
         return steps
     answer_at = next(
