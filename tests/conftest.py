@@ -57,7 +57,7 @@ def fake() -> Iterator[FakeOpenAI]:
             DATA / "math500_slice.jsonl",
         )
     )
-    server = FakeOpenAI(tutor).start()
+    server = FakeOpenAI(tutor, json_responder=tutor.as_json).start()
     yield server
     server.stop()
 

@@ -7,7 +7,8 @@ clock (`log`), so tests assert on order and gaps the server saw, not on their ow
 
 Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `MathTutor` is a
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
-right, half wrong) and LEMA correction prompts (a fix that reaches gold).
+right, half wrong) and LEMA correction prompts (a fix that reaches gold), as LEMA text or, for a
+request with `response_format`, as the `correct --json` object (`json_responder`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ class FakeOpenAI:
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests handled at once
     tag_samples: bool = False  # prefix each sample with "Sample <seed>-<index>." so all differ
+    # Answers requests that carry `response_format` (json_schema or json_object) with JSON;
+    # None: such requests get a 400, as from an endpoint that does not support them.
+    json_responder: Responder | None = None
+    ignore_response_format: bool = False  # answer it with `responder`, as if never sent
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -213,7 +218,14 @@ class FakeOpenAI:
             prompt = str(body.get("prompt", ""))
         else:
             return 404, _error(f"no route {path}", "not_found"), {}
-        replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
+        response_format = body.get("response_format")
+        if response_format is not None and not self.ignore_response_format:
+            if self.json_responder is None:
+                return 400, _error("response_format is not supported", "unsupported_parameter"), {}
+            replies = self.json_responder(prompt, n)[: min(n, self.max_n or n)]
+            _check_json(replies, response_format)
+        else:
+            replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
         if self.tag_samples and "Original Solution:" not in prompt:  # not corrector replies
             seed = body.get("seed") or 0
             replies = [
@@ -254,6 +266,17 @@ class FakeOpenAI:
         )
 
 
+def _check_json(replies: list[Reply], response_format: dict[str, Any]) -> None:
+    """What the server returns for `response_format`: a JSON object, with the schema's
+    required fields (a fake that returned anything else would be a broken test)."""
+    schema = response_format.get("json_schema", {}).get("schema", {})
+    for text, _ in replies:
+        data = json.loads(text)
+        assert isinstance(data, dict), text
+        missing = set(schema.get("required", [])) - set(data)
+        assert not missing, f"reply lacks {missing}: {text}"
+
+
 def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", "code": code}}
 
@@ -280,6 +303,23 @@ class MathTutor:
         question = _last_question(prompt)
         task, gold = self.answers.get(question, ("gsm8k", "1"))
         return [self.solve(task, gold, right=i % 2 == 0) for i in range(n)]
+
+    def as_json(self, prompt: str, n: int) -> list[Reply]:
+        """Correction prompts answered as the `--json` object (the same fix as `correct`)."""
+        return [self.correct_json(prompt) for _ in range(n)]
+
+    def correct_json(self, prompt: str) -> Reply:
+        query = prompt.rsplit("Question: ", 1)[1]
+        question = query.split("\nOriginal Solution:", 1)[0]
+        task, gold = self.answers.get(question, ("gsm8k", "1"))
+        last = int(re.findall(r"(?m)^Step (\d+): ", query)[-1])
+        shown = f"${gold}$" if task == "math" else gold
+        data = {
+            "incorrect_step": last,
+            "explanation": "The final step does not follow from the work before it.",
+            "corrected_steps": [f"The answer is {shown}."],
+        }
+        return json.dumps(data), "stop"
 
     def solve(self, task: str, gold: str, *, right: bool) -> Reply:
         answer = gold if right else _wrong(task, gold)

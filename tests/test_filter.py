@@ -113,10 +113,62 @@ def test_keeps_a_good_correction() -> None:
             },
             "unchanged",
         ),
+        (
+            {
+                "elided": False,
+                "corrected_from": 1,
+                "corrected_steps": [
+                    "The bakery sold 2 * 40 = 80 cookies.",
+                    "The muffins brought in 40 * 3 = $120.",
+                    "The cookies brought in 80 * 2 = $160.",
+                    "In total it made 120 + 160 = $280.",
+                    "The answer is 280.",
+                ],
+            },
+            "prefix_changed",
+        ),
+        (
+            {
+                "corrected_steps": [
+                    "The cookies brought in 40 * 2 = $80.",
+                    "In total it made 120 + 160 = $280.",
+                    "The answer is 280.",
+                ]
+            },
+            "step_unchanged",
+        ),
     ],
 )
 def test_drops_with_reason(changes: dict[str, Any], reason: str) -> None:
     assert judge(correction(**changes)) == (None, reason)
+
+
+def test_an_un_elided_copy_of_the_earlier_steps_is_kept() -> None:
+    """Whitespace and a final full stop do not make a copied step a changed one."""
+    out, reason = judge(
+        correction(
+            elided=False,
+            corrected_from=1,
+            corrected_steps=[
+                "The bakery sold  40 * 2 = 80 cookies",
+                "The muffins brought in 40 * 3 = $120.",
+                "The cookies brought in 80 * 2 = $160.",
+                "In total it made 120 + 160 = $280.",
+                "The answer is 280.",
+            ],
+        )
+    )
+    assert reason is None
+    assert out is not None
+    assert "Step 1: The bakery sold  40 * 2 = 80 cookies\nStep 2:" in out["completion"]
+
+
+def test_steps_before_corrected_from_are_filled_even_without_elided() -> None:
+    """A record from before replies numbered from Step k were read as elided: its full
+    solution still starts with the original steps, and its LEMA target has the `...`."""
+    record = Correction.from_dict(correction(elided=False), "f:1")
+    assert record.full_solution()[:2] == list(record.original.steps[:2])
+    assert "{\n...\nStep 3: The cookies" in lema_correction(record).completion
 
 
 def test_duplicates_are_dropped() -> None:

@@ -67,7 +67,8 @@ def filter_cmd(
     """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
 
     A correction is kept when it parsed, its incorrect step exists in the original solution,
-    its corrected solution changes something, and its corrected final answer equals gold.
+    the steps before that step are unchanged, that step and the solution are changed, and its
+    corrected final answer equals gold.
     Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
     (in, kept, dropped by reason) goes to stderr.
 

@@ -102,11 +102,29 @@ def sample(
     help="Corrector prompt [default: correct.gsm8k or correct.math, by task]; a file "
     "needs {{question}} and {{steps}}.",
 )
+@click.option(
+    "--reask",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Ask again for a reply that could not be parsed, up to N more times per reply (a new "
+    "sample index each time: the request store keeps every reply).",
+)
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    help="Ask for the correction as a JSON object (response_format json_schema: "
+    "incorrect_step, explanation, corrected_steps), on endpoints that support it.",
+)
 @endpoint_options(n_default=1, temperature_default=0.0)
 def correct(
     io: RunIO,
     model: str,
     prompt_name: str | None,
+    reask: int,
+    json_mode: bool,
     **opts: Any,
 ) -> None:
     """Ask a corrector for the incorrect step, an explanation and a corrected solution.
@@ -115,7 +133,9 @@ def correct(
     into incorrect_step, explanation, corrected_steps, pred and verdict; an unparseable reply
     is kept with its reject_reason (so nothing paid for is lost) and dropped later by
     `lemagen filter`. Samples that are not wrong pass through unchanged. Replies are kept in
-    the request store (--cache-dir): re-running sends only what never arrived.
+    the request store (--cache-dir): re-running sends only what never arrived. Replies are
+    read in the LEMA layout and the variants models write (markdown labels, code fences,
+    a preamble, chatter after the solution, no braces, no `...`); see the README.
 
     \b
     Example:
@@ -129,5 +149,7 @@ def correct(
         sampling=sampling(opts),
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
+        reask=reask,
+        json_mode=json_mode,
     )
     io.run(stage, dry_run=opts["dry_run"])

@@ -66,6 +66,7 @@ class Call:
     prompt: str
     n: int
     sampling: Sampling
+    extra: dict[str, Any] | None = None  # more body parameters (response_format); in identity
 
     def identity(self, api: str) -> bytes:
         """Hash of everything that changes the answer; never the key or the endpoint."""
@@ -76,6 +77,8 @@ class Call:
             "input": self.prompt,
             **self.sampling.as_meta(),
         }
+        if self.extra:  # absent otherwise, so keys stored before this field existed still match
+            ident["extra"] = self.extra
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).digest()
 
     def keys(self, api: str) -> list[bytes]:
@@ -99,6 +102,8 @@ class Call:
             params["max_tokens"] = self.sampling.max_tokens
         if self.sampling.seed is not None:
             params["seed"] = self.sampling.seed + first_index
+        if self.extra:
+            params.update(self.extra)
         return params
 
     def estimated_tokens(self, samples: int) -> tuple[int, int]:

@@ -282,11 +282,12 @@ class Correction(msgspec.Struct, frozen=True):
         return out
 
     def full_solution(self) -> list[str]:
-        """The whole corrected chain of thought: the original steps the `...` stands for, then
-        the corrected steps."""
-        if not self.elided or self.corrected_from is None:
-            return list(self.corrected_steps)
-        return list(self.original.steps[: self.corrected_from - 1]) + list(self.corrected_steps)
+        """The whole corrected chain of thought: the original steps before `corrected_from`
+        (what the `...` stands for), then the corrected steps. A record whose corrected steps
+        start at Step k > 1 without `elided` (written before replies numbered from Step k were
+        read as elided) gets its steps 1..k-1 too, never a solution that is only its tail."""
+        start = self.corrected_from or 1
+        return list(self.original.steps[: start - 1]) + list(self.corrected_steps)
 
 
 class FailedCall(msgspec.Struct, frozen=True):

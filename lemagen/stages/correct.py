@@ -1,28 +1,28 @@
 """`lemagen correct`: ask a corrector for the incorrect step, an explanation and a fix.
 
 The query is the LEMA layout (methods.md §1.4): the four-shot prompt, then
-`Question: ...\\nOriginal Solution:\\n{\\nStep 1: ...\\n}\\nIncorrect Step:`. Replies are parsed
-whether or not the model repeats the `Incorrect Step:` label and with or without braces around
-the corrected solution; `...` stands for the unchanged steps before the first corrected one.
+`Question: ...\\nOriginal Solution:\\n{\\nStep 1: ...\\n}\\nIncorrect Step:`. Replies are read by
+`lemagen.stages.replies` (the LEMA layout and the variants models write).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
-from lemagen.math import answers
+from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling, run_rows
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages import templates
 from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.stages.templates import Template
+
+__all__ = ["CorrectStage", "ParsedReply", "parse_reply"]
 
 CORRECT_VARIABLES = {"question", "steps"}
 SUMMARY_KEYS = [
@@ -30,87 +30,29 @@ SUMMARY_KEYS = [
     "corrections",
     "reach_gold",
     "unparseable",
+    "asked_again",
+    "still_unparseable",
     "passed_through",
     "request_failed",
     "budget_exhausted",
     "bad_rows",
 ]
-
-_LEAD = re.compile(
-    r"^\s*(?:incorrect\s+step\s*[:\uff1a]?\s*)?\{?\s*(?:step\s*)?(\d+)\b", re.IGNORECASE
-)
-_LABELLED = re.compile(r"incorrect\s+step\s*[:\uff1a]\s*\{?\s*(?:step\s*)?(\d+)\b", re.IGNORECASE)
-_EXPLANATION = re.compile(r"(?im)^[ \t]*explanation\s*[:\uff1a][ \t]*")
-_CORRECT_SOLUTION = re.compile(r"(?im)^[ \t]*correct(?:ed)?\s+solution\s*[:\uff1a][ \t]*")
-_STEP_LINE = re.compile(r"^step\s*(\d+)\s*[:.]\s*(.*)$", re.IGNORECASE)
-_ELISION = re.compile(r"^(?:\.\.\.|…)$")
+# `--json`: the body parameter that asks for the correction as a JSON object.
+RESPONSE_FORMAT: dict[str, Any] = {
+    "response_format": {"type": "json_schema", "json_schema": JSON_SCHEMA}
+}
 
 
 @dataclass
-class ParsedReply:
-    incorrect_step: int | None = None
-    explanation: str | None = None
-    corrected_from: int | None = None
-    corrected_steps: list[str] = field(default_factory=list)
-    elided: bool = False
-    error: str | None = None
+class _Reask:
+    """A wrong sample whose last `todo` replies could not be parsed: `asked` samples so far."""
 
+    sample: Sample
+    asked: int
+    todo: int
 
-def parse_reply(reply: str) -> ParsedReply:
-    """Parse a corrector reply (the text after `Incorrect Step:`)."""
-    text = answers.cut_run_on(reply).replace("**", "").replace("```", "")
-    out = ParsedReply()
-    lead = _LEAD.match(text) or _LABELLED.search(text)
-    if lead is None:
-        out.error = "no incorrect step number"
-        return out
-    out.incorrect_step = int(lead.group(1))
-    solution = _CORRECT_SOLUTION.search(text)
-    explanation = _EXPLANATION.search(text)
-    if explanation is not None:
-        end = solution.start() if solution and solution.start() > explanation.end() else len(text)
-        out.explanation = text[explanation.end() : end].strip() or None
-    if out.explanation is None:
-        out.error = "no explanation"
-        return out
-    if solution is None:
-        out.error = "no 'Correct Solution:' block"
-        return out
-    body = text[solution.end() :].strip()
-    if body.startswith("{"):
-        close = re.search(r"(?m)^[ \t]*\}[ \t]*$", body)
-        body = body[1 : close.start()] if close else body[1:]
-    _read_steps(body, out)
-    if not out.corrected_steps:
-        out.error = "empty 'Correct Solution:' block"
-    return out
-
-
-def _read_steps(body: str, out: ParsedReply) -> None:
-    numbered: list[tuple[int, str]] = []
-    loose: list[str] = []
-    for raw in body.split("\n"):
-        line = raw.strip()
-        if not line:
-            continue
-        if _ELISION.match(line):
-            if not numbered and not loose:
-                out.elided = True
-            continue
-        step = _STEP_LINE.match(line)
-        if step:
-            numbered.append((int(step.group(1)), step.group(2).strip()))
-        elif numbered:
-            index, previous = numbered[-1]
-            numbered[-1] = (index, f"{previous}\n{line}")
-        else:
-            loose.append(line)
-    if numbered:
-        out.corrected_from = numbered[0][0]
-        out.corrected_steps = [text for _, text in numbered]
-    elif loose:
-        out.corrected_from = out.incorrect_step if out.elided else 1
-        out.corrected_steps = loose
+    def call(self, stage: CorrectStage) -> Call:
+        return stage.call(self.sample, self.asked + self.todo)
 
 
 class CorrectStage(EngineStage[Sample]):
@@ -129,6 +71,8 @@ class CorrectStage(EngineStage[Sample]):
         sampling: Sampling,
         check_timeout: float,
         max_pending: int,
+        reask: int = 0,
+        json_mode: bool = False,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.api = config.api
@@ -136,6 +80,8 @@ class CorrectStage(EngineStage[Sample]):
         self.prompt_name = prompt_name
         self.n = n
         self.sampling = sampling
+        self.reask = reask
+        self.json_mode = json_mode
         self._templates: dict[str, Template] = {}
         if prompt_name:
             self.template("gsm8k")  # a broken prompt file fails before anything is read
@@ -158,13 +104,30 @@ class CorrectStage(EngineStage[Sample]):
         )
         return rendered.rstrip()  # the model continues right after `Incorrect Step:`
 
+    def call(self, sample: Sample, n: int) -> Call:
+        extra = RESPONSE_FORMAT if self.json_mode else None
+        return Call(self.model, self.query(sample), n, self.sampling, extra)
+
     def calls(self, row: Sample) -> list[Call]:
         if row.verdict != "wrong":
             return []
-        return [Call(self.model, self.query(row), self.n, self.sampling)]
+        return [self.call(row, self.n)]
+
+    def parse(self, text: str) -> ParsedReply:
+        """A reply read as the JSON object `--json` asks for or, from an endpoint that answered
+        in the prompt's layout instead, as LEMA text."""
+        if not self.json_mode:
+            return parse_reply(text)
+        parsed = parse_json_reply(text)
+        if parsed.error == "not a JSON object":
+            as_text = parse_reply(text)
+            if as_text.error is None:
+                return as_text
+        return parsed
 
     def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
         counts = self.counts
+        reasks: list[_Reask] = []
         for sample, results in self.sent(rows, hooks):
             hooks.on_row(1)
             if not results:
@@ -172,27 +135,66 @@ class CorrectStage(EngineStage[Sample]):
                 yield sample
                 continue
             counts["wrong_samples"] += 1
-            result = results[0]
-            if isinstance(result, RequestFailed):
-                counts[result.reason] += 1
-                yield SetAside(result.reason, sample, str(result))
-                continue
-            for correction in self.corrections(sample, result):
-                counts["corrections"] += 1
-                if correction.reject_reason:
-                    counts["unparseable"] += 1
-                elif correction.verdict == "correct":
-                    counts["reach_gold"] += 1
-                yield correction
+            yield from self.read_result(sample, results[0], 0, self.n, reasks)
+        # --reask: ask again, as new sample indices (the store keeps every reply), for the
+        # replies that could not be parsed, up to `reask` more times each.
+        for _ in range(self.reask):
+            if not reasks or self.engine.stopped:
+                break
+            jobs, reasks = reasks, []
+            for job in jobs:
+                counts["asked_again"] += job.todo
+            for job, results in run_rows(
+                self.engine,
+                jobs,
+                lambda job: [job.call(self)],
+                max_pending=self.max_pending,
+                on_wait=hooks.on_wait,
+            ):
+                n = job.asked + job.todo
+                yield from self.read_result(job.sample, results[0], job.asked, n, reasks)
 
-    def corrections(self, sample: Sample, generation: Generation) -> list[Correction]:
+    def read_result(
+        self,
+        sample: Sample,
+        result: Generation | RequestFailed,
+        first: int,
+        n: int,
+        reasks: list[_Reask],
+    ) -> Iterator[Output]:
+        """The corrections in replies `first`.. of a call for `n` samples; a sample whose
+        replies could not all be parsed goes into `reasks`."""
+        counts = self.counts
+        if isinstance(result, RequestFailed):
+            counts[result.reason] += 1
+            yield SetAside(result.reason, sample, str(result))
+            return
+        unparseable = 0
+        for correction in self.corrections(sample, result, first, n):
+            counts["corrections"] += 1
+            if correction.reject_reason:
+                counts["unparseable"] += 1
+                if first:  # a reply asked for again
+                    counts["still_unparseable"] += 1
+                unparseable += 1
+            elif correction.verdict == "correct":
+                counts["reach_gold"] += 1
+            yield correction
+        if unparseable and self.reask:
+            reasks.append(_Reask(sample, n, unparseable))
+
+    def corrections(
+        self, sample: Sample, generation: Generation, first: int = 0, n: int | None = None
+    ) -> list[Correction]:
         assert self.grader is not None
         problem = sample.the_problem
         template = self.template(problem.task)
         original = sample.as_original()
+        extra = {"response_format": "json_schema"} if self.json_mode else {}
+        mode = "\x1fjson" if self.json_mode else ""  # a --json reply is another correction
         out = []
-        for index, choice in enumerate(generation.choices):
-            parsed = parse_reply(choice.text)
+        for index, choice in enumerate(generation.choices[first:], first):
+            parsed = self.parse(choice.text)
             pred: str | None = None
             verdict: Verdict = "no_answer"
             if parsed.error is None:
@@ -201,7 +203,7 @@ class CorrectStage(EngineStage[Sample]):
                 )
                 pred, verdict = grade.pred, grade.verdict
             digest = hashlib.sha256(
-                f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}".encode()
+                f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}{mode}".encode()
             ).hexdigest()
             assert sample.sample_id is not None
             out.append(
@@ -224,7 +226,7 @@ class CorrectStage(EngineStage[Sample]):
                         model=self.model,
                         api=self.api,
                         **self.sampling.as_meta(),
-                        n=self.n,
+                        n=self.n if n is None else n,
                         sample_index=index,
                         prompt=template.name,
                         prompt_sha256=template.sha256,
@@ -233,6 +235,7 @@ class CorrectStage(EngineStage[Sample]):
                         requests=generation.requests,
                         choices_in_usage=len(generation.choices),
                         checker=checker_info(problem.task),
+                        extra=extra,
                     ),
                 )
             )

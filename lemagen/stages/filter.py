@@ -1,8 +1,16 @@
 """`lemagen filter`: keep trustworthy corrections and write LEMA fine-tuning records.
 
 A correction is kept only if it parsed, was not truncated, names a step that exists in the
-original solution, continues from that step when it elides earlier ones with `...`, changes the
-solution, and reaches the gold answer. Every dropped record gets one machine-readable reason.
+original solution, continues from that step when it elides earlier ones with `...`, leaves the
+steps before that step as they were (`prefix_changed`), changes the solution and the named step
+itself (`step_unchanged`), and reaches the gold answer. Every dropped record gets one
+machine-readable reason.
+
+`prefix_changed` and `step_unchanged` are filter reasons, not parse errors: the reply was read
+(its parts are in the `correct` record for anyone to inspect), but it does not do what it says:
+LEMA's target names the first incorrect step, so a correction that rewrites an earlier step, or
+leaves the named one as it was, teaches the wrong position. Judging here, like the step range,
+applies to every correction, from any run or from `inject`.
 `Keep` is that judgement, shared by `filter`, `export` and `stats`.
 """
 
@@ -25,10 +33,12 @@ REASONS = (
     "truncated",
     "step_out_of_range",
     "step_mismatch",
+    "prefix_changed",
     "no_answer",
     "check_timeout",
     "wrong_answer",
     "unchanged",
+    "step_unchanged",
     "duplicate",
     "uncorrected_sample",
     "correct_sample",
@@ -83,10 +93,15 @@ def check(record: Correction) -> str | None:
         return "step_out_of_range"
     if record.elided and record.corrected_from != k:
         return "step_mismatch"
+    solution = record.full_solution()
+    if [_norm([s]) for s in solution[: k - 1]] != [_norm([s]) for s in original[: k - 1]]:
+        return "prefix_changed"
     if record.verdict != "correct":
         return VERDICT_REASONS.get(record.verdict, "wrong_answer")
-    if _norm(record.full_solution()) == _norm(original):
+    if _norm(solution) == _norm(original):
         return "unchanged"
+    if len(solution) >= k and _norm(solution[k - 1 : k]) == _norm(original[k - 1 : k]):
+        return "step_unchanged"
     return None
 
 
@@ -98,7 +113,8 @@ def unparseable_detail(record: Sample | Correction, reason: str) -> str | None:
 
 
 def _norm(steps: Iterable[str]) -> str:
-    return re.sub(r"\s+", " ", " ".join(steps)).strip()
+    """Steps compared as text: whitespace and a final full stop do not count."""
+    return re.sub(r"\s+", " ", " ".join(steps)).strip().rstrip(".")
 
 
 class FilterStage(Stage[Sample | Correction]):

@@ -24,8 +24,9 @@ def lema_correction(record: Correction) -> PromptCompletion:
         f"{LEMA_CORRECTION_INSTRUCTION}\nQuestion: {record.question}\nOriginal Solution:\n"
         f"{{\n{render_numbered(record.original.steps)}\n}}\nIncorrect Step:"
     )
-    corrected = render_numbered(record.corrected_steps, start=record.corrected_from or 1)
-    elision = "...\n" if record.elided else ""
+    start = record.corrected_from or 1
+    elision = "...\n" if record.elided or start > 1 else ""  # steps 1..start-1 unchanged
+    corrected = render_numbered(record.corrected_steps, start=start)
     completion = (
         f" Step {record.incorrect_step}.\nExplanation: {record.explanation}\n"
         f"Correct Solution:\n{{\n{elision}{corrected}\n}}"

@@ -1,0 +1,69 @@
+"""Corrector replies as real models write them, one builder per kind of corrector.
+
+`reply(kind, k, original, fixed)` is what a corrector of that kind answers for an original
+solution whose step `k` is the first wrong one, with `fixed` the right steps from `k` on. The
+table test of `parse_reply` (`tests/test_replies.py`) and the loopback correctors
+(`tests/test_correctors.py`) use the same texts.
+"""
+
+from __future__ import annotations
+
+EXPLANATION = "The total was added up wrongly."
+CHATTER = "I hope this helps! Let me know if you have any other questions."
+
+KINDS = (
+    "lema",
+    "markdown",
+    "preamble",
+    "fenced",
+    "no_elision",
+    "chatty",
+    "prefix_changer",
+    "step_keeper",
+    "unparseable",
+)
+# The kinds whose reply is a good correction, read to the same parts as the LEMA layout.
+GOOD = ("lema", "markdown", "preamble", "fenced", "no_elision", "chatty")
+
+
+def numbered(steps: list[str], start: int, *, bold: bool = False) -> str:
+    label = "**Step {}:**" if bold else "Step {}:"
+    return "\n".join(f"{label.format(start + i)} {text}" for i, text in enumerate(steps))
+
+
+def reply(kind: str, k: int, original: list[str], fixed: list[str]) -> str:
+    """The reply of a corrector of `kind` (continuing after the prompt's `Incorrect Step:`)."""
+    lema_body = "...\n" + numbered(fixed, k) if k > 1 else numbered(fixed, k)
+    head = f" Step {k}.\nExplanation: {EXPLANATION}\nCorrect Solution:\n"
+    if kind == "lema":
+        return f"{head}{{\n{lema_body}\n}}"
+    if kind == "markdown":
+        return (
+            f"\n\n### Incorrect Step\nStep {k}\n\n**Explanation:** {EXPLANATION}\n\n"
+            f"### Correct Solution\n\n...\n{numbered(fixed, k, bold=True)}\n"
+        )
+    if kind == "preamble":
+        before = (
+            "Step 1 is correct."
+            if k == 2
+            else "Steps " + " and ".join(str(i) for i in range(1, k)) + " are correct."
+        )
+        return f" {before} Incorrect Step: Step {k}.\nExplanation: {EXPLANATION}\n" + (
+            f"Correct Solution:\n{{\n{lema_body}\n}}"
+        )
+    if kind == "fenced":  # and a remark after the fence that restates the answer
+        last = fixed[-1]
+        return f"{head}```text\n{lema_body}\n```\nWith this fix, t{last[1:]}"
+    if kind == "no_elision":  # starts at Step k with no `...`
+        return f"{head}{{\n{numbered(fixed, k)}\n}}"
+    if kind == "chatty":  # no braces, chatter after the solution
+        return f"{head}{lema_body}\n\n{CHATTER}"
+    if kind == "prefix_changer":  # rewrites step 1 too, un-elided
+        prefix = numbered(["We start again from the top.", *original[1 : k - 1]], 1)
+        return f"{head}{{\n{prefix}\n{numbered(fixed, k)}\n}}"
+    if kind == "step_keeper":  # names step k but keeps it as it was and fixes the next one
+        kept = [original[k - 1], *fixed[1:]]
+        return f"{head}{{\n...\n{numbered(kept, k)}\n}}"
+    if kind == "unparseable":
+        return " I could not find any error in this solution."
+    raise ValueError(kind)
