@@ -107,6 +107,9 @@ class FakeOpenAI:
     # None: such requests get a 400, as from an endpoint that does not support them.
     json_responder: Responder | None = None
     ignore_response_format: bool = False  # answer it with `responder`, as if never sent
+    # A reply `<think>X</think>Y` is sent as content Y with X in this message field
+    # (`reasoning_content` as vLLM, SGLang and DeepSeek do; `reasoning` as OpenRouter does).
+    reasoning_field: str | None = None
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -237,7 +240,7 @@ class FakeOpenAI:
                 choices.append(
                     {
                         "index": index,
-                        "message": {"role": "assistant", "content": text},
+                        "message": _message(text, self.reasoning_field),
                         "finish_reason": finish,
                         "logprobs": None,
                     }
@@ -275,6 +278,13 @@ def _check_json(replies: list[Reply], response_format: dict[str, Any]) -> None:
         assert isinstance(data, dict), text
         missing = set(schema.get("required", [])) - set(data)
         assert not missing, f"reply lacks {missing}: {text}"
+
+
+def _message(text: str, reasoning_field: str | None) -> dict[str, Any]:
+    if reasoning_field is not None and text.startswith("<think>") and "</think>" in text:
+        thinking, content = text[len("<think>") :].split("</think>", 1)
+        return {"role": "assistant", "content": content, reasoning_field: thinking}
+    return {"role": "assistant", "content": text}
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from lemagen.cli.options import (
     io_options,
     max_pending,
     problem_reader,
+    request_shape,
     sampling,
     task_options,
     template,
@@ -85,6 +86,8 @@ def sample(
         keep_all=keep == "all",
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
+        request=request_shape(opts),
+        thinking=opts["thinking"],
     )
     io.run(stage, dry_run=opts["dry_run"])
 
@@ -151,5 +154,6 @@ def correct(
         max_pending=max_pending(opts),
         reask=reask,
         json_mode=json_mode,
+        request=request_shape(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from lemagen.engine import (
     DEFAULT_BASE_URL,
     TRANSPORTS,
     EngineConfig,
+    RequestShape,
     Sampling,
     default_cache_dir,
     price_for,
@@ -135,6 +137,42 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
                 show_default=True,
             ),
             click.option("--top-p", type=click.FloatRange(0, 1), default=None),
+            click.option(
+                "--system",
+                metavar="TEXT|@FILE",
+                help="A system message before every prompt (chat); text, or @ and a file.",
+            ),
+            click.option(
+                "--stop",
+                multiple=True,
+                metavar="TEXT",
+                help="Stop sequence (repeatable). With --api completion and none given: a "
+                "blank line and 'Question:' or 'Problem:', where a base model starts inventing "
+                "the next few-shot item.",
+            ),
+            click.option(
+                "--extra-body",
+                metavar="JSON",
+                help="More request fields, merged into every request (and its store key), e.g. "
+                '\'{"chat_template_kwargs": {"enable_thinking": true}}\'.',
+            ),
+            click.option(
+                "--max-tokens-param",
+                type=click.Choice(["auto", "max_tokens", "max_completion_tokens"]),
+                default="auto",
+                show_default=True,
+                help="The request field for --max-tokens; auto: max_completion_tokens for the "
+                "models that refuse max_tokens (OpenAI o1, o3, o4, gpt-5), else max_tokens.",
+            ),
+            click.option(
+                "--thinking",
+                type=click.Choice(["keep", "drop", "steps"]),
+                default="keep",
+                show_default=True,
+                help="A reasoning model's thinking (<think> blocks, reasoning_content): keep it "
+                "in the record's 'thinking' field, apart from the steps that are graded and "
+                "trained on; drop it; or make it part of the steps.",
+            ),
             click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
             click.option(
                 "--seed", type=int, default=None, help="Sampling seed sent to the server."
@@ -321,12 +359,43 @@ def max_pending(opts: dict[str, Any]) -> int:
     return 2 * int(opts["concurrency"]) * max(1, len(opts["base_urls"])) + 16
 
 
+COMPLETION_STOPS = ("\n\nQuestion:", "\n\nProblem:")
+
+
+def request_shape(opts: dict[str, Any]) -> RequestShape:
+    """--system, --stop, --extra-body and --max-tokens-param, checked."""
+    system = opts["system"]
+    if system is not None and system.startswith("@"):
+        try:
+            system = Path(system[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"{system[1:]}: {exc.strerror}", param_hint="--system"
+            ) from None
+    extra = None
+    if opts["extra_body"] is not None:
+        try:
+            extra = json.loads(opts["extra_body"])
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--extra-body") from None
+        if not isinstance(extra, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--extra-body")
+    return RequestShape(system, extra, opts["max_tokens_param"], stops(opts))
+
+
+def stops(opts: dict[str, Any]) -> tuple[str, ...]:
+    if opts["stop"]:
+        return tuple(opts["stop"])
+    return COMPLETION_STOPS if opts["api"] == "completion" else ()
+
+
 def sampling(opts: dict[str, Any]) -> Sampling:
     return Sampling(
         temperature=opts["temperature"],
         top_p=opts["top_p"],
         max_tokens=opts["max_tokens"],
         seed=opts["seed"],
+        stop=stops(opts),
     )
 
 

@@ -11,6 +11,7 @@ from lemagen.engine.calls import (
     Choice,
     Generation,
     RequestFailed,
+    RequestShape,
     Sampling,
 )
 from lemagen.engine.engine import Engine, EngineConfig, Stats, describe
@@ -29,6 +30,7 @@ __all__ = [
     "Generation",
     "Price",
     "RequestFailed",
+    "RequestShape",
     "Sampling",
     "Stats",
     "default_cache_dir",

@@ -39,6 +39,7 @@ class Sampling:
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # --stop; in the identity only when set
 
     def as_meta(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,20 @@ class Sampling:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+
+
+# Models that refuse `max_tokens` and take `max_completion_tokens` (OpenAI's reasoning models).
+_COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def max_tokens_param(model: str, given: str) -> str:
+    """The body field that carries --max-tokens: `given`, or with `auto` what the model takes."""
+    if given != "auto":
+        return given
+    base = model.rsplit("/", 1)[-1].lower()
+    if base.startswith(_COMPLETION_TOKENS_MODELS):
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 class RequestFailed(Exception):
@@ -67,6 +82,8 @@ class Call:
     n: int
     sampling: Sampling
     extra: dict[str, Any] | None = None  # more body parameters (response_format); in identity
+    system: str | None = None  # a system message (chat) before the prompt; in identity
+    max_tokens_param: str = "max_tokens"  # or max_completion_tokens; not in identity
 
     def identity(self, api: str) -> bytes:
         """Hash of everything that changes the answer; never the key or the endpoint."""
@@ -77,8 +94,13 @@ class Call:
             "input": self.prompt,
             **self.sampling.as_meta(),
         }
-        if self.extra:  # absent otherwise, so keys stored before this field existed still match
+        # Each is absent when unset, so keys stored before these fields existed still match.
+        if self.extra:
             ident["extra"] = self.extra
+        if self.system is not None:
+            ident["system"] = self.system
+        if self.sampling.stop:
+            ident["stop"] = list(self.sampling.stop)
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).digest()
 
     def keys(self, api: str) -> list[bytes]:
@@ -92,16 +114,19 @@ class Call:
         samples is deterministic on servers that honour seeds."""
         params: dict[str, Any] = {"model": self.model, "n": n}
         if api == "chat":
-            params["messages"] = [{"role": "user", "content": self.prompt}]
+            system = [] if self.system is None else [{"role": "system", "content": self.system}]
+            params["messages"] = [*system, {"role": "user", "content": self.prompt}]
         else:
-            params["prompt"] = self.prompt
+            params["prompt"] = self.prompt if self.system is None else self.system + self.prompt
         params["temperature"] = self.sampling.temperature
         if self.sampling.top_p is not None:
             params["top_p"] = self.sampling.top_p
         if self.sampling.max_tokens is not None:
-            params["max_tokens"] = self.sampling.max_tokens
+            params[self.max_tokens_param] = self.sampling.max_tokens
         if self.sampling.seed is not None:
             params["seed"] = self.sampling.seed + first_index
+        if self.sampling.stop:
+            params["stop"] = list(self.sampling.stop)
         if self.extra:
             params.update(self.extra)
         return params
@@ -112,3 +137,44 @@ class Call:
         (1024 when unset)."""
         prompt = len(self.prompt) // 4 + 8
         return prompt, (self.sampling.max_tokens or DEFAULT_MAX_TOKENS_ESTIMATE) * samples
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """What every call of a stage sends beside its prompt (--system, --extra-body,
+    --max-tokens-param), and how that is recorded in the records' `meta`."""
+
+    system: str | None = None
+    extra: dict[str, Any] | None = None
+    max_tokens_param: str = "auto"
+    stop: tuple[str, ...] = ()
+
+    def call(
+        self,
+        model: str,
+        prompt: str,
+        n: int,
+        sampling: Sampling,
+        extra: dict[str, Any] | None = None,
+    ) -> Call:
+        body = {**(self.extra or {}), **(extra or {})} or None
+        return Call(
+            model,
+            prompt,
+            n,
+            sampling,
+            extra=body,
+            system=self.system,
+            max_tokens_param=max_tokens_param(model, self.max_tokens_param),
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """The `meta` fields of a record made by these calls: only those that are set."""
+        out: dict[str, Any] = {}
+        if self.system is not None:
+            out["system_sha256"] = hashlib.sha256(self.system.encode()).hexdigest()
+        if self.stop:
+            out["stop"] = list(self.stop)
+        if self.extra:
+            out["extra_body"] = self.extra
+        return out

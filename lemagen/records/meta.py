@@ -40,6 +40,10 @@ class Provenance(msgspec.Struct, frozen=True):
     requests: int | None = None
     choices_in_usage: int | None = None
     checker: dict[str, str] = msgspec.field(default_factory=dict)
+    # Written only when set: what the request carried beside the prompt.
+    system_sha256: str | None = None
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] | None = None
     extra: dict[str, Any] = msgspec.field(default_factory=dict, name=EXTRA)
 
     @classmethod
@@ -65,6 +69,10 @@ class Provenance(msgspec.Struct, frozen=True):
             "choices_in_usage": self.choices_in_usage,
             "checker": dict(self.checker),
         }
+        for name in ("system_sha256", "stop", "extra_body"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return with_extra(out, self.extra)
 
 

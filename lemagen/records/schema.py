@@ -103,9 +103,10 @@ class Sample(msgspec.Struct, frozen=True):
     verdict: Verdict
     meta: Meta = msgspec.field(default_factory=Provenance)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    thinking: str | None = None  # a reasoning model's thinking, apart from its answer
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"sample_id", "response", "steps", "pred", "verdict", "meta"}
+        {"sample_id", "response", "thinking", "steps", "pred", "verdict", "meta"}
     )
     _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | {"schema_version"}
 
@@ -148,6 +149,7 @@ class Sample(msgspec.Struct, frozen=True):
             verdict=s.verdict,
             meta=read_meta(s.meta, where),
             extra=unknown_keys(data, cls._ALL_KEYS),
+            thinking=s.thinking,
         )
 
     @classmethod
@@ -163,6 +165,7 @@ class Sample(msgspec.Struct, frozen=True):
             verdict=o.verdict,
             meta=read_meta(o.meta, where, "original.meta."),
             extra=unknown_keys(data, cls._KEYS),
+            thinking=o.thinking,
         )
 
     def to_dict(self, *, version: bool = True) -> JSON:
@@ -170,6 +173,8 @@ class Sample(msgspec.Struct, frozen=True):
         if self.sample_id is not None:
             out["sample_id"] = self.sample_id
         out["response"] = self.response
+        if self.thinking is not None:
+            out["thinking"] = self.thinking
         out["steps"] = list(self.steps)
         out["pred"] = self.pred
         out["verdict"] = self.verdict
@@ -181,10 +186,7 @@ class Sample(msgspec.Struct, frozen=True):
 
     def as_original(self) -> Sample:
         """This sample as the `original` of a correction."""
-        return Sample(
-            None, self.sample_id, self.response, self.steps, self.pred, self.verdict, self.meta,
-            self.extra,
-        )  # fmt: skip
+        return msgspec.structs.replace(self, problem=None)
 
 
 class Correction(msgspec.Struct, frozen=True):

@@ -26,6 +26,7 @@ class ProblemShape(msgspec.Struct, kw_only=True):
 class OriginalShape(msgspec.Struct, kw_only=True):
     sample_id: str | None = None
     response: str | None = None
+    thinking: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
     verdict: Verdict = "wrong"
@@ -35,6 +36,7 @@ class OriginalShape(msgspec.Struct, kw_only=True):
 class SampleShape(ProblemShape, kw_only=True):
     sample_id: str
     response: str | None = None
+    thinking: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
     verdict: Verdict

@@ -12,9 +12,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling, run_rows
+from lemagen.engine import (
+    Call,
+    EngineConfig,
+    Generation,
+    RequestFailed,
+    RequestShape,
+    Sampling,
+    run_rows,
+)
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
+from lemagen.math.thinking import split_thinking
 from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages import templates
@@ -73,6 +82,7 @@ class CorrectStage(EngineStage[Sample]):
         max_pending: int,
         reask: int = 0,
         json_mode: bool = False,
+        request: RequestShape | None = None,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.api = config.api
@@ -82,6 +92,7 @@ class CorrectStage(EngineStage[Sample]):
         self.sampling = sampling
         self.reask = reask
         self.json_mode = json_mode
+        self.request = request or RequestShape()
         self._templates: dict[str, Template] = {}
         if prompt_name:
             self.template("gsm8k")  # a broken prompt file fails before anything is read
@@ -106,7 +117,7 @@ class CorrectStage(EngineStage[Sample]):
 
     def call(self, sample: Sample, n: int) -> Call:
         extra = RESPONSE_FORMAT if self.json_mode else None
-        return Call(self.model, self.query(sample), n, self.sampling, extra)
+        return self.request.call(self.model, self.query(sample), n, self.sampling, extra)
 
     def calls(self, row: Sample) -> list[Call]:
         if row.verdict != "wrong":
@@ -116,6 +127,7 @@ class CorrectStage(EngineStage[Sample]):
     def parse(self, text: str) -> ParsedReply:
         """A reply read as the JSON object `--json` asks for or, from an endpoint that answered
         in the prompt's layout instead, as LEMA text."""
+        text = split_thinking(text).answer  # a reasoning corrector's thinking is not its reply
         if not self.json_mode:
             return parse_reply(text)
         parsed = parse_json_reply(text)
@@ -235,6 +247,7 @@ class CorrectStage(EngineStage[Sample]):
                         requests=generation.requests,
                         choices_in_usage=len(generation.choices),
                         checker=checker_info(problem.task),
+                        **self.request.meta(),
                         extra=extra,
                     ),
                 )

@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, Sampling
+from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math import answers, steps
 from lemagen.math.grading import checker_info
+from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
@@ -52,6 +53,8 @@ class SampleStage(EngineStage[Problem]):
         keep_all: bool,
         check_timeout: float,
         max_pending: int,
+        request: RequestShape | None = None,
+        thinking: str = "keep",
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.reader = reader
@@ -61,13 +64,15 @@ class SampleStage(EngineStage[Problem]):
         self.n = n
         self.sampling = sampling
         self.keep_all = keep_all
+        self.request = request or RequestShape()
+        self.thinking = thinking
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
 
     def calls(self, row: Problem) -> list[Call]:
         prompt = self.template.render(question=row.question)
-        return [Call(model, prompt, self.n, self.sampling) for model in self.models]
+        return [self.request.call(model, prompt, self.n, self.sampling) for model in self.models]
 
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
         for problem, results in self.sent(rows, hooks):
@@ -91,13 +96,22 @@ class SampleStage(EngineStage[Problem]):
             counts["requests"] += result.requests
             for index, choice in enumerate(result.choices):
                 counts["samples"] += 1
-                text = answers.cut_run_on(choice.text).strip()
+                thought = split_thinking(choice.text)
+                answer = answers.cut_run_on(thought.answer)
+                # A completion cut where it ran on into an invented next question holds a
+                # whole solution: judged on what came before the cut, never as truncated.
+                ran_on = answer != thought.answer
+                text = answer.strip()
                 grade = self.grader.grade(problem.task, problem.gold, text)
+                thinking = None if self.thinking == "drop" else thought.thinking
+                chain = text
+                if self.thinking == "steps" and thought.thinking:
+                    chain = f"{thought.thinking}\n{text}"
                 sample = Sample(
                     problem=problem,
                     sample_id=_sample_id(problem.id, model, self.template.sha256, index),
-                    response=choice.text,
-                    steps=tuple(steps.solution_steps(text, grade.pred)),
+                    response=thought.answer,
+                    steps=tuple(steps.solution_steps(chain, grade.pred)),
                     pred=grade.pred,
                     verdict=grade.verdict,
                     meta=Provenance(
@@ -114,9 +128,11 @@ class SampleStage(EngineStage[Problem]):
                         requests=result.requests,
                         choices_in_usage=len(result.choices),
                         checker=checker_info(problem.task),
+                        **self.request.meta(),
                     ),
+                    thinking=thinking,
                 )
-                if choice.finish_reason == "length":
+                if choice.finish_reason == "length" and not ran_on:
                     counts["truncated"] += 1
                     yield SetAside("truncated", sample)
                 elif grade.verdict in ("no_answer", "timeout"):
