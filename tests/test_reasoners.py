@@ -171,7 +171,8 @@ def test_a_reasoning_corrector_is_read_after_its_thinking(fake: FakeOpenAI, tmp_
     fake.responder = thinking_corrector
     thought = records(run("correct", "-", "-m", "c2", *endpoint(fake), input=sampled.stdout))
     assert len(thought) == len(plain) == 5
-    for a, b in zip(plain, thought, strict=True):
+    by_sample = sorted(plain, key=lambda r: r["sample_id"])
+    for a, b in zip(by_sample, sorted(thought, key=lambda r: r["sample_id"]), strict=True):
         assert (a["incorrect_step"], a["corrected_steps"], a["verdict"]) == (
             b["incorrect_step"],
             b["corrected_steps"],
