@@ -10,6 +10,8 @@ from lemagen.cli.app import EPILOG, cli
 from lemagen.cli.options import RunIO, io_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
+from lemagen.records.problems import ProblemReader
+from lemagen.records.rows import Rejects, iter_rows
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
 from lemagen.stages.export import (
     DATASET_INFO_FORMATS,
@@ -106,6 +108,14 @@ def filter_cmd(
     help="Also write CoT records for the correct samples in the input, shuffled together "
     "with the corrections (seeded), as LEMA trains.",
 )
+@click.option(
+    "--gold-cot",
+    "gold_cot_path",
+    metavar="PROBLEMS",
+    help="cot, or any format with --mix: also write the problems' own solutions (GSM8K "
+    "rationales rendered as LEMA does, MATH solutions with their answer stated) as CoT "
+    "records, so one command writes LEMA's whole mix.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffle and pairing seed.")
 @click.option(
     "--max-pairs-per-question",
@@ -138,6 +148,7 @@ def export_cmd(
     fmt: str,
     chat: bool,
     mix: bool,
+    gold_cot_path: str | None,
     seed: int,
     max_pairs_per_question: int,
     keep_fields: str,
@@ -172,6 +183,12 @@ def export_cmd(
         raise click.UsageError("--chat applies to --format trl only")
     if mix and fmt in PAIR_FORMATS:
         raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
+    if gold_cot_path is not None and not (fmt == "cot" or mix):
+        raise click.UsageError("--gold-cot applies to --format cot, or to any format with --mix")
+    gold = None
+    if gold_cot_path is not None:
+        reader = ProblemReader()
+        gold = iter_rows(gold_cot_path, reader.read, skip_bad_rows=False, rejects=Rejects(None))
     if dataset_info is not None:
         if fmt not in DATASET_INFO_FORMATS:
             raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
@@ -184,6 +201,7 @@ def export_cmd(
         seed=seed,
         max_pairs=max_pairs_per_question,
         keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
+        gold_cot=gold,
     )
     io.run(stage)
     if dataset_info is not None:

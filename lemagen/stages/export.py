@@ -44,6 +44,7 @@ from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.filter import Keep, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
+from lemagen.stages.gold_cot import gold_cot
 
 FORMATS = ("lema", "alpaca", "sharegpt", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma")
 PAIR_FORMATS = ("dpo", "openai-dpo")
@@ -113,10 +114,12 @@ class ExportStage(Stage[Sample | Correction]):
         seed: int = 0,
         max_pairs: int = 8,
         keep_fields: tuple[str, ...] = (),
+        gold_cot: Iterable[Problem] | None = None,
     ) -> None:
         super().__init__()
         self.fmt = fmt
         self.keep_fields = keep_fields
+        self.gold_cot = gold_cot
         self.chat = chat
         self.mix = mix
         self.seed = seed
@@ -208,7 +211,20 @@ class ExportStage(Stage[Sample | Correction]):
             question.fixes.append((cot_text(task, record.full_solution()), wrong))
 
     def finish(self) -> Iterator[Output]:
-        """What waits for the whole input: the shuffled --mix, or the preference pairs."""
+        """What waits for the whole input: the gold CoT records, the shuffled --mix, or the
+        preference pairs."""
+        for problem in self.gold_cot or ():
+            record = gold_cot(problem)
+            if record is None:
+                yield SetAside("no_gold_solution", problem)
+                continue
+            self.made["gold_cot"] = self.made.get("gold_cot", 0) + 1
+            row = self._tag(sft_row(self.fmt, record.prompt, record.completion, self.chat), problem)
+            if self.mix:
+                self._held.append(row)
+            else:
+                self.counts["written"] += 1
+                yield row
         if self.mix:
             random.Random(self.seed).shuffle(self._held)
             for row in self._held:
