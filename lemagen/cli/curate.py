@@ -126,6 +126,12 @@ def filter_cmd(
     help="dpo, openai-dpo: at most K pairs per question.",
 )
 @click.option(
+    "--cross-model",
+    is_flag=True,
+    help="dpo, openai-dpo: pair a wrong sample only with a correct sample of another model "
+    "(verifier data, as Math-Rev builds it from several generators).",
+)
+@click.option(
     "--keep-fields",
     metavar="A,B",
     default="",
@@ -151,6 +157,7 @@ def export_cmd(
     gold_cot_path: str | None,
     seed: int,
     max_pairs_per_question: int,
+    cross_model: bool,
     keep_fields: str,
     dataset_info: str | None,
     dataset_name: str | None,
@@ -183,6 +190,8 @@ def export_cmd(
         raise click.UsageError("--chat applies to --format trl only")
     if mix and fmt in PAIR_FORMATS:
         raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
+    if cross_model and fmt not in PAIR_FORMATS:
+        raise click.UsageError("--cross-model applies to --format dpo and openai-dpo")
     if gold_cot_path is not None and not (fmt == "cot" or mix):
         raise click.UsageError("--gold-cot applies to --format cot, or to any format with --mix")
     gold = None
@@ -202,6 +211,7 @@ def export_cmd(
         max_pairs=max_pairs_per_question,
         keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
         gold_cot=gold,
+        cross_model=cross_model,
     )
     io.run(stage)
     if dataset_info is not None:

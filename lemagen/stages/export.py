@@ -96,6 +96,8 @@ class _Question:
     problem: Problem
     chosen: list[str] = field(default_factory=list)  # correct samples' chains of thought
     rejected: list[str] = field(default_factory=list)  # wrong samples' chains of thought
+    chosen_models: list[str | None] = field(default_factory=list)  # the model of each
+    rejected_models: list[str | None] = field(default_factory=list)
     fixes: list[tuple[str, str]] = field(default_factory=list)  # (corrected, its original)
 
 
@@ -115,11 +117,13 @@ class ExportStage(Stage[Sample | Correction]):
         max_pairs: int = 8,
         keep_fields: tuple[str, ...] = (),
         gold_cot: Iterable[Problem] | None = None,
+        cross_model: bool = False,
     ) -> None:
         super().__init__()
         self.fmt = fmt
         self.keep_fields = keep_fields
         self.gold_cot = gold_cot
+        self.cross_model = cross_model
         self.chat = chat
         self.mix = mix
         self.seed = seed
@@ -199,14 +203,17 @@ class ExportStage(Stage[Sample | Correction]):
             sample_id = record.sample_id or ""
             if record.verdict == "correct":
                 question.chosen.append(text)
+                question.chosen_models.append(record.meta.model)
             elif record.verdict == "wrong" and sample_id not in self._seen_samples:
                 question.rejected.append(text)
+                question.rejected_models.append(record.meta.model)
             self._seen_samples.add(sample_id)
             return
         wrong = cot_text(task, record.original.steps)
         if record.sample_id not in self._seen_samples:
             self._seen_samples.add(record.sample_id)
             question.rejected.append(wrong)
+            question.rejected_models.append(record.original.meta.model)
         if kept:
             question.fixes.append((cot_text(task, record.full_solution()), wrong))
 
@@ -246,7 +253,16 @@ class ExportStage(Stage[Sample | Correction]):
         pairs: list[tuple[str, str]] = []
         seen: set[tuple[str, str]] = set()
         candidates = list(question.fixes)
-        if question.chosen:
+        if self.cross_model:  # Math-Rev: a correct and a wrong solution of different models
+            for wrong, model in zip(question.rejected, question.rejected_models, strict=True):
+                pool = [
+                    text
+                    for text, other in zip(question.chosen, question.chosen_models, strict=True)
+                    if other != model
+                ]
+                if pool:
+                    candidates.append((rng.choice(pool), wrong))
+        elif question.chosen:
             candidates += [(rng.choice(question.chosen), wrong) for wrong in question.rejected]
         for chosen, rejected in candidates:
             if chosen == rejected or (chosen, rejected) in seen:

@@ -86,7 +86,7 @@ class SampleStage(EngineStage[Problem]):
         """The samples of one problem: wrong ones (all with --keep all) to keep; truncated,
         unanswered and failed ones set aside; repeated wrong paths dropped."""
         assert self.grader is not None
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()  # (model, path): each model's own paths once
         counts = self.counts
         for model, result in zip(self.models, results, strict=True):
             if isinstance(result, RequestFailed):
@@ -145,7 +145,7 @@ class SampleStage(EngineStage[Problem]):
                         counts["written"] += 1
                         yield sample
                 else:
-                    key = _path_key(sample.steps)
+                    key = (model, _path_key(sample.steps))
                     if key in seen:
                         counts["duplicate"] += 1
                         continue
