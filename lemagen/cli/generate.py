@@ -41,6 +41,24 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
     help="Write only wrong samples (for correction) or all graded samples.",
 )
 @click.option(
+    "--gold",
+    "gold_mode",
+    type=click.Choice(["given", "vote"]),
+    default="given",
+    show_default=True,
+    help="vote: problems without an answer (give --task) take the answer most samples agree "
+    "on as gold, recorded in 'gold_vote'. Weaker than real gold: a model's shared mistake "
+    "becomes the 'right' answer.",
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="--gold vote: the share of a problem's samples that must agree (else set aside as "
+    "no_agreement).",
+)
+@click.option(
     "--prompt",
     "prompt_name",
     default="sample",
@@ -54,6 +72,8 @@ def sample(
     io: RunIO,
     models: tuple[str, ...],
     keep: str,
+    gold_mode: str,
+    min_agreement: float,
     prompt_name: str,
     task: str | None,
     question_field: str | None,
@@ -77,7 +97,9 @@ def sample(
         lemagen sample examples/gsm8k.jsonl -m Qwen/Qwen2.5-0.5B-Instruct -n 4 > wrong.jsonl
     """
     stage = SampleStage(
-        problem_reader(task, question_field, answer_field, id_field),
+        problem_reader(
+            task, question_field, answer_field, id_field, gold_optional=gold_mode == "vote"
+        ),
         engine_config(opts, models),
         template=template(prompt_name, SAMPLE_VARIABLES),
         models=list(models),
@@ -88,6 +110,7 @@ def sample(
         max_pending=max_pending(opts),
         request=request_shape(opts),
         thinking=opts["thinking"],
+        min_agreement=min_agreement,
     )
     io.run(stage, dry_run=opts["dry_run"])
 

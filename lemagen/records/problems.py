@@ -31,6 +31,7 @@ class ProblemReader:
     answer_field: str | None = None
     require_question: bool = True
     id_field: str | None = None
+    gold_optional: bool = False  # sample --gold vote: a problem may come without an answer
     _fields_seen: dict[str, str] = field(default_factory=dict)
 
     def read(self, record: dict[str, Any], where: str) -> Problem:
@@ -49,6 +50,8 @@ class ProblemReader:
         afield = self.answer_field or _first_present(record, ("gold", "answer", "solution"))
         if afield is None or record.get(afield) in (None, ""):
             name = self.answer_field or "answer"
+            if self.gold_optional and isinstance(question, str):
+                return self._without_gold(record, question, record_task, where, name)
             raise InputError(f"{where}: missing field {name!r}", reason="missing_field")
         raw = record[afield]
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
@@ -70,6 +73,26 @@ class ProblemReader:
             question=question if isinstance(question, str) else "",
             gold=gold,
             reference=raw_text if afield != "gold" and gold != raw_text.strip() else None,
+            source={k: v for k, v in record.items() if k not in used},
+        )
+
+    def _without_gold(
+        self, record: dict[str, Any], question: str, task: Any, where: str, field: str
+    ) -> Problem:
+        """A problem whose gold answer the samples' majority will give (empty `gold`)."""
+        task = task or self.task
+        if task is None:
+            raise InputError(
+                f"{where}: missing field {field!r} (give --task to vote a gold answer)",
+                reason="missing_field",
+            )
+        qfield = self.question_field or _first_present(record, ("question", "problem"))
+        used = {qfield, field, "task", self.id_field or "id"}
+        return Problem(
+            id=self._id(record, question, "", where),
+            task=task,
+            question=question,
+            gold="",
             source={k: v for k, v in record.items() if k not in used},
         )
 

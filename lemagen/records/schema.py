@@ -58,9 +58,11 @@ class Problem(msgspec.Struct, frozen=True):
     # The input's fields lemagen does not use (a dataset's `level`, `type`, `source`, ...),
     # carried unchanged through every stage.
     source: dict[str, Any] = {}
+    # sample --gold vote: how the samples' majority gave `gold` ({"votes", "agreement", ...}).
+    gold_vote: dict[str, Any] | None = None
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"id", "task", "question", "gold", "reference", "source"}
+        {"id", "task", "question", "gold", "reference", "source", "gold_vote"}
     )
 
     @classmethod
@@ -69,7 +71,7 @@ class Problem(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, p: ProblemShape) -> Problem:
-        return cls(p.id, p.task, p.question, p.gold, p.reference, p.source or {})
+        return cls(p.id, p.task, p.question, p.gold, p.reference, p.source or {}, p.gold_vote)
 
     def field(self, name: str) -> Any:
         """A problem field or a carried input field by name (None when it has neither)."""
@@ -81,6 +83,8 @@ class Problem(msgspec.Struct, frozen=True):
         out: JSON = {"id": self.id, "task": self.task, "question": self.question, "gold": self.gold}
         if self.reference is not None:
             out["reference"] = self.reference
+        if self.gold_vote is not None:
+            out["gold_vote"] = self.gold_vote
         if self.source:
             out["source"] = self.source
         return out

@@ -21,6 +21,7 @@ class ProblemShape(msgspec.Struct, kw_only=True):
     gold: str
     reference: str | None = None
     source: dict[str, Any] | None = None
+    gold_vote: dict[str, Any] | None = None
 
 
 class OriginalShape(msgspec.Struct, kw_only=True):

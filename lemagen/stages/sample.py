@@ -11,9 +11,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math import answers, steps
-from lemagen.math.grading import checker_info
+from lemagen.math.grading import Grader, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
@@ -31,6 +33,7 @@ SUMMARY_KEYS = [
     "truncated",
     "no_answer",
     "check_timeout",
+    "no_agreement",
     "request_failed",
     "budget_exhausted",
     "bad_rows",
@@ -55,6 +58,7 @@ class SampleStage(EngineStage[Problem]):
         max_pending: int,
         request: RequestShape | None = None,
         thinking: str = "keep",
+        min_agreement: float = 0.5,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.reader = reader
@@ -66,6 +70,7 @@ class SampleStage(EngineStage[Problem]):
         self.keep_all = keep_all
         self.request = request or RequestShape()
         self.thinking = thinking
+        self.min_agreement = min_agreement
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
@@ -86,6 +91,13 @@ class SampleStage(EngineStage[Problem]):
         """The samples of one problem: wrong ones (all with --keep all) to keep; truncated,
         unanswered and failed ones set aside; repeated wrong paths dropped."""
         assert self.grader is not None
+        if not problem.gold:  # --gold vote: the samples' majority answer is the gold
+            voted = self.vote(problem, results)
+            if isinstance(voted, SetAside):
+                self.counts["no_agreement"] += 1
+                yield voted
+                return
+            problem = voted
         seen: set[tuple[str, str]] = set()  # (model, path): each model's own paths once
         counts = self.counts
         for model, result in zip(self.models, results, strict=True):
@@ -154,12 +166,57 @@ class SampleStage(EngineStage[Problem]):
                     counts["written"] += 1
                     yield sample
 
+    def vote(
+        self, problem: Problem, results: list[Generation | RequestFailed]
+    ) -> Problem | SetAside:
+        assert self.grader is not None
+        return _vote(problem, results, self.grader, self.min_agreement)
+
     def summary(self, rejects: Rejects) -> str:
         self.counts["bad_rows"] = rejects.bad_rows
         return (
             f"sample: {fmt_counts(self.counts, SUMMARY_KEYS)}; {self.counts['written']} "
             f"written; {self.requests_summary()}"
         )
+
+
+def _vote(
+    problem: Problem,
+    results: list[Generation | RequestFailed],
+    grader: Grader,
+    min_agreement: float,
+) -> Problem | SetAside:
+    """The problem with the samples' majority answer as gold (answers that grade as equal count
+    together), or set aside when no answer reaches `min_agreement` of the samples or two tie."""
+    groups: list[list[str]] = []
+    samples = 0
+    for result in results:
+        if isinstance(result, RequestFailed):
+            continue
+        for choice in result.choices:
+            samples += 1
+            text = answers.cut_run_on(split_thinking(choice.text).answer)
+            pred = answers.extract(problem.task, text)
+            if pred is None:
+                continue
+            for group in groups:
+                if grader.compare(problem.task, group[0], pred) == "correct":
+                    group.append(pred)
+                    break
+            else:
+                groups.append([pred])
+    groups.sort(key=len, reverse=True)
+    counts = {group[0]: len(group) for group in groups}
+    top = len(groups[0]) if groups else 0
+    agreement = round(top / samples, 4) if samples else 0.0
+    tie = len(groups) > 1 and len(groups[1]) == top
+    if not groups or tie or agreement < min_agreement:
+        why = "a tie" if tie else f"agreement {agreement} < {min_agreement}"
+        detail = f"no gold by vote ({why}): answers {counts or 'none'} of {samples} samples"
+        return SetAside("no_agreement", problem, detail)
+    gold = max(set(groups[0]), key=groups[0].count)  # the most frequent spelling of the answer
+    vote = {"votes": top, "samples": samples, "agreement": agreement, "answers": counts}
+    return msgspec.structs.replace(problem, gold=gold, gold_vote=vote)
 
 
 def _sample_id(problem_id: str, model: str, prompt_sha: str, index: int) -> str:
