@@ -17,6 +17,7 @@ from lemagen.math.grading import Grader
 from lemagen.math.steps import is_answer_step
 from lemagen.stages import templates
 from lemagen.stages.correct import CORRECT_VARIABLES, parse_reply
+from lemagen.stages.evolve import EVOLVE_VARIABLES
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from lemagen.stages.sample import SAMPLE_VARIABLES
 
@@ -24,6 +25,7 @@ STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,
     "correct.gsm8k": CORRECT_VARIABLES,
     "correct.math": CORRECT_VARIABLES,
+    "evolve": EVOLVE_VARIABLES,
 }
 
 

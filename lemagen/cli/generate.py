@@ -20,6 +20,7 @@ from lemagen.cli.options import (
     template,
 )
 from lemagen.stages.correct import CorrectStage
+from lemagen.stages.evolve import EVOLVE_VARIABLES, EvolveStage
 from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
 
 
@@ -177,6 +178,82 @@ def correct(
         max_pending=max_pending(opts),
         reask=reask,
         json_mode=json_mode,
+        request=request_shape(opts),
+    )
+    io.run(stage, dry_run=opts["dry_run"])
+
+
+# ---------------------------------------------------------------- evolve
+
+
+@cli.command(epilog=EPILOG)
+@io_options
+@click.option("-m", "--model", required=True, help="The evolving model (GPT-4 class).")
+@click.option(
+    "--samples",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Bootstrap draws from the seed questions (with replacement; one new question each).",
+)
+@click.option(
+    "--votes",
+    type=click.IntRange(2),
+    default=3,
+    show_default=True,
+    help="Answers asked for each new question; their majority is its pseudo-gold.",
+)
+@click.option(
+    "--prompt",
+    "prompt_name",
+    default="evolve",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="Evolution prompt (a {{question}} placeholder).",
+)
+@click.option(
+    "--answer-prompt",
+    default="sample",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="Prompt for the voting answers.",
+)
+@endpoint_options(n_default=None, temperature_default=0.7)
+def evolve(
+    io: RunIO,
+    model: str,
+    samples: int,
+    votes: int,
+    prompt_name: str,
+    answer_prompt: str,
+    **opts: Any,
+) -> None:
+    """Write new questions from the ones mistakes were corrected on (LEMA's evolution).
+
+    INPUT is `lemagen correct` (or `inject`) output. The seed pool is the questions of the
+    corrections `lemagen filter` would keep; --samples draws (seeded by --seed) each ask the
+    model for one related question with a purely numeric answer, and --votes answers from the
+    same model give its pseudo-gold by majority (questions whose answers all differ are set
+    aside as no_agreement). Output: problems JSONL for `lemagen sample`, each with its seed_id.
+    Pseudo-gold is weaker than real gold: a shared mistake becomes the answer.
+
+    \b
+    Example:
+      lemagen evolve corrections.jsonl -m gpt-4o --samples 1000 > evolved.jsonl
+      lemagen sample evolved.jsonl -m MODEL | lemagen correct -m gpt-4o | lemagen filter
+    """
+    stage = EvolveStage(
+        engine_config(opts, [model]),
+        model=model,
+        template=template(prompt_name, EVOLVE_VARIABLES),
+        answer_template=template(answer_prompt, SAMPLE_VARIABLES),
+        samples=samples,
+        votes=votes,
+        seed=opts["seed"] or 0,
+        sampling=sampling(opts),
+        vote_sampling=sampling(opts),
+        check_timeout=opts["check_timeout"],
+        max_pending=max_pending(opts),
         request=request_shape(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])

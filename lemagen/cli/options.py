@@ -94,7 +94,9 @@ def io_options(func: F) -> F:
     return cast(F, decorated)
 
 
-def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F], F]:
+def endpoint_options(n_default: int | None, temperature_default: float) -> Callable[[F], F]:
+    """The options of a command that calls models (`n_default=None`: the command has no -n)."""
+
     def decorate(func: F) -> F:
         options = [
             click.option(
@@ -125,7 +127,7 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
                 "-n",
                 "n",
                 type=click.IntRange(1),
-                default=n_default,
+                default=n_default or 1,
                 show_default=True,
                 help="Samples per prompt, asked for in one request (API 'n'). Raising it later "
                 "sends only the new samples.",
@@ -270,11 +272,19 @@ def endpoint_options(n_default: int, temperature_default: float) -> Callable[[F]
                 help="Seconds allowed for one symbolic answer check (then: timeout).",
             ),
         ]
+        if n_default is None:
+            options = [o for o in options if _option_name(o) != "n"]
         for option in reversed(options):
             func = option(func)
         return func
 
     return decorate
+
+
+def _option_name(option: Callable[[F], F]) -> str:
+    """The parameter name a click.option decorator declares (to leave one out)."""
+    probe: Any = option(cast(F, lambda: None))
+    return str(probe.__click_params__[-1].name)
 
 
 def task_options(func: F) -> F:

@@ -7,6 +7,7 @@ from lemagen.records.common import JSON, SCHEMA_VERSION, TASKS, VERDICTS, Task, 
 from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta
 from lemagen.records.schema import (
     Correction,
+    Evolved,
     FailedCall,
     Problem,
     Record,
@@ -35,6 +36,7 @@ __all__ = [
     "Alpaca",
     "Conversation",
     "Correction",
+    "Evolved",
     "FailedCall",
     "InjectMeta",
     "Meta",

@@ -308,6 +308,28 @@ class FailedCall(msgspec.Struct, frozen=True):
         return {**self.problem.to_dict(), "model": self.model, "error": self.error}
 
 
+class Evolved(msgspec.Struct, frozen=True):
+    """A question `lemagen evolve` wrote from a seed question, with its pseudo-gold answer: a
+    problems line `lemagen sample` reads (seed_id, evolved_by and gold_vote travel in
+    `source`)."""
+
+    problem: Problem  # its gold_vote says how the votes gave the gold
+    seed_id: str
+    model: str
+
+    def to_dict(self) -> JSON:
+        p = self.problem
+        return {
+            "id": p.id,
+            "task": p.task,
+            "question": p.question,
+            "gold": p.gold,
+            "seed_id": self.seed_id,
+            "evolved_by": self.model,
+            "gold_vote": p.gold_vote,
+        }
+
+
 # ---------------------------------------------------------------- retry data
 
 
