@@ -17,6 +17,7 @@ from lemagen.math.grading import Grader
 from lemagen.math.steps import is_answer_step
 from lemagen.stages import templates
 from lemagen.stages.correct import CORRECT_VARIABLES, parse_reply
+from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES
 from lemagen.stages.evolve import EVOLVE_VARIABLES
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from lemagen.stages.sample import SAMPLE_VARIABLES
@@ -26,6 +27,7 @@ STAGE_VARIABLES = {
     "correct.gsm8k": CORRECT_VARIABLES,
     "correct.math": CORRECT_VARIABLES,
     "evolve": EVOLVE_VARIABLES,
+    "crosscheck": CROSSCHECK_VARIABLES,
 }
 
 
@@ -48,6 +50,12 @@ def test_shipped_prompt_uses_exactly_its_stage_variables(name: str) -> None:
 def test_sample_prompt_is_the_lema_cot_prompt() -> None:
     rendered = templates.load("sample").render(question="What is 2 + 2?")
     assert rendered == LEMA_COT_PROMPT.format(question="What is 2 + 2?")
+
+
+def test_crosscheck_prompt_ends_with_the_solution() -> None:
+    rendered = templates.load("crosscheck").render(question="Q?", solution="Step 1: 2 + 2 = 4.")
+    assert rendered.rstrip().endswith("Problem:\nQ?\n\nSolution:\nStep 1: 2 + 2 = 4.")
+    assert "```python" in rendered
 
 
 @pytest.mark.parametrize("name", ["correct.gsm8k", "correct.math"])

@@ -58,8 +58,17 @@ from lemagen.stages.stats import StatsStage, render_html
     show_default=True,
     help="--decontaminate: share of a question's n-grams found in one test question.",
 )
+@click.option(
+    "--require-pot-agreement",
+    "require_pot",
+    is_flag=True,
+    help="Keep only corrections (and --with-cot samples) whose program agreed with their "
+    "answer in `lemagen crosscheck` (dropped: pot_disagree, pot_error, pot_timeout, "
+    "pot_unchecked).",
+)
 def filter_cmd(
     io: RunIO,
+    require_pot: bool,
     with_cot: bool,
     with_meta: bool,
     test_sets: tuple[str, ...],
@@ -83,7 +92,9 @@ def filter_cmd(
         held_out = HeldOut(ngram, overlap)
         for path in test_sets:
             held_out.load(path)
-    stage = FilterStage(with_cot=with_cot, with_meta=with_meta, held_out=held_out)
+    stage = FilterStage(
+        with_cot=with_cot, with_meta=with_meta, held_out=held_out, require_pot=require_pot
+    )
     io.run(stage)
 
 
@@ -149,8 +160,17 @@ def filter_cmd(
     metavar="NAME",
     help="Name of the dataset_info.json entry [default: the output file's stem].",
 )
+@click.option(
+    "--require-pot-agreement",
+    "require_pot",
+    is_flag=True,
+    help="Keep only corrections, and pair only chosen solutions, whose program agreed with "
+    "their answer in `lemagen crosscheck` (dropped: pot_disagree, pot_error, pot_timeout, "
+    "pot_unchecked).",
+)
 def export_cmd(
     io: RunIO,
+    require_pot: bool,
     fmt: str,
     chat: bool,
     mix: bool,
@@ -212,6 +232,7 @@ def export_cmd(
         keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
         gold_cot=gold,
         cross_model=cross_model,
+        require_pot=require_pot,
     )
     io.run(stage)
     if dataset_info is not None:

@@ -19,7 +19,9 @@ from lemagen.cli.options import (
     task_options,
     template,
 )
+from lemagen.pot.sandbox import Limits
 from lemagen.stages.correct import CorrectStage
+from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
 from lemagen.stages.evolve import EVOLVE_VARIABLES, EvolveStage
 from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
 
@@ -254,6 +256,83 @@ def evolve(
         vote_sampling=sampling(opts),
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
+        request=request_shape(opts),
+    )
+    io.run(stage, dry_run=opts["dry_run"])
+
+
+# ---------------------------------------------------------------- crosscheck
+
+
+@cli.command(epilog=EPILOG)
+@io_options
+@click.option("-m", "--model", required=True, help="Coder model that writes the programs.")
+@click.option(
+    "--prompt",
+    "prompt_name",
+    default="crosscheck",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="Coder prompt: a shipped name or a file with {{question}} and {{solution}}.",
+)
+@click.option(
+    "--all",
+    "check_all",
+    is_flag=True,
+    help="Check every record with an answer, not only those whose answer is correct.",
+)
+@click.option(
+    "--program-timeout",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wall-clock (and CPU) limit of each program; it is killed after it.",
+)
+@click.option(
+    "--program-memory",
+    type=click.IntRange(64),
+    default=1024,
+    show_default=True,
+    metavar="MB",
+    help="Address-space limit of each program.",
+)
+@endpoint_options(n_default=None, temperature_default=0.0)
+def crosscheck(
+    io: RunIO,
+    model: str,
+    prompt_name: str,
+    check_all: bool,
+    program_timeout: float,
+    program_memory: int,
+    **opts: Any,
+) -> None:
+    """Cross-check chains of thought with programs (CoTnPoT).
+
+    INPUT is `sample`, `correct` or `inject` output. For each record whose answer is correct
+    (every record with an answer with --all), a coder model rewrites the chain of thought (a
+    correction's corrected solution) as a Python program that prints the final answer; the
+    program runs in a sandbox (bubblewrap: no network, no files outside an empty directory,
+    no child processes, limited CPU, memory and output; see the README) and its printed
+    answer is compared with the record's by the grader. Records gain pot_program,
+    pot_answer, pot_verdict (agree, disagree, error, timeout) and pot_meta; other records
+    pass through. `filter --require-pot-agreement` and `export --require-pot-agreement`
+    then keep only what agrees.
+
+    \b
+    Example:
+      lemagen crosscheck corrections.jsonl -m Qwen/Qwen2.5-Coder-7B-Instruct > checked.jsonl
+    """
+    seconds = max(1, int(program_timeout + 0.999))
+    stage = CrosscheckStage(
+        engine_config(opts, [model]),
+        model=model,
+        template=template(prompt_name, CROSSCHECK_VARIABLES),
+        sampling=sampling(opts),
+        check_timeout=opts["check_timeout"],
+        max_pending=max_pending(opts),
+        limits=Limits(timeout=program_timeout, cpu=seconds, memory=program_memory << 20),
+        check_all=check_all,
         request=request_shape(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])

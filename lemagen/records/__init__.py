@@ -3,12 +3,22 @@ share in `common`), the JSON shapes of the flattened ones (`shapes`), JSONL in a
 (`jsonl`), input rows and rejects (`rows`), and problem reading from any dataset's shape
 (`problems`). Everything outside this package imports record types from here."""
 
-from lemagen.records.common import JSON, SCHEMA_VERSION, TASKS, VERDICTS, Task, Verdict
+from lemagen.records.common import (
+    JSON,
+    POT_VERDICTS,
+    SCHEMA_VERSION,
+    TASKS,
+    VERDICTS,
+    PotVerdict,
+    Task,
+    Verdict,
+)
 from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta
 from lemagen.records.schema import (
     Correction,
     Evolved,
     FailedCall,
+    Pot,
     Problem,
     Record,
     Reject,
@@ -30,6 +40,7 @@ from lemagen.records.training import (
 
 __all__ = [
     "JSON",
+    "POT_VERDICTS",
     "SCHEMA_VERSION",
     "TASKS",
     "VERDICTS",
@@ -40,6 +51,8 @@ __all__ = [
     "FailedCall",
     "InjectMeta",
     "Meta",
+    "Pot",
+    "PotVerdict",
     "Preference",
     "Problem",
     "PromptCompletion",

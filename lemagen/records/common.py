@@ -15,6 +15,8 @@ from lemagen.errors import InputError
 TASKS = ("gsm8k", "math")
 VERDICTS = ("correct", "wrong", "no_answer", "timeout")
 Task = Literal["gsm8k", "math"]
+PotVerdict = Literal["agree", "disagree", "error", "timeout"]  # `lemagen crosscheck`
+POT_VERDICTS = ("agree", "disagree", "error", "timeout")
 Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
 JSON: TypeAlias = dict[str, Any]
 Count = Annotated[int, msgspec.Meta(ge=0)]

@@ -22,6 +22,7 @@ import msgspec
 from lemagen.errors import InputError
 from lemagen.records.common import (
     JSON,
+    PotVerdict,
     Task,
     Verdict,
     check,
@@ -92,6 +93,34 @@ class Problem(msgspec.Struct, frozen=True):
 
 # ---------------------------------------------------------------- samples and corrections
 
+
+class Pot(msgspec.Struct, frozen=True):
+    """What `lemagen crosscheck` found: the program a coder wrote from the chain of thought,
+    what it printed (None when it failed), whether that agrees with the chain of thought's
+    answer, and how it was made and run (`meta`: coder model, prompt, usage, sandbox detail)."""
+
+    program: str | None
+    answer: str | None
+    verdict: PotVerdict
+    meta: dict[str, Any] = {}
+
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"pot_program", "pot_answer", "pot_verdict", "pot_meta"}
+    )
+
+    @classmethod
+    def read(cls, s: SampleShape | CorrectionShape) -> Pot | None:
+        if s.pot_verdict is None:
+            return None
+        return cls(s.pot_program, s.pot_answer, s.pot_verdict, s.pot_meta or {})
+
+    def write(self, out: JSON) -> None:
+        out["pot_program"] = self.program
+        out["pot_answer"] = self.answer
+        out["pot_verdict"] = self.verdict
+        out["pot_meta"] = self.meta
+
+
 _SAMPLE_HINT = " (is this `lemagen sample` output?)"
 
 
@@ -108,11 +137,12 @@ class Sample(msgspec.Struct, frozen=True):
     meta: Meta = msgspec.field(default_factory=Provenance)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     thinking: str | None = None  # a reasoning model's thinking, apart from its answer
+    pot: Pot | None = None  # written only when set (`lemagen crosscheck`)
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
         {"sample_id", "response", "thinking", "steps", "pred", "verdict", "meta"}
     )
-    _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | {"schema_version"}
+    _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | Pot.KEYS | {"schema_version"}
 
     @property
     def id(self) -> str:
@@ -154,6 +184,7 @@ class Sample(msgspec.Struct, frozen=True):
             meta=read_meta(s.meta, where),
             extra=unknown_keys(data, cls._ALL_KEYS),
             thinking=s.thinking,
+            pot=Pot.read(s),
         )
 
     @classmethod
@@ -183,6 +214,8 @@ class Sample(msgspec.Struct, frozen=True):
         out["pred"] = self.pred
         out["verdict"] = self.verdict
         out["meta"] = self.meta.to_dict()
+        if self.pot is not None:
+            self.pot.write(out)
         with_extra(out, self.extra)
         if version and self.problem is not None:
             versioned(out)
@@ -190,7 +223,7 @@ class Sample(msgspec.Struct, frozen=True):
 
     def as_original(self) -> Sample:
         """This sample as the `original` of a correction."""
-        return msgspec.structs.replace(self, problem=None)
+        return msgspec.structs.replace(self, problem=None, pot=None)
 
 
 class Correction(msgspec.Struct, frozen=True):
@@ -212,6 +245,7 @@ class Correction(msgspec.Struct, frozen=True):
     reject_reason: str | None
     meta: Meta = msgspec.field(default_factory=Provenance)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    pot: Pot | None = None  # written only when set (`lemagen crosscheck`)
 
     _KEYS: ClassVar[frozenset[str]] = (
         frozenset(
@@ -233,6 +267,7 @@ class Correction(msgspec.Struct, frozen=True):
             ]
         )
         | Problem._KEYS
+        | Pot.KEYS
     )
 
     @property
@@ -266,6 +301,7 @@ class Correction(msgspec.Struct, frozen=True):
             reject_reason=c.reject_reason,
             meta=read_meta(c.meta, where),
             extra=unknown_keys(data, cls._KEYS),
+            pot=Pot.read(c),
         )
 
     def to_dict(self) -> JSON:
@@ -283,6 +319,8 @@ class Correction(msgspec.Struct, frozen=True):
         out["verdict"] = self.verdict
         out["reject_reason"] = self.reject_reason
         out["meta"] = self.meta.to_dict()
+        if self.pot is not None:
+            self.pot.write(out)
         with_extra(out, self.extra)
         versioned(out)
         return out

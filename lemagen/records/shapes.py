@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from lemagen.records.common import Task, Verdict
+from lemagen.records.common import PotVerdict, Task, Verdict
 from lemagen.records.meta import RetryMeta
 
 
@@ -42,6 +42,11 @@ class SampleShape(ProblemShape, kw_only=True):
     pred: str | None = None
     verdict: Verdict
     meta: dict[str, Any] | None = None
+    # Written by `lemagen crosscheck`:
+    pot_program: str | None = None
+    pot_answer: str | None = None
+    pot_verdict: PotVerdict | None = None
+    pot_meta: dict[str, Any] | None = None
 
 
 class CorrectionShape(ProblemShape, kw_only=True):
@@ -58,6 +63,11 @@ class CorrectionShape(ProblemShape, kw_only=True):
     verdict: Verdict
     reject_reason: str | None = None
     meta: dict[str, Any] | None = None
+    # Written by `lemagen crosscheck`:
+    pot_program: str | None = None
+    pot_answer: str | None = None
+    pot_verdict: PotVerdict | None = None
+    pot_meta: dict[str, Any] | None = None
 
 
 class RetryTextShape(ProblemShape, kw_only=True):

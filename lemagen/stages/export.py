@@ -42,7 +42,7 @@ from lemagen.records import (
 )
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
-from lemagen.stages.filter import Keep, unparseable_detail
+from lemagen.stages.filter import Keep, pot_reason, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
 from lemagen.stages.gold_cot import gold_cot
 
@@ -118,6 +118,7 @@ class ExportStage(Stage[Sample | Correction]):
         keep_fields: tuple[str, ...] = (),
         gold_cot: Iterable[Problem] | None = None,
         cross_model: bool = False,
+        require_pot: bool = False,
     ) -> None:
         super().__init__()
         self.fmt = fmt
@@ -129,7 +130,8 @@ class ExportStage(Stage[Sample | Correction]):
         self.seed = seed
         self.max_pairs = max_pairs
         self.made: dict[str, int] = {}
-        self._keep = Keep(with_cot=True)
+        self.require_pot = require_pot
+        self._keep = Keep(with_cot=True, require_pot=require_pot)
         self._held: list[TrainingRow | Tagged] = []
         self._questions: dict[str, _Question] = {}
         self._seen_samples: set[str] = set()
@@ -202,8 +204,9 @@ class ExportStage(Stage[Sample | Correction]):
             text = cot_text(task, record.steps)
             sample_id = record.sample_id or ""
             if record.verdict == "correct":
-                question.chosen.append(text)
-                question.chosen_models.append(record.meta.model)
+                if not (self.require_pot and pot_reason(record)):
+                    question.chosen.append(text)
+                    question.chosen_models.append(record.meta.model)
             elif record.verdict == "wrong" and sample_id not in self._seen_samples:
                 question.rejected.append(text)
                 question.rejected_models.append(record.meta.model)

@@ -43,6 +43,10 @@ REASONS = (
     "uncorrected_sample",
     "correct_sample",
     "contaminated",
+    "pot_disagree",
+    "pot_error",
+    "pot_timeout",
+    "pot_unchecked",
 )
 VERDICT_REASONS = {"no_answer": "no_answer", "timeout": "check_timeout"}
 
@@ -53,6 +57,7 @@ class Keep:
     CoT records), each training record once."""
 
     with_cot: bool = False
+    require_pot: bool = False  # --require-pot-agreement: only records whose program agrees
     counts: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
@@ -61,7 +66,7 @@ class Keep:
         out: PromptCompletion | None
         if isinstance(record, Correction):
             self.counts["corrections"] += 1
-            reason = check(record)
+            reason = check(record) or (pot_reason(record) if self.require_pot else None)
             out = None if reason else lema_correction(record)
             kind = "correction"
         else:
@@ -70,6 +75,8 @@ class Keep:
                 return None, "uncorrected_sample"
             if not self.with_cot:
                 return None, "correct_sample"
+            if self.require_pot and pot_reason(record):
+                return None, pot_reason(record)
             reason, out, kind = None, lema_cot(record), "cot"
         if out is None:
             return None, reason
@@ -105,6 +112,16 @@ def check(record: Correction) -> str | None:
     return None
 
 
+def pot_reason(record: Sample | Correction) -> str | None:
+    """Why a record fails `--require-pot-agreement` (`lemagen crosscheck`), or None: its
+    program disagreed, failed or timed out, or it was never cross-checked."""
+    if record.pot is None:
+        return "pot_unchecked"
+    if record.pot.verdict != "agree":
+        return f"pot_{record.pot.verdict}"
+    return None
+
+
 def unparseable_detail(record: Sample | Correction, reason: str) -> str | None:
     """The parser's message, for a correction set aside as unparseable."""
     if reason == "unparseable" and isinstance(record, Correction):
@@ -120,9 +137,16 @@ def _norm(steps: Iterable[str]) -> str:
 class FilterStage(Stage[Sample | Correction]):
     name = "filter"
 
-    def __init__(self, *, with_cot: bool, with_meta: bool, held_out: HeldOut | None) -> None:
+    def __init__(
+        self,
+        *,
+        with_cot: bool,
+        with_meta: bool,
+        held_out: HeldOut | None,
+        require_pot: bool = False,
+    ) -> None:
         super().__init__()
-        self.keep = Keep(with_cot=with_cot)
+        self.keep = Keep(with_cot=with_cot, require_pot=require_pot)
         self.with_meta = with_meta
         self.held_out = held_out
 

@@ -1,0 +1,203 @@
+"""The sandbox that runs model-written programs: each hostile program is stopped with the
+right status, by the OS layer alone as well as with the audit hook, and the parent is never
+harmed: it stays responsive, files outside are untouched, no process is left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lemagen.pot.sandbox import Limits, Outcome, SandboxUnavailable, run
+
+FAST = Limits(timeout=2.0, cpu=1)
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Iterator[Path]:
+    """A file and a fake ~/.ssh key outside the sandbox, checked unchanged afterwards."""
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "id_ed25519").write_text("SECRET-KEY\n", encoding="utf-8")
+    path = tmp_path / "canary.txt"
+    path.write_text("untouched\n", encoding="utf-8")
+    yield path
+    assert path.read_text(encoding="utf-8") == "untouched\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt", "home"]
+    assert (ssh / "id_ed25519").read_text(encoding="utf-8") == "SECRET-KEY\n"
+
+
+def leftovers(tag: str) -> list[int]:
+    """Processes whose command line carries `tag` (the sandbox's and anything it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def run_hostile(program: str, limits: Limits) -> Outcome:
+    tag = uuid.uuid4().hex
+    started = time.monotonic()
+    outcome = run(program, limits, tag=tag)
+    assert time.monotonic() - started < limits.timeout + 3
+    assert leftovers(tag) == []
+    # The parent is still responsive and can still run programs.
+    assert run("print(6 * 7)", limits) == Outcome("ok", "42\n")
+    return outcome
+
+
+def test_a_program_prints_its_answer() -> None:
+    program = "from fractions import Fraction\nimport math\nprint(Fraction(3, 4) * 8, math.pi > 3)"
+    assert run(program) == Outcome("ok", "6 True\n")
+
+
+def test_the_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    out = run("import os, sys\nprint(sorted(os.environ), sys.flags.isolated, sys.flags.no_site)")
+    assert out.status == "ok"
+    names, isolated, no_site = out.stdout.rsplit("]", 1)[0] + "]", *out.stdout.split()[-2:]
+    assert "OPENAI_API_KEY" not in names
+    assert "HOME" not in names
+    assert (isolated, no_site) == ("1", "1")
+
+
+def test_the_program_sees_an_empty_working_directory_and_no_home() -> None:
+    program = "import os\nprint(os.getcwd(), os.listdir('.'), sorted(os.listdir('/')), os.getuid())"
+    out = run(program)
+    assert out.status == "ok"
+    uid = "65534" if os.geteuid() == 0 else str(os.getuid())
+    assert out.stdout.split("] ")[0] + "]" == "/work []"
+    assert out.stdout.strip().endswith(uid)
+    for hidden in ("'home'", "'root'", "'tmp'", "'etc'", "'proc'"):
+        assert hidden not in out.stdout
+
+
+def test_the_program_may_write_in_its_own_directory() -> None:
+    program = "open('scratch.txt', 'w').write('12')\nprint(open('scratch.txt').read())"
+    assert run(program) == Outcome("ok", "12\n")
+
+
+HOSTILE = {
+    # name: (program, status, what the error says with the audit hook off / on)
+    "socket": (
+        "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=1)\nprint(1)",
+        "error",
+        ("Network is unreachable", "Connection refused"),
+        "sandbox: import _socket is not allowed",
+    ),
+    "read-ssh": (
+        "print(open('HOME/.ssh/id_ed25519').read())\nprint(open('/root/.ssh/id_rsa').read())",
+        "error",
+        ("No such file or directory",),
+        "No such file or directory",
+    ),
+    "write-outside": (
+        "open('CANARY', 'w').write('pwned')\nprint(1)",
+        "error",
+        ("No such file or directory",),
+        "sandbox: writing",
+    ),
+    "write-root": (
+        "open('/python/pwned', 'w').write('x')\nprint(1)",
+        "error",
+        ("Read-only file system", "Permission denied"),
+        "sandbox: writing",
+    ),
+    "fork": ("import os\nprint(os.fork())", "error", ("Errno 11",), "os.fork is not allowed"),
+    "subprocess": (
+        "import subprocess\nprint(subprocess.run(['/usr/bin/id'], capture_output=True))",
+        "error",
+        ("Errno 11", "No such file"),
+        "is not allowed",
+    ),
+    "thread": (
+        "import threading\nthreading.Thread(target=print).start()\nprint(1)",
+        "error",
+        ("can't start new thread",),
+        "can't start new thread",
+    ),
+    "allocate-10GB": ("x = bytearray(10 * 2**30)\nprint(len(x))", "error", ("MemoryError",), ""),
+    "print-1GB": (
+        "import sys\nfor _ in range(2**14):\n    sys.stdout.write('x' * 2**16)",
+        "error",
+        ("printed more than 65536 bytes",),
+        "printed more than",
+    ),
+    "big-file": (
+        "open('big', 'wb').write(b'x' * 2**24)\nprint(1)",
+        "error",
+        ("File too large",),
+        "File too large",
+    ),
+    "loop-forever": ("while True:\n    pass", "timeout", ("",), ""),
+    "sleep-forever": ("import time\ntime.sleep(3600)", "timeout", ("wall clock",), "wall clock"),
+}
+
+
+@pytest.mark.parametrize("audit_hook", [False, True], ids=["os-layer-only", "with-audit-hook"])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_program_is_stopped(name: str, audit_hook: bool, canary: Path) -> None:
+    program, status, os_says, hook_says = HOSTILE[name]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.05)
+        port = listener.getsockname()[1]
+        program = (
+            program.replace("PORT", str(port))
+            .replace("HOME", str(canary.parent / "home"))
+            .replace("CANARY", str(canary))
+        )
+        outcome = run_hostile(program, Limits(timeout=2.0, cpu=1, audit_hook=audit_hook))
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nothing reached the parent's network
+    assert outcome.status == status, outcome
+    assert outcome.stdout in ("", "x" * len(outcome.stdout))
+    assert outcome.detail is not None
+    if audit_hook:
+        assert hook_says in outcome.detail
+    else:
+        assert any(s in outcome.detail for s in os_says), outcome.detail
+    assert "SECRET-KEY" not in outcome.stdout + outcome.detail
+
+
+def test_a_program_cannot_outlive_a_kill_with_a_child() -> None:
+    # Even a program that somehow had a second process: the PID namespace ends with the
+    # sandbox. Simulated with the CPU limit: the whole group is gone after the wall clock.
+    tag = uuid.uuid4().hex
+    out = run("import time\nwhile True: time.sleep(0.01)", FAST, tag=tag)
+    assert out.status == "timeout"
+    assert leftovers(tag) == []
+
+
+def test_many_runs_at_once_do_not_interfere() -> None:
+    results: list[Outcome] = []
+
+    def one(i: int) -> None:
+        results.append(run(f"print({i} * 2)", FAST))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(int(r.stdout) for r in results) == [0, 2, 4, 6, 8, 10]
+
+
+def test_without_bwrap_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SandboxUnavailable, match=r"apt-get install bubblewrap"):
+        run("print(1)")
