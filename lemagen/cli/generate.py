@@ -47,6 +47,12 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
     metavar="NAME|PATH",
     help="Sampling prompt: a shipped name or a file with a {{question}} placeholder.",
 )
+@click.option(
+    "--explicit-answers-only",
+    is_flag=True,
+    help="Set aside (reason implicit_answer) samples whose answer was not marked as the answer "
+    "(\\boxed{}, 'The answer is', '####', an 'Answer:' line) but read off the last sentence.",
+)
 @task_options
 @endpoint_options(n_default=4, temperature_default=0.7)
 def sample(
@@ -58,6 +64,7 @@ def sample(
     models: tuple[str, ...],
     keep: str,
     prompt_name: str,
+    explicit_answers_only: bool,
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
@@ -68,7 +75,9 @@ def sample(
     INPUT is problems JSONL (GSM8K, MATH, MATH-500 or any JSONL with --question-field and
     --answer-field); '-' or nothing reads stdin. Each output line is one graded sample with
     its steps, extracted answer, verdict and provenance. Truncated samples, samples with no
-    answer and failed requests are set aside (--rejects), never treated as mistakes.
+    answer and failed requests are set aside (--rejects), never treated as mistakes. Each
+    sample says how its answer was found (extracted_by); --explicit-answers-only sets aside
+    those whose answer was not explicitly marked.
 
     Every sample received is kept in the request store (--cache-dir), so re-running the same
     command after an interruption or failure sends only what never arrived.
@@ -88,6 +97,7 @@ def sample(
         keep_all=keep == "all",
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
+        explicit_only=explicit_answers_only,
     )
     run_stage(
         stage,

@@ -122,9 +122,12 @@ class Sample(msgspec.Struct, frozen=True):
     verdict: Verdict
     meta: Meta = msgspec.field(default_factory=Provenance)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    # How `pred` was found (answers.Method), None when nothing was; UNSET (not written) for a
+    # sample made before the field existed or without extraction (an injected mistake).
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"sample_id", "response", "steps", "pred", "verdict", "meta"}
+        {"sample_id", "response", "steps", "pred", "extracted_by", "verdict", "meta"}
     )
     _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | {"schema_version"}
 
@@ -167,6 +170,7 @@ class Sample(msgspec.Struct, frozen=True):
             verdict=s.verdict,
             meta=read_meta(s.meta, where),
             extra=unknown_keys(data, cls._ALL_KEYS),
+            extracted_by=s.extracted_by,
         )
 
     @classmethod
@@ -182,6 +186,7 @@ class Sample(msgspec.Struct, frozen=True):
             verdict=o.verdict,
             meta=read_meta(o.meta, where, "original.meta."),
             extra=unknown_keys(data, cls._KEYS),
+            extracted_by=o.extracted_by,
         )
 
     def to_dict(self, *, version: bool = True) -> JSON:
@@ -191,6 +196,8 @@ class Sample(msgspec.Struct, frozen=True):
         out["response"] = self.response
         out["steps"] = list(self.steps)
         out["pred"] = self.pred
+        if self.extracted_by is not msgspec.UNSET:
+            out["extracted_by"] = self.extracted_by
         out["verdict"] = self.verdict
         out["meta"] = self.meta.to_dict()
         with_extra(out, self.extra)
@@ -202,7 +209,7 @@ class Sample(msgspec.Struct, frozen=True):
         """This sample as the `original` of a correction."""
         return Sample(
             None, self.sample_id, self.response, self.steps, self.pred, self.verdict, self.meta,
-            self.extra,
+            self.extra, self.extracted_by,
         )  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class OriginalShape(msgspec.Struct, kw_only=True):
     response: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
     verdict: Verdict = "wrong"
     meta: dict[str, Any] | None = None
 
@@ -68,6 +69,7 @@ class SampleShape(ProblemShape, kw_only=True):
     response: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
     verdict: Verdict
     meta: dict[str, Any] | None = None
 

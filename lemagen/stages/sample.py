@@ -29,6 +29,7 @@ SUMMARY_KEYS = [
     "duplicate",
     "truncated",
     "no_answer",
+    "implicit_answer",
     "check_timeout",
     "request_failed",
     "budget_exhausted",
@@ -52,6 +53,7 @@ class SampleStage(EngineStage[Problem]):
         keep_all: bool,
         check_timeout: float,
         max_pending: int,
+        explicit_only: bool = False,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.reader = reader
@@ -61,6 +63,7 @@ class SampleStage(EngineStage[Problem]):
         self.n = n
         self.sampling = sampling
         self.keep_all = keep_all
+        self.explicit_only = explicit_only
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
@@ -79,7 +82,8 @@ class SampleStage(EngineStage[Problem]):
         self, problem: Problem, results: list[Generation | RequestFailed]
     ) -> Iterator[Output]:
         """The samples of one problem: wrong ones (all with --keep all) to keep; truncated,
-        unanswered and failed ones set aside; repeated wrong paths dropped."""
+        unanswered and failed ones set aside, and with --explicit-answers-only those whose
+        answer was not marked as the answer; repeated wrong paths dropped."""
         assert self.grader is not None
         seen: set[str] = set()
         counts = self.counts
@@ -99,6 +103,7 @@ class SampleStage(EngineStage[Problem]):
                     response=choice.text,
                     steps=tuple(steps.solution_steps(text, grade.pred)),
                     pred=grade.pred,
+                    extracted_by=grade.extracted_by,
                     verdict=grade.verdict,
                     meta=Provenance(
                         stage="sample",
@@ -119,10 +124,15 @@ class SampleStage(EngineStage[Problem]):
                 if choice.finish_reason == "length":
                     counts["truncated"] += 1
                     yield SetAside("truncated", sample)
-                elif grade.verdict in ("no_answer", "timeout"):
-                    reason = "no_answer" if grade.verdict == "no_answer" else "check_timeout"
+                elif grade.verdict == "no_answer" or (
+                    self.explicit_only and grade.extracted_by not in answers.EXPLICIT_METHODS
+                ):
+                    reason = "no_answer" if grade.verdict == "no_answer" else "implicit_answer"
                     counts[reason] += 1
                     yield SetAside(reason, sample)
+                elif grade.verdict == "timeout":
+                    counts["check_timeout"] += 1
+                    yield SetAside("check_timeout", sample)
                 elif grade.verdict == "correct":
                     counts["correct"] += 1
                     if self.keep_all:
