@@ -104,6 +104,19 @@ def test_completion_api(fake: FakeOpenAI) -> None:
     assert rows[0]["meta"]["checker"]["name"] == "math-verify"
 
 
+@pytest.mark.parametrize(("prompt", "problems"), [("gsm8k-fewshot", GSM8K), ("math-fewshot", MATH)])
+def test_fewshot_prompt_for_base_models(fake: FakeOpenAI, prompt: str, problems: str) -> None:
+    """A base model through the completion API: the shipped few-shot prompt ends where the
+    solution of the target question starts."""
+    args = ["sample", problems, "-m", "r", "-n", "2", "--api", "completion", "--prompt", prompt]
+    result = run(*args, *endpoint(fake))
+    assert result.exit_code == 0
+    sent = fake.requests[0]["body"]["prompt"]
+    assert sent.count("Question: ") == 5
+    assert sent.endswith("\nAnswer: Let's think step by step.")
+    assert {r["meta"]["prompt"] for r in records(result)} == {prompt}
+
+
 def test_truncated_and_unanswered_samples_are_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
     replies = iter(
         [

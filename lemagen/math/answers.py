@@ -24,8 +24,10 @@ class Extraction(NamedTuple):
 
 _NONE = Extraction(None, None)
 
-# A completion that goes on to invent the next few-shot item is cut there before extraction.
-_RUN_ON = re.compile(r"\n[ \t]*\n[ \t]*(?:Question|Problem|Q)[ \t]*:")
+# A completion that goes on to invent the next few-shot item is cut there before extraction:
+# a base model given `--prompt gsm8k-fewshot` writes `... The answer is 9.\n\nQuestion: ...`
+# (sometimes with one newline only).
+_RUN_ON = re.compile(r"\n[ \t]*(?:\n[ \t]*)?(?:Question|Problem)[ \t]*:|\n[ \t]*\n[ \t]*Q[ \t]*:")
 
 # A minus sign right after a digit or `)` is subtraction (`20-5`), not a negative number.
 _NUMBER = r"(?:(?<![\w)])[-\u2212])?(?:\d{1,3}(?:,\d{3})+(?![\d])|\d+)(?:\.\d+)?"
