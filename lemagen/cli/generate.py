@@ -45,7 +45,8 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
     default="sample",
     show_default=True,
     metavar="NAME|PATH",
-    help="Sampling prompt: a shipped name or a file with a {{question}} placeholder.",
+    help="Sampling prompt: sample (zero-shot), gsm8k-fewshot or math-fewshot (base models), "
+    "or a file with a {{question}} placeholder.",
 )
 @click.option(
     "--explicit-answers-only",
