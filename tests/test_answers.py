@@ -85,6 +85,12 @@ MATH_HOW = [
     ),
     pytest.param("The answer is $2$, $3$, and $5$.", "2, 3, 5", "answer_is", id="several-parts"),
     pytest.param(
+        "The answer is $\\frac{1}{2}$, since $x = 2$ gives $y = 1$.",
+        "\\frac{1}{2}",
+        "answer_is",
+        id="answer-then-reason",
+    ),
+    pytest.param(
         "Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.",
         "\\frac{2}{3}",
         "answer_is",

@@ -6,6 +6,7 @@ Extraction is kept apart from comparison (`grading.py`), as Math-Verify does: th
 
 from __future__ import annotations
 
+import itertools
 import re
 from fractions import Fraction
 from typing import Literal, NamedTuple
@@ -263,27 +264,45 @@ def last_expression(span: str) -> Extraction:
     parts = _parts(span)
     if not parts:
         return _NONE
-    group = [parts[-1]]
-    joins: list[str] = []
-    for part in reversed(parts[:-1]):
-        if part[3] != "math" or group[0][3] != "math":
-            break
-        between = span[part[1] : group[0][0]]
-        connector = _CONNECTOR_RE.fullmatch(between)
-        if not connector:
-            break
-        group.insert(0, part)
-        word = between.strip(" ,;").lower()
-        joins.insert(0, _JOINS.get(word, ", "))
-    text = group[0][2] + "".join(j + p[2] for j, p in zip(joins, group[1:], strict=True))
+    first = len(parts) - 1
+    while first > 0 and _joined(span, parts[first - 1], parts[first]):
+        first -= 1
+    group = parts[first:]
     method: Method = "last_number" if group[0][3] == "number" else "last_expression"
-    return Extraction(text, method)
+    return Extraction(_join(span, group), method)
+
+
+def _first_expression(span: str, parts: list[_Part]) -> str:
+    """The math span that opens `span`, with the spans joined to it (`$2$ or $3$, since ...`)."""
+    last = 0
+    while last + 1 < len(parts) and _joined(span, parts[last], parts[last + 1]):
+        last += 1
+    return _join(span, parts[: last + 1])
+
+
+def _joined(span: str, left: _Part, right: _Part) -> bool:
+    return (
+        left[3] == right[3] == "math"
+        and _CONNECTOR_RE.fullmatch(span[left[1] : right[0]]) is not None
+    )
+
+
+def _join(span: str, group: list[_Part]) -> str:
+    text = group[0][2]
+    for left, right in itertools.pairwise(group):
+        word = span[left[1] : right[0]].strip(" ,;").lower()
+        text += _JOINS.get(word, ", ") + right[2]
+    return text
 
 
 def _marked_answer(tail: str) -> str | None:
-    """The answer written right after a marker (`The answer is`, `Final Answer:`): the rest of
-    its sentence, or, when that is prose (`The largest $n$ is 34.`), its last expression."""
+    """The answer written right after a marker (`The answer is`, `Final Answer:`): the math
+    that opens its sentence (`$2$, since ...`), else the whole rest of the sentence (`p - q`),
+    or, when that is prose (`The largest $n$ is 34.`), its last expression."""
     sentence = _HOPE_RE.sub("", first_sentence(tail.strip())).strip()
+    parts = _parts(sentence)
+    if parts and parts[0][0] == 0 and parts[0][3] == "math":
+        return _first_expression(sentence, parts)
     if _MATH_ENV_RE.search(sentence) or _PROSE_RE.search(sentence):
         return last_expression(sentence).pred
     answer = _strip_math_delimiters(sentence.rstrip(" .")).rstrip(" .")
