@@ -62,7 +62,7 @@ MATH_CASES = [
     ),
     pytest.param("The answer is: p - q", "p - q", id="answer-is-colon"),
     pytest.param("The answer is $[2, 5)$.", "[2, 5)", id="answer-is-interval"),
-    pytest.param("We get 5 and 7.", None, id="no-marker-no-guess"),
+    pytest.param("We get 5 and 7.", "7", id="no-marker-last-number"),
     pytest.param(
         "The answer is $\\boxed{3}$.\n\nProblem: Next one \\boxed{9}", "3", id="run-on-problem"
     ),
@@ -72,6 +72,80 @@ MATH_CASES = [
 @pytest.mark.parametrize(("text", "expected"), MATH_CASES)
 def test_extract_math(text: str, expected: str | None) -> None:
     assert answers.extract_math(text) == expected
+
+
+# Real answer endings from reasoners -> (pred, extracted_by). Explicit marks win over the
+# closing sentence; an unmarked answer is read only from the closing sentence.
+MATH_HOW = [
+    pytest.param("So $x = \\boxed{7}$.", "7", "boxed", id="boxed"),
+    pytest.param("The answer is $\\$18.90$.", "\\$18.90", "answer_is", id="escaped-dollar"),
+    pytest.param("The answer is \\$18.90.", "\\$18.90", "answer_is", id="currency-no-math"),
+    pytest.param(
+        "The answer is $x<-2$ or $x>3$.", "x<-2 \\text{ or } x>3", "answer_is", id="union-or"
+    ),
+    pytest.param("The answer is $2$, $3$, and $5$.", "2, 3, 5", "answer_is", id="several-parts"),
+    pytest.param(
+        "The answer is $\\frac{1}{2}$, since $x = 2$ gives $y = 1$.",
+        "\\frac{1}{2}",
+        "answer_is",
+        id="answer-then-reason",
+    ),
+    pytest.param(
+        "Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.",
+        "\\frac{2}{3}",
+        "answer_is",
+        id="minerva",
+    ),
+    pytest.param("Final Answer: The largest $n$ is 34.", "34", "label", id="final-answer-prose"),
+    pytest.param("Adding up:\n**Answer:** 5", "5", "label", id="bold-answer"),
+    pytest.param("Solving, we get\nAnswer: x = 1/3", "x = 1/3", "label", id="answer-equation"),
+    pytest.param("**Final Answer**\n\n$\\frac13$", "\\frac13", "label", id="final-heading"),
+    pytest.param(
+        "Hence the probability is\n$\\frac13$", "\\frac13", "last_expression", id="bare-at-end"
+    ),
+    pytest.param(
+        "The product is\n\\[\n\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}.\n\\]",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "last_expression",
+        id="display-matrix",
+    ),
+    pytest.param(
+        "The roots are $x = 2$ and $x = -3$.", "x = 2, x = -3", "last_expression", id="roots"
+    ),
+    pytest.param("Counting them all, there are 34 ways.", "34", "last_number", id="plain-number"),
+    pytest.param(
+        "Then $n = 12$. I am not sure how to go on from here.", None, None, id="not-the-conclusion"
+    ),
+    pytest.param("", None, None, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "pred", "how"), MATH_HOW)
+def test_extract_math_how(text: str, pred: str | None, how: str | None) -> None:
+    assert answers.extract_math_how(text) == (pred, how)
+
+
+GSM8K_HOW = [
+    pytest.param("She has 5 + 3 = 8 pens.\n#### 8", "8", "hashes", id="hashes"),
+    pytest.param("5 + 3 = 8. The answer is 8.", "8", "answer_is", id="answer-is"),
+    pytest.param("So she has \\boxed{8} pens.", "8", "boxed", id="boxed"),
+    pytest.param("5 + 3 = 8\nAnswer: 8", "8", "label", id="label"),
+    pytest.param("Altogether she has 5 + 3 = 8 pens.", "8", "last_number", id="last-number"),
+    pytest.param(
+        "Sample 3-1. I am not sure how to go on from here.", None, None, id="not-the-conclusion"
+    ),
+    pytest.param(
+        "She spends $2.50 a day.\nHence 7 * 2.5 = 17.5 dollars.",
+        "17.5",
+        "last_number",
+        id="decimal-is-not-a-sentence-end",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "pred", "how"), GSM8K_HOW)
+def test_extract_gsm8k_how(text: str, pred: str | None, how: str | None) -> None:
+    assert answers.extract_gsm8k_how(text) == (pred, how)
 
 
 @pytest.mark.parametrize(

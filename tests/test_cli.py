@@ -105,6 +105,19 @@ def test_completion_api(fake: FakeOpenAI) -> None:
     assert rows[0]["meta"]["checker"]["name"] == "math-verify"
 
 
+@pytest.mark.parametrize(("prompt", "problems"), [("gsm8k-fewshot", GSM8K), ("math-fewshot", MATH)])
+def test_fewshot_prompt_for_base_models(fake: FakeOpenAI, prompt: str, problems: str) -> None:
+    """A base model through the completion API: the shipped few-shot prompt ends where the
+    solution of the target question starts."""
+    args = ["sample", problems, "-m", "r", "-n", "2", "--api", "completion", "--prompt", prompt]
+    result = run(*args, *endpoint(fake))
+    assert result.exit_code == 0
+    sent = fake.requests[0]["body"]["prompt"]
+    assert sent.count("Question: ") == 5
+    assert sent.endswith("\nAnswer: Let's think step by step.")
+    assert {r["meta"]["prompt"] for r in records(result)} == {prompt}
+
+
 def test_truncated_and_unanswered_samples_are_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
     replies = iter(
         [
@@ -136,6 +149,39 @@ def test_truncated_and_unanswered_samples_are_set_aside(fake: FakeOpenAI, tmp_pa
     assert "1 wrong" in result.stderr
     assert "1 truncated" in result.stderr
     assert "1 no answer" in result.stderr
+
+
+def test_explicit_answers_only_sets_unmarked_answers_aside(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Every sample says how its answer was found; with --explicit-answers-only a sample whose
+    answer was only read off its last sentence is set aside, not kept as a mistake."""
+    problem = write_jsonl(tmp_path / "p.jsonl", [load_jsonl(EXAMPLES / "gsm8k.jsonl")[0]])
+    replies = [
+        ("48 + 24 = 72. The answer is 70.", "stop"),
+        ("48 + 24 = 72 clips.\n#### 71", "stop"),
+        ("She sold 48 + 24 = 69 clips in all.", "stop"),
+        ("Sample 3-1.\nI am not sure how to go on from here.", "stop"),
+    ]
+    fake.responder = lambda prompt, n: replies[:n]
+    args = ["sample", str(problem), "-m", "r", "-n", "4", "--base-url", fake.base_url]
+    result = run(*args, "--rejects", str(tmp_path / "all.jsonl"))
+    assert [(r["pred"], r["extracted_by"]) for r in records(result)] == [
+        ("70", "answer_is"),
+        ("71", "hashes"),
+        ("69", "last_number"),
+    ]
+    assert [r["record"]["extracted_by"] for r in load_jsonl(tmp_path / "all.jsonl")] == [None]
+
+    rejects = tmp_path / "explicit.jsonl"
+    result = run(*args, "--explicit-answers-only", "--rejects", str(rejects))
+    assert [r["extracted_by"] for r in records(result)] == ["answer_is", "hashes"]
+    assert [(r["reason"], r["record"]["pred"]) for r in load_jsonl(rejects)] == [
+        ("implicit_answer", "69"),
+        ("no_answer", None),
+    ]
+    assert "2 wrong" in result.stderr
+    assert "1 implicit answer" in result.stderr
 
 
 # ---------------------------------------------------------------- correct and filter
@@ -216,7 +262,35 @@ def test_grade_labels_outputs(tmp_path: Path) -> None:
         ("p + q", "wrong"),
         (None, "no_answer"),
     ]
-    assert all(set(g) == set(o) | {"pred", "verdict"} for g, o in zip(graded, outputs, strict=True))
+    assert all(
+        set(g) == set(o) | {"pred", "extracted_by", "verdict"}
+        for g, o in zip(graded, outputs, strict=True)
+    )
+
+
+def test_grade_reads_unmarked_and_labelled_answers(tmp_path: Path) -> None:
+    """Real answer endings that are not boxed: graded on what they say, with how it was read."""
+    outputs = [
+        {"question": "q1", "answer": "34", "response": "Final Answer: The largest $n$ is 34."},
+        {"question": "q2", "answer": "\\frac{1}{3}", "response": "So the chance is\n$\\frac13$"},
+        {"question": "q3", "answer": "18.90", "response": "The answer is $\\$18.90$."},
+        {
+            "question": "q4",
+            "answer": "(-\\infty,-2)\\cup(3,\\infty)",
+            "response": "The answer is $x<-2$ or $x>3$.",
+        },
+        {"question": "q5", "answer": "12", "response": "Then $n=12$. I am not sure how to go on."},
+    ]
+    path = write_jsonl(tmp_path / "out.jsonl", outputs)
+    result = run("grade", str(path), "--task", "math")
+    assert [(r["pred"], r["extracted_by"], r["verdict"]) for r in records(result)] == [
+        ("34", "label", "correct"),
+        ("\\frac13", "last_expression", "correct"),
+        ("\\$18.90", "answer_is", "correct"),
+        ("x<-2 \\text{ or } x>3", "answer_is", "correct"),
+        (None, None, "no_answer"),
+    ]
+    assert result.stderr == "grade: 4 correct, 1 no answer\n"
 
 
 def test_grade_custom_fields_and_timeout(tmp_path: Path) -> None:

@@ -73,6 +73,104 @@ def test_math_compare(grader: Grader, gold: str, pred: str, verdict: str) -> Non
     assert grader.compare("math", gold, pred) == verdict
 
 
+# Real answer endings, graded: (gold, text, verdict, extracted_by).
+GRADED = [
+    pytest.param(
+        "34", "Final Answer: The largest $n$ is 34.", "correct", "label", id="final-prose"
+    ),
+    pytest.param(
+        "\\frac{1}{3}",
+        "Each is equally likely, so\n$\\frac13$",
+        "correct",
+        "last_expression",
+        id="bare-frac-at-end",
+    ),
+    pytest.param("5", "Adding the two:\n**Answer:** 5", "correct", "label", id="bold-answer"),
+    pytest.param("1/3", "Answer: x = 1/3", "correct", "label", id="equation-vs-fraction"),
+    pytest.param(
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "The product is\n\\[\n\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}.\n\\]",
+        "correct",
+        "last_expression",
+        id="display-matrix",
+    ),
+    pytest.param("18.90", "The answer is $\\$18.90$.", "correct", "answer_is", id="escaped-dollar"),
+    pytest.param("\\$18.90", "The answer is \\$18.9.", "correct", "answer_is", id="currency"),
+    pytest.param("18.90", "The answer is $\\$19.80$.", "wrong", "answer_is", id="currency-wrong"),
+    pytest.param(
+        "(-\\infty,-2)\\cup(3,\\infty)",
+        "The answer is $x<-2$ or $x>3$.",
+        "correct",
+        "answer_is",
+        id="union-as-inequalities",
+    ),
+    pytest.param(
+        "(-\\infty,-2)\\cup(3,\\infty)",
+        "The answer is $x<-2$.",
+        "wrong",
+        "answer_is",
+        id="half-a-union",
+    ),
+    pytest.param("(-\\infty,3]", "The answer is $x \\le 3$.", "correct", "answer_is", id="le"),
+    pytest.param("(-\\infty,3]", "The answer is $x < 3$.", "wrong", "answer_is", id="lt-not-le"),
+    pytest.param("(-1,4]", "So $-1 < x \\leq 4$.", "correct", "last_expression", id="chain"),
+    pytest.param(
+        "x \\ge 2",
+        "The answer is $[2, \\infty)$.",
+        "correct",
+        "answer_is",
+        id="interval-vs-inequality-gold",
+    ),
+    pytest.param(
+        "2, -3", "The answer is $x=2$ or $x=-3$.", "correct", "answer_is", id="several-roots"
+    ),
+    pytest.param("2, -3", "The answer is $x=2$.", "wrong", "answer_is", id="one-root-of-two"),
+    pytest.param(
+        "12",
+        "Then $n = 12$. I am not sure how to go on from here.",
+        "no_answer",
+        None,
+        id="not-the-conclusion",
+    ),
+]
+
+
+@pytest.mark.parametrize(("gold", "text", "verdict", "how"), GRADED)
+def test_grade_answer_text(grader: Grader, gold: str, text: str, verdict: str, how: str) -> None:
+    result = grader.grade("math", gold, text)
+    assert (result.verdict, result.extracted_by) == (verdict, how)
+
+
+# Unmarked answers, where Math-Verify reads the text right: lemagen agrees with it.
+UNMARKED = [
+    pytest.param("\\frac{1}{3}", "Each is equally likely, so the chance is $\\frac13$.", id="frac"),
+    pytest.param(
+        "\\frac{1}{3}", "Each is equally likely, so the chance is $\\frac12$.", id="frac-no"
+    ),
+    pytest.param("34", "Checking every case, the largest is $n = 34$.", id="equation"),
+    pytest.param("7", "There are 7 ways.", id="number"),
+    pytest.param("6", "There are 7 ways.", id="number-no"),
+    pytest.param("2, -3", "So the roots are $x=2$ and $x=-3$.", id="roots"),
+    pytest.param("\\sqrt{2}", "The side is $\\sqrt 2$.", id="sqrt"),
+    pytest.param("2\\sqrt{2}", "The side is $\\sqrt 2$.", id="sqrt-no"),
+    pytest.param(
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "The vector is\n$$\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}$$",
+        id="matrix",
+    ),
+]
+
+
+@pytest.mark.parametrize(("gold", "text"), UNMARKED)
+def test_unmarked_answers_agree_with_math_verify(grader: Grader, gold: str, text: str) -> None:
+    from math_verify import parse, verify
+
+    expected = "correct" if verify(parse(f"${gold}$"), parse(text)) else "wrong"
+    result = grader.grade("math", gold, text)
+    assert result.extracted_by in ("last_expression", "last_number")
+    assert result.verdict == expected
+
+
 def test_grade_no_answer(grader: Grader) -> None:
     result = grader.grade("math", "5", "I am not sure.")
     assert (result.pred, result.verdict) == (None, "no_answer")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lemagen.errors import PromptError
-from lemagen.math import answers
+from lemagen.math import answers, arith
 from lemagen.math.grading import Grader
 from lemagen.math.steps import is_answer_step
 from lemagen.stages import templates
@@ -24,6 +24,8 @@ from lemagen.stages.sample import SAMPLE_VARIABLES
 
 STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,
+    "gsm8k-fewshot": SAMPLE_VARIABLES,
+    "math-fewshot": SAMPLE_VARIABLES,
     "correct.gsm8k": CORRECT_VARIABLES,
     "correct.math": CORRECT_VARIABLES,
     "evolve": EVOLVE_VARIABLES,
@@ -178,3 +180,95 @@ def test_worked_examples_are_right(name: str, task: str, grader: Grader) -> None
         assert original_answer is not None
         assert grader.compare(task, gold, original_answer) == "wrong"
     assert 1 in ks, "at least one example with k = 1 (no `...` line)"
+
+
+# ---------------------------------------------------------------- few-shot sampling prompts
+
+FEWSHOT = re.compile(
+    r"Question: (?P<question>[^\n]+)\nAnswer: Let's think step by step\. (?P<solution>[^\n]+)"
+    r"(?:\n\n|$)"
+)
+HEADER = "Please solve the following math problem.\n"
+QUERY = "Question: {{question}}\nAnswer: Let's think step by step."
+
+
+def _fewshot(name: str) -> list[re.Match[str]]:
+    """The worked examples of a few-shot prompt, checked to be in the LEMA CoT layout:
+    `Question: q\nAnswer: Let's think step by step. <one paragraph> The answer is N.`"""
+    text = templates.load(name).text
+    assert text.startswith(HEADER)
+    assert text.endswith("\n\n" + QUERY), "a base model must continue with the solution"
+    body = text[len(HEADER) : -len(QUERY)]
+    found = list(FEWSHOT.finditer(body))
+    assert "".join(m.group(0) for m in found) == body, "an example breaks the LEMA CoT layout"
+    assert len(found) == 4
+    for m in found:
+        assert "\\boxed" not in m["solution"]
+        assert re.search(r"\. The answer is \S.*\.$", m["solution"]), m["solution"]
+    return found
+
+
+# The right final answers, computed here independently of the prompt text.
+FEWSHOT_TRUTHS = {
+    "A baker fills": _f(6 * 24 - (97 + 38)),
+    "Tomas earns": _f((3 + 3 * 2) * 15 - 27),
+    "A bottle holds": _f(Fraction("1.5") - 4 * Fraction("0.25")),
+    "A jacket costs": _f(100 - (80 - 80 * Fraction(25, 100))),
+    "A bag holds": f"\\frac{{{4 + 3}}}{{{4 + 5 + 3}}}",
+    "Solve the inequality": f"({(7 + 3) // 2}, \\infty)",
+    "A right triangle": "2\\sqrt{13}",  # sqrt(4^2 + 6^2) = sqrt(52) = sqrt(4 * 13)
+    "Let $f(x)": str((lambda f: f(f(2)))(lambda x: x * x - 3 * x + 1)),
+}
+
+
+def test_gsm8k_fewshot_arithmetic_is_right() -> None:
+    """Every `a op b = c` in the GSM8K examples evaluates exactly to c, and the stated answer
+    is the one computed here."""
+    for example in _fewshot("gsm8k-fewshot"):
+        solution = example["solution"]
+        sentences = solution.split(". ")
+        for i, sentence in enumerate(sentences):
+            found = arith.find_equations(sentence, i)
+            assert len(found) == sentence.count("="), f"wrong arithmetic in: {sentence}"
+        truth = next(t for p, t in FEWSHOT_TRUTHS.items() if example["question"].startswith(p))
+        assert answers.extract_gsm8k_how(solution) == (truth, "answer_is")
+
+
+def test_math_fewshot_mathematics_is_right(grader: Grader) -> None:
+    """Every chain `a = b = c` of numbers in the MATH examples holds (checked with sympy), and
+    the stated answer is equivalent to the one computed here."""
+    from math_verify import parse
+
+    for example in _fewshot("math-fewshot"):
+        solution = example["solution"]
+        for span in re.findall(r"\$([^$]+)\$", solution):
+            values = []
+            for side in span.split("="):
+                parsed = [p for p in parse(f"${side}$") if hasattr(p, "is_number")]
+                if parsed and parsed[0].is_number:
+                    values.append(parsed[0])
+            assert all(abs(float(v - values[0])) < 1e-12 for v in values), span
+        truth = next(t for p, t in FEWSHOT_TRUTHS.items() if example["question"].startswith(p))
+        pred, how = answers.extract_math_how(solution)
+        assert how == "answer_is"
+        assert pred is not None
+        assert grader.compare("math", truth, pred) == "correct", (truth, pred)
+
+
+@pytest.mark.parametrize("newlines", ["\n\n", "\n"])
+@pytest.mark.parametrize(("name", "task"), [("gsm8k-fewshot", "gsm8k"), ("math-fewshot", "math")])
+def test_base_model_run_on_is_cut_at_the_invented_question(
+    name: str, task: str, newlines: str, grader: Grader
+) -> None:
+    """A base model continues the prompt with the solution, then invents the next item; the
+    invented item (with its own answer) is cut before grading."""
+    prompt = templates.load(name).render(question="Ann has 3 pens and buys 4 more. How many?")
+    completion = (
+        " Ann has 3 + 4 = 7 pens. The answer is 7."
+        f"{newlines}Question: Bo has 5 cats and 6 dogs. How many pets does he have?\n"
+        "Answer: Let's think step by step. Bo has 5 + 6 = 11 pets. The answer is 11."
+    )
+    assert prompt.endswith("How many?\nAnswer: Let's think step by step.")
+    assert answers.cut_run_on(completion) == " Ann has 3 + 4 = 7 pens. The answer is 7."
+    result = grader.grade(task, "7", completion)
+    assert (result.pred, result.verdict, result.extracted_by) == ("7", "correct", "answer_is")

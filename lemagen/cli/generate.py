@@ -67,7 +67,14 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
     default="sample",
     show_default=True,
     metavar="NAME|PATH",
-    help="Sampling prompt: a shipped name or a file with a {{question}} placeholder.",
+    help="Sampling prompt: sample (zero-shot), gsm8k-fewshot or math-fewshot (base models), "
+    "or a file with a {{question}} placeholder.",
+)
+@click.option(
+    "--explicit-answers-only",
+    is_flag=True,
+    help="Set aside (reason implicit_answer) samples whose answer was not marked as the answer "
+    "(\\boxed{}, 'The answer is', '####', an 'Answer:' line) but read off the last sentence.",
 )
 @task_options
 @endpoint_options(n_default=4, temperature_default=0.7)
@@ -78,6 +85,7 @@ def sample(
     gold_mode: str,
     min_agreement: float,
     prompt_name: str,
+    explicit_answers_only: bool,
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
@@ -89,7 +97,9 @@ def sample(
     INPUT is problems JSONL (GSM8K, MATH, MATH-500 or any JSONL with --question-field and
     --answer-field); '-' or nothing reads stdin. Each output line is one graded sample with
     its steps, extracted answer, verdict and provenance. Truncated samples, samples with no
-    answer and failed requests are set aside (--rejects), never treated as mistakes.
+    answer and failed requests are set aside (--rejects), never treated as mistakes. Each
+    sample says how its answer was found (extracted_by); --explicit-answers-only sets aside
+    those whose answer was not explicitly marked.
 
     Every sample received is kept in the request store (--cache-dir), so re-running the same
     command after an interruption or failure sends only what never arrived.
@@ -114,6 +124,7 @@ def sample(
         request=request_shape(opts),
         thinking=opts["thinking"],
         min_agreement=min_agreement,
+        explicit_only=explicit_answers_only,
     )
     io.run(stage, dry_run=opts["dry_run"])
 

@@ -6,11 +6,29 @@ Extraction is kept apart from comparison (`grading.py`), as Math-Verify does: th
 
 from __future__ import annotations
 
+import itertools
 import re
 from fractions import Fraction
+from typing import Literal, NamedTuple
 
-# A completion that goes on to invent the next few-shot item is cut there before extraction.
-_RUN_ON = re.compile(r"\n[ \t]*\n[ \t]*(?:Question|Problem|Q)[ \t]*:")
+Method = Literal["boxed", "answer_is", "hashes", "label", "last_expression", "last_number"]
+# Marked by the writer as the answer; the others are read off the closing sentence.
+EXPLICIT_METHODS: frozenset[str] = frozenset({"boxed", "answer_is", "hashes", "label"})
+
+
+class Extraction(NamedTuple):
+    """The final answer found in a solution and how it was found (both None when nothing was)."""
+
+    pred: str | None
+    method: Method | None
+
+
+_NONE = Extraction(None, None)
+
+# A completion that goes on to invent the next few-shot item is cut there before extraction:
+# a base model given `--prompt gsm8k-fewshot` writes `... The answer is 9.\n\nQuestion: ...`
+# (sometimes with one newline only).
+_RUN_ON = re.compile(r"\n[ \t]*(?:\n[ \t]*)?(?:Question|Problem)[ \t]*:|\n[ \t]*\n[ \t]*Q[ \t]*:")
 
 # A minus sign right after a digit or `)` is subtraction (`20-5`), not a negative number.
 _NUMBER = r"(?:(?<![\w)])[-\u2212])?(?:\d{1,3}(?:,\d{3})+(?![\d])|\d+)(?:\.\d+)?"
@@ -19,7 +37,26 @@ _FRACTION_RE = re.compile(rf"({_NUMBER})\s*/\s*({_NUMBER})")
 _LATEX_FRAC_RE = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
 _ANSWER_IS_RE = re.compile(r"answer\s+is\s*[:\uff1a]?\s*", re.IGNORECASE)
 _HASHES_RE = re.compile(r"####\s*")
-_LABEL_RE = re.compile(r"(?im)^[ \t*]*(?:final answer|answer|a)[ \t*]*[:\uff1a][ \t*]*")
+_LABEL_RE = re.compile(r"(?im)^[ \t*#]*(?:final answer|answer|a)[ \t*]*[:\uff1a][ \t*]*")
+# A `**Final Answer**` heading with the answer in the lines below it.
+_HEADING_RE = re.compile(r"(?im)^[ \t*#]*final answer[ \t*]*$\n?")
+# Math as Math-Verify delimits it: display `$$..$$` and `\[..\]`, inline `$..$` (one line, `\$`
+# allowed inside, not right after a digit: `costs 5$`) and `\(..\)`.
+_MATH_ENV_RE = re.compile(
+    r"\$\$(?P<dd>.+?)\$\$|\\\[(?P<db>.+?)\\\]"
+    r"|(?<![\\\d])\$(?P<id>(?:\\\$|[^\n$])+?)(?<!\\)\$|\\\((?P<ip>.+?)\\\)",
+    re.DOTALL,
+)
+# Outside math: a number, or a fraction / power / `\frac{}{}` written without delimiters.
+_BARE_EXPR_RE = re.compile(
+    rf"-?\\[dt]?frac\s*\{{[^{{}}]*\}}\s*\{{[^{{}}]*\}}|{_NUMBER}(?:\s*[/^]\s*{_NUMBER})*%?"
+)
+# Between the parts of a several-part answer (`$x<-2$ or $x>3$`, `$2$, $3$, and $5$`).
+_CONNECTOR_RE = re.compile(r"\s*(?:,?\s*(?:and|or)|,|;|\\cup)\s*", re.IGNORECASE)
+_JOINS = {"or": " \\text{ or } ", "\\cup": " \\cup "}
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s)|\n[ \t]*\n")
+_PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}\s+[a-zA-Z]{2,}")
+_HOPE_RE = re.compile(r"\.?\s*I hope it is correct\.?\s*$")
 
 
 def cut_run_on(text: str) -> str:
@@ -121,34 +158,68 @@ def _number_after(text: str, pattern: re.Pattern[str]) -> str | None:
 
 
 def extract_gsm8k(text: str) -> str | None:
-    """The final numeric answer of a GSM8K-style solution, canonical, or None.
+    """The final numeric answer of a GSM8K-style solution, canonical, or None."""
+    return extract_gsm8k_how(text).pred
+
+
+def extract_gsm8k_how(text: str) -> Extraction:
+    """The final numeric answer of a GSM8K-style solution, canonical, and how it was found.
 
     Forms, most explicit first: `#### 18`, `The answer is 18`, `\\boxed{18}`, a line `A: 18` /
-    `Answer: 18`, then the last number in the text.
+    `Answer: 18`, then the last number of the closing sentence (never of an earlier one: a
+    solution that ends `I am not sure how to go on.` has no answer).
     """
     text = cut_run_on(text)
-    for pattern in (_HASHES_RE, _ANSWER_IS_RE):
+    markers: tuple[tuple[re.Pattern[str], Method], ...] = (
+        (_HASHES_RE, "hashes"),
+        (_ANSWER_IS_RE, "answer_is"),
+    )
+    for pattern, method in markers:
         found = _number_after(text, pattern)
         if found is not None:
-            return found
+            return Extraction(found, method)
     boxed = find_boxed(text)
     if boxed is not None:
         value = parse_number(boxed)
         if value is not None:
-            return format_number(value)
+            return Extraction(format_number(value), "boxed")
     found = _number_after(text, _LABEL_RE)
     if found is not None:
-        return found
-    numbers = list(_NUMBER_RE.finditer(_strip_annotations(text)))
+        return Extraction(found, "label")
+    numbers = list(_NUMBER_RE.finditer(closing_sentence(_strip_annotations(text))))
     for match in reversed(numbers):
         value = _to_fraction(match.group(0))
         if value is not None:
-            return format_number(value)
-    return None
+            return Extraction(format_number(value), "last_number")
+    return _NONE
 
 
 def _strip_annotations(text: str) -> str:
     return re.sub(r"<<[^<>]*>>", "", text)
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def _masked(text: str) -> str:
+    """`text` with the inside of every math span blanked out (same length), so that the `.` of
+    `3.5` or of a display `\\[ x = 1. \\]` never ends a sentence."""
+    return _MATH_ENV_RE.sub(lambda m: m.group(0)[0] + "M" * (len(m.group(0)) - 2) + "_", text)
+
+
+def closing_sentence(text: str) -> str:
+    """The last sentence of `text` (math spans kept whole), its final punctuation included."""
+    masked = _masked(text).rstrip()
+    body = masked.rstrip(".!?*) \t\n")
+    ends = list(_SENTENCE_END_RE.finditer(body))
+    start = ends[-1].end() if ends else 0
+    return text[start : len(masked)].strip()
+
+
+def first_sentence(text: str) -> str:
+    """`text` up to the end of its first sentence (math spans kept whole)."""
+    match = _SENTENCE_END_RE.search(_masked(text))
+    return text[: match.start()] if match else text
 
 
 # ---------------------------------------------------------------- LaTeX (MATH)
@@ -162,34 +233,125 @@ def _strip_math_delimiters(answer: str) -> str:
     return answer
 
 
-def extract_math(text: str) -> str | None:
-    """The final answer of a MATH-style solution as LaTeX text, or None.
+_Part = tuple[int, int, str, str]  # start, end, text, kind: "math" | "number" | "expression"
 
-    The last `\\boxed{}`; else the text after the last `The answer is` up to the end of its line
-    (also `Final Answer: The final answer is $x$. I hope it is correct.`). No last-number guess:
-    a MATH answer can be any expression, so a missing marker is `no_answer`, not a guess.
+
+def _parts(span: str) -> list[_Part]:
+    """Math spans and bare numbers/fractions in `span`, in order."""
+    parts = []
+    taken = 0
+    for m in _MATH_ENV_RE.finditer(span):
+        parts.extend(_bare_parts(span, taken, m.start()))
+        inner = next(g for g in m.groups() if g is not None)
+        parts.append((m.start(), m.end(), inner.strip().rstrip(".,;").strip(), "math"))
+        taken = m.end()
+    parts.extend(_bare_parts(span, taken, len(span)))
+    return [p for p in parts if p[2]]
+
+
+def _bare_parts(span: str, start: int, end: int) -> list[_Part]:
+    out = []
+    for m in _BARE_EXPR_RE.finditer(span, start, end):
+        kind = "number" if _NUMBER_RE.fullmatch(m.group(0)) else "expression"
+        out.append((m.start(), m.end(), m.group(0), kind))
+    return out
+
+
+def last_expression(span: str) -> Extraction:
+    """The last mathematical expression of `span`, with the math spans joined to it by `and`,
+    `or` or commas (`$x<-2$ or $x>3$`, `$2$, $3$, and $5$`) as Math-Verify joins them, as
+    LaTeX."""
+    parts = _parts(span)
+    if not parts:
+        return _NONE
+    first = len(parts) - 1
+    while first > 0 and _joined(span, parts[first - 1], parts[first]):
+        first -= 1
+    group = parts[first:]
+    method: Method = "last_number" if group[0][3] == "number" else "last_expression"
+    return Extraction(_join(span, group), method)
+
+
+def _first_expression(span: str, parts: list[_Part]) -> str:
+    """The math span that opens `span`, with the spans joined to it (`$2$ or $3$, since ...`)."""
+    last = 0
+    while last + 1 < len(parts) and _joined(span, parts[last], parts[last + 1]):
+        last += 1
+    return _join(span, parts[: last + 1])
+
+
+def _joined(span: str, left: _Part, right: _Part) -> bool:
+    return (
+        left[3] == right[3] == "math"
+        and _CONNECTOR_RE.fullmatch(span[left[1] : right[0]]) is not None
+    )
+
+
+def _join(span: str, group: list[_Part]) -> str:
+    text = group[0][2]
+    for left, right in itertools.pairwise(group):
+        word = span[left[1] : right[0]].strip(" ,;").lower()
+        text += _JOINS.get(word, ", ") + right[2]
+    return text
+
+
+def _marked_answer(tail: str) -> str | None:
+    """The answer written right after a marker (`The answer is`, `Final Answer:`): the math
+    that opens its sentence (`$2$, since ...`), else the whole rest of the sentence (`p - q`),
+    or, when that is prose (`The largest $n$ is 34.`), its last expression."""
+    sentence = _HOPE_RE.sub("", first_sentence(tail.strip())).strip()
+    parts = _parts(sentence)
+    if parts and parts[0][0] == 0 and parts[0][3] == "math":
+        return _first_expression(sentence, parts)
+    if _MATH_ENV_RE.search(sentence) or _PROSE_RE.search(sentence):
+        return last_expression(sentence).pred
+    answer = _strip_math_delimiters(sentence.rstrip(" .")).rstrip(" .")
+    return answer or None
+
+
+def extract_math(text: str) -> str | None:
+    """The final answer of a MATH-style solution as LaTeX text, or None."""
+    return extract_math_how(text).pred
+
+
+def extract_math_how(text: str) -> Extraction:
+    """The final answer of a MATH-style solution as LaTeX text, and how it was found.
+
+    Most explicit first: the last `\\boxed{}`; the text after the last `The answer is` (also
+    `Final Answer: The final answer is $x$. I hope it is correct.`); a labelled final
+    (`Final Answer: ...`, `**Answer:** ...`, `Answer: ...`, a `**Final Answer**` heading); then
+    the last expression of the closing sentence (`... is $\\frac13$.`), as Math-Verify reads an
+    unmarked answer but never from an earlier sentence.
     """
     text = cut_run_on(text)
     boxed = find_boxed(text)
     if boxed:
-        return boxed
-    matches = list(_ANSWER_IS_RE.finditer(text))
-    if not matches:
-        return None
-    tail = text[matches[-1].end() :].split("\n", 1)[0].strip()
-    tail = re.sub(r"\.?\s*I hope it is correct\.?\s*$", "", tail)
-    if tail.startswith("$"):
-        end = tail.find("$", 2 if tail.startswith("$$") else 1)
-        if end > 0:
-            tail = tail[: end + (2 if tail.startswith("$$") else 1)]
-    tail = tail.rstrip(" .")
-    tail = _strip_math_delimiters(tail).rstrip(" .")
-    return tail or None
+        return Extraction(boxed, "boxed")
+    markers: tuple[tuple[re.Pattern[str], Method], ...] = (
+        (_ANSWER_IS_RE, "answer_is"),
+        (_LABEL_RE, "label"),
+    )
+    for pattern, method in markers:
+        for match in reversed(list(pattern.finditer(text))):
+            found = _marked_answer(text[match.end() :])
+            if found:
+                return Extraction(found, method)
+    heading = list(_HEADING_RE.finditer(text))
+    if heading:
+        found = _marked_answer(text[heading[-1].end() :])
+        if found:
+            return Extraction(found, "label")
+    return last_expression(closing_sentence(text))
 
 
 def extract(task: str, text: str) -> str | None:
     """The final answer of `text` for `task` (`gsm8k` or `math`)."""
-    return extract_gsm8k(text) if task == "gsm8k" else extract_math(text)
+    return extract_how(task, text).pred
+
+
+def extract_how(task: str, text: str) -> Extraction:
+    """The final answer of `text` for `task` (`gsm8k` or `math`), and how it was found."""
+    return extract_gsm8k_how(text) if task == "gsm8k" else extract_math_how(text)
 
 
 # ---------------------------------------------------------------- gold answers

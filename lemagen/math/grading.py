@@ -35,6 +35,7 @@ _GRACE = 5.0  # beyond the limit, before a worker that does not answer is replac
 class Grade:
     pred: str | None
     verdict: Verdict
+    extracted_by: answers.Method | None = None  # how `pred` was found (answers.Extraction)
 
 
 @lru_cache(maxsize=2)
@@ -76,6 +77,58 @@ def _word_answer(norm: str) -> str | None:
     if len(bare) >= 2 and _WORD_ANSWER.fullmatch(bare):
         return bare
     return None
+
+
+# ---------------------------------------------------------------- inequalities as intervals
+
+_INTERVAL_LIKE = re.compile(r"\\infty|\\cup|^\s*\\left\s*[\[(]|^\s*[\[(][^,]*,[^,]*[\])]\s*$")
+_RELATION = re.compile(r"\\leq?(?![a-z])|\\geq?(?![a-z])|<=|>=|[<>\u2264\u2265]")
+_UNION = re.compile(r"\\text\s*\{\s*or\s*\}|\bor\b|\\cup|\\lor")
+_INTERSECTION = re.compile(r"\\text\s*\{\s*and\s*\}|\band\b|\\land|\\wedge")
+_VARIABLE = re.compile(r"[a-zA-Z]")
+
+
+def as_interval(text: str) -> str | None:
+    """One-variable inequalities as interval notation: `x<-2 \\text{ or } x>3` ->
+    `(-\\infty,-2)\\cup(3,\\infty)`, `-1 < x \\le 4` -> `(-1,4]`; None for anything else."""
+    pieces = []
+    for part in _UNION.split(text):
+        bounds = [_bounds(p) for p in _INTERSECTION.split(part)]
+        if not bounds or any(b is None for b in bounds):
+            return None
+        low, high = "(-\\infty", "\\infty)"
+        for b in bounds:
+            assert b is not None
+            low = b[0] if b[0] is not None else low
+            high = b[1] if b[1] is not None else high
+        pieces.append(f"{low},{high}")
+    return "\\cup".join(pieces)
+
+
+def _bounds(part: str) -> tuple[str | None, str | None] | None:
+    """`x \\ge 2` -> (`[2`, None); `1 < x < 3` -> (`(1`, `3)`); None if not such a relation."""
+    terms = [t.strip() for t in _RELATION.split(part.strip().strip("$"))]
+    ops = _RELATION.findall(part)
+    var = [i for i, t in enumerate(terms) if _VARIABLE.fullmatch(t)]
+    if len(ops) not in (1, 2) or len(var) != 1 or not all(terms):
+        return None
+    low: str | None = None
+    high: str | None = None
+    for i, op in enumerate(ops):
+        less = op in ("<", "<=", "\u2264") or op.startswith("\\l")
+        closed = op not in ("<", ">")
+        left, right = terms[i], terms[i + 1]
+        if _VARIABLE.fullmatch(left) and left == terms[var[0]]:  # x < b  /  x > a
+            bound, upper = right, less
+        elif _VARIABLE.fullmatch(right) and right == terms[var[0]]:  # a < x  /  b > x
+            bound, upper = left, not less
+        else:
+            return None
+        if upper:
+            high = bound + ("]" if closed else ")")
+        else:
+            low = ("[" if closed else "(") + bound
+    return low, high
 
 
 # ---------------------------------------------------------------- worker
@@ -178,10 +231,10 @@ class Grader:
 
     def grade(self, task: str, gold: str, text: str) -> Grade:
         """Extract the final answer of `text` and compare it with `gold`."""
-        pred = answers.extract(task, text)
+        pred, method = answers.extract_how(task, text)
         if pred is None:
             return Grade(None, "no_answer")
-        return Grade(pred, self.compare(task, gold, pred))
+        return Grade(pred, self.compare(task, gold, pred), method)
 
     def compare(self, task: str, gold: str, pred: str) -> Verdict:
         key = (task, gold, pred)
@@ -207,6 +260,11 @@ class Grader:
             return "correct" if g_word == p_word else "wrong"
         if _PLAIN_NUMBER.fullmatch(g_norm) and _PLAIN_NUMBER.fullmatch(p_norm):
             return "correct" if Fraction(g_norm) == Fraction(p_norm) else "wrong"
+        # Math-Verify compares `x<-2 \text{ or } x>3` with no interval: write it as one.
+        if _INTERVAL_LIKE.search(gold):
+            pred = as_interval(pred) or pred
+        elif _INTERVAL_LIKE.search(pred):
+            gold = as_interval(gold) or gold
         equal = self._worker.equal(gold, pred, self.timeout)
         if equal is None:
             return "timeout"

@@ -162,15 +162,21 @@ def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
 
 
 class Graded(msgspec.Struct, frozen=True):
-    """A record of any shape labelled by `lemagen grade`: the input, then `pred` and
-    `verdict`."""
+    """A record of any shape labelled by `lemagen grade`: the input, then `pred`,
+    `extracted_by` and `verdict`."""
 
     source: dict[str, Any]
     pred: str | None
     verdict: str
+    extracted_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.source, "pred": self.pred, "verdict": self.verdict}
+        return {
+            **self.source,
+            "pred": self.pred,
+            "extracted_by": self.extracted_by,
+            "verdict": self.verdict,
+        }
 
 
 class GradeInput(msgspec.Struct, frozen=True):
@@ -190,5 +196,5 @@ class GradeInput(msgspec.Struct, frozen=True):
             raise InputError(f"{where}: missing field {response_field!r}", reason="missing_field")
         return cls(record, problem, response)
 
-    def graded(self, pred: str | None, verdict: str) -> Graded:
-        return Graded(self.source, pred, verdict)
+    def graded(self, pred: str | None, verdict: str, extracted_by: str | None = None) -> Graded:
+        return Graded(self.source, pred, verdict, extracted_by)

@@ -138,9 +138,12 @@ class Sample(msgspec.Struct, frozen=True):
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     thinking: str | None = None  # a reasoning model's thinking, apart from its answer
     pot: Pot | None = None  # written only when set (`lemagen crosscheck`)
+    # How `pred` was found (answers.Method), None when nothing was; UNSET (not written) for a
+    # sample made before the field existed or without extraction (an injected mistake).
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
 
     _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"sample_id", "response", "thinking", "steps", "pred", "verdict", "meta"}
+        {"sample_id", "response", "thinking", "steps", "pred", "extracted_by", "verdict", "meta"}
     )
     _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | Pot.KEYS | {"schema_version"}
 
@@ -185,6 +188,7 @@ class Sample(msgspec.Struct, frozen=True):
             extra=unknown_keys(data, cls._ALL_KEYS),
             thinking=s.thinking,
             pot=Pot.read(s),
+            extracted_by=s.extracted_by,
         )
 
     @classmethod
@@ -201,6 +205,7 @@ class Sample(msgspec.Struct, frozen=True):
             meta=read_meta(o.meta, where, "original.meta."),
             extra=unknown_keys(data, cls._KEYS),
             thinking=o.thinking,
+            extracted_by=o.extracted_by,
         )
 
     def to_dict(self, *, version: bool = True) -> JSON:
@@ -212,6 +217,8 @@ class Sample(msgspec.Struct, frozen=True):
             out["thinking"] = self.thinking
         out["steps"] = list(self.steps)
         out["pred"] = self.pred
+        if self.extracted_by is not msgspec.UNSET:
+            out["extracted_by"] = self.extracted_by
         out["verdict"] = self.verdict
         out["meta"] = self.meta.to_dict()
         if self.pot is not None:

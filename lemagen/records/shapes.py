@@ -30,6 +30,7 @@ class OriginalShape(msgspec.Struct, kw_only=True):
     thinking: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
     verdict: Verdict = "wrong"
     meta: dict[str, Any] | None = None
 
@@ -40,6 +41,7 @@ class SampleShape(ProblemShape, kw_only=True):
     thinking: str | None = None
     steps: tuple[str, ...]
     pred: str | None = None
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
     verdict: Verdict
     meta: dict[str, Any] | None = None
     # Written by `lemagen crosscheck`:

@@ -1,4 +1,5 @@
-"""`lemagen grade`: label model outputs made elsewhere with `pred` and `verdict`."""
+"""`lemagen grade`: label model outputs made elsewhere with `pred`, `extracted_by` and
+`verdict`."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class GradeStage(Stage[GradeInput]):
         for row in rows:
             result = self.grader.grade(row.problem.task, row.problem.gold, row.response)
             self.counts[result.verdict] += 1
-            yield row.graded(result.pred, result.verdict)
+            yield row.graded(result.pred, result.verdict, result.extracted_by)
             hooks.on_row(1)
 
     def summary(self, rejects: Rejects) -> str:

@@ -32,6 +32,7 @@ SUMMARY_KEYS = [
     "duplicate",
     "truncated",
     "no_answer",
+    "implicit_answer",
     "check_timeout",
     "no_agreement",
     "request_failed",
@@ -59,6 +60,7 @@ class SampleStage(EngineStage[Problem]):
         request: RequestShape | None = None,
         thinking: str = "keep",
         min_agreement: float = 0.5,
+        explicit_only: bool = False,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         self.reader = reader
@@ -71,6 +73,7 @@ class SampleStage(EngineStage[Problem]):
         self.request = request or RequestShape()
         self.thinking = thinking
         self.min_agreement = min_agreement
+        self.explicit_only = explicit_only
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
@@ -89,7 +92,8 @@ class SampleStage(EngineStage[Problem]):
         self, problem: Problem, results: list[Generation | RequestFailed]
     ) -> Iterator[Output]:
         """The samples of one problem: wrong ones (all with --keep all) to keep; truncated,
-        unanswered and failed ones set aside; repeated wrong paths dropped."""
+        unanswered and failed ones set aside, and with --explicit-answers-only those whose
+        answer was not marked as the answer; repeated wrong paths dropped."""
         assert self.grader is not None
         if not problem.gold:  # --gold vote: the samples' majority answer is the gold
             voted = self.vote(problem, results)
@@ -125,6 +129,7 @@ class SampleStage(EngineStage[Problem]):
                     response=thought.answer,
                     steps=tuple(steps.solution_steps(chain, grade.pred)),
                     pred=grade.pred,
+                    extracted_by=grade.extracted_by,
                     verdict=grade.verdict,
                     meta=Provenance(
                         stage="sample",
@@ -147,10 +152,15 @@ class SampleStage(EngineStage[Problem]):
                 if choice.finish_reason == "length" and not ran_on:
                     counts["truncated"] += 1
                     yield SetAside("truncated", sample)
-                elif grade.verdict in ("no_answer", "timeout"):
-                    reason = "no_answer" if grade.verdict == "no_answer" else "check_timeout"
+                elif grade.verdict == "no_answer" or (
+                    self.explicit_only and grade.extracted_by not in answers.EXPLICIT_METHODS
+                ):
+                    reason = "no_answer" if grade.verdict == "no_answer" else "implicit_answer"
                     counts[reason] += 1
                     yield SetAside(reason, sample)
+                elif grade.verdict == "timeout":
+                    counts["check_timeout"] += 1
+                    yield SetAside("check_timeout", sample)
                 elif grade.verdict == "correct":
                     counts["correct"] += 1
                     if self.keep_all:
