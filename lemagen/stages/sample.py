@@ -31,7 +31,9 @@ SUMMARY_KEYS = [
     "no_answer",
     "check_timeout",
     "request_failed",
+    "no_choices",
     "budget_exhausted",
+    "store_unwritable",
     "bad_rows",
 ]
 
