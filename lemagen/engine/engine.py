@@ -41,7 +41,7 @@ from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import RequestStore, StoredSample
-from lemagen.engine.transports import Kind, Transport, TransportError, make_transport
+from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
 from lemagen.errors import EndpointError, LemagenError
 
 RETRYABLE = frozenset({408, 409, 425, 429})
@@ -147,7 +147,33 @@ class Engine:
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
         self._transport: Transport = make_transport(cfg.transport, cfg.api_key, cfg.timeout)
+        if self.store is not None:  # what could not be stored is not sent
+            self._transport = Guarded(self._transport, self._before_send)
+            self._committed = asyncio.Event()
+            self._backlog_limit = cfg.concurrency * len(cfg.base_urls)
+            loop, committed = self._loop, self._committed
+
+            def wake() -> None:  # in the store's writer thread
+                loop.call_soon_threadsafe(committed.set)
+
+            self.store.on_commit = wake
         await self._transport.start()
+
+    async def _before_send(self) -> None:
+        """Right before a request goes out: nothing is sent once the store cannot be written,
+        nor while more responses than can be in flight wait to be written (so a disk that
+        fills, or lags, puts at most about two rounds of requests at risk)."""
+        store = self.store
+        assert store is not None
+        while True:
+            refused = store.refusal()
+            if refused is not None:
+                self.stats.requests -= 1  # counted by _attempt just before the transport
+                raise refused
+            if store.backlog < self._backlog_limit:
+                return
+            self._committed.clear()
+            await self._committed.wait()
 
     def close(self) -> None:
         if self._closed:

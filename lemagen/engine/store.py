@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lemagen.engine.calls import RequestFailed
+
 SCHEMA_VERSION = 1
 STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
 GROUP_COMMIT_WINDOW = 0.005  # seconds
@@ -128,6 +130,9 @@ class RequestStore:
         self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
         self._unwritten: list[Entry] = []  # failed commits, retried with the next one
         self.failed: str | None = None  # why the store cannot be written, once it could not
+        self.backlog = 0  # puts queued and not yet durable (written by the writer thread)
+        self._backlog_lock = threading.Lock()
+        self.on_commit: Callable[[], None] | None = None  # run by the writer after each commit
         self._writer = threading.Thread(target=self._write_loop, name="lemagen-store", daemon=True)
         self._writer.start()
 
@@ -175,14 +180,19 @@ class RequestStore:
             if conn is None:
                 conn = self._leaser = _connect(self.path)
                 conn.execute("PRAGMA synchronous = OFF")  # a lease lost in a power cut is harmless
-            try:
-                return self._claim(conn, keys)
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                self._fail(exc)
-                raise StoreUnwritable(str(self.failed)) from None
+            for attempt in (1, 2):
+                try:
+                    return self._claim(conn, keys)
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    if attempt == 1:  # a full disk: free the log's space, as in _commit
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        continue
+                    self._fail(exc)
+            raise StoreUnwritable(str(self.failed))
 
     def _claim(
         self, conn: sqlite3.Connection, keys: Sequence[bytes]
@@ -221,6 +231,12 @@ class RequestStore:
         conn.execute("COMMIT")
         return stored, theirs
 
+    def refusal(self) -> RequestFailed | None:
+        """Why not to send a request now: the store cannot be written (it could not be kept)."""
+        if self.failed is None:
+            return None
+        return RequestFailed(f"not sent: {self.failed}", "store_unwritable")
+
     def release(self, keys: Sequence[bytes]) -> None:
         """Drop this process's leases of `keys` (their samples will not be fetched)."""
         if keys:
@@ -233,6 +249,8 @@ class RequestStore:
     ) -> None:
         """Queue rows for the next group commit; `done()` runs (in the writer thread) once
         they are durable. Never raises: rows a failed commit could not write are kept."""
+        with self._backlog_lock:
+            self.backlog += 1
         self._queue.put((list(rows), done, []))
 
     def _write_loop(self) -> None:
@@ -261,6 +279,33 @@ class RequestStore:
 
     def _commit(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
         entries = self._unwritten + entries
+        try:
+            self._committed(conn, entries)
+        finally:
+            if self.on_commit is not None:
+                self.on_commit()
+
+    def _committed(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
+        try:
+            self._write(conn, entries)
+        except sqlite3.Error:
+            # A full disk: moving the log into the database and truncating it frees the log's
+            # space (it holds many versions of the same pages), then try once more.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._write(conn, entries)
+            except sqlite3.Error as exc:  # disk full, I/O error, read-only directory
+                self._unwritten = entries  # kept in memory; retried with the next commit
+                self._fail(exc)
+                return
+        self._unwritten = []
+        with self._backlog_lock:
+            self.backlog -= sum(1 for rows, _, drop in entries if not drop)
+        for _, done, _ in entries:
+            if done is not None:
+                done()
+
+    def _write(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
         now = time.time()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -290,17 +335,11 @@ class RequestStore:
                 [(key, self.owner) for _, _, drop in entries for key in drop],
             )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error, read-only directory
+        except sqlite3.Error:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            self._unwritten = entries  # kept in memory; retried with the next commit
-            self._fail(exc)
-            return
-        self._unwritten = []
-        for _, done, _ in entries:
-            if done is not None:
-                done()
+            raise
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
@@ -327,6 +366,7 @@ class RequestStore:
                 self._leaser.close()
                 self._leaser = None
         _drop_owner_lock(self._lock_file, self._owners, self.owner)
+        self._lock_file = None
 
 
 # ---------------------------------------------------------------- lease owners

@@ -16,7 +16,7 @@ import asyncio
 import errno
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from lemagen.errors import EndpointError
@@ -54,6 +54,27 @@ class Transport(Protocol):
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
     async def close(self) -> None: ...
+
+
+class Guarded:
+    """A transport that awaits `before()` right before each request: it may hold the request
+    back, or fail the call with `RequestFailed` instead of sending it."""
+
+    def __init__(self, inner: Transport, before: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.before = before
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        await self.before()
+        return await self.inner.post(base_url, path, body)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def make_transport(kind: Kind, api_key: str | None, timeout: float) -> Transport:

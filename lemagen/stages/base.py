@@ -144,7 +144,8 @@ class EngineStage(Stage[In]):
             )
             raise CannotWrite(
                 f"{store.failed}: nothing more was sent ({self.counts['store_unwritable']} "
-                f"calls set aside); {kept}; free space and re-run to send the rest"
+                f"calls set aside, the rest of the input not read); {kept}; free space and "
+                "re-run to send the rest"
             )
         if self.engine.stopped:
             raise BudgetReached(
