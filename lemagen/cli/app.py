@@ -19,11 +19,11 @@ from lemagen.errors import (
 
 EPILOG = f"""\b
 Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
-3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
-requests failed (set aside in --rejects; re-running retries only those);
-{EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_CANNOT_WRITE} disk full: the output or
-the request store cannot be written (nothing more is sent); {EXIT_INTERRUPTED} interrupted;
-{EXIT_OUTPUT_CLOSED} the reader of stdout went away.
+3 endpoint unreachable, API key rejected, model unknown or redirected;
+{EXIT_ROWS_FAILED} finished, but some requests failed (set aside in --rejects; re-running retries
+only those); {EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_CANNOT_WRITE} disk full:
+the output or the request store cannot be written (nothing more is sent);
+{EXIT_INTERRUPTED} interrupted; {EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 
 

@@ -67,7 +67,7 @@ _OWNER = re.compile(r"[0-9a-f]{16}")
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - Windows: no flock; a lease lives until released
+except ImportError:  # pragma: no cover - Windows: no flock; leases are taken, never waited on
     fcntl = None  # type: ignore[assignment]
 
 Rows = list[tuple[bytes, "StoredSample"]]
@@ -404,7 +404,7 @@ def _drop_owner_lock(fd: int | None, owners: Path, owner: str) -> None:
 def _owner_alive(owners: Path, owner: str) -> bool:
     """Whether the process that took a lease still runs: it holds its lock file's flock."""
     if fcntl is None or not _OWNER.fullmatch(owner):  # pragma: no cover
-        return fcntl is None
+        return False  # no flock (Windows): leases are not honoured, never waited on forever
     try:
         fd = os.open(_lock_path(owners, owner), os.O_RDWR)
     except FileNotFoundError:
