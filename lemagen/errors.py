@@ -13,9 +13,10 @@ from lemagen.redact import redact
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, broken prompt file
 EXIT_USAGE = 2  # click's own code for a bad option or argument
-EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown
+EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown, redirected
 EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
 EXIT_BUDGET = 5  # --max-cost reached: finished rows written, the rest not sent
+EXIT_CANNOT_WRITE = 6  # disk full or I/O error: the output or the request store cannot be written
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shells do
 
@@ -46,6 +47,13 @@ class EndpointError(LemagenError):
     """The endpoint cannot serve this run at all (unreachable, bad key, unknown model)."""
 
     exit_code = EXIT_ENDPOINT
+
+
+class CannotWrite(LemagenError):
+    """An output file or the request store cannot be written (disk full, I/O error): nothing
+    more is sent, and what arrived is kept as far as it can be."""
+
+    exit_code = EXIT_CANNOT_WRITE
 
 
 class RowsFailed(click.ClickException):

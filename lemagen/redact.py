@@ -21,8 +21,16 @@ def remember(secret: str | None) -> None:
         _known.add(secret)
 
 
+# Every shape above contains one of these (lowercased): the regex runs only on such text, so
+# the lines that hold none (nearly all) cost one lowercase copy and a few substring tests.
+_TRIGGERS = ("bearer", "sk-", "rk-", "pk-", "api_key", "api-key", "apikey", "authorization")
+
+
 def redact(text: str) -> str:
     for secret in _known:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    lower = text.lower()
+    if not any(trigger in lower for trigger in _TRIGGERS):
+        return text
     return _SHAPED.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)

@@ -9,6 +9,11 @@ Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `Mat
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
 right, half wrong) and LEMA correction prompts (a fix that reaches gold), as LEMA text or, for a
 request with `response_format`, as the `correct --json` object (`json_responder`).
+
+A rule's answer may carry `bytes` instead of a JSON payload: they are sent as the body as they
+are (a 200 that is not JSON). `echo_auth` makes the server echo the Authorization header it got
+in the body of a 400, 500 or 401, or in the text of every choice of a 200, as careless servers
+do.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ Reply = tuple[str, str]  # (text, finish_reason)
 Responder = Callable[[str, int], list[Reply]]
 Fault = str  # "429", "500" or "drop"
 # A rule's or a queued error's answer: (status, payload) or (status, payload, headers).
-Answer = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
+Payload = dict[str, Any] | bytes  # bytes: the body as is
+Answer = tuple[int, Payload] | tuple[int, Payload, dict[str, str]]
 
 
 @dataclass
@@ -110,6 +116,8 @@ class FakeOpenAI:
     # A reply `<think>X</think>Y` is sent as content Y with X in this message field
     # (`reasoning_content` as vLLM, SGLang and DeepSeek do; `reasoning` as OpenRouter does).
     reasoning_field: str | None = None
+    echo_auth: str | None = None  # "400", "500", "401": that error echoing the Authorization
+    # header; "200": every choice's text starts with it
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,6 +159,7 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.in_flight -= 1
                 headers: dict[str, str] = {}
+                payload: Payload
                 if fault is not None:
                     with fake._lock:
                         fake.requests.append({"path": self.path, "body": body, "fault": fault})
@@ -166,7 +175,7 @@ class FakeOpenAI:
                     status, payload, headers = fake.handle(
                         self.path, body, self.headers.get("Authorization")
                     )
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -201,7 +210,7 @@ class FakeOpenAI:
 
     def handle(
         self, path: str, body: dict[str, Any], auth: str | None
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, Payload, dict[str, str]]:
         with self._lock:
             self.requests.append({"path": path, "body": body})
             queued = self.errors.popleft() if self.errors else None
@@ -209,6 +218,12 @@ class FakeOpenAI:
             queued = self.rule(body)
         if queued is not None:
             return (*queued, {}) if len(queued) == 2 else queued
+        if self.echo_auth in ("400", "500", "401"):
+            token = (auth or "").removeprefix("Bearer ")
+            message = (
+                f"Incorrect API key provided: {token}. Your request had 'Authorization: {auth}'"
+            )
+            return int(self.echo_auth), _error(message, "echo"), {}
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             return 401, _error("Incorrect API key provided.", "invalid_api_key"), {}
         model = body.get("model", "")
@@ -234,6 +249,8 @@ class FakeOpenAI:
             replies = [
                 (f"Sample {seed}-{i}.\n{text}", fin) for i, (text, fin) in enumerate(replies)
             ]
+        if self.echo_auth == "200":
+            replies = [(f"(you sent Authorization: {auth})\n{text}", fin) for text, fin in replies]
         choices: list[dict[str, Any]] = []
         for index, (text, finish) in enumerate(replies):
             if path.endswith("/chat/completions"):

@@ -123,7 +123,7 @@ def test_the_key_and_the_endpoint_are_never_stored(
     cache = tmp_path / "c"
     result = run("sample", GSM8K, "-m", "r", "--cache-dir", str(cache), *endpoint(fake))
     assert result.exit_code == 0
-    files = list(cache.iterdir())
+    files = [path for path in cache.rglob("*") if path.is_file()]
     assert files
     for path in files:
         data = path.read_bytes()

@@ -10,6 +10,7 @@ import click
 from lemagen import __version__
 from lemagen.errors import (
     EXIT_BUDGET,
+    EXIT_CANNOT_WRITE,
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
     EXIT_ROWS_FAILED,
@@ -18,10 +19,11 @@ from lemagen.errors import (
 
 EPILOG = f"""\b
 Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
-3 endpoint unreachable, API key rejected or model unknown; {EXIT_ROWS_FAILED} finished, but some
-requests failed (set aside in --rejects; re-running retries only those);
-{EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_INTERRUPTED} interrupted;
-{EXIT_OUTPUT_CLOSED} the reader of stdout went away.
+3 endpoint unreachable, API key rejected, model unknown or redirected;
+{EXIT_ROWS_FAILED} finished, but some requests failed (set aside in --rejects; re-running retries
+only those); {EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_CANNOT_WRITE} disk full:
+the output or the request store cannot be written (nothing more is sent);
+{EXIT_INTERRUPTED} interrupted; {EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 
 
@@ -48,6 +50,11 @@ def main() -> None:
         cli.main(prog_name="lemagen", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
+        if exc.exit_code == EXIT_CANNOT_WRITE:
+            try:
+                sys.stdout.flush()
+            except OSError:
+                _drop_stdout()  # what stdout still buffers cannot be written either
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -56,6 +63,11 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except (OutputClosed, BrokenPipeError):
         # The reader of our stdout went away (`| head`): stop quietly, as `cat` would.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         sys.exit(EXIT_OUTPUT_CLOSED)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail noisily."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -41,10 +41,12 @@ from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import RequestStore, StoredSample
-from lemagen.engine.transports import Kind, Transport, TransportError, make_transport
+from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
 from lemagen.errors import EndpointError, LemagenError
 
 RETRYABLE = frozenset({408, 409, 425, 429})
+NO_CHOICES_LIMIT = 3  # answers in a row with no choices before a call is set aside
+LEASE_POLL, LEASE_POLL_MAX = 0.05, 1.0  # seconds between looks at another process's samples
 FATAL = {401: "API key rejected", 403: "access denied", 404: "model or route not found"}
 
 Result = Generation | RequestFailed
@@ -84,6 +86,7 @@ class Stats:
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     rate_limited: int = 0
+    usage_estimated: int = 0  # 200s without usable token counts, booked at the estimate
 
 
 class Engine:
@@ -119,8 +122,8 @@ class Engine:
 
     @property
     def stopped(self) -> bool:
-        """The budget ran out: nothing more is sent."""
-        return self.budget.stopped
+        """The budget ran out, or the request store cannot be written: nothing more is sent."""
+        return self.budget.stopped or (self.store is not None and self.store.failed is not None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,7 +147,33 @@ class Engine:
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
         self._transport: Transport = make_transport(cfg.transport, cfg.api_key, cfg.timeout)
+        if self.store is not None:  # what could not be stored is not sent
+            self._transport = Guarded(self._transport, self._before_send)
+            self._committed = asyncio.Event()
+            self._backlog_limit = cfg.concurrency * len(cfg.base_urls)
+            loop, committed = self._loop, self._committed
+
+            def wake() -> None:  # in the store's writer thread
+                loop.call_soon_threadsafe(committed.set)
+
+            self.store.on_commit = wake
         await self._transport.start()
+
+    async def _before_send(self) -> None:
+        """Right before a request goes out: nothing is sent once the store cannot be written,
+        nor while more responses than can be in flight wait to be written (so a disk that
+        fills, or lags, puts at most about two rounds of requests at risk)."""
+        store = self.store
+        assert store is not None
+        while True:
+            refused = store.refusal()
+            if refused is not None:
+                self.stats.requests -= 1  # counted by _attempt just before the transport
+                raise refused
+            if store.backlog < self._backlog_limit:
+                return
+            self._committed.clear()
+            await self._committed.wait()
 
     def close(self) -> None:
         if self._closed:
@@ -221,22 +250,44 @@ class Engine:
         except RequestFailed as exc:
             self.stats.failed += 1
             return exc
+        except EndpointError as exc:  # from the transport (a redirect): every sender stops
+            self.fatal = exc
+            raise
         return generation(plan.samples)
 
     async def _fetch(self, plan: Plan) -> None:
-        todo = sorted(plan.owned)
+        """Fetch the samples this call owns: lease them in the store (those another process
+        is fetching are waited for, and taken over if it stops without them), then ask until
+        every leased one arrived; a server that keeps answering no choices fails the call."""
+        todo: list[int] = []
+        theirs = sorted(plan.owned)
         outcome: RequestFailed | None = None
+        poll = LEASE_POLL
         try:
-            while todo:
-                got = await self._send(plan.call, todo)
-                if not got:
-                    break  # the server keeps returning no choices
-                todo = self._planner.fulfil(plan, todo, got)
+            while theirs:
+                todo, theirs = await self._planner.claim(plan, theirs)
+                empty = 0
+                while todo:
+                    got = await self._send(plan.call, todo)
+                    if got:
+                        empty = 0
+                        todo = self._planner.fulfil(plan, todo, got)
+                        continue
+                    empty += 1
+                    if empty >= NO_CHOICES_LIMIT:
+                        raise RequestFailed(
+                            f"the server answered {empty} requests in a row with no choices",
+                            "no_choices",
+                        )
+                    await asyncio.sleep(backoff(self.config.retry_delay, empty))
+                if theirs:  # another process is fetching these: wait for its store writes
+                    await asyncio.sleep(poll)
+                    poll = min(poll * 2, LEASE_POLL_MAX)
         except RequestFailed as exc:
             outcome = exc
             raise
         finally:
-            self._planner.abandon(plan, todo, outcome)
+            self._planner.abandon(plan, todo + theirs, outcome)
 
     # ------------------------------------------------------------------ one request
 
@@ -350,14 +401,23 @@ class Engine:
         read = read_choices(data, self.api)
         if read is None:
             return None
-        raw, texts, prompt, completion = read
+        # Token counts a server did not give (or gave as nonsense) are booked at the estimate
+        # the request was sent under: the prompt's, and --max-tokens (or 1024) per sample.
+        est_in = call.estimated_tokens(1)[0]
+        prompt, completion = read.prompt_tokens, read.completion_tokens
+        if prompt is None or completion is None:
+            self.stats.usage_estimated += 1
+        if prompt is None:
+            prompt = est_in
+        if completion is None:
+            completion = max(reserved - est_in, 0)
         self._charge(call.model, price, prompt, completion)
         if self.tpm is not None:
             self.tpm.settle(reserved, prompt + completion)
         request = f"{self._run_id}-{next(self._request_count)}"
         return [
-            StoredSample(text, c.get("finish_reason"), request, prompt, completion)
-            for text, c in zip(texts, raw, strict=True)
+            StoredSample(text, reason, request, prompt, completion)
+            for text, reason in zip(read.texts, read.finish_reasons, strict=True)
         ]
 
     def _charge(self, model: str, price: Price, prompt: float, completion: float) -> None:
@@ -378,5 +438,12 @@ def describe(stats: Stats) -> str:
     """`cost $0.0123` or `cost unknown (no price for m)`, for summaries."""
     if stats.unpriced:
         models = ", ".join(sorted(stats.unpriced))
-        return f"cost ${stats.cost:.4f} + unknown (no price for {models})"
-    return f"cost ${stats.cost:.4f}"
+        text = f"cost ${stats.cost:.4f} + unknown (no price for {models})"
+    else:
+        text = f"cost ${stats.cost:.4f}"
+    if stats.usage_estimated:
+        text += (
+            f" ({stats.usage_estimated} responses gave no usable token usage: booked at the "
+            "estimate)"
+        )
+    return text

@@ -5,6 +5,9 @@ A `Plan` is one call after that check. The `Planner` keeps the in-flight table (
 future of the sample) that joins identical calls of one run: a key stays in it until its
 sample is durable in the store (or, without a store, until it arrived), so a call planned
 meanwhile finds it either in flight or in the store, never in neither.
+
+Other processes on the same store are joined through its leases (`Planner.claim`, just
+before sending): a sample another live process is fetching is waited for, not sent again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lemagen.engine.calls import Call, Choice, Generation, RequestFailed
-from lemagen.engine.store import RequestStore, StoredSample
+from lemagen.engine.store import RequestStore, StoredSample, StoreUnwritable
 
 Outcome = StoredSample | RequestFailed | None  # None: the sender got no sample for it
 LOOKUP_CHUNK = 500  # keys per store query
@@ -48,6 +51,10 @@ class Planner:
         self._new_future = new_future
         self.pending: dict[bytes, asyncio.Future[Outcome]] = {}
         self._durable: collections.deque[bytes] = collections.deque()
+        self._claims: list[
+            tuple[list[bytes], asyncio.Future[tuple[dict[bytes, StoredSample], set[bytes]]]]
+        ] = []
+        self._claimer: asyncio.Future[None] | None = None
 
     def stored_count(self, call: Call) -> int:
         """How many of `call`'s samples the store holds."""
@@ -95,6 +102,63 @@ class Planner:
                 plan.owned[i] = owned
         return plan
 
+    async def claim(self, plan: Plan, todo: list[int]) -> tuple[list[int], list[int]]:
+        """Lease samples `todo` in the store before sending them. Those another process
+        stored meanwhile are taken as if fetched; returns the indices leased to this process
+        (to send) and those another live process is fetching (to wait for). Raises
+        `RequestFailed` (store_unwritable) when the store cannot be written: nothing more is
+        sent then, since it could not be stored."""
+        if self.store is None or not todo:
+            return todo, []
+        keys = [plan.keys[i] for i in todo]
+        try:
+            stored, theirs = await self._claim(keys)
+        except StoreUnwritable as exc:
+            raise RequestFailed(f"not sent: {exc}", "store_unwritable") from None
+        mine, waiting = [], []
+        for i, key in zip(todo, keys, strict=True):
+            sample = stored.get(key)
+            if sample is not None:
+                plan.samples[i] = sample
+                plan.owned[i].set_result(sample)
+                self.pending.pop(key, None)
+            elif key in theirs:
+                waiting.append(i)
+            else:
+                mine.append(i)
+        return mine, waiting
+
+    async def _claim(self, keys: list[bytes]) -> tuple[dict[bytes, StoredSample], set[bytes]]:
+        """Claims made while one is being written go together in the next transaction, in
+        the order they were made."""
+        future: asyncio.Future[tuple[dict[bytes, StoredSample], set[bytes]]]
+        future = asyncio.get_running_loop().create_future()
+        self._claims.append((keys, future))
+        if self._claimer is None:
+            self._claimer = asyncio.ensure_future(self._claim_loop())
+        return await future
+
+    async def _claim_loop(self) -> None:
+        assert self.store is not None
+        try:
+            while self._claims:
+                batch, self._claims = self._claims, []
+                try:
+                    stored, theirs = await asyncio.to_thread(
+                        self.store.claim, [key for keys, _ in batch for key in keys]
+                    )
+                except StoreUnwritable as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(StoreUnwritable(str(exc)))
+                    continue
+                busy = set(theirs)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result((stored, busy))
+        finally:
+            self._claimer = None
+
     def fulfil(self, plan: Plan, todo: list[int], got: Sequence[StoredSample]) -> list[int]:
         """Samples `got` arrived for the first indices of `todo`: hand them to the calls
         waiting for them and to the store. Returns the indices still to fetch."""
@@ -109,12 +173,15 @@ class Planner:
 
     def abandon(self, plan: Plan, todo: list[int], outcome: RequestFailed | None) -> None:
         """Samples `todo` will not be fetched (the call failed, or the server returned too
-        few choices): the calls waiting for them get `outcome`."""
+        few choices): the calls waiting for them get `outcome`, and this process's leases of
+        them are dropped."""
         for i in todo:
             future = plan.owned[i]
             if not future.done():
                 future.set_result(outcome)
             self.pending.pop(plan.keys[i], None)
+        if self.store is not None:
+            self.store.release([plan.keys[i] for i in todo])
 
     def _persist(self, rows: list[tuple[bytes, StoredSample]]) -> None:
         keys = [key for key, _ in rows]

@@ -1,50 +1,116 @@
 """Reading what a server answered: the choices and token usage of a 200, the message of an
-error body."""
+error body.
+
+Nothing a server sends is trusted: a 200 whose body is not JSON, has no `choices` list, has a
+choice without its text or with a text that is not a string is unreadable (the engine retries
+it, then sets the call aside); token counts that are missing, negative or not whole numbers
+are reported as unknown (the engine books them at its estimate, so a server cannot make a
+run look cheaper than it is). Every text is redacted before anyone else sees it, so a server
+that echoes the Authorization header puts the key in no record and no store entry.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from lemagen.redact import redact
 
-def read_choices(data: bytes, api: str) -> tuple[list[dict[str, Any]], list[str], int, int] | None:
-    """The raw choices in index order, their texts, and the prompt and completion tokens;
-    None when the body is not a completion."""
+
+@dataclass(frozen=True)
+class Reply:
+    """A readable 200: the texts in index order, their finish reasons, and the token counts
+    (None: absent or not a count)."""
+
+    texts: list[str]
+    finish_reasons: list[str | None]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def read_choices(data: bytes, api: str) -> Reply | None:
+    """The choices of a completion, or None when the body is not one."""
     try:
         payload = json.loads(data)
-        raw = sorted(payload["choices"], key=lambda c: c.get("index", 0))
-        texts = [_text(c["message"]) if api == "chat" else (c["text"] or "") for c in raw]
-        usage = payload.get("usage") or {}
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, RecursionError):
         return None
-    return raw, texts, prompt, completion
+    if not isinstance(payload, dict):
+        return None
+    raw = payload.get("choices")
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        return None
+    indices = [c.get("index", i) for i, c in enumerate(raw)]
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raw = [c for _, c in sorted(zip(indices, raw, strict=True), key=lambda p: p[0])]
+    texts: list[str] = []
+    reasons: list[str | None] = []
+    for choice in raw:
+        if api == "chat":
+            message = choice.get("message")
+            if not isinstance(message, dict) or "content" not in message:
+                return None
+            text = _with_thinking(message, message["content"])
+        else:
+            if "text" not in choice:
+                return None
+            text = choice["text"]
+        if text is None:
+            text = ""  # a refusal or a tool call: no text
+        if not isinstance(text, str):
+            return None
+        texts.append(redact(text))
+        reason = choice.get("finish_reason")
+        reasons.append(reason if isinstance(reason, str) else None)
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    return Reply(
+        texts, reasons, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    )
 
 
-def _text(message: dict[str, Any]) -> str:
+def _with_thinking(message: dict[str, Any], content: Any) -> Any:
     """A chat choice's text. Thinking a server returns apart (`reasoning_content`: vLLM,
     SGLang, DeepSeek; `reasoning`: OpenRouter, Ollama) is put back before the answer as a
     `<think>` block, the form reasoning models write it in themselves, so one text holds all
     that was paid for and the stages read both forms the same way."""
-    content = message["content"] or ""
     thinking = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(thinking, str) and thinking.strip():
-        return f"<think>{thinking}</think>{content}"
-    return str(content)
+    if (
+        isinstance(thinking, str)
+        and thinking.strip()
+        and (content is None or isinstance(content, str))
+    ):
+        return f"<think>{thinking}</think>{content or ''}"
+    return content
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a whole number >= 0 (an integral float is taken), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 2**53:
+        return int(value)
+    return None
 
 
 def error_message(data: bytes) -> str:
-    """The `error.message` of a JSON error body, else the first line of the body."""
+    """The `error.message` of a JSON error body, else the first line of the body; redacted."""
+    return redact(_error_message(data))
+
+
+def _error_message(data: bytes) -> str:
     try:
         body = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = data.decode("utf-8", "replace").strip()
         return text.splitlines()[0][:200] if text else "(empty body)"
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
+            return str(inner["message"])[:1000]
         if isinstance(inner, str):
-            return inner
+            return inner[:1000]
     return str(body)[:200]

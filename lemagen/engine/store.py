@@ -10,12 +10,28 @@ in one transaction (group commit) with `synchronous=FULL`, so a response is on d
 milliseconds of arriving and a crash (Ctrl-C, kill -9, power loss) never leaves a torn row:
 a transaction is either all there or not there. Several lemagen processes (`sample | correct`)
 may share one store.
+
+Two runs on one store never pay for one sample twice: before a sample is sent, its key is
+leased in the store (`claim`, one transaction for a call's samples) to this process, named by
+a random owner token. A process that finds a key leased by another waits for its sample; a
+lease dies with its owner: each process holds an exclusive `flock` on
+`owners/<token>.lock` for as long as it runs, which the kernel drops when it exits in any way
+(kill -9 included), so a lease whose owner's lock can be taken is taken over. A sample's lease
+is deleted in the transaction that stores it, and a process deletes its leases when it stops.
+
+A commit that fails (disk full, I/O error) loses nothing: its rows stay in memory and go with
+the next commit, and with one last try at `close`; `failed` says why the store cannot be
+written, and the engine then sends nothing more (a lease cannot be taken either), so only the
+requests already in flight can be paid for without being stored (`unwritten` counts them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
+import secrets
 import sqlite3
 import sys
 import threading
@@ -23,6 +39,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from lemagen.engine.calls import RequestFailed
 
 SCHEMA_VERSION = 1
 STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
@@ -38,7 +56,22 @@ CREATE TABLE IF NOT EXISTS samples (
     completion_tokens INTEGER NOT NULL,
     created REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    key BLOB PRIMARY KEY,          -- a sample being fetched ...
+    owner TEXT NOT NULL,           -- ... by the process holding owners/<owner>.lock
+    taken REAL NOT NULL
+) WITHOUT ROWID;
 """
+OWNERS_DIR = "owners"
+_OWNER = re.compile(r"[0-9a-f]{16}")
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; leases are taken, never waited on
+    fcntl = None  # type: ignore[assignment]
+
+Rows = list[tuple[bytes, "StoredSample"]]
+Entry = tuple[Rows, "Callable[[], None] | None", list[bytes]]  # samples, on durable, leases to drop
 
 
 @dataclass(frozen=True)
@@ -70,8 +103,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class StoreUnwritable(Exception):
+    """The request store cannot be written (disk full, I/O error, read-only)."""
+
+
 class RequestStore:
-    """Lookups from any thread; writes queued to the writer thread."""
+    """Lookups from any thread; writes queued to the writer thread; leases taken from any
+    thread (`claim`)."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -82,11 +120,19 @@ class RequestStore:
             setup.executescript(_SCHEMA)
         finally:
             setup.close()
+        self.owner = secrets.token_hex(8)
+        self._owners = directory / OWNERS_DIR
+        self._lock_file = _hold_owner_lock(self._owners, self.owner)
         self._local = threading.local()
-        self._queue: queue.SimpleQueue[
-            tuple[list[tuple[bytes, StoredSample]], Callable[[], None] | None] | None
-        ] = queue.SimpleQueue()
-        self._error: BaseException | None = None
+        self._leasing = threading.Lock()
+        self._leaser: sqlite3.Connection | None = None  # claims, one at a time
+        self._closed = False
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
+        self._unwritten: list[Entry] = []  # failed commits, retried with the next one
+        self.failed: str | None = None  # why the store cannot be written, once it could not
+        self.backlog = 0  # puts queued and not yet durable (written by the writer thread)
+        self._backlog_lock = threading.Lock()
+        self.on_commit: Callable[[], None] | None = None  # run by the writer after each commit
         self._writer = threading.Thread(target=self._write_loop, name="lemagen-store", daemon=True)
         self._writer.start()
 
@@ -114,16 +160,98 @@ class RequestStore:
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM samples").fetchone()[0])
 
+    @property
+    def unwritten(self) -> int:
+        """Samples that arrived but could not be stored (after `close`: for good)."""
+        return sum(len(rows) for rows, _, _ in self._unwritten)
+
+    # ------------------------------------------------------------------ leases
+
+    def claim(self, keys: Sequence[bytes]) -> tuple[dict[bytes, StoredSample], list[bytes]]:
+        """In one transaction: the samples of `keys` already stored, and the keys another live
+        process has leased; every other key is leased to this process. Blocking (run it off
+        the event loop). Raises `StoreUnwritable` when the lease cannot be written."""
+        with self._leasing:
+            if self.failed is not None:
+                raise StoreUnwritable(self.failed)
+            if self._closed:
+                raise StoreUnwritable(f"{self.path}: closed")
+            conn = self._leaser
+            if conn is None:
+                conn = self._leaser = _connect(self.path)
+                conn.execute("PRAGMA synchronous = OFF")  # a lease lost in a power cut is harmless
+            for attempt in (1, 2):
+                try:
+                    return self._claim(conn, keys)
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    if attempt == 1:  # a full disk: free the log's space, as in _commit
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        continue
+                    self._fail(exc)
+            raise StoreUnwritable(str(self.failed))
+
+    def _claim(
+        self, conn: sqlite3.Connection, keys: Sequence[bytes]
+    ) -> tuple[dict[bytes, StoredSample], list[bytes]]:
+        marks = ",".join("?" * len(keys))
+        conn.execute("BEGIN IMMEDIATE")
+        stored = {
+            row[0]: StoredSample(*row[1:])
+            for row in conn.execute(
+                "SELECT key, text, finish_reason, request, prompt_tokens, completion_tokens "
+                f"FROM samples WHERE key IN ({marks})",
+                list(keys),
+            )
+        }
+        leased = dict(
+            conn.execute(f"SELECT key, owner FROM leases WHERE key IN ({marks})", list(keys))
+        )
+        alive: dict[str, bool] = {self.owner: False}  # our own lease: take it again
+        theirs = []
+        mine = []
+        for key in keys:
+            if key in stored:
+                continue
+            owner = leased.get(key)
+            if owner is not None:
+                if owner not in alive:
+                    alive[owner] = _owner_alive(self._owners, owner)
+                if alive[owner]:
+                    theirs.append(key)
+                    continue
+            mine.append(key)
+        now = time.time()
+        conn.executemany(
+            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", [(k, self.owner, now) for k in mine]
+        )
+        conn.execute("COMMIT")
+        return stored, theirs
+
+    def refusal(self) -> RequestFailed | None:
+        """Why not to send a request now: the store cannot be written (it could not be kept)."""
+        if self.failed is None:
+            return None
+        return RequestFailed(f"not sent: {self.failed}", "store_unwritable")
+
+    def release(self, keys: Sequence[bytes]) -> None:
+        """Drop this process's leases of `keys` (their samples will not be fetched)."""
+        if keys:
+            self._queue.put(([], None, list(keys)))
+
     # ------------------------------------------------------------------ writes
 
     def put(
         self, rows: Iterable[tuple[bytes, StoredSample]], done: Callable[[], None] | None = None
     ) -> None:
         """Queue rows for the next group commit; `done()` runs (in the writer thread) once
-        they are durable."""
-        if self._error is not None:
-            raise RuntimeError(f"request store {self.path}: {self._error}") from self._error
-        self._queue.put((list(rows), done))
+        they are durable. Never raises: rows a failed commit could not write are kept."""
+        with self._backlog_lock:
+            self.backlog += 1
+        self._queue.put((list(rows), done, []))
 
     def _write_loop(self) -> None:
         conn = _connect(self.path)
@@ -141,18 +269,43 @@ class RequestStore:
                         break
                 stop = any(entry is None for entry in batch)
                 entries = [entry for entry in batch if entry is not None]
-                if entries:
+                if entries or (stop and self._unwritten):
                     self._commit(conn, entries)
                 if stop:
+                    self._release_all(conn)
                     return
         finally:
             conn.close()
 
-    def _commit(
-        self,
-        conn: sqlite3.Connection,
-        entries: list[tuple[list[tuple[bytes, StoredSample]], Callable[[], None] | None]],
-    ) -> None:
+    def _commit(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
+        entries = self._unwritten + entries
+        try:
+            self._committed(conn, entries)
+        finally:
+            if self.on_commit is not None:
+                self.on_commit()
+
+    def _committed(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
+        try:
+            self._write(conn, entries)
+        except sqlite3.Error:
+            # A full disk: moving the log into the database and truncating it frees the log's
+            # space (it holds many versions of the same pages), then try once more.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._write(conn, entries)
+            except sqlite3.Error as exc:  # disk full, I/O error, read-only directory
+                self._unwritten = entries  # kept in memory; retried with the next commit
+                self._fail(exc)
+                return
+        self._unwritten = []
+        with self._backlog_lock:
+            self.backlog -= sum(1 for rows, _, drop in entries if not drop)
+        for _, done, _ in entries:
+            if done is not None:
+                done()
+
+    def _write(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
         now = time.time()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -168,22 +321,38 @@ class RequestStore:
                         s.completion_tokens,
                         now,
                     )
-                    for rows, _ in entries
+                    for rows, _, _ in entries
                     for key, s in rows
                 ],
             )
+            # A stored sample needs no lease; a released one is fetched by no one.
+            conn.executemany(
+                "DELETE FROM leases WHERE key = ?",
+                [(key,) for rows, _, _ in entries for key, _ in rows],
+            )
+            conn.executemany(
+                "DELETE FROM leases WHERE key = ? AND owner = ?",
+                [(key, self.owner) for _, _, drop in entries for key in drop],
+            )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, read-only directory: reported by put()
-            self._error = exc
+        except sqlite3.Error:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            return
-        for _, done in entries:
-            if done is not None:
-                done()
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed is None:
+            self.failed = f"{self.path}: cannot write the request store ({exc})"
+
+    def _release_all(self, conn: sqlite3.Connection) -> None:
+        """Drop every lease this process still holds (a cancelled run's)."""
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("DELETE FROM leases WHERE owner = ?", (self.owner,))
 
     def close(self) -> None:
-        """Commit everything queued, then stop the writer."""
+        """Commit everything queued (and what failed before: one last try), drop this
+        process's leases, then stop the writer. Never raises: see `failed` and `unwritten`."""
         if self._writer.is_alive():
             self._queue.put(None)
             self._writer.join()
@@ -191,5 +360,61 @@ class RequestStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
-        if self._error is not None:
-            raise RuntimeError(f"request store {self.path}: {self._error}") from self._error
+        with self._leasing:
+            self._closed = True
+            if self._leaser is not None:
+                self._leaser.close()
+                self._leaser = None
+        _drop_owner_lock(self._lock_file, self._owners, self.owner)
+        self._lock_file = None
+
+
+# ---------------------------------------------------------------- lease owners
+
+
+def _lock_path(owners: Path, owner: str) -> Path:
+    return owners / f"{owner}.lock"
+
+
+def _hold_owner_lock(owners: Path, owner: str) -> int | None:
+    """Create `owners/<owner>.lock` already locked (made and locked under a temporary name,
+    then renamed, so no one ever sees it unlocked while this process lives)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    owners.mkdir(exist_ok=True)
+    temp = owners / f".{owner}.tmp"
+    fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(temp, _lock_path(owners, owner))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _drop_owner_lock(fd: int | None, owners: Path, owner: str) -> None:
+    if fd is None:  # pragma: no cover
+        return
+    with contextlib.suppress(OSError):
+        _lock_path(owners, owner).unlink()
+    os.close(fd)
+
+
+def _owner_alive(owners: Path, owner: str) -> bool:
+    """Whether the process that took a lease still runs: it holds its lock file's flock."""
+    if fcntl is None or not _OWNER.fullmatch(owner):  # pragma: no cover
+        return False  # no flock (Windows): leases are not honoured, never waited on forever
+    try:
+        fd = os.open(_lock_path(owners, owner), os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the lock if it was taken
+    with contextlib.suppress(OSError):
+        _lock_path(owners, owner).unlink()  # a dead owner's file
+    return False

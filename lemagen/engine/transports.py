@@ -1,6 +1,10 @@
 """How one request goes over the wire: plain JSON over aiohttp (the default, the cheapest per
 request), or the official openai SDK for gateways that need what it adds.
 
+Redirects are never followed: an API call that is redirected (to another host, port or
+scheme) would carry the key and the prompt where the user did not send them, so a 3xx is an
+`EndpointError` naming where it points.
+
 A transport posts a body and returns `(status, headers, body)` for every HTTP answer, error
 statuses included; what never got an answer raises `TransportError`, which says whether the
 request may have reached the server (and be billed) and whether the connection was refused.
@@ -12,8 +16,10 @@ import asyncio
 import errno
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
+
+from lemagen.errors import EndpointError
 
 Kind = Literal["aiohttp", "openai"]
 TRANSPORTS: tuple[str, ...] = ("aiohttp", "openai")
@@ -30,6 +36,16 @@ class TransportError(Exception):
         self.refused = refused  # nothing listens there: take the endpoint out of rotation
 
 
+def check_redirect(url: str, status: int, headers: Mapping[str, str]) -> None:
+    """A 3xx answer stops the run: its target is named, never requested."""
+    if 300 <= status < 400:
+        target = headers.get("Location") or headers.get("location") or "(no Location header)"
+        raise EndpointError(
+            f"endpoint {url} redirects (HTTP {status}) to {target}: not followed for API "
+            "calls; give the final URL as --base-url if you trust it"
+        )
+
+
 class Transport(Protocol):
     async def start(self) -> None: ...
 
@@ -38,6 +54,27 @@ class Transport(Protocol):
     ) -> tuple[int, Mapping[str, str], bytes]: ...
 
     async def close(self) -> None: ...
+
+
+class Guarded:
+    """A transport that awaits `before()` right before each request: it may hold the request
+    back, or fail the call with `RequestFailed` instead of sending it."""
+
+    def __init__(self, inner: Transport, before: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.before = before
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        await self.before()
+        return await self.inner.post(base_url, path, body)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def make_transport(kind: Kind, api_key: str | None, timeout: float) -> Transport:
@@ -75,7 +112,10 @@ class AiohttpTransport:
     ) -> tuple[int, Mapping[str, str], bytes]:
         aiohttp = self._aiohttp
         try:
-            async with self._session.post(base_url + path, data=json.dumps(body)) as resp:
+            async with self._session.post(
+                base_url + path, data=json.dumps(body), allow_redirects=False
+            ) as resp:
+                check_redirect(base_url + path, resp.status, resp.headers)
                 return resp.status, resp.headers, await resp.read()
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error
@@ -117,8 +157,11 @@ class OpenAITransport:
             )
             self._clients[base_url] = client
         try:
-            data: bytes = await client.post(path, cast_to=bytes, body=body)
+            data: bytes = await client.post(
+                path, cast_to=bytes, body=body, options={"follow_redirects": False}
+            )
         except openai.APIStatusError as exc:
+            check_redirect(base_url + path, exc.status_code, exc.response.headers)
             return exc.status_code, exc.response.headers, exc.response.content
         except openai.APITimeoutError:
             raise TransportError(f"timed out after {self._timeout:g} s", sent=True) from None

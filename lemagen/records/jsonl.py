@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
-import jsonlines
 import msgspec
 
-from lemagen.errors import InputError, LemagenError, OutputClosed
+from lemagen.errors import CannotWrite, InputError, LemagenError, OutputClosed
+from lemagen.redact import redact
 
 
 def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
@@ -89,10 +89,15 @@ def _why_not_json(raw: bytes) -> str | None:
 class RecordWriter:
     """Writes records as JSONL to a path or stdout (`-`), flushing each line, or with
     `flush_each=False` only when `flush()` is called (the engine-driven stages flush whenever
-    they would wait, so a reader downstream still gets rows as they finish)."""
+    they would wait, so a reader downstream still gets rows as they finish).
+
+    Every line goes through `redact` here, the one place every record, reject and output line
+    passes: no API key is ever written out. A write that fails (disk full, I/O error) is a
+    one-line `CannotWrite` error naming the file; a closed pipe is `OutputClosed`."""
 
     def __init__(self, path: str | None, *, flush_each: bool = True) -> None:
         self.path = path
+        self.name = "<stdout>" if path in (None, "-") else str(path)
         if path in (None, "-"):
             self._stream: IO[str] = sys.stdout
             self._owned = False
@@ -103,7 +108,6 @@ class RecordWriter:
             except OSError as exc:
                 raise LemagenError(f"{path}: cannot write: {exc.strerror}") from None
             self._owned = True
-        self._writer = jsonlines.Writer(self._stream, compact=True, flush=flush_each, dumps=_dumps)
         self._flush_each = flush_each
         self.count = 0
 
@@ -113,40 +117,42 @@ class RecordWriter:
         return _dumps(record)
 
     def write_line(self, line: str) -> None:
-        """Write one line already encoded (and redacted) with `encode`."""
-        try:
-            self._stream.write(line + "\n")
+        """Write one line already encoded with `encode`."""
+        with self._writing():
+            self._stream.write(redact(line) + "\n")
             if self._flush_each:
                 self._stream.flush()
-        except BrokenPipeError:
-            raise OutputClosed from None
         self.count += 1
 
     def write(self, record: dict[str, Any]) -> None:
-        try:
-            self._writer.write(record)
-        except BrokenPipeError:
-            raise OutputClosed from None
-        self.count += 1
+        self.write_line(_dumps(record))
 
     def write_all(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
             self.write(record)
 
     def flush(self) -> None:
-        try:
+        with self._writing():
             self._stream.flush()
-        except BrokenPipeError:
-            raise OutputClosed from None
 
     def close(self) -> None:
-        try:
+        with self._writing():
             if self._owned:
                 self._stream.close()
             else:
                 self._stream.flush()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
         except BrokenPipeError:
             raise OutputClosed from None
+        except OSError as exc:
+            if self._owned:
+                with suppress(OSError):
+                    self._stream.close()  # its buffer cannot be written either
+            raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _dumps(value: Any) -> str:

@@ -11,7 +11,6 @@ import msgspec
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
 from lemagen.records.jsonl import RecordWriter, read_records
-from lemagen.redact import redact
 
 T = TypeVar("T")
 
@@ -47,7 +46,7 @@ class Rejects:
         self.counts[item.reason] += 1
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
-            self.writer.write_line(redact(self.writer.encode(reject.to_dict())))
+            self.writer.write(reject.to_dict())  # redacted by the writer
 
 
 def source_name(path: str) -> str:

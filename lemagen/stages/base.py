@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from lemagen.engine import Call, Engine, EngineConfig, describe, run_rows
 from lemagen.engine.estimate import estimate
-from lemagen.errors import BudgetReached, RowsFailed
+from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
 from lemagen.math.grading import Grader
 from lemagen.records.rows import Rejects, SetAside, ToDict
 
@@ -131,15 +131,31 @@ class EngineStage(Stage[In]):
         )
 
     def check_exit(self) -> None:
-        """Budget reached (exit 5) or rows failed (exit 4)."""
+        """The request store could not be written (exit 6), budget reached (exit 5) or rows
+        failed (exit 4)."""
+        store = self.engine.store
+        if store is not None and store.failed is not None:
+            lost = store.unwritten
+            kept = (
+                f"{lost} samples that arrived could not be stored (they are in this run's "
+                "output; a re-run asks for them again)"
+                if lost
+                else "every sample that arrived is stored"
+            )
+            raise CannotWrite(
+                f"{store.failed}: nothing more was sent ({self.counts['store_unwritable']} "
+                f"calls set aside, the rest of the input not read); {kept}; free space and "
+                "re-run to send the rest"
+            )
         if self.engine.stopped:
             raise BudgetReached(
                 f"--max-cost reached: {self.counts['budget_exhausted']} calls not sent and input "
                 "rows not read; finished rows are written; re-run with a higher --max-cost to "
                 "continue"
             )
-        if self.counts["request_failed"]:
+        failed = self.counts["request_failed"] + self.counts["no_choices"]
+        if failed:
             raise RowsFailed(
-                f"{self.counts['request_failed']} requests failed (see --rejects); "
+                f"{failed} requests failed (see --rejects); "
                 "re-running the same command retries only those"
             )

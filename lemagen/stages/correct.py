@@ -43,7 +43,9 @@ SUMMARY_KEYS = [
     "still_unparseable",
     "passed_through",
     "request_failed",
+    "no_choices",
     "budget_exhausted",
+    "store_unwritable",
     "bad_rows",
 ]
 # `--json`: the body parameter that asks for the correction as a JSON object.

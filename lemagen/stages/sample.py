@@ -36,7 +36,9 @@ SUMMARY_KEYS = [
     "check_timeout",
     "no_agreement",
     "request_failed",
+    "no_choices",
     "budget_exhausted",
+    "store_unwritable",
     "bad_rows",
 ]
 
