@@ -18,23 +18,7 @@ from lemagen.engine.limits import (
     backoff,
     retry_after,
 )
-
-
-class FakeClock:
-    """A clock that moves only when told to, or when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
+from tests.clock import FakeClock
 
 # ---------------------------------------------------------------- rate
 

@@ -8,22 +8,7 @@ import asyncio
 import pytest
 
 from lemagen.engine.pool import MAX_PAUSE, EndpointPool
-
-
-class FakeClock:
-    """time.monotonic and asyncio.sleep for the pool: sleeping moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.clock import FakeClock
 
 
 def pool_of(*urls: str, concurrency: int = 4) -> tuple[EndpointPool, FakeClock]:
