@@ -60,6 +60,8 @@ class Slots:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self._waiters.remove(future)  # or it would keep later callers waiting
             raise
 
     def release(self) -> None:
