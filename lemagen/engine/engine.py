@@ -11,9 +11,9 @@ guarantees, and where each part lives:
 * 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
   jitter; the server's `Retry-After` (or `retry-after-ms`, `x-ratelimit-reset-*`) is the
   least a retry waits, never a replacement for the backoff (`limits.retry_wait`); a 429
-  counts against `--max-retries` only when no other call succeeded while it was out, so no
-  call gives up while the server keeps answering; 400-class errors are not retried; 401, 403
-  and 404 stop the run at once;
+  counts against `--max-retries` (and doubles the backoff) only when no other call
+  succeeded since this one last failed, so no call gives up while the server keeps
+  answering; 400-class errors are not retried; 401, 403 and 404 stop the run at once;
 * each endpoint's concurrency adapts to what it sustains (AIMD on 429s and timeouts, paced by
   the server's `x-ratelimit-limit-requests` where it sends one; `adaptive`);
 * until the first request succeeds, requests go one at a time, so a bad key costs one request;
@@ -296,7 +296,9 @@ class Engine:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 raise RequestFailed(f"{error} (gave up after {tries})")
             self.stats.retries += 1
-            await asyncio.sleep(retry_wait(self.config.retry_delay, attempt, asked))
+            # The backoff doubles with each failure that counts; a 429 that does not count
+            # waits the first step (and at least what the server asked).
+            await asyncio.sleep(retry_wait(self.config.retry_delay, max(1, counted), asked))
 
     async def _attempt(
         self,
