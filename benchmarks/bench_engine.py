@@ -1,6 +1,7 @@
-"""The request engine against a loopback OpenAI-compatible server that answers after 200 ms.
+"""The request engine against a loopback OpenAI-compatible server (aiohttp, its own process).
 
-Run by hand: `python benchmarks/bench_engine.py [--quick] [--skip-big]`.
+Run by hand: `python benchmarks/bench_engine.py [--quick] [--only SCENARIO ...]`; to measure
+another checkout of lemagen with the same benchmark, put it first on PYTHONPATH.
 
 Every client runs in its own process against a server in another process; what is measured:
 * throughput: requests / (last response - first request), timed by the server, so process
@@ -10,15 +11,22 @@ Every client runs in its own process against a server in another process; what i
 * peak RSS of the client process (ru_maxrss).
 
 Clients, all posting the same chat-completion JSON:
-* `aiohttp`: a bare aiohttp loop with a semaphore: the practical ceiling for a Python client
-  and the reference every other row is a fraction of;
-* `openai-sdk`: a bare `AsyncOpenAI` + semaphore loop (the SDK's default transport);
+* `aiohttp`: a bare aiohttp loop with a semaphore that retries a failed call after its
+  Retry-After (at once without one): the practical ceiling for a Python client and the
+  reference every other row is a fraction of;
+* `openai-sdk` (`--sdk`): a bare `AsyncOpenAI` + semaphore loop (the SDK's default transport);
 * `lemagen`: the whole CLI, `lemagen sample problems.jsonl -n 1 --concurrency C`, reading,
   grading, writing JSONL and storing every response in the request store.
 
-Then lemagen with 10% 429 + 5% 500 injected (zero lost or duplicated rows expected), the bare
-SDK with its default two retries under 10% 429 (rows lost), and lemagen's peak RSS on a
-100,000-problem input (server answering at once).
+Scenarios (`--only`):
+* `throughput`: a server answering after 200 ms, C=128 and C=512;
+* `fast`: a server answering after 1 ms (a vLLM box on the same rack), C=128;
+* `faults`: 10% 429 (`Retry-After: 1`) + 5% 500, C=128: wall time against the bare loop's;
+* `limit`: a token bucket of 150 requests/s (429 with `retry-after-ms` until the next token,
+  `x-ratelimit-*` headers), C=256: wall time against the ideal N/150, 429s, rows set aside;
+* `resume`: 100,000 problems against a server answering at once: a fresh run, then a run that
+  finds 99% in the store, then one that finds everything (wall time of the whole process);
+  outputs compared (sorted) with the fresh run's.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,19 +53,45 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # ---------------------------------------------------------------- the server (its own process)
 
 
-def serve(port_file: Path, delay: float, rate_429: float, rate_500: float) -> None:
+def serve(port_file: Path, options: dict[str, Any]) -> None:
     from aiohttp import web
 
+    delay = float(options.get("delay", 0.2))
+    rate_429 = float(options.get("rate_429", 0.0))
+    rate_500 = float(options.get("rate_500", 0.0))
+    retry_after = options.get("retry_after", {"retry-after-ms": "50"})
+    bucket_rate = float(options.get("bucket_rate", 0.0))
+    bucket_burst = float(options.get("bucket_burst", bucket_rate))
     stats: dict[str, Any] = {}
     ok_keys: dict[str, int] = {}
+    bucket = {"tokens": bucket_burst, "at": time.monotonic()}
 
     def reset() -> None:
-        stats.update(requests=0, ok=0, first=None, last=None)
+        stats.update(requests=0, ok=0, limited=0, first=None, last=None)
         ok_keys.clear()
+        bucket.update(tokens=bucket_burst, at=time.monotonic())
 
     reset()
     rng = random.Random(0)
     text = "We add them.\nThe answer is 4."
+
+    def take() -> tuple[bool, dict[str, str]]:
+        """A token bucket, as providers enforce a request limit."""
+        now = time.monotonic()
+        tokens = min(bucket_burst, bucket["tokens"] + (now - bucket["at"]) * bucket_rate)
+        admitted = tokens >= 1.0
+        if admitted:
+            tokens -= 1.0
+        bucket.update(tokens=tokens, at=now)
+        wait = max(0.0, (1.0 - tokens) / bucket_rate)
+        headers = {
+            "x-ratelimit-limit-requests": f"{bucket_rate * 60:g}",
+            "x-ratelimit-remaining-requests": str(int(tokens)),
+            "x-ratelimit-reset-requests": f"{round(wait * 1000)}ms",
+        }
+        if not admitted:
+            headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+        return admitted, headers
 
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()
@@ -64,11 +99,22 @@ def serve(port_file: Path, delay: float, rate_429: float, rate_500: float) -> No
         if stats["first"] is None:
             stats["first"] = now
         stats["requests"] += 1
+        headers: dict[str, str] = {}
+        if bucket_rate:
+            admitted, headers = take()
+            if not admitted:
+                stats["limited"] += 1
+                return web.json_response(
+                    {"error": {"message": "Rate limit reached for requests"}},
+                    status=429,
+                    headers=headers,
+                )
         await asyncio.sleep(delay)
         x = rng.random()
         if x < rate_429:
+            stats["limited"] += 1
             return web.json_response(
-                {"error": {"message": "rate limited"}}, status=429, headers={"retry-after-ms": "50"}
+                {"error": {"message": "rate limited"}}, status=429, headers=retry_after
             )
         if x < rate_429 + rate_500:
             return web.json_response({"error": {"message": "boom"}}, status=500)
@@ -92,7 +138,8 @@ def serve(port_file: Path, delay: float, rate_429: float, rate_500: float) -> No
                     for i in range(n)
                 ],
                 "usage": {"prompt_tokens": 60, "completion_tokens": 9, "total_tokens": 69},
-            }
+            },
+            headers=headers,
         )
 
     async def get_stats(request: web.Request) -> web.Response:
@@ -120,13 +167,12 @@ def serve(port_file: Path, delay: float, rate_429: float, rate_500: float) -> No
 
 
 class Server:
-    def __init__(self, delay: float, rate_429: float = 0.0, rate_500: float = 0.0) -> None:
+    def __init__(self, **options: Any) -> None:
         self._tmp = tempfile.TemporaryDirectory()
         port_file = Path(self._tmp.name) / "port"
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "serve", str(port_file), str(delay), str(rate_429),
-             str(rate_500)]
-        )  # fmt: skip
+            [sys.executable, __file__, "serve", str(port_file), json.dumps(options)]
+        )
         while not port_file.exists() or not port_file.read_text():
             time.sleep(0.05)
         self.base = f"http://127.0.0.1:{port_file.read_text()}"
@@ -172,12 +218,20 @@ def bare_client(kind: str, url: str, n: int, concurrency: int, max_retries: int)
                 body = {"model": MODEL, "n": 1, "temperature": 0.7, "max_tokens": 256,
                         "messages": [{"role": "user", "content": prompt(i)}]}  # fmt: skip
                 headers = {"Content-Type": "application/json"}
-                post = session.post(
-                    url + "/chat/completions", data=json.dumps(body), headers=headers
-                )
-                async with sem, post as r:
-                    data = json.loads(await r.read())
-                    return 1 if r.status == 200 and data["choices"] else 0
+                for _ in range(max_retries + 1):
+                    post = session.post(
+                        url + "/chat/completions", data=json.dumps(body), headers=headers
+                    )
+                    async with sem, post as r:
+                        data = json.loads(await r.read())
+                        if r.status == 200:
+                            return 1 if data["choices"] else 0
+                        millis = r.headers.get("retry-after-ms")
+                        wait = float(millis) / 1000 if millis else None
+                        if wait is None:
+                            wait = float(r.headers.get("retry-after") or 0)
+                    await asyncio.sleep(wait)  # after its Retry-After, outside the semaphore
+                return 0
 
             return sum(await asyncio.gather(*(one(i) for i in range(n))))
 
@@ -218,6 +272,7 @@ def cpu_seconds(pid: int) -> float:
 def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
     server.reset()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
         cpu_at_first = None
         status = usage = None
@@ -229,6 +284,7 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
                 cpu_at_first = cpu_seconds(proc.pid)
             else:
                 time.sleep(0.002 if cpu_at_first is None else 0.05)
+        wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -245,6 +301,8 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
         "requests": stats["requests"],
         "duplicated": stats["duplicated"],
         "span": span,
+        "wall": wall,
+        "limited": stats["limited"],
         "cpu": cpu_total - (cpu_at_first or 0.0),
         "rss_mb": usage.ru_maxrss / 1024,
     }
@@ -276,75 +334,142 @@ def bare_cmd(kind: str, server: Server, n: int, concurrency: int, retries: int =
             str(retries)]  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N=500/1500, for a smoke run")
-    parser.add_argument("--skip-big", action="store_true", help="skip the 100,000-problem run")
-    args = parser.parse_args()
-    scale = 4 if args.quick else 1
-    cases = [(2000 // scale, 128), (6000 // scale, 512)]
-    tmp = Path(tempfile.mkdtemp(prefix="lemagen-bench-"))
-    server = Server(delay=0.2)
-    rows = []
+SCENARIOS = ("throughput", "fast", "faults", "limit", "resume")
+HEADER = (
+    "| scenario | client | N | C | req/s | of bare aiohttp | wall s | of reference | CPU ms/req "
+    "| 429s | peak RSS MB | rows out | rc |"
+)
+
+
+def row(scenario: str, name: str, n: int, c: int, r: dict[str, Any], ref_rate: float,
+        ref_time: float, lines: int) -> str:  # fmt: skip
+    rate = r["ok"] / r["span"] if r["span"] else 0.0
+    span = r["span"] or r["wall"]
+    return (
+        f"| {scenario} | {name} | {n} | {c} | {rate:.0f} | {rate / ref_rate:.2f} | {span:.1f} | "
+        f"{span / ref_time:.2f} | {1000 * r['cpu'] / max(1, r['requests']):.2f} | "
+        f"{r['limited']} | {r['rss_mb']:.0f} | {lines} | {r['rc']} |"
+    )
+
+
+def lines_out(r: dict[str, Any]) -> int:
+    return len(r["stdout"].splitlines())
+
+
+def report_failure(name: str, r: dict[str, Any]) -> None:
+    if r["rc"] != 0:
+        print(f"{name} exited {r['rc']}: {r['stderr'][-500:]}", file=sys.stderr)
+
+
+def throughput(tmp: Path, rows: list[str], scenario: str, delay: float,
+               cases: list[tuple[int, int]], sdk: bool) -> None:  # fmt: skip
+    server = Server(delay=delay)
     try:
         for n, c in cases:
-            ideal = c / 0.2
             problems = problems_file(tmp, n)
-            results = {
-                "aiohttp": measure(server, bare_cmd("aiohttp", server, n, c)),
-                "openai-sdk": measure(server, bare_cmd("openai", server, n, c)),
-                "lemagen": measure(server, lemagen_cmd(server, problems, c, tmp / f"cache-{n}")),
-            }
-            ref = n / results["aiohttp"]["span"]
+            results = {"aiohttp": measure(server, bare_cmd("aiohttp", server, n, c))}
+            if sdk:
+                results["openai-sdk"] = measure(server, bare_cmd("openai", server, n, c))
+            cache = tmp / f"cache-{scenario}-{n}-{c}"
+            results["lemagen"] = measure(server, lemagen_cmd(server, problems, c, cache))
+            ref = results["aiohttp"]
             for name, r in results.items():
-                rate = r["ok"] / r["span"] if r["span"] else 0.0
-                lines = len(r["stdout"].splitlines()) if name == "lemagen" else r["ok"]
-                rows.append(
-                    f"| {name} | {n} | {c} | {rate:.0f} | {rate / ideal:.2f} | "
-                    f"{rate / ref:.2f} | {1000 * r['cpu'] / n:.2f} | {r['rss_mb']:.0f} | "
-                    f"{lines} | {r['duplicated']} |"
-                )
-                if r["rc"] != 0:
-                    print(f"{name} exited {r['rc']}: {r['stderr'][-500:]}", file=sys.stderr)
+                lines = lines_out(r) if name == "lemagen" else r["ok"]
+                rows.append(row(scenario, name, n, c, r, n / ref["span"], ref["span"], lines))
+                report_failure(name, r)
     finally:
         server.stop()
-    print("| client | N | C | req/s | of ideal | of bare aiohttp | CPU ms/req | peak RSS MB "
-          "| rows out | duplicated |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
 
-    n = 2000 // scale
-    faulty = Server(delay=0.2, rate_429=0.10, rate_500=0.05)
+
+def faults(tmp: Path, scale: int, rows: list[str]) -> None:
+    """10% 429 with Retry-After: 1 and 5% 500, C=128: lemagen's wall time against the bare
+    loop's (which retries each failed call after its Retry-After, at once without one)."""
+    n, c = 1500 // scale, 128
+    server = Server(delay=0.2, rate_429=0.10, rate_500=0.05, retry_after={"Retry-After": "1"})
     try:
         problems = problems_file(tmp, n)
-        lem = measure(faulty, lemagen_cmd(faulty, problems, 128, tmp / "cache-faults",
-                                          "--retry-delay", "0.05"))  # fmt: skip
-        sdk = measure(faulty, bare_cmd("openai", faulty, n, 128, retries=2))
+        bare = measure(server, bare_cmd("aiohttp", server, n, c, retries=50))
+        lem = measure(server, lemagen_cmd(server, problems, c, tmp / "cache-faults"))
     finally:
-        faulty.stop()
-    lem_rows = len(lem["stdout"].splitlines())
-    print(f"\nWith 10% 429 + 5% 500 injected, N={n}, C=128:")
-    print(f"- lemagen: exit {lem['rc']}, {lem_rows} of {n} rows out, {lem['duplicated']} requests "
-          f"answered twice, {lem['requests']} requests in all")  # fmt: skip
-    print(f"- bare AsyncOpenAI, default 2 retries: {int(sdk['stdout'] or 0)} of {n} rows, "
-          f"{n - int(sdk['stdout'] or 0)} lost")  # fmt: skip
+        server.stop()
+    for name, r, lines in (("aiohttp", bare, bare["ok"]), ("lemagen", lem, lines_out(lem))):
+        rows.append(row("faults", name, n, c, r, n / bare["span"], bare["span"], lines))
+        report_failure(name, r)
 
-    if not args.skip_big:
-        fast = Server(delay=0.0)
-        try:
-            big = problems_file(tmp, 100_000)
-            run = measure(fast, lemagen_cmd(fast, big, 128, tmp / "cache-big", "-o", os.devnull))
-        finally:
-            fast.stop()
-        print(
-            f"\n100,000 problems (server answering at once, C=128): exit {run['rc']}, "
-            f"{run['ok']} requests, {run['span']:.1f} s, peak RSS {run['rss_mb']:.0f} MB"
+
+def limit(tmp: Path, scale: int, rows: list[str]) -> None:
+    """A token bucket of 150 requests/s with rate-limit headers, C=256: wall time against
+    the ideal N/150."""
+    n, c, rate = 1500 // scale, 256, 150.0
+    server = Server(delay=0.2, bucket_rate=rate)
+    ideal = n / rate
+    try:
+        problems = problems_file(tmp, n)
+        bare = measure(server, bare_cmd("aiohttp", server, n, c, retries=1000))
+        lem = measure(server, lemagen_cmd(server, problems, c, tmp / "cache-limit"))
+    finally:
+        server.stop()
+    for name, r, lines in (("aiohttp", bare, bare["ok"]), ("lemagen", lem, lines_out(lem))):
+        rows.append(row(f"limit (ideal {ideal:.0f} s)", name, n, c, r, n / bare["span"],
+                        ideal, lines))  # fmt: skip
+        report_failure(name, r)
+
+
+def resume(tmp: Path, scale: int, rows: list[str]) -> None:
+    """100,000 problems: fresh, then 99% in the store, then all of it; outputs compared."""
+    n = 100_000 // scale
+    server = Server(delay=0.0)
+    try:
+        full = problems_file(tmp, n)
+        most = problems_file(tmp, n - n // 100)
+        fresh = measure(server, lemagen_cmd(server, full, 128, tmp / "cache-fresh"))
+        cache = tmp / "cache-resume"
+        measure(server, lemagen_cmd(server, most, 128, cache))
+        partial = measure(server, lemagen_cmd(server, full, 128, cache))
+        done = measure(server, lemagen_cmd(server, full, 128, cache))
+    finally:
+        server.stop()
+    expected = sorted(fresh["stdout"].splitlines())
+    for name, r in (("fresh", fresh), ("99% stored", partial), ("all stored", done)):
+        same = sorted(r["stdout"].splitlines()) == expected
+        rows.append(
+            f"| resume | lemagen, {name} | {n} | 128 | - | - | {r['wall']:.1f} | - | - | - | "
+            f"{r['rss_mb']:.0f} | {lines_out(r)}{'' if same else ' (DIFFERS)'} | {r['rc']} |"
         )
+        report_failure(name, r)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter of N, for a smoke run")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--sdk", action="store_true", help="also the bare openai SDK loop")
+    args = parser.parse_args()
+    scale = 4 if args.quick else 1
+    tmp = Path(tempfile.mkdtemp(prefix="lemagen-bench-"))
+    rows: list[str] = []
+    try:
+        if "throughput" in args.only:
+            cases = [(2000 // scale, 128), (6000 // scale, 512)]
+            throughput(tmp, rows, "throughput", 0.2, cases, args.sdk)
+        if "fast" in args.only:
+            throughput(tmp, rows, "fast server", 0.001, [(6000 // scale, 128)], args.sdk)
+        if "faults" in args.only:
+            faults(tmp, scale, rows)
+        if "limit" in args.only:
+            limit(tmp, scale, rows)
+        if "resume" in args.only:
+            resume(tmp, scale, rows)
+    finally:
+        print(HEADER)
+        print("|" + "---|" * (HEADER.count(" | ") + 1))
+        print("\n".join(rows))
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        serve(Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+        serve(Path(sys.argv[2]), json.loads(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
         bare_client(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:

@@ -1,7 +1,9 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: chat and plain completions,
 the `n` parameter, token usage, error statuses, API-key checks and unknown models, plus fault
 injection: a delay before answering, queued or rule-based errors (with headers if wanted),
-random 429 (with `Retry-After`) / 500 / dropped connections, and logs: every response fully
+random 429 (with `Retry-After`) / 500 / dropped connections, a provider's rate limit (a token
+bucket answering 429 with `retry-after-ms` until the next token, and `x-ratelimit-*` headers
+on every answer), and logs: every response fully
 written (`served`), and every exchange with its arrival and answer times on the server's
 clock (`log`), so tests assert on order and gaps the server saw, not on their own sleeps.
 
@@ -91,6 +93,48 @@ class RandomFaults:
 
 
 @dataclass
+class TokenBucket:
+    """A request limit the way providers enforce it: `rate` requests a second, up to `burst`
+    at once (default: one second's worth). A request that finds the bucket empty gets 429 with
+    `retry-after-ms` until the next token; with `headers`, every answer carries
+    `x-ratelimit-limit-requests` (per minute), `-remaining-requests` and `-reset-requests`."""
+
+    rate: float
+    burst: float | None = None
+    headers: bool = True
+    _tokens: float = field(init=False)
+    _at: float = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.burst is None:
+            self.burst = self.rate
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        """Admit one request or not, and the headers of its answer."""
+        assert self.burst is not None
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            admitted = self._tokens >= 1.0
+            if admitted:
+                self._tokens -= 1.0
+            wait = max(0.0, (1.0 - self._tokens) / self.rate)
+            remaining = int(self._tokens)
+        headers: dict[str, str] = {}
+        if not admitted:
+            headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+        if self.headers:
+            headers["x-ratelimit-limit-requests"] = f"{self.rate * 60:g}"
+            headers["x-ratelimit-remaining-requests"] = str(remaining)
+            headers["x-ratelimit-reset-requests"] = f"{round(wait * 1000)}ms"
+        return admitted, headers
+
+
+@dataclass
 class FakeOpenAI:
     responder: Responder
     api_key: str | None = None  # when set, other keys get 401
@@ -102,6 +146,7 @@ class FakeOpenAI:
     faults: Callable[[dict[str, Any]], Fault | None] | None = None
     delay: float = 0.0  # seconds before answering
     retry_after_ms: int = 20  # sent with injected 429s
+    bucket: TokenBucket | None = None  # a provider's rate limit, checked before anything else
     served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
     injected: list[Fault] = field(default_factory=list)
     log: list[Exchange] = field(default_factory=list)  # every request, in arrival order
@@ -148,19 +193,26 @@ class FakeOpenAI:
                 entry = Exchange(time.monotonic(), request_key(body))
                 with fake._lock:
                     fake.log.append(entry)
-                fault = fake.faults(body) if fake.faults is not None else None
+                admitted, limit_headers = True, dict[str, str]()
+                if fake.bucket is not None:
+                    admitted, limit_headers = fake.bucket.take()
+                fault = fake.faults(body) if fake.faults is not None and admitted else None
                 with fake._lock:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
-                    if fake.delay:
+                    if fake.delay and admitted:  # providers refuse at once
                         time.sleep(fake.delay)
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
-                headers: dict[str, str] = {}
+                headers: dict[str, str] = dict(limit_headers)
                 payload: Payload
-                if fault is not None:
+                if not admitted:
+                    with fake._lock:
+                        fake.requests.append({"path": self.path, "body": body, "fault": "limit"})
+                    status, payload = 429, _error("Rate limit reached for requests", "rate_limit")
+                elif fault is not None:
                     with fake._lock:
                         fake.requests.append({"path": self.path, "body": body, "fault": fault})
                         fake.injected.append(fault)
@@ -172,9 +224,10 @@ class FakeOpenAI:
                     if status == 429:
                         headers["retry-after-ms"] = str(fake.retry_after_ms)
                 else:
-                    status, payload, headers = fake.handle(
+                    status, payload, answer_headers = fake.handle(
                         self.path, body, self.headers.get("Authorization")
                     )
+                    headers.update(answer_headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -181,39 +181,6 @@ def test_every_row_completes_under_injected_faults(
     assert len(fake.served) == 80
 
 
-def test_a_429_pauses_every_sender(fake: FakeOpenAI, tmp_path: Path) -> None:
-    """After a 429 (no Retry-After: the engine's own backoff, at least 0.5 s with a 1 s
-    --retry-delay), no sender starts a request until the pause is over. On the server's
-    clock: while the pause lasts, only requests already past the pause check when the 429
-    arrived can come in (at most the other 7 slots), and the refused row's retry comes after
-    it. Without the shared pause the other senders go on: dozens of requests come in."""
-    path = problems(tmp_path, 40)
-    hit: list[bool] = []
-
-    def rule(body: dict[str, object]) -> tuple[int, dict[str, object]] | None:
-        if "has 5 apples" in json.dumps(body) and not hit:
-            hit.append(True)
-            return 429, {"error": {"message": "rate limited"}}
-        return None
-
-    fake.rule = rule
-    fake.delay = 0.01
-    result = run(
-        "sample", str(path), "-m", "r", "--concurrency", "8", "--retry-delay", "1",
-        *endpoint(fake),
-    )  # fmt: skip
-    assert result.exit_code == 0
-    (limited,) = [e for e in fake.log if e.status == 429]
-    assert limited.answered is not None
-    pause_end = limited.answered + 0.5  # the jitter floor: half of the first 1 s delay
-    during = [e for e in fake.log if limited.answered < e.arrived < pause_end]
-    assert len(during) <= 7
-    (retry,) = [e for e in fake.log if e.key == limited.key and e is not limited]
-    assert retry.arrived >= pause_end
-    assert retry.status == 200
-    assert len(fake.served) == 40
-
-
 def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
     """A bad key costs one request; after the first success every worker sends, including
     those that queued up behind the first request."""

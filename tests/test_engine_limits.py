@@ -1,9 +1,8 @@
 """The limits on their own, with a fake clock: the rate limiter and its refund, the budget,
-the shared 429 pause and the Retry-After forms."""
+the backoff and the Retry-After forms (how retries use them: test_engine_pressure.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 
 import pytest
@@ -11,9 +10,7 @@ import pytest
 from lemagen.engine.calls import RequestFailed
 from lemagen.engine.limits import (
     MAX_BACKOFF,
-    MAX_COOL_LEVEL,
     Budget,
-    Cooldown,
     RateLimit,
     backoff,
     retry_after,
@@ -84,7 +81,7 @@ def test_no_budget_never_refuses() -> None:
     assert not budget.stopped
 
 
-# ---------------------------------------------------------------- 429 pause
+# ---------------------------------------------------------------- backoff
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
@@ -94,55 +91,6 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     assert low[:5] == [0.25, 0.5, 1, 2, 4]
     assert max(high) == MAX_BACKOFF
     assert 0.25 <= backoff(0.5, 1) <= 0.5
-
-
-def test_a_429_with_retry_after_pauses_every_sender_that_long() -> None:
-    async def main() -> None:
-        clock = FakeClock()
-        cool = Cooldown(retry_delay=0.01, clock=clock, sleep=clock.sleep)
-        start = clock.now
-        assert cool.rate_limited(retry_after=3.0) == 3.0
-        assert cool.until == start + 3.0
-        ends = []
-
-        async def sender() -> None:
-            await cool.wait()
-            ends.append(clock.now)
-
-        await asyncio.gather(*(sender() for _ in range(5)))
-        assert min(ends) >= start + 3.0
-        clock.now = cool.until
-        slept = len(clock.slept)
-        await cool.wait()  # the pause is over: no wait
-        assert len(clock.slept) == slept
-
-    asyncio.run(main())
-
-
-def test_a_429_without_retry_after_pauses_by_a_growing_backoff() -> None:
-    clock = FakeClock()
-    cool = Cooldown(retry_delay=1.0, clock=clock)
-    pauses = [cool.rate_limited(None) for _ in range(3)]
-    assert 0.5 <= pauses[0] <= 1.0
-    assert 1.0 <= pauses[1] <= 2.0
-    assert 2.0 <= pauses[2] <= 4.0
-    assert cool.level == 3
-    cool.succeeded()
-    assert cool.level == 2
-    for _ in range(20):
-        cool.rate_limited(None)
-    assert cool.level == MAX_COOL_LEVEL
-    for _ in range(20):
-        cool.succeeded()
-    assert cool.level == 0
-
-
-def test_a_shorter_pause_never_cuts_a_longer_one() -> None:
-    clock = FakeClock()
-    cool = Cooldown(retry_delay=1.0, clock=clock)
-    cool.rate_limited(10.0)
-    cool.rate_limited(0.1)
-    assert cool.until == clock.now + 10.0
 
 
 # ---------------------------------------------------------------- Retry-After

@@ -184,8 +184,9 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 type=click.IntRange(1),
                 default=64,
                 show_default=True,
-                help="Requests in flight at once, per endpoint. Output lines are written as "
-                "rows finish, not in input order.",
+                help="Most requests in flight at once, per endpoint; each endpoint adapts "
+                "below it on 429s and timeouts, and paces by its x-ratelimit-limit-requests. "
+                "Output lines are written as rows finish, not in input order.",
             ),
             click.option(
                 "--timeout",
@@ -200,7 +201,8 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 default=10,
                 show_default=True,
                 help="Retries on 429, 5xx, timeouts and dropped connections, with exponential "
-                "backoff and jitter, honouring Retry-After. 400-class errors are not retried.",
+                "backoff and jitter, waiting at least what Retry-After asks. A 429 counts only "
+                "when no other call got through meanwhile. 400-class errors are not retried.",
             ),
             click.option(
                 "--retry-delay",
@@ -208,7 +210,7 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 default=1.0,
                 show_default=True,
                 metavar="SECONDS",
-                help="First retry delay; doubles per retry, up to 60 s.",
+                help="First retry delay; doubles per counted retry, up to 60 s.",
             ),
             click.option(
                 "--rpm",

@@ -95,8 +95,10 @@ class Progress:
         assert self.engine is not None
         st = self.engine.stats
         rate = st.requests / max(now - self._start, 1e-9)
+        adapted = self.engine.adaptation()
+        limited = f", {st.rate_limited} 429s ({adapted})" if st.rate_limited or adapted else ""
         self.bar.set_postfix_str(
-            f"{rate:.1f} req/s, {st.prompt_tokens + st.completion_tokens} tok, "
+            f"{rate:.1f} req/s{limited}, {st.prompt_tokens + st.completion_tokens} tok, "
             f"${st.cost:.4f}, {st.cached} cached, {st.failed} failed",
             refresh=False,
         )

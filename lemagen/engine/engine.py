@@ -9,9 +9,13 @@ guarantees, and where each part lives:
   arrives, so a re-run after any interruption sends only what never arrived, and identical
   requests in one run are sent once (`planning`, `store`);
 * 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
-  jitter, honouring `Retry-After`; a 429 pauses every sender together, not just the one that
-  got it (`limits.Cooldown`); 400-class errors are not retried; 401, 403 and 404 stop the
-  run at once;
+  jitter; the server's `Retry-After` (or `retry-after-ms`, `x-ratelimit-reset-*`) is the
+  least a retry waits, never a replacement for the backoff (`limits.retry_wait`); a 429
+  counts against `--max-retries` (and doubles the backoff) only when no other call
+  succeeded since this one last failed, so no call gives up while the server keeps
+  answering; 400-class errors are not retried; 401, 403 and 404 stop the run at once;
+* each endpoint's concurrency adapts to what it sustains (AIMD on 429s and timeouts, paced by
+  the server's `x-ratelimit-limit-requests` where it sends one; `adaptive`);
 * until the first request succeeds, requests go one at a time, so a bad key costs one request;
 * client-side `--rpm` / `--tpm` limits (`limits.RateLimit`), several endpoints with
   per-endpoint concurrency; an endpoint that refuses connections is taken out of rotation
@@ -35,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from lemagen.engine.calls import PATHS, Api, Call, Generation, RequestFailed
-from lemagen.engine.limits import Budget, Cooldown, RateLimit, backoff, retry_after
+from lemagen.engine.limits import (
+    Budget,
+    RateLimit,
+    backoff,
+    rate_limit_reset,
+    retry_after,
+    retry_wait,
+)
 from lemagen.engine.planning import Plan, Planner, generation, wait_for_others
 from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
@@ -143,7 +154,6 @@ class Engine:
         cfg = self.config
         self._gate = asyncio.Lock()
         self.pool = EndpointPool(cfg.base_urls, cfg.concurrency)
-        self.cooldown = Cooldown(cfg.retry_delay)
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
         self._transport: Transport = make_transport(cfg.transport, cfg.api_key, cfg.timeout)
@@ -210,6 +220,18 @@ class Engine:
             price = price_for(model, self.config.price_in, self.config.price_out)
             self._prices[model] = price
         return price
+
+    def adaptation(self) -> str:
+        """Where each endpoint's concurrency settled, for the progress bar and the summary
+        (`concurrency 31 of 256, ...`); empty while no endpoint had to adapt."""
+        if not hasattr(self, "pool"):
+            return ""
+        parts = [
+            e.control.describe()
+            for e in self.pool.endpoints
+            if e.control.decreases or e.control.server_rpm is not None
+        ]
+        return "; ".join(parts)
 
     def cached_samples(self, call: Call) -> int:
         """How many of `call`'s samples the store already holds (for --dry-run)."""
@@ -297,7 +319,9 @@ class Engine:
         est_in, est_out = call.estimated_tokens(len(todo))
         price = self.price(call.model)
         est_cost = price.cost(est_in, est_out)
-        attempt = 0
+        attempt = 0  # failed attempts so far
+        counted = 0  # those that count against --max-retries
+        mark = self.stats.succeeded  # successes of any call when this one last failed
         while True:
             if self.fatal is not None:
                 raise self.fatal
@@ -320,15 +344,19 @@ class Engine:
                 self.budget.release(est_cost)
             if isinstance(result, list):
                 return result
-            error, delay = result
+            error, asked, limited = result
             attempt += 1
-            if attempt > self.config.max_retries:
+            # A 429 while other calls get through is the limit at work, not this call failing.
+            if not (limited and self.stats.succeeded > mark):
+                counted += 1
+            mark = self.stats.succeeded
+            if counted > self.config.max_retries:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 raise RequestFailed(f"{error} (gave up after {tries})")
             self.stats.retries += 1
-            if delay is None:
-                delay = backoff(self.config.retry_delay, attempt)
-            await asyncio.sleep(delay)
+            # The backoff doubles with each failure that counts; a 429 that does not count
+            # waits the first step (and at least what the server asked).
+            await asyncio.sleep(retry_wait(self.config.retry_delay, max(1, counted), asked))
 
     async def _attempt(
         self,
@@ -337,31 +365,36 @@ class Engine:
         price: Price,
         est_in: int,
         est_out: int,
-    ) -> list[StoredSample] | tuple[str, float | None]:
-        """One HTTP request: the samples, or (error, delay before retrying or None for the
-        default backoff). Raises what must not be retried."""
+    ) -> list[StoredSample] | tuple[str, float | None, bool]:
+        """One HTTP request: the samples, or (error, the least wait the server asked for or
+        None, whether it was a 429). Raises what must not be retried."""
         pool = self.pool
         endpoint = await pool.acquire()
+        control = endpoint.control
         try:
-            await self.cooldown.wait()  # after the slot: a 429 may have come while waiting
+            await control.ready()  # after the slot: a decrease may have come while waiting
         except BaseException:
             pool.release(endpoint)
             raise
+        epoch = control.epoch
         self.stats.requests += 1
         try:
             status, headers, data = await self._transport.post(endpoint.url, self.path, body)
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
                 self._charge(call.model, price, est_in, est_out)
-            return self._transport_failed(endpoint, call, exc), None
+            control.answered(epoch, congested=str(exc).startswith("timed out"))
+            return self._transport_failed(endpoint, call, exc), None, False
         finally:
             pool.release(endpoint)
+        if headers:
+            control.heard(headers)
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if samples is None:
-                return f"unreadable response from {endpoint.url}", None
+                return f"unreadable response from {endpoint.url}", None, False
             pool.succeeded(endpoint)
-            self.cooldown.succeeded()
+            control.answered(epoch, congested=False)
             self.stats.succeeded += 1
             return samples
         detail = error_message(data)
@@ -374,13 +407,17 @@ class Engine:
                 f"(HTTP {status}: {detail}){hint}"
             )
             raise self.fatal
-        wait = retry_after(headers)
+        asked = retry_after(headers)
         if status == 429:
             self.stats.rate_limited += 1
-            return f"HTTP 429: {detail}", self.cooldown.rate_limited(wait)
+            if asked is None:
+                asked = rate_limit_reset(headers)
+            control.answered(epoch, congested=True, pause=asked)
+            return f"HTTP 429: {detail}", asked, True
+        control.answered(epoch, congested=False)
         if status >= 500 or status in RETRYABLE:
             pool.strike(endpoint)
-            return f"HTTP {status}: {detail}", wait
+            return f"HTTP {status}: {detail}", asked, False
         raise RequestFailed(f"HTTP {status}: {detail}")  # 400-class: retrying cannot help
 
     def _transport_failed(self, endpoint: Endpoint, call: Call, exc: TransportError) -> str:

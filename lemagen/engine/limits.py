@@ -1,45 +1,48 @@
 """What holds sends back: client-side rate limits (`--rpm`, `--tpm`), the budget
-(`--max-cost`), and the pause every sender takes after a 429.
+(`--max-cost`), and how long a call waits before its retry.
 
 * `RateLimit` is a generic cell rate with one second's worth of burst; `--tpm` books each
   request's estimated tokens and gives back the unused part once the usage is known.
 * `Budget` counts the estimated cost of what is in flight and refuses a send once spent plus
   in flight could pass the limit; after that nothing more is sent.
-* `Cooldown` is the shared 429 pause: a 429 sets a time before which no sender starts a
-  request (the server's `Retry-After`, else a backoff that grows with each 429 and shrinks
-  with each success).
+* `retry_wait`: a retry waits the exponential backoff of its attempt, and at least what the
+  server asked (`retry-after-ms`, `Retry-After`, or on a 429 the `x-ratelimit-reset-*` of
+  the exhausted limit): the server's figure bounds the wait from below and never replaces
+  the backoff, so a call's retries are spread over time even when the server says "7 ms".
+  How the whole stage slows down under 429s is `adaptive`'s part.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from lemagen.engine.calls import RequestFailed
 
 MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 120.0
-MAX_COOL_LEVEL = 8
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class RateLimit:
-    """Generic cell rate: `rate` units a second, with one second's worth of burst."""
+    """Generic cell rate: `rate` units a second, with `burst` seconds' worth of burst."""
 
-    def __init__(self, per_minute: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, per_minute: float, clock: Clock = time.monotonic, *, burst: float = 1.0
+    ) -> None:
         self.rate = per_minute / 60.0
+        self.burst = burst
         self._clock = clock
         self._tat = clock()
 
     def reserve(self, amount: float) -> float:
         """Book `amount`; return how long to wait before using it."""
         now = self._clock()
-        start = max(now, self._tat - 1.0)
+        start = max(now, self._tat - self.burst)
         self._tat = max(self._tat, now) + amount / self.rate
         return start - now
 
@@ -86,38 +89,55 @@ def backoff(
     return uniform(delay / 2, delay)
 
 
-class Cooldown:
-    """The pause every sender takes after a 429, not just the one that got it."""
+def retry_wait(
+    base: float,
+    attempt: int,
+    asked: float | None,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """How long a call waits before retry number `attempt`: its backoff, and never less than
+    the server `asked` (the server's figure is a floor, not a replacement)."""
+    delay = backoff(base, attempt, uniform)
+    return delay if asked is None else max(asked, delay)
 
-    def __init__(
-        self, retry_delay: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
-    ) -> None:
-        self.retry_delay = retry_delay
-        self.until = 0.0  # clock time before which nobody sends
-        self.level = 0  # 429s not yet offset by successes
-        self._clock = clock
-        self._sleep = sleep
 
-    def rate_limited(self, retry_after: float | None) -> float:
-        """A 429 arrived: pause everyone for `retry_after`, else for the backoff of the
-        current level. Returns the pause."""
-        self.level = min(self.level + 1, MAX_COOL_LEVEL)
-        pause = retry_after if retry_after is not None else backoff(self.retry_delay, self.level)
-        self.until = max(self.until, self._clock() + pause)
-        return pause
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-    def succeeded(self) -> None:
-        if self.level:
-            self.level -= 1
 
-    async def wait(self) -> None:
-        """Return once the pause (if any) is over."""
-        while True:
-            wait = self.until - self._clock()
-            if wait <= 0:
-                return
-            # a little jitter so the senders do not all return in the same millisecond
-            await self._sleep(wait + random.uniform(0, min(0.25, wait / 4)))
+def duration(text: str) -> float | None:
+    """`x-ratelimit-reset-*` values: `20ms`, `1s`, `6m0s`, `1h2m3.5s`, or plain seconds."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """When an exhausted limit resets, from OpenAI-style `x-ratelimit-remaining-*` and
+    `x-ratelimit-reset-*` (requests and tokens): the longest reset of a limit whose remaining
+    count is 0, else (no remaining counts sent) the longest reset given; capped."""
+    exhausted: list[float] = []
+    given: list[float] = []
+    for kind in ("requests", "tokens"):
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        seconds = duration(reset) if reset is not None else None
+        if seconds is None:
+            continue
+        given.append(seconds)
+        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        if remaining is not None and remaining.strip() in ("0", "0.0"):
+            exhausted.append(seconds)
+    told = any(f"x-ratelimit-remaining-{kind}" in headers for kind in ("requests", "tokens"))
+    if told and not exhausted:
+        return None  # nothing is exhausted: the resets say nothing about this 429
+    chosen = exhausted or given
+    return min(MAX_RETRY_AFTER, max(chosen)) if chosen else None
 
 
 def retry_after(headers: Mapping[str, str], now: Clock = time.time) -> float | None:

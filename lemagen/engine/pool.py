@@ -1,10 +1,11 @@
 """The endpoint pool: which server the next request goes to.
 
-Each endpoint has its own concurrency (a semaphore); a request goes to the least loaded
-endpoint in rotation. An endpoint that refuses connections is taken out of rotation at once,
-for 0.5 s, then 1 s, 2 s, ... up to 30 s while it keeps refusing; timeouts, dropped
-connections and 5xx count as strikes, and three in a row take an endpoint out the same way,
-unless it is the only one left in rotation. A success clears the strikes.
+Each endpoint has its own concurrency, adapted to what it sustains (`adaptive.Control`,
+never above `--concurrency`); a request goes to the least loaded endpoint in rotation. An
+endpoint that refuses connections is taken out of rotation at once, for 0.5 s, then 1 s,
+2 s, ... up to 30 s while it keeps refusing; timeouts, dropped connections and 5xx count as
+strikes, and three in a row take an endpoint out the same way, unless it is the only one left
+in rotation. A success clears the strikes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lemagen.engine.adaptive import Control, Slots
 
 FIRST_PAUSE = 0.5  # seconds out of rotation after the first refusal; doubles after each
 MAX_PAUSE = 30.0
@@ -22,11 +25,15 @@ STRIKES = 3  # timeouts, drops or 5xx in a row that take an endpoint out of rota
 @dataclass
 class Endpoint:
     url: str
-    slots: asyncio.Semaphore
+    control: Control
+    slots: Slots = field(init=False)
     load: int = 0  # requests holding or waiting for a slot
     down_until: float = 0.0  # out of rotation until then (clock time)
     strikes: int = 0
     refused: str | None = None  # the last connection-refused message, until a success
+
+    def __post_init__(self) -> None:
+        self.slots = self.control.slots
 
 
 class EndpointPool:
@@ -43,7 +50,10 @@ class EndpointPool:
     ) -> None:
         if not urls:
             raise ValueError("no endpoint")
-        self.endpoints = [Endpoint(url.rstrip("/"), asyncio.Semaphore(concurrency)) for url in urls]
+        self.endpoints = [
+            Endpoint(url.rstrip("/"), Control(concurrency, clock=clock, sleep=sleep))
+            for url in urls
+        ]
         self._clock = clock
         self._sleep = sleep
 

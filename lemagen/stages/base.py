@@ -124,10 +124,12 @@ class EngineStage(Stage[In]):
 
     def requests_summary(self) -> str:
         st = self.engine.stats
+        adapted = self.engine.adaptation()
         return (
             f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
-            f"rate-limited), {st.cached} samples from the request store; tokens in "
-            f"{st.prompt_tokens}, out {st.completion_tokens}; {describe(st)}"
+            f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
+            f"request store; tokens in {st.prompt_tokens}, out {st.completion_tokens}; "
+            f"{describe(st)}"
         )
 
     def check_exit(self) -> None:
