@@ -17,7 +17,8 @@ from tests.conftest import EXAMPLES, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI, Reply
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
-FAST = ["--program-timeout", "1"]
+# Programs that finish get room on a loaded machine; the hanging one is stopped after 1 s.
+ROOM = ["--program-timeout", "10"]
 
 # What the coder writes, given the question and the solution's final answer.
 PROGRAMS: dict[str, Callable[[str, str], str]] = {
@@ -66,7 +67,7 @@ def corrections(fake: FakeOpenAI, tmp_path: Path) -> Path:
 
 def crosscheck(fake: FakeOpenAI, path: Path, *args: str) -> list[dict[str, Any]]:
     result = run("crosscheck", str(path), "-m", "coder", "--base-url", fake.base_url, "-q",
-                 *FAST, *args)  # fmt: skip
+                 *ROOM, *args)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     return records(result)
 
@@ -87,7 +88,7 @@ def test_agreeing_programs(fake: FakeOpenAI, corrections: Path) -> None:
         assert row["pot_meta"]["stage"] == "crosscheck"
         assert row["pot_meta"]["model"] == "coder"
         assert row["pot_meta"]["prompt"] == "crosscheck"
-        assert row["pot_meta"]["sandbox"]["timeout"] == 1.0
+        assert row["pot_meta"]["sandbox"]["timeout"] == 10.0
     # A correction's program is asked for from its whole corrected solution.
     correction = next(r for r in rows if "correction_id" in r)
     record = read_sample_or_correction(correction, "x")
@@ -118,7 +119,7 @@ def test_misbehaving_programs(
     one = tmp_path / "one.jsonl"
     one.write_text(corrections.read_text().splitlines()[0] + "\n")
     fake.responder = Coder(lambda q: behaviour)
-    [row] = crosscheck(fake, one)
+    [row] = crosscheck(fake, one, *(["--program-timeout", "1"] if behaviour == "hang" else []))
     assert row["pot_verdict"] == verdict
     assert row["pot_answer"] == (str(int(row["pred"]) + 1) if verdict == "disagree" else None)
     if detail is not None:
