@@ -21,16 +21,26 @@ def remember(secret: str | None) -> None:
         _known.add(secret)
 
 
-# Every shape above contains one of these (lowercased): the regex runs only on such text, so
-# the lines that hold none (nearly all) cost one lowercase copy and a few substring tests.
-_TRIGGERS = ("bearer", "sk-", "rk-", "pk-", "api_key", "api-key", "apikey", "authorization")
+# Every shape above contains one of these: the full patterns run only on text that does, so
+# a line that holds none (nearly every line) costs one scan.
+def _may_hold_a_key(text: str) -> bool:
+    lower = text.lower()
+    return (
+        "sk-" in lower
+        or "rk-" in lower
+        or "pk-" in lower
+        or "bearer" in lower
+        or "api_key" in lower
+        or "api-key" in lower
+        or "apikey" in lower
+        or "authorization" in lower
+    )
 
 
 def redact(text: str) -> str:
     for secret in _known:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    lower = text.lower()
-    if not any(trigger in lower for trigger in _TRIGGERS):
+    if not _may_hold_a_key(text):
         return text
     return _SHAPED.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)

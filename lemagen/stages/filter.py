@@ -101,7 +101,12 @@ def check(record: Correction) -> str | None:
     if record.elided and record.corrected_from != k:
         return "step_mismatch"
     solution = record.full_solution()
-    if [_norm([s]) for s in solution[: k - 1]] != [_norm([s]) for s in original[: k - 1]]:
+    # Steps before `corrected_from` are the original's own (full_solution copies them), so
+    # only a reply that rewrote the solution from an earlier step can have changed them.
+    copied = record.corrected_from is not None and record.corrected_from >= k
+    if not copied and [_norm((s,)) for s in solution[: k - 1]] != [
+        _norm((s,)) for s in original[: k - 1]
+    ]:
         return "prefix_changed"
     if record.verdict != "correct":
         return VERDICT_REASONS.get(record.verdict, "wrong_answer")
@@ -129,9 +134,12 @@ def unparseable_detail(record: Sample | Correction, reason: str) -> str | None:
     return None
 
 
+_SPACE = re.compile(r"\s+")
+
+
 def _norm(steps: Iterable[str]) -> str:
     """Steps compared as text: whitespace and a final full stop do not count."""
-    return re.sub(r"\s+", " ", " ".join(steps)).strip().rstrip(".")
+    return _SPACE.sub(" ", " ".join(steps)).strip().rstrip(".")
 
 
 class FilterStage(Stage[Sample | Correction]):
