@@ -8,13 +8,16 @@ arrivals in its log. Speed is measured in benchmarks/bench_engine.py, not here."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lemagen.engine import Call, Engine, EngineConfig, Generation, RequestFailed, Sampling, run_rows
 from lemagen.engine.adaptive import CONGESTED_SHARE, MIN_WINDOW, Control, Slots
 from lemagen.engine.limits import duration, rate_limit_reset, retry_wait
+from tests.conftest import EXAMPLES, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI, RandomFaults, TokenBucket
 
 
@@ -255,3 +258,20 @@ def test_a_server_that_answers_nothing_but_429_is_given_up_on(server: FakeOpenAI
     with Engine(config(server, concurrency=4, max_retries=2, retry_delay=0.001)) as engine:
         results = send_all(engine, 3)
     assert failures(results) == ["HTTP 429: quota (gave up after 3 attempts)"] * 3
+
+
+def test_a_refusing_endpoint_sends_the_retry_to_a_live_one(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """With the dead endpoint first and the default retry delay, every row still completes
+    (a retry used to come back to the dead endpoint just as its pause ended, 11 times over)."""
+    problems = tmp_path / "p.jsonl"
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl") * 4
+    problems.write_text("".join(json.dumps({**r, "id": str(i)}) + "\n" for i, r in enumerate(rows)))
+    result = run(
+        "sample", str(problems), "-m", "r", "-n", "2", "--no-cache", "--max-retries", "2",
+        "--base-url", "http://127.0.0.1:9/v1", "--base-url", fake.base_url, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len({r["id"] for r in records(result)}) == 40
+    assert len(fake.requests) == 10  # the same question asked 4 times is sent once

@@ -321,6 +321,7 @@ class Engine:
         est_cost = price.cost(est_in, est_out)
         attempt = 0  # failed attempts so far
         counted = 0  # those that count against --max-retries
+        failed_at: list[Endpoint] = []  # where the last attempt failed: the retry goes elsewhere
         mark = self.stats.succeeded  # successes of any call when this one last failed
         while True:
             if self.fatal is not None:
@@ -337,17 +338,21 @@ class Engine:
                         if self.fatal is not None:
                             raise self.fatal
                         if not self.stats.succeeded:  # those queued here go free after a success
-                            result = await self._attempt(call, body, price, est_in, est_out)
+                            result = await self._attempt(
+                                call, body, price, est_in, est_out, failed_at
+                            )
                 if result is None:
-                    result = await self._attempt(call, body, price, est_in, est_out)
+                    result = await self._attempt(call, body, price, est_in, est_out, failed_at)
             finally:
                 self.budget.release(est_cost)
             if isinstance(result, list):
                 return result
-            error, asked, limited = result
+            error, asked, limited, elsewhere = result
             attempt += 1
-            # A 429 while other calls get through is the limit at work, not this call failing.
-            if not (limited and self.stats.succeeded > mark):
+            # A 429 while other calls get through is the limit at work, not this call failing;
+            # an endpoint that refused while another is up is that endpoint's failure, and the
+            # retry goes to the other.
+            if not (limited and self.stats.succeeded > mark) and not elsewhere:
                 counted += 1
             mark = self.stats.succeeded
             if counted > self.config.max_retries:
@@ -356,7 +361,8 @@ class Engine:
             self.stats.retries += 1
             # The backoff doubles with each failure that counts; a 429 that does not count
             # waits the first step (and at least what the server asked).
-            await asyncio.sleep(retry_wait(self.config.retry_delay, max(1, counted), asked))
+            if not elsewhere:
+                await asyncio.sleep(retry_wait(self.config.retry_delay, max(1, counted), asked))
 
     async def _attempt(
         self,
@@ -365,11 +371,14 @@ class Engine:
         price: Price,
         est_in: int,
         est_out: int,
-    ) -> list[StoredSample] | tuple[str, float | None, bool]:
+        failed_at: list[Endpoint],
+    ) -> list[StoredSample] | tuple[str, float | None, bool, bool]:
         """One HTTP request: the samples, or (error, the least wait the server asked for or
-        None, whether it was a 429). Raises what must not be retried."""
+        None, whether it was a 429, whether another endpoint can take the retry at once).
+        Raises what must not be retried. On failure `failed_at` holds the endpoint."""
         pool = self.pool
-        endpoint = await pool.acquire()
+        endpoint = await pool.acquire(avoid=failed_at[-1] if failed_at else None)
+        failed_at[:] = [endpoint]
         control = endpoint.control
         try:
             await control.ready()  # after the slot: a decrease may have come while waiting
@@ -384,7 +393,8 @@ class Engine:
             if exc.sent:  # it may have been processed, and billed
                 self._charge(call.model, price, est_in, est_out)
             control.answered(epoch, congested=str(exc).startswith("timed out"))
-            return self._transport_failed(endpoint, call, exc), None, False
+            error = self._transport_failed(endpoint, call, exc)
+            return error, None, False, exc.refused and pool.others_up(endpoint)
         finally:
             pool.release(endpoint)
         if headers:
@@ -392,7 +402,7 @@ class Engine:
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if samples is None:
-                return f"unreadable response from {endpoint.url}", None, False
+                return f"unreadable response from {endpoint.url}", None, False, False
             pool.succeeded(endpoint)
             control.answered(epoch, congested=False)
             self.stats.succeeded += 1
@@ -413,11 +423,11 @@ class Engine:
             if asked is None:
                 asked = rate_limit_reset(headers)
             control.answered(epoch, congested=True, pause=asked)
-            return f"HTTP 429: {detail}", asked, True
+            return f"HTTP 429: {detail}", asked, True, False
         control.answered(epoch, congested=False)
         if status >= 500 or status in RETRYABLE:
             pool.strike(endpoint)
-            return f"HTTP {status}: {detail}", asked, False
+            return f"HTTP {status}: {detail}", asked, False, False
         raise RequestFailed(f"HTTP {status}: {detail}")  # 400-class: retrying cannot help
 
     def _transport_failed(self, endpoint: Endpoint, call: Call, exc: TransportError) -> str:

@@ -62,9 +62,10 @@ class EndpointPool:
         now = self._clock()
         return [e for e in self.endpoints if e.down_until <= now]
 
-    async def acquire(self) -> Endpoint:
+    async def acquire(self, avoid: Endpoint | None = None) -> Endpoint:
         """The least loaded endpoint in rotation, once it has a free slot; when every endpoint
-        is out of rotation, wait for the first to come back."""
+        is out of rotation, wait for the first to come back. `avoid` (where this call just
+        failed) is taken only when no other endpoint is in rotation."""
         endpoints = self.endpoints
         if len(endpoints) == 1:
             only = endpoints[0]
@@ -77,6 +78,8 @@ class EndpointPool:
         while True:
             now = self._clock()
             up = [e for e in endpoints if e.down_until <= now]
+            if avoid is not None and len(up) > 1:
+                up = [e for e in up if e is not avoid] or up
             if up:
                 endpoint = min(up, key=lambda e: e.load)
                 endpoint.load += 1
@@ -98,6 +101,11 @@ class EndpointPool:
         """Nothing listens there: out of rotation now, for twice as long as last time."""
         endpoint.refused = message
         self.take_down(endpoint)
+
+    def others_up(self, endpoint: Endpoint) -> bool:
+        """Another endpoint is in rotation now."""
+        now = self._clock()
+        return any(e is not endpoint and e.down_until <= now for e in self.endpoints)
 
     def all_refused(self) -> bool:
         """Every endpoint's last answer was a refused connection."""
