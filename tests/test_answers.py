@@ -180,3 +180,19 @@ def test_real_math500_solutions_extract_a_boxed_answer() -> None:
         boxed = answers.find_boxed(body)
         if boxed is not None:
             assert answers.extract_math(body) == boxed
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        pytest.param("The answer is 10^2", "100", id="power"),
+        pytest.param("\\boxed{9^{2}}", "81", id="braced-power"),
+        pytest.param("The answer is 3^{-1}.", "1/3", id="negative-power"),
+        pytest.param("\\boxed{9^{9^{9^{9}}}}", None, id="stacked-power-is-no-number"),
+        pytest.param("The answer is 2^100", None, id="huge-power-is-no-number"),
+    ],
+)
+def test_a_power_is_its_value_never_its_base(text: str, value: str | None) -> None:
+    """`10^2` read as 10 graded a right answer wrong, and `9^{9^{9^{9}}}` against gold 9 right."""
+    pred = answers.extract("gsm8k", text)
+    assert pred == value

@@ -94,7 +94,7 @@ def parse_number(text: str) -> Fraction | None:
     """Read one number from answer text: `1,250`, `$2.50`, `25%`, `3/4`, `\\frac{3}{4}`, `-7`.
 
     Currency signs, percent signs, unit words and trailing periods are ignored; the first number
-    in the text is taken. Never evaluates anything.
+    in the text is taken. Nothing is evaluated but a small power (`10^2` is 100).
     """
     text = text.replace("\\$", "$").replace("\\%", "%").replace("\\!", "").replace("\u2212", "-")
     text = text.replace("{,}", ",")
@@ -111,8 +111,25 @@ def parse_number(text: str) -> Fraction | None:
         if num is not None and den:
             return num / den
     if first:
+        if _CARET_RE.match(text, first.end()):  # `10^2` is 100; never its base
+            power = _POWER_RE.match(text, first.end())
+            return _power(_to_fraction(first.group(0)), power.group(1)) if power else None
         return _to_fraction(first.group(0))
     return None
+
+
+_CARET_RE = re.compile(r"\s*\^")
+_EXPONENT_BEFORE_RE = re.compile(r"\^\s*\{?\s*$")
+_POWER_RE = re.compile(r"\s*\^\s*\{?\s*(-?\d+)\s*\}?(?!\s*\^)")
+
+
+def _power(base: Fraction | None, exponent: str) -> Fraction | None:
+    """`base ** exponent` for a small whole exponent; None (no number) for anything larger or
+    stacked (`9^{9^{9}}`), so a pathological answer is never read as its base."""
+    exp = int(exponent)
+    if base is None or abs(exp) > 64 or (base == 0 and exp < 0):
+        return None
+    return base**exp
 
 
 def _to_fraction(token: str) -> Fraction | None:
@@ -186,8 +203,13 @@ def extract_gsm8k_how(text: str) -> Extraction:
     found = _number_after(text, _LABEL_RE)
     if found is not None:
         return Extraction(found, "label")
-    numbers = list(_NUMBER_RE.finditer(closing_sentence(_strip_annotations(text))))
+    sentence = closing_sentence(_strip_annotations(text))
+    numbers = list(_NUMBER_RE.finditer(sentence))
     for match in reversed(numbers):
+        if _EXPONENT_BEFORE_RE.search(sentence, 0, match.start()) or _CARET_RE.match(
+            sentence, match.end()
+        ):
+            return _NONE  # the last number is part of a power: its value was not read above
         value = _to_fraction(match.group(0))
         if value is not None:
             return Extraction(format_number(value), "last_number")
