@@ -571,3 +571,29 @@ def test_an_empty_endpoint_is_a_usage_error_not_the_hosted_default(
     assert result.exit_code == 2
     assert message in result.stderr
     assert "api.openai.com" not in result.stderr.split(message)[0]
+
+
+def test_an_output_that_is_the_input_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes((EXAMPLES / "gsm8k.jsonl").read_bytes())
+    for flag in ("-o", "--rejects"):
+        result = run("inject", str(path), flag, str(path))
+        assert result.exit_code == 2
+        assert "is the input file" in result.stderr
+        assert path.read_bytes() == (EXAMPLES / "gsm8k.jsonl").read_bytes()
+
+
+def test_rejects_on_stdout_beside_the_records_is_refused() -> None:
+    result = run("inject", GSM8K, "--rejects", "-")
+    assert result.exit_code == 2
+    assert "--rejects - would mix" in result.stderr
+
+
+def test_a_samples_own_fields_travel_into_its_corrections(fake: FakeOpenAI) -> None:
+    sampled = records(run("sample", GSM8K, "-m", "r", "-n", "2", *endpoint(fake)))
+    mine = "".join(json.dumps({**s, "annotator": "bob"}) + "\n" for s in sampled)
+    corrected = records(run("correct", "-", "-m", "c", *endpoint(fake), input=mine))
+    assert len(corrected) == 10
+    assert all(c["annotator"] == "bob" for c in corrected)
+    pairs = records(run("export", "-", "-f", "dpo", "--keep-fields", "annotator", input=mine))
+    assert pairs == []  # wrong samples only: nothing to pair, the field is read without error

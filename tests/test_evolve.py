@@ -3,6 +3,7 @@ against a loopback server that answers as an evolver and as a voter."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -86,3 +87,27 @@ def test_evolve_writes_problems_with_voted_gold(fake: FakeOpenAI, tmp_path: Path
     rerun = run(*args)
     assert sorted(rerun.stdout.splitlines()) == sorted(result.stdout.splitlines())
     assert len(fake.requests) == before
+
+
+def test_failed_evolution_calls_are_set_aside(fake: FakeOpenAI, tmp_path: Path) -> None:
+    sampled = run("sample", str(EXAMPLES / "gsm8k.jsonl"), "-m", "r", "-n", "2", *endpoint(fake))
+    corrected = run("correct", "-", "-m", "c", *endpoint(fake), input=sampled.stdout)
+    corrections = tmp_path / "c.jsonl"
+    corrections.write_text(corrected.stdout, encoding="utf-8")
+
+    def refuse_evolution(body: dict[str, object]) -> tuple[int, dict[str, object]] | None:
+        if "#Created Question#" in json.dumps(body):
+            return 400, {"error": {"message": "no evolving today"}}
+        return None
+
+    fake.rule = refuse_evolution
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "evolve", str(corrections), "-m", "gpt-4o", "--samples", "6", "--rejects", str(rejects),
+        *endpoint(fake),
+    )  # fmt: skip
+    assert result.exit_code == 4
+    set_aside = load_jsonl(rejects)
+    assert set_aside
+    assert {r["reason"] for r in set_aside} == {"request_failed"}
+    assert all("no evolving today" in r["detail"] for r in set_aside)

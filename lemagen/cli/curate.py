@@ -203,6 +203,7 @@ def export_cmd(
 
     \b
     Example:
+      mkdir -p data
       lemagen export corrections.jsonl -f sharegpt -o data/lema.jsonl \\
         --dataset-info data/dataset_info.json
     """

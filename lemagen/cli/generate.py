@@ -44,6 +44,15 @@ from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
     help="Write only wrong samples (for correction) or all graded samples.",
 )
 @click.option(
+    "--thinking",
+    type=click.Choice(["keep", "drop", "steps"]),
+    default="keep",
+    show_default=True,
+    help="A reasoning model's thinking (<think> blocks, reasoning_content): keep it "
+    "in the record's 'thinking' field, apart from the steps that are graded and "
+    "trained on; drop it; or make it part of the steps.",
+)
+@click.option(
     "--gold",
     "gold_mode",
     type=click.Choice(["given", "vote"]),
@@ -82,6 +91,7 @@ def sample(
     io: RunIO,
     models: tuple[str, ...],
     keep: str,
+    thinking: str,
     gold_mode: str,
     min_agreement: float,
     prompt_name: str,
@@ -122,7 +132,7 @@ def sample(
         check_timeout=opts["check_timeout"],
         max_pending=max_pending(opts),
         request=request_shape(opts),
-        thinking=opts["thinking"],
+        thinking=thinking,
         min_agreement=min_agreement,
         explicit_only=explicit_answers_only,
     )

@@ -44,6 +44,7 @@ class RunIO:
     quiet: bool
 
     def run(self, stage: Stage[Any], *, dry_run: bool = False) -> None:
+        self.check()
         run_stage(
             stage,
             [self.input_path],
@@ -53,6 +54,21 @@ class RunIO:
             quiet=self.quiet,
             dry_run=dry_run,
         )
+
+    def check(self) -> None:
+        """Refuse what would destroy data: an output that is the input, and set-aside rows
+        mixed into the records on stdout."""
+        if self.rejects == "-" and self.output == "-":
+            raise click.UsageError("--rejects - would mix set-aside rows into stdout: give a file")
+        for out, name in ((self.output, "-o"), (self.rejects, "--rejects")):
+            if out in (None, "-") or self.input_path == "-":
+                continue
+            try:
+                same = os.path.samefile(out, self.input_path)
+            except OSError:
+                same = False
+            if same:
+                raise click.UsageError(f"{name} {out} is the input file: it would be emptied")
 
 
 def io_options(func: F) -> F:
@@ -165,15 +181,6 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 show_default=True,
                 help="The request field for --max-tokens; auto: max_completion_tokens for the "
                 "models that refuse max_tokens (OpenAI o1, o3, o4, gpt-5), else max_tokens.",
-            ),
-            click.option(
-                "--thinking",
-                type=click.Choice(["keep", "drop", "steps"]),
-                default="keep",
-                show_default=True,
-                help="A reasoning model's thinking (<think> blocks, reasoning_content): keep it "
-                "in the record's 'thinking' field, apart from the steps that are graded and "
-                "trained on; drop it; or make it part of the steps.",
             ),
             click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
             click.option(

@@ -117,7 +117,8 @@ class Call:
             system = [] if self.system is None else [{"role": "system", "content": self.system}]
             params["messages"] = [*system, {"role": "user", "content": self.prompt}]
         else:
-            params["prompt"] = self.prompt if self.system is None else self.system + self.prompt
+            before = "" if self.system is None else self.system.rstrip() + "\n\n"
+            params["prompt"] = before + self.prompt
         params["temperature"] = self.sampling.temperature
         if self.sampling.top_p is not None:
             params["top_p"] = self.sampling.top_p

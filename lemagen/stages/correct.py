@@ -252,6 +252,7 @@ class CorrectStage(EngineStage[Sample]):
                         **self.request.meta(),
                         extra=extra,
                     ),
+                    extra=dict(sample.extra),  # the user's own fields travel on
                 )
             )
         return out

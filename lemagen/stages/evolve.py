@@ -90,6 +90,7 @@ class EvolveStage(EngineStage[Sample | Correction]):
         self.sampling = sampling
         self.vote_sampling = vote_sampling
         self.request = request or RequestShape()
+        self._failed: list[SetAside] = []
 
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         return read_sample_or_correction(data, where)
@@ -130,7 +131,10 @@ class EvolveStage(EngineStage[Sample | Correction]):
             on_wait=hooks.on_wait,
         )
         for (seed_problem, question, index), results in voted:
+            yield from self._failed
+            self._failed.clear()
             yield from self._problem(seed_problem, question, index, results)
+        yield from self._failed  # evolution calls that failed for good, with their seed
 
     def _created(
         self, seeds: list[tuple[Problem, int]], hooks: Hooks
@@ -146,6 +150,7 @@ class EvolveStage(EngineStage[Sample | Correction]):
             result = results[0]
             if isinstance(result, RequestFailed):
                 self.counts[result.reason] += 1
+                self._failed.append(SetAside(result.reason, problem, str(result)))
                 continue
             for index, choice in enumerate(result.choices):
                 question = created_question(choice.text)

@@ -183,6 +183,10 @@ class RunStats:
         return out
 
 
+def _or_na(value: object) -> str:
+    return "n/a" if value is None else str(value)
+
+
 def render_table(report: dict[str, Any]) -> str:
     lines = ["funnel"]
     for name, value in report["funnel"].items():
@@ -214,7 +218,7 @@ def render_table(report: dict[str, Any]) -> str:
             )
     tokens = report["tokens"]
     lines.append(f"tokens: prompt {tokens['prompt']}, completion {tokens['completion']}; "
-                 f"per kept row {report['tokens_per_kept_row']}")  # fmt: skip
+                 f"per kept row {_or_na(report['tokens_per_kept_row'])}")  # fmt: skip
     cost = f"cost: ${report['cost_usd']:.4f}; per kept row "
     cost += (
         "n/a"
