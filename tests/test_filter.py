@@ -208,9 +208,10 @@ def test_not_a_pipeline_record() -> None:
         judge({"question": "q", "answer": "#### 1"}, "f.jsonl:3")
 
 
-def test_summary_counts_and_the_unparseable_message() -> None:
-    """The summary line counts what came in by kind and what was kept or dropped; a correction
-    set aside as unparseable carries the parser's message to --rejects."""
+def test_summary_progress_and_the_unparseable_message() -> None:
+    """The summary line counts what came in by kind and what was kept or dropped, the progress
+    bar every row; a correction set aside as unparseable carries the parser's message to
+    --rejects."""
     stage = FilterStage(with_cot=True, with_meta=False, held_out=None)
     sample = {
         "id": "p2",
@@ -229,7 +230,9 @@ def test_summary_counts_and_the_unparseable_message() -> None:
         {**sample, "sample_id": "s2", "verdict": "wrong"},
     ]
     records = [stage.read(row, f"f:{i}") for i, row in enumerate(rows, 1)]
-    outs = list(stage.run(records, Hooks()))
+    progress: list[int] = []
+    outs = list(stage.run(records, Hooks(on_row=progress.append)))
+    assert progress == [1] * len(rows)  # the progress bar counts every input row once
     set_aside = [out for out in outs if isinstance(out, SetAside)]
     assert [(s.reason, s.detail) for s in set_aside] == [
         ("unparseable", "unparseable: no explanation"),
