@@ -114,6 +114,15 @@ def test_keeps_a_good_correction() -> None:
             "unchanged",
         ),
         (
+            {  # the same text, only split into steps differently
+                "incorrect_step": 4,
+                "corrected_from": 4,
+                "corrected_steps": ["In total it made 120 + 80 = $200. The answer is 200."],
+                "verdict": "correct",
+            },
+            "unchanged",
+        ),
+        (
             {
                 "elided": False,
                 "corrected_from": 1,
