@@ -196,10 +196,10 @@ def test_unnumbered_correction_through_correct_and_filter(fake: FakeOpenAI, elid
 
 
 def test_correct_grades_as_gsm8k_keeps_finish_reason_and_counts(fake: FakeOpenAI) -> None:
-    """A GSM8K correction is graded as GSM8K (its last number, no `The answer is` needed), its
-    record keeps the reply's finish_reason (a truncated one is then dropped by `filter`),
-    and the summary counts the samples passed through, the wrong ones and those reaching
-    gold."""
+    """A GSM8K correction is graded as GSM8K (its last number, no `The answer is` needed),
+    its provenance is complete and keeps the reply's finish_reason (a truncated one is then
+    dropped by `filter`), and the summary counts the samples passed through, the wrong ones
+    and those reaching gold."""
     assert isinstance(fake.responder, MathTutor)
     tutor = fake.responder
 
@@ -227,7 +227,24 @@ def test_correct_grades_as_gsm8k_keeps_finish_reason_and_counts(fake: FakeOpenAI
     assert len(rows) - len(corrections) == 10  # the right samples, passed through
     for row in corrections:
         assert (row["pred"], row["verdict"]) == (row["gold"], "correct")
-        assert row["meta"]["finish_reason"] == "length"
+        meta = row["meta"]
+        assert {k: meta[k] for k in ("stage", "model", "api", "n", "sample_index", "prompt")} == {
+            "stage": "correct",
+            "model": "c",
+            "api": "chat",
+            "n": 1,
+            "sample_index": 0,
+            "prompt": "correct.gsm8k",
+        }
+        assert (meta["finish_reason"], meta["requests"], meta["choices_in_usage"]) == (
+            "length",
+            1,
+            1,
+        )
+        assert meta["checker"]["name"] == "lemagen-numeric"
+        assert (meta["temperature"], meta["max_tokens"]) == (0.0, 1024)  # the defaults
+        assert len(meta["prompt_sha256"]) == 64
+        assert set(meta["usage"]) == {"prompt_tokens", "completion_tokens"}
     summary = next(line for line in corrected.stderr.splitlines() if line.startswith("correct: "))
     assert summary.startswith(
         "correct: 10 wrong samples, 10 corrections, 10 reach gold, 10 passed through; "
