@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -70,6 +71,7 @@ MATH = [
     pytest.param("(even)", "even", "correct", id="word-in-parentheses"),
     pytest.param("52_8", "52", "correct", id="base-subscript"),
     pytest.param("27", "28", "wrong", id="integer-wrong"),
+    pytest.param("0.5", "0.50", "correct", id="plain-numbers-compare-as-numbers"),
 ]
 
 
@@ -139,6 +141,24 @@ def test_a_timed_out_check_keeps_the_worker_warm() -> None:
         assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "correct"
     assert worker.poll() is not None
     assert not any(_alive(pid) for pid in new_children)
+
+
+def test_a_worker_that_stops_answering_is_replaced() -> None:
+    """A worker that does not answer at all (not just its checker) makes the check a timeout
+    once the grace period is over and is replaced; closing does not wait on a stuck worker."""
+    with Grader(timeout=0.2) as grader:
+        assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
+        stuck = grader._worker._proc
+        assert stuck is not None
+        os.kill(stuck.pid, signal.SIGSTOP)
+        assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "timeout"
+        assert stuck.poll() is not None  # killed
+        assert grader.compare("math", "\\sqrt{12}", "2\\sqrt{3}") == "correct"  # a new worker
+        last = grader._worker._proc
+        assert last is not None
+        assert last is not stuck
+        os.kill(last.pid, signal.SIGSTOP)
+    assert last.poll() is not None  # closed by a kill, not waited for
 
 
 def _children(pid: int) -> set[int]:
