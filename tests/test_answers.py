@@ -35,6 +35,12 @@ GSM8K_CASES = [
     pytest.param(
         "**Final Answer**\n\\[\\boxed{1,000}\\]", "1000", id="deepseek-style-boxed-thousands"
     ),
+    pytest.param(
+        "The answer is below.\nShe had 3 apples and ate 2, so 1 is left.",
+        "1",
+        id="answer-is-without-number-does-not-read-the-next-line",
+    ),
+    pytest.param("Answer: 18\nCheck: 18 + 2 = 20", "18", id="answer-label-beats-later-numbers"),
     pytest.param("The answer is seventy.", None, id="no-number"),
     pytest.param("", None, id="empty"),
 ]
@@ -63,6 +69,15 @@ MATH_CASES = [
     pytest.param("The answer is: p - q", "p - q", id="answer-is-colon"),
     pytest.param("The answer is $[2, 5)$.", "[2, 5)", id="answer-is-interval"),
     pytest.param("We get 5 and 7.", "7", id="no-marker-last-number"),
+    pytest.param("The answer is \\[x^2\\]", "x^2", id="display-math-delimiters"),
+    pytest.param("The answer is $$x+1$$.", "x+1", id="double-dollar-delimiters"),
+    pytest.param(
+        "The answer is \\(\\frac{1}{2}.\\)", "\\frac{1}{2}", id="full-stop-inside-delimiters"
+    ),
+    pytest.param("The answer is $50.", "$50", id="currency-dollar-is-not-a-delimiter"),
+    pytest.param("The answer is $5$, since x = 5.", "5", id="text-after-closing-dollar"),
+    pytest.param("The answer is 5\nso we are done.", "5", id="answer-is-ends-at-its-line"),
+    pytest.param("no answer yet \\boxed", None, id="boxed-at-the-very-end"),
     pytest.param(
         "The answer is $\\boxed{3}$.\n\nProblem: Next one \\boxed{9}", "3", id="run-on-problem"
     ),
@@ -157,12 +172,28 @@ def test_extract_gsm8k_how(text: str, pred: str | None, how: str | None) -> None
         pytest.param("1/3", "1/3", id="non-decimal-fraction"),
         pytest.param("-0.125", "-0.125", id="negative-decimal"),
         pytest.param("\u22127", "-7", id="unicode-minus"),
+        pytest.param("-\\frac{1}{2}", "-0.5", id="negative-latex-fraction"),
+        pytest.param("\\frac{3}{4}", "0.75", id="latex-fraction"),
+        pytest.param("\\$-12", "-12", id="latex-dollars-negative"),
     ],
 )
 def test_parse_and_format_number(text: str, expected: str) -> None:
     value = answers.parse_number(text)
     assert value is not None
     assert answers.format_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("solution", "expected"),
+    [
+        pytest.param("So 2 + 3 = 5.\nThe answer is: 5", "5", id="answer-is-colon"),
+        pytest.param("So the sum is $\\boxed{5}$.", "5", id="boxed-only"),
+        pytest.param("We get \\boxed{4}.\nThe answer is: 5", "5", id="answer-is-colon-wins"),
+        pytest.param("No final answer here.", None, id="neither"),
+    ],
+)
+def test_math_gold(solution: str, expected: str | None) -> None:
+    assert answers.math_gold(solution) == expected
 
 
 def test_real_gsm8k_rationales_extract_their_gold() -> None:

@@ -225,6 +225,7 @@ def test_unparseable_reply_is_kept_with_its_reason_then_filtered(
     rows = records(corrected)
     assert len(rows) == 10
     assert {r["reject_reason"] for r in rows} == {"unparseable: no incorrect step number"}
+    assert {(r["pred"], r["verdict"]) for r in rows} == {(None, "no_answer")}
     dropped = tmp_path / "dropped.jsonl"
     result = run("filter", "--rejects", str(dropped), input=corrected.stdout)
     assert result.stdout == ""

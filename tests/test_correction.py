@@ -193,3 +193,63 @@ def test_unnumbered_correction_through_correct_and_filter(fake: FakeOpenAI, elid
         for g in by_gold
     )
     assert completions == expected
+
+
+def test_correct_grades_as_gsm8k_keeps_finish_reason_and_counts(fake: FakeOpenAI) -> None:
+    """A GSM8K correction is graded as GSM8K (its last number, no `The answer is` needed),
+    its provenance is complete and keeps the reply's finish_reason (a truncated one is then
+    dropped by `filter`), and the summary counts the samples passed through, the wrong ones
+    and those reaching gold."""
+    assert isinstance(fake.responder, MathTutor)
+    tutor = fake.responder
+
+    def no_marker(prompt: str, n: int) -> list[Reply]:
+        if "Original Solution:" not in prompt:
+            return tutor(prompt, n)
+        question = prompt.rsplit("Question: ", 1)[1].split("\nOriginal Solution:", 1)[0]
+        gold = tutor.answers[question][1]
+        text = (
+            f" Step 2.\nExplanation: {EXPLANATION}\nCorrect Solution:\n{{\n...\n"
+            f"Step 2: Altogether that makes {gold} in total.\n}}"
+        )
+        return [(text, "length")] * n
+
+    fake.responder = no_marker
+    sampled = run(
+        "sample", str(EXAMPLES / "gsm8k.jsonl"), "-m", "r", "-n", "2", "--keep", "all",
+        *endpoint(fake),
+    )  # fmt: skip
+    corrected = run("correct", "-m", "c", "--base-url", fake.base_url, input=sampled.stdout)
+    assert corrected.exit_code == 0, corrected.stderr
+    rows = records(corrected)
+    corrections = [row for row in rows if "correction_id" in row]
+    assert len(corrections) == 10
+    assert len(rows) - len(corrections) == 10  # the right samples, passed through
+    for row in corrections:
+        assert (row["pred"], row["verdict"]) == (row["gold"], "correct")
+        meta = row["meta"]
+        assert {k: meta[k] for k in ("stage", "model", "api", "n", "sample_index", "prompt")} == {
+            "stage": "correct",
+            "model": "c",
+            "api": "chat",
+            "n": 1,
+            "sample_index": 0,
+            "prompt": "correct.gsm8k",
+        }
+        assert (meta["finish_reason"], meta["requests"], meta["choices_in_usage"]) == (
+            "length",
+            1,
+            1,
+        )
+        assert meta["checker"]["name"] == "lemagen-numeric"
+        assert (meta["temperature"], meta["max_tokens"]) == (0.0, 1024)  # the defaults
+        assert len(meta["prompt_sha256"]) == 64
+        assert set(meta["usage"]) == {"prompt_tokens", "completion_tokens"}
+    summary = next(line for line in corrected.stderr.splitlines() if line.startswith("correct: "))
+    assert summary.startswith(
+        "correct: 10 wrong samples, 10 corrections, 10 reach gold, 10 passed through; "
+    ), summary
+    filtered = run("filter", "-", input=corrected.stdout)
+    assert filtered.exit_code == 0, filtered.stderr
+    assert records(filtered) == []
+    assert "truncated 10" in filtered.stderr

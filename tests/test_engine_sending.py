@@ -106,6 +106,18 @@ def test_tpm_gives_back_the_unused_part_of_each_reservation(server: FakeOpenAI) 
     assert server.log[-1].arrived - server.log[0].arrived < 2.0
 
 
+def test_tpm_holds_back_a_request_that_would_pass_the_limit(server: FakeOpenAI) -> None:
+    """At 30 tokens a minute (0.5 a second) the first call goes at once and, refunded down to
+    the 2 tokens it used, holds the next one back until 2 / 0.5 - 1 = 3 s after it started.
+    Only a lower bound on the server's clock is asserted: a slow machine widens the gap."""
+    with Engine(config(server, tpm=30)) as engine:
+        for i in range(2):
+            (result,) = send(engine, [ask(f"{i:040d}", max_tokens=100)])
+            assert isinstance(result, Generation)
+    first, second = server.log
+    assert second.arrived - first.arrived >= 1.5
+
+
 # ---------------------------------------------------------------- lifecycle and errors
 
 
@@ -133,6 +145,50 @@ def test_a_rejected_key_stops_the_run_after_one_request(server: FakeOpenAI) -> N
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("setup", "api_key", "message"),
+    [
+        pytest.param(
+            {"api_key": "sk-right"},
+            "sk-wrong",
+            "API key rejected (HTTP 401: Incorrect API key provided.)",
+            id="401-wrong-key",
+        ),
+        pytest.param(
+            {"api_key": "sk-right"},
+            None,
+            "API key rejected (HTTP 401: Incorrect API key provided.); set OPENAI_API_KEY",
+            id="401-no-key-hints-the-variable",
+        ),
+        pytest.param(
+            {"errors": [(403, {"error": {"message": "no access to m"}})]},
+            None,
+            "access denied (HTTP 403: no access to m)",
+            id="403-no-key-no-hint",
+        ),
+        pytest.param(
+            {"models": {"other"}},
+            None,
+            "model or route not found (HTTP 404: The model `m` does not exist.)",
+            id="404",
+        ),
+    ],
+)
+def test_fatal_statuses_stop_the_run_with_one_line(
+    server: FakeOpenAI, setup: dict[str, object], api_key: str | None, message: str
+) -> None:
+    for name, value in setup.items():
+        if name == "errors":
+            assert isinstance(value, list)
+            server.errors.extend(value)
+        else:
+            setattr(server, name, value)
+    with Engine(config(server, api_key=api_key)) as engine, pytest.raises(EndpointError) as stop:
+        send(engine, [ask("2 + 2?")])
+    assert str(stop.value) == f"endpoint {server.base_url}, model 'm': {message}"
+    assert len(server.requests) == 1
+
+
 def test_a_400_fails_the_call_without_a_retry(server: FakeOpenAI) -> None:
     server.errors.append((400, {"error": {"message": "prompt too long"}}))
     with Engine(config(server)) as engine:
@@ -144,9 +200,9 @@ def test_a_400_fails_the_call_without_a_retry(server: FakeOpenAI) -> None:
 
 def test_closing_with_calls_in_flight_cancels_them(server: FakeOpenAI) -> None:
     server.delay = 5.0
-    outcomes: list[BaseException | object] = []
+    outcomes: list[tuple[int, BaseException | object]] = []
     engine = Engine(config(server)).__enter__()
-    engine.submit_many([[ask("2 + 2?")]], lambda i, outcome: outcomes.append(outcome))
+    engine.submit_many([[ask("2 + 2?")]], lambda i, outcome: outcomes.append((i, outcome)))
     deadline = time.monotonic() + 30
     while not server.log and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -154,5 +210,4 @@ def test_closing_with_calls_in_flight_cancels_them(server: FakeOpenAI) -> None:
     engine.close()
     engine.close()  # closing twice is harmless
     assert time.monotonic() - start < 4.0  # did not wait for the answer
-    assert len(outcomes) == 1
-    assert type(outcomes[0]).__name__ == "CancelledError"
+    assert [(i, type(outcome).__name__) for i, outcome in outcomes] == [(0, "CancelledError")]

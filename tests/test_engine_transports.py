@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.transports import TRANSPORTS, Kind, TransportError, make_transport
 from tests.fake_openai import FakeOpenAI
 
@@ -96,6 +97,7 @@ def test_a_dropped_connection_may_have_been_sent(echo: FakeOpenAI, kind: str) ->
     assert failed.value.sent
     assert not failed.value.refused
     assert str(failed.value).startswith("connection dropped: ")
+    assert "refused" not in str(failed.value)  # a drop is never reported as a refusal
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
@@ -106,3 +108,41 @@ def test_a_timeout_may_have_been_sent(echo: FakeOpenAI, kind: str) -> None:
     assert failed.value.sent
     assert not failed.value.refused
     assert str(failed.value) == "timed out after 0.1 s"
+
+
+# ---------------------------------------------------------------- reading what came back
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b'{"error": {"message": "slow down"}}', "slow down", id="openai-error"),
+        pytest.param(b'{"error": "overloaded"}', "overloaded", id="error-string"),
+        pytest.param(
+            b"<html>502 Bad Gateway</html>\n<p>nginx</p>",
+            "<html>502 Bad Gateway</html>",
+            id="html-first-line",
+        ),
+        pytest.param(b"\n  upstream timed out \n", "upstream timed out", id="text-stripped"),
+        pytest.param(b"bad \xff byte", "bad \ufffd byte", id="not-utf-8"),
+        pytest.param(b"x" * 300, "x" * 200, id="long-line-cut"),
+        pytest.param(b"", "(empty body)", id="empty"),
+    ],
+)
+def test_error_message_of_any_body(data: bytes, message: str) -> None:
+    """The message in an error body, whatever a server or a proxy in front of it sent."""
+    assert error_message(data) == message
+
+
+def test_choices_come_in_index_order_with_or_without_an_index() -> None:
+    def body(*choices: dict[str, object]) -> bytes:
+        return json.dumps({"choices": list(choices), "usage": {"prompt_tokens": 3}}).encode()
+
+    a: dict[str, object] = {"message": {"content": "a"}}
+    b: dict[str, object] = {"message": {"content": "b"}}
+    read = read_choices(body({**b, "index": 1}, {**a, "index": 0}), "chat")
+    assert read is not None
+    assert (read.texts, read.prompt_tokens, read.completion_tokens) == (["a", "b"], 3, None)
+    read = read_choices(body(a, b), "chat")  # servers that leave `index` out
+    assert read is not None
+    assert read.texts == ["a", "b"]

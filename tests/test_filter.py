@@ -7,7 +7,7 @@ import pytest
 
 from lemagen.errors import InputError
 from lemagen.records import Correction
-from lemagen.records.rows import SetAside
+from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks
 from lemagen.stages.filter import FilterStage
 from lemagen.stages.formats import lema_correction
@@ -114,6 +114,15 @@ def test_keeps_a_good_correction() -> None:
             "unchanged",
         ),
         (
+            {  # the same text, only split into steps differently
+                "incorrect_step": 4,
+                "corrected_from": 4,
+                "corrected_steps": ["In total it made 120 + 80 = $200. The answer is 200."],
+                "verdict": "correct",
+            },
+            "unchanged",
+        ),
+        (
             {
                 "elided": False,
                 "corrected_from": 1,
@@ -206,3 +215,43 @@ def test_samples_and_cot() -> None:
 def test_not_a_pipeline_record() -> None:
     with pytest.raises(InputError, match=r"^f.jsonl:3: not a sample or correction record"):
         judge({"question": "q", "answer": "#### 1"}, "f.jsonl:3")
+
+
+def test_summary_progress_and_the_unparseable_message() -> None:
+    """The summary line counts what came in by kind and what was kept or dropped, the progress
+    bar every row; a correction set aside as unparseable carries the parser's message to
+    --rejects."""
+    stage = FilterStage(with_cot=True, with_meta=False, held_out=None)
+    sample = {
+        "id": "p2",
+        "task": "gsm8k",
+        "question": "Q?",
+        "gold": "5",
+        "sample_id": "s",
+        "steps": ["2 + 3 = 5.", "The answer is 5."],
+        "verdict": "correct",
+    }
+    rows = [
+        correction(),
+        correction(correction_id="c2", reject_reason="unparseable: no explanation"),
+        correction(correction_id="c3", verdict="wrong", pred="281"),
+        sample,
+        {**sample, "sample_id": "s2", "verdict": "wrong"},
+    ]
+    records = [stage.read(row, f"f:{i}") for i, row in enumerate(rows, 1)]
+    progress: list[int] = []
+    outs = list(stage.run(records, Hooks(on_row=progress.append)))
+    assert progress == [1] * len(rows)  # the progress bar counts every input row once
+    set_aside = [out for out in outs if isinstance(out, SetAside)]
+    assert [(s.reason, s.detail) for s in set_aside] == [
+        ("unparseable", "unparseable: no explanation"),
+        ("wrong_answer", None),
+        ("uncorrected_sample", None),
+    ]
+    rejects = Rejects(None)
+    for item in set_aside:
+        rejects.add(item)
+    assert stage.summary(rejects) == (
+        "filter: in 5 (3 corrections, 2 samples); kept 2 (1 correction, 1 cot); "
+        "dropped 3: unparseable 1, wrong_answer 1, uncorrected_sample 1"
+    )

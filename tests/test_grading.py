@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
 import pytest
 
-from lemagen.math.grading import Grader, checker_info
+from lemagen.math.grading import Grader, _word_answer, checker_info, normalize_latex
 from lemagen.records.problems import ProblemReader
 from tests.conftest import DATA, load_jsonl
 
@@ -20,6 +21,10 @@ GSM8K = [
     pytest.param("10", "$10.", "correct", id="currency-period"),
     pytest.param("72", "73", "wrong", id="off-by-one"),
     pytest.param("0.3", "0.30000001", "wrong", id="exact-not-approximate"),
+    # numbers read as GSM8K numbers, not as LaTeX (Math-Verify calls the first wrong and the
+    # second correct)
+    pytest.param("18", "18 dollars", "correct", id="unit-word"),
+    pytest.param("1000", "1 000", "wrong", id="space-is-not-a-thousands-separator"),
 ]
 
 
@@ -63,14 +68,40 @@ MATH = [
     pytest.param("\\text{Evelyn}", "Evelyn", "correct", id="text-answer"),
     pytest.param("\\text{Evelyn}", "Eveyln", "wrong", id="text-anagram-is-wrong"),
     pytest.param("\\text{(C)}", "C", "correct", id="choice-letter"),
+    pytest.param("(even)", "even", "correct", id="word-in-parentheses"),
     pytest.param("52_8", "52", "correct", id="base-subscript"),
     pytest.param("27", "28", "wrong", id="integer-wrong"),
+    pytest.param("0.5", "0.50", "correct", id="plain-numbers-compare-as-numbers"),
 ]
 
 
 @pytest.mark.parametrize(("gold", "pred", "verdict"), MATH)
 def test_math_compare(grader: Grader, gold: str, pred: str, verdict: str) -> None:
     assert grader.compare("math", gold, pred) == verdict
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        pytest.param("\\dfrac{1}{2}", "\\frac{1}{2}", id="dfrac"),
+        pytest.param("\\tfrac{1}{2}", "\\frac{1}{2}", id="tfrac"),
+        pytest.param("\\$5", "5", id="latex-dollar"),
+        pytest.param("$5$", "5", id="math-dollars"),
+        pytest.param("5\\%", "5", id="latex-percent"),
+        pytest.param("5%", "5", id="percent"),
+        pytest.param("X.", "X", id="trailing-full-stop"),
+        pytest.param("\\text{\\textbf{\\mathrm{A}}}", "A", id="three-nested-wrappers"),
+        pytest.param("\\left( 1, 2 \\right)", "(1,2)", id="spacing"),
+    ],
+)
+def test_normalize_latex(answer: str, normalized: str) -> None:
+    assert normalize_latex(answer) == normalized
+
+
+def test_word_answers_in_parentheses() -> None:
+    assert _word_answer("(even)") == "even"
+    assert _word_answer("(C)") is None  # one letter: left to the other checks
+    assert _word_answer("2x") is None
 
 
 # Real answer endings, graded: (gold, text, verdict, extracted_by).
@@ -208,6 +239,24 @@ def test_a_timed_out_check_keeps_the_worker_warm() -> None:
         assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "correct"
     assert worker.poll() is not None
     assert not any(_alive(pid) for pid in new_children)
+
+
+def test_a_worker_that_stops_answering_is_replaced() -> None:
+    """A worker that does not answer at all (not just its checker) makes the check a timeout
+    once the grace period is over and is replaced; closing does not wait on a stuck worker."""
+    with Grader(timeout=0.2) as grader:
+        assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
+        stuck = grader._worker._proc
+        assert stuck is not None
+        os.kill(stuck.pid, signal.SIGSTOP)
+        assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "timeout"
+        assert stuck.poll() is not None  # killed
+        assert grader.compare("math", "\\sqrt{12}", "2\\sqrt{3}") == "correct"  # a new worker
+        last = grader._worker._proc
+        assert last is not None
+        assert last is not stuck
+        os.kill(last.pid, signal.SIGSTOP)
+    assert last.poll() is not None  # closed by a kill, not waited for
 
 
 def _children(pid: int) -> set[int]:

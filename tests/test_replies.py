@@ -73,6 +73,15 @@ def test_explanation_labels(label: str) -> None:
     assert parsed.explanation == EXPLANATION
 
 
+def test_rules_are_not_part_of_the_explanation() -> None:
+    parsed = parse_reply(
+        " Step 3.\nExplanation: Wrong product.\n---\nIt should use 80.\n***\n"
+        "Correct Solution:\n{\n...\nStep 3: The cookies brought in 80 * 2 = $160.\n"
+        "Step 4: The answer is 280.\n}"
+    )
+    assert parsed.explanation == "Wrong product.\nIt should use 80."
+
+
 def test_no_elision_keeps_the_steps_before() -> None:
     """Numbered from Step 3 with no `...`: steps 1-2 are the original's, never lost."""
     parsed = parse_reply(reply("no_elision", 3, ORIGINAL, FIXED))
@@ -169,6 +178,12 @@ LEMA_BODY = "...\nStep 3: The cookies brought in 80 * 2 = $160.\nStep 4: The ans
                 "Double-check: the answer is 280.",
             ],
             id="numbered-steps-after-an-answer-are-kept",
+        ),
+        pytest.param(
+            f" Step 3.\nExplanation: {EXPLANATION}\nCorrect Solution:\n```\n...\n"
+            "Step 3: The cookies brought in 80 * 2 = $160.\nStep 4: The answer is 280.",
+            None,
+            id="code-fence-never-closed",  # a reply cut short
         ),
     ],
 )
