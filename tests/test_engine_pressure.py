@@ -17,23 +17,9 @@ import pytest
 from lemagen.engine import Call, Engine, EngineConfig, Generation, RequestFailed, Sampling, run_rows
 from lemagen.engine.adaptive import CONGESTED_SHARE, MIN_WINDOW, Control, Slots
 from lemagen.engine.limits import duration, rate_limit_reset, retry_wait
+from tests.clock import FakeClock
 from tests.conftest import EXAMPLES, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI, RandomFaults, TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
 
 # ---------------------------------------------------------------- the wait before a retry
 
