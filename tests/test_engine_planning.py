@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lemagen.engine.calls import Call, RequestFailed, Sampling
+from lemagen.engine.calls import Call, RequestFailed, Sampling, max_tokens_param
 from lemagen.engine.planning import Planner, generation, wait_for_others
 from lemagen.engine.store import RequestStore, StoredSample
 
@@ -161,3 +161,37 @@ def test_generation_counts_usage_once_per_request() -> None:
     assert [c.text for c in out.choices] == ["a", "b", "c"]
     assert out.usage == {"prompt_tokens": 5 + 7, "completion_tokens": 3 + 4}
     assert out.requests == 2
+
+
+def test_store_keys_are_stable_per_api_and_sample() -> None:
+    """A store written by one version is read by the next, so a call's keys are pinned here
+    (changing them needs a KEY_VERSION bump); they differ by API and by sample index."""
+    full = Call(
+        "m",
+        "2 + 2?",
+        2,
+        Sampling(temperature=0.7, seed=3, stop=("END",)),
+        extra={"top_k": 5},
+        system="Be brief.",
+    )
+    chat = full.keys("chat")
+    assert [k.hex()[:16] for k in chat] == ["e79d1a6d38e2ce42", "73c789e573bc29b5"]
+    assert [k.hex()[:16] for k in full.keys("completion")] == [
+        "f4ff696438e5b2a1",
+        "324db005be28a068",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "param"),
+    [
+        ("gpt-4o", "auto", "max_tokens"),
+        ("o3-mini", "auto", "max_completion_tokens"),
+        ("openai/o3-mini", "auto", "max_completion_tokens"),  # a gateway's provider prefix
+        ("org/GPT-5", "auto", "max_completion_tokens"),
+        ("router/openai/o3-mini", "auto", "max_completion_tokens"),
+        ("o3-mini", "max_tokens", "max_tokens"),  # given: used as is
+    ],
+)
+def test_max_tokens_param(model: str, given: str, param: str) -> None:
+    assert max_tokens_param(model, given) == param
