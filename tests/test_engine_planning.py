@@ -5,6 +5,7 @@ that waited for it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from lemagen.engine.calls import Call, RequestFailed, Sampling, max_tokens_param
 from lemagen.engine.planning import Planner, generation, wait_for_others
-from lemagen.engine.store import RequestStore, StoredSample
+from lemagen.engine.store import RequestStore, StoredSample, default_cache_dir
 
 
 def call(prompt: str = "2 + 2?", n: int = 2, temperature: float = 0.7) -> Call:
@@ -195,3 +196,24 @@ def test_store_keys_are_stable_per_api_and_sample() -> None:
 )
 def test_max_tokens_param(model: str, given: str, param: str) -> None:
     assert max_tokens_param(model, given) == param
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """LEMAGEN_CACHE_DIR, else the platform's user cache directory plus `lemagen`."""
+    monkeypatch.delenv("LEMAGEN_CACHE_DIR", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "lemagen"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert default_cache_dir() == tmp_path / "local" / "lemagen" / "Cache"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # what Path.home() reads here
+    monkeypatch.delenv("LOCALAPPDATA")
+    assert default_cache_dir() == tmp_path / "home" / "AppData" / "Local" / "lemagen" / "Cache"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert default_cache_dir() == tmp_path / "home" / "Library" / "Caches" / "lemagen"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "lemagen"
+    monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
