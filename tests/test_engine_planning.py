@@ -5,15 +5,16 @@ that waited for it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lemagen.engine.calls import Call, RequestFailed, Sampling
+from lemagen.engine.calls import Call, RequestFailed, Sampling, max_tokens_param
 from lemagen.engine.planning import Planner, generation, wait_for_others
-from lemagen.engine.store import RequestStore, StoredSample
+from lemagen.engine.store import RequestStore, StoredSample, default_cache_dir
 
 
 def call(prompt: str = "2 + 2?", n: int = 2, temperature: float = 0.7) -> Call:
@@ -161,3 +162,58 @@ def test_generation_counts_usage_once_per_request() -> None:
     assert [c.text for c in out.choices] == ["a", "b", "c"]
     assert out.usage == {"prompt_tokens": 5 + 7, "completion_tokens": 3 + 4}
     assert out.requests == 2
+
+
+def test_store_keys_are_stable_per_api_and_sample() -> None:
+    """A store written by one version is read by the next, so a call's keys are pinned here
+    (changing them needs a KEY_VERSION bump); they differ by API and by sample index."""
+    full = Call(
+        "m",
+        "2 + 2?",
+        2,
+        Sampling(temperature=0.7, seed=3, stop=("END",)),
+        extra={"top_k": 5},
+        system="Be brief.",
+    )
+    chat = full.keys("chat")
+    assert [k.hex()[:16] for k in chat] == ["e79d1a6d38e2ce42", "73c789e573bc29b5"]
+    assert [k.hex()[:16] for k in full.keys("completion")] == [
+        "f4ff696438e5b2a1",
+        "324db005be28a068",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "param"),
+    [
+        ("gpt-4o", "auto", "max_tokens"),
+        ("o3-mini", "auto", "max_completion_tokens"),
+        ("openai/o3-mini", "auto", "max_completion_tokens"),  # a gateway's provider prefix
+        ("org/GPT-5", "auto", "max_completion_tokens"),
+        ("router/openai/o3-mini", "auto", "max_completion_tokens"),
+        ("o3-mini", "max_tokens", "max_tokens"),  # given: used as is
+    ],
+)
+def test_max_tokens_param(model: str, given: str, param: str) -> None:
+    assert max_tokens_param(model, given) == param
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """LEMAGEN_CACHE_DIR, else the platform's user cache directory plus `lemagen`."""
+    monkeypatch.delenv("LEMAGEN_CACHE_DIR", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "lemagen"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert default_cache_dir() == tmp_path / "local" / "lemagen" / "Cache"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # what Path.home() reads here
+    monkeypatch.delenv("LOCALAPPDATA")
+    assert default_cache_dir() == tmp_path / "home" / "AppData" / "Local" / "lemagen" / "Cache"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert default_cache_dir() == tmp_path / "home" / "Library" / "Caches" / "lemagen"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "lemagen"
+    monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"

@@ -20,7 +20,7 @@ from lemagen.engine import (
     Sampling,
     run_rows,
 )
-from lemagen.engine.calls import Api
+from lemagen.engine.calls import Api, RequestShape
 from lemagen.errors import EndpointError
 from tests.fake_openai import FakeOpenAI
 
@@ -187,6 +187,22 @@ def test_fatal_statuses_stop_the_run_with_one_line(
         send(engine, [ask("2 + 2?")])
     assert str(stop.value) == f"endpoint {server.base_url}, model 'm': {message}"
     assert len(server.requests) == 1
+
+
+def test_the_request_shape_reaches_the_server(server: FakeOpenAI) -> None:
+    """--system and --extra-body go out with every call; a stage's own extra (`correct
+    --json`'s response_format) is merged over --extra-body."""
+    shape = RequestShape(system="Be brief.", extra={"top_k": 5, "mode": "shape"})
+    call = shape.call("m", "2 + 2?", 1, Sampling(), {"mode": "stage"})
+    with Engine(config(server)) as engine:
+        (result,) = send(engine, [call])
+    assert isinstance(result, Generation)
+    body = server.requests[0]["body"]
+    assert (body["top_k"], body["mode"]) == (5, "stage")
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "2 + 2?"},
+    ]
 
 
 def test_a_400_fails_the_call_without_a_retry(server: FakeOpenAI) -> None:

@@ -146,3 +146,18 @@ def test_choices_come_in_index_order_with_or_without_an_index() -> None:
     read = read_choices(body(a, b), "chat")  # servers that leave `index` out
     assert read is not None
     assert read.texts == ["a", "b"]
+    completion = read_choices(body({"text": "x"}, {"text": None}), "completion")
+    assert completion is not None
+    assert completion.texts == ["x", ""]
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_thinking_returned_apart_is_put_back_as_a_think_block(field: str) -> None:
+    message = {"content": "The answer is 4.", field: "2 + 2 = 4"}
+    read = read_choices(json.dumps({"choices": [{"message": message}]}).encode(), "chat")
+    assert read is not None
+    assert read.texts == ["<think>2 + 2 = 4</think>The answer is 4."]
+    blank = {"content": "The answer is 4.", field: "  "}
+    read = read_choices(json.dumps({"choices": [{"message": blank}]}).encode(), "chat")
+    assert read is not None
+    assert read.texts == ["The answer is 4."]
