@@ -62,6 +62,14 @@ def fake() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    """A loopback server that answers every prompt with "four" (the engine's own tests)."""
+    fake = FakeOpenAI(lambda prompt, n: [("four", "stop")] * n).start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(scope="session")
 def grader() -> Iterator[Grader]:
     with Grader() as g:

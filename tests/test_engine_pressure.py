@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -143,13 +142,6 @@ def test_slots_shrink_while_held() -> None:
 
 
 # ---------------------------------------------------------------- against the loopback server
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(lambda prompt, n: [("four", "stop")] * n).start()
-    yield fake
-    fake.stop()
 
 
 def config(server: FakeOpenAI, **overrides: object) -> EngineConfig:

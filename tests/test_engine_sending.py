@@ -5,7 +5,6 @@ measured on the server's clock from its log of exchanges."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from lemagen.errors import EndpointError
 from tests.fake_openai import FakeOpenAI
 
 SLOW_DOWN = {"error": {"message": "slow down"}}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(lambda prompt, n: [("four", "stop")] * n).start()
-    yield fake
-    fake.stop()
 
 
 def config(server: FakeOpenAI, **overrides: object) -> EngineConfig:
