@@ -43,7 +43,13 @@ def run_stage(
             stack.callback(writer.close)
         rejected = Rejects(stack.enter_context(optional_writer(rejects)))
         rows = itertools.chain.from_iterable(
-            iter_rows(path, stage.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
+            iter_rows(
+                path,
+                stage.read,
+                skip_bad_rows=skip_bad_rows,
+                rejects=rejected,
+                fast=stage.read_fast,
+            )
             for path in paths
         )
         if dry_run:

@@ -25,6 +25,7 @@ from lemagen.records import (
     Reject,
     RetryText,
     Sample,
+    fast,
     read_any,
 )
 from lemagen.records.rows import Rejects
@@ -347,6 +348,9 @@ class StatsStage(Stage[Record]):
 
     def read(self, data: dict[str, Any], where: str) -> Record:
         return read_any(data, where)
+
+    def read_fast(self, raw: bytes) -> Record:
+        return fast.sample_or_correction(raw)
 
     def run(self, rows: Iterable[Record], hooks: Hooks) -> Iterator[Output]:
         for record in rows:
