@@ -351,7 +351,8 @@ def test_budget_stops_the_run_and_keeps_finished_rows(fake: FakeOpenAI, tmp_path
 
 
 def test_calls_lost_after_sending_count_in_the_cost(fake: FakeOpenAI, tmp_path: Path) -> None:
-    """A dropped connection may have been processed and billed: it counts at its estimate."""
+    """A dropped connection may have been processed and billed: it counts at its estimate,
+    apart from what was billed."""
     dropped: list[str] = []
 
     def drop_first(body: dict[str, object]) -> str | None:
@@ -370,8 +371,7 @@ def test_calls_lost_after_sending_count_in_the_cost(fake: FakeOpenAI, tmp_path: 
     assert result.exit_code == 0
     (record,) = records(result)
     used = record["meta"]["usage"]["completion_tokens"]
-    expected = (40 + used) * 0.001  # the estimate for the lost call + the real one
-    assert f"cost ${expected:.4f}" in result.stderr
+    assert f"cost ${used * 0.001:.4f}; possibly billed $0.0400 (1 requests" in result.stderr
     assert "requests 2 sent (1 retries" in result.stderr
 
 

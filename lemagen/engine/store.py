@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS samples (
     request TEXT NOT NULL,         -- id of the HTTP request that produced it
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,    -- of prompt_tokens, from the prompt cache
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0  -- of completion_tokens
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     key BLOB PRIMARY KEY,          -- a sample being fetched ...
@@ -62,6 +64,15 @@ CREATE TABLE IF NOT EXISTS leases (
     taken REAL NOT NULL
 ) WITHOUT ROWID;
 """
+# Added after the first stores were made: `_add_columns` adds them to an older store.
+_ADDED = (
+    "cached_tokens INTEGER NOT NULL DEFAULT 0",
+    "reasoning_tokens INTEGER NOT NULL DEFAULT 0",
+)
+_COLUMNS = (
+    "key, text, finish_reason, request, prompt_tokens, completion_tokens, cached_tokens, "
+    "reasoning_tokens"
+)
 OWNERS_DIR = "owners"
 _OWNER = re.compile(r"[0-9a-f]{16}")
 
@@ -81,6 +92,8 @@ class StoredSample:
     request: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of prompt_tokens (priced at the cached rate)
+    reasoning_tokens: int = 0  # of completion_tokens
 
 
 def default_cache_dir() -> Path:
@@ -95,6 +108,19 @@ def default_cache_dir() -> Path:
         return Path(base) / "lemagen" / "Cache"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lemagen"
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring a store made before a column existed up to date (its rows get the default)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(samples)")}
+    for column in _ADDED:
+        if column.split()[0] in have:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE samples ADD COLUMN {column}")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -118,6 +144,7 @@ class RequestStore:
         try:
             setup.execute("PRAGMA journal_mode = WAL")
             setup.executescript(_SCHEMA)
+            _add_columns(setup)
         finally:
             setup.close()
         self.owner = secrets.token_hex(8)
@@ -151,8 +178,7 @@ class RequestStore:
             return {}
         marks = ",".join("?" * len(keys))
         rows = self._reader().execute(
-            "SELECT key, text, finish_reason, request, prompt_tokens, completion_tokens "
-            f"FROM samples WHERE key IN ({marks})",
+            "SELECT " + _COLUMNS + f" FROM samples WHERE key IN ({marks})",
             list(keys),
         )
         return {row[0]: StoredSample(*row[1:]) for row in rows}
@@ -202,8 +228,7 @@ class RequestStore:
         stored = {
             row[0]: StoredSample(*row[1:])
             for row in conn.execute(
-                "SELECT key, text, finish_reason, request, prompt_tokens, completion_tokens "
-                f"FROM samples WHERE key IN ({marks})",
+                "SELECT " + _COLUMNS + f" FROM samples WHERE key IN ({marks})",
                 list(keys),
             )
         }
@@ -310,7 +335,9 @@ class RequestStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
-                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO samples (key, text, finish_reason, request, "
+                "prompt_tokens, completion_tokens, created, cached_tokens, reasoning_tokens) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         key,
@@ -320,6 +347,8 @@ class RequestStore:
                         s.prompt_tokens,
                         s.completion_tokens,
                         now,
+                        s.cached_tokens,
+                        s.reasoning_tokens,
                     )
                     for rows, _, _ in entries
                     for key, s in rows

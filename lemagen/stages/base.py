@@ -125,11 +125,15 @@ class EngineStage(Stage[In]):
     def requests_summary(self) -> str:
         st = self.engine.stats
         adapted = self.engine.adaptation()
+        parts = [f" ({st.cached_tokens} cached)" if st.cached_tokens else ""]
+        parts.append(f" ({st.reasoning_tokens} reasoning)" if st.reasoning_tokens else "")
+        prices = self.engine.prices()
         return (
             f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
             f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
-            f"request store; tokens in {st.prompt_tokens}, out {st.completion_tokens}; "
-            f"{describe(st)}"
+            f"request store; tokens in {st.prompt_tokens}{parts[0]}, out "
+            f"{st.completion_tokens}{parts[1]}; {describe(st)}"
+            + (f"; prices: {prices}" if prices else "")
         )
 
     def check_exit(self) -> None:
