@@ -387,9 +387,9 @@ def test_dry_run_sends_nothing_and_counts_what_is_stored(fake: FakeOpenAI, tmp_p
     dry = run(*args, "--dry-run")
     assert dry.exit_code == 0
     assert fake.requests == []
-    assert dry.stdout == ""
+    assert len(records(dry)) == 10  # the requests (tests/test_dry_run.py)
     assert "would send 10 requests for 40 samples (0 already in the request store)" in dry.stderr
-    assert "estimated cost $" in dry.stderr
+    assert "estimated cost synchronous $" in dry.stderr
     assert "Nothing was sent." in dry.stderr
     half = write_jsonl(
         tmp_path / "half.jsonl", [json.loads(x) for x in Path(GSM8K).read_text().splitlines()[:5]]

@@ -250,9 +250,11 @@ class Engine:
         ]
         return "; ".join(parts)
 
-    def cached_samples(self, call: Call) -> int:
-        """How many of `call`'s samples the store already holds (for --dry-run)."""
-        return self._planner.stored_count(call)
+    def stored(self, keys: list[bytes]) -> set[bytes]:
+        """Which of these sample keys the request store holds (for --dry-run)."""
+        if self.store is None:
+            return set()
+        return set(self.store.get_many(keys))
 
     # ------------------------------------------------------------------ calls
 

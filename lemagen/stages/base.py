@@ -115,10 +115,11 @@ class EngineStage(Stage[In]):
             self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
         )
 
-    def dry_run(self, rows: Iterable[In]) -> str:
-        """What a run would send, given what the request store already holds."""
+    def dry_run(self, rows: Iterable[In], emit: Callable[[dict[str, Any]], None]) -> str:
+        """What a run would send, given what the request store already holds: each request
+        to `emit`, the counts and cost returned."""
         try:
-            return estimate(self.engine, map(self.calls, rows)).describe(self.name)
+            return estimate(self.engine, map(self.calls, rows), emit).describe(self.name)
         finally:
             self.engine.close()
 
