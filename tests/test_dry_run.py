@@ -115,3 +115,15 @@ def test_correct_lists_its_requests_too(fake: FakeOpenAI) -> None:
     listed = records(dry)
     assert len(listed) == count > 0
     assert all("Original Solution:" in line["body"]["messages"][-1]["content"] for line in listed)
+
+
+def test_the_requests_go_to_stdout_never_to_the_output_file(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    out = tmp_path / "samples.jsonl"
+    out.write_text('{"kept": "from an earlier run"}\n')
+    dry = run("sample", str(GSM8K), "-m", "r", "-o", str(out), "--base-url", fake.base_url,
+              "--dry-run")  # fmt: skip
+    assert dry.exit_code == 0
+    assert len(records(dry)) == 10
+    assert out.read_text() == '{"kept": "from an earlier run"}\n'
