@@ -65,22 +65,23 @@ class RunStats:
     _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
 
-    def _group(self, problem: Problem, counter: str) -> None:
+    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
         key = "(none)" if value is None else str(value)
-        self.groups.setdefault(key, Counter())[counter] += 1
+        self.groups.setdefault(key, Counter())[counter] += count
         self._group_problems.setdefault(key, set()).add(problem.id)
 
     def add(self, record: Record) -> None:
         if isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
-            if self._sample(
+            drawn = self._sample(
                 record.id, record.question, record.sample_id, record.meta, record.verdict
-            ):
-                self._group(record.the_problem, record.verdict)
+            )
+            if drawn:
+                self._group(record.the_problem, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)
@@ -91,10 +92,11 @@ class RunStats:
 
     def _sample(
         self, problem_id: str, question: str, sample_id: str | None, meta: Meta, verdict: str
-    ) -> bool:
-        """Count a sample once (False when it was counted already)."""
+    ) -> int:
+        """Count a sample once: how many samples drawn it stands for (0 when it was counted
+        already)."""
         if str(sample_id) in self._samples_seen:
-            return False
+            return 0
         self._samples_seen.add(str(sample_id))
         # A kept wrong sample also stands for the identical ones `sample` dropped after it
         # counted them: accuracy is over every sample drawn.
@@ -105,15 +107,16 @@ class RunStats:
         model = meta.model or "unknown"
         self.by_model.setdefault(model, Counter())[verdict] += drawn
         self._usage(meta, question)
-        return True
+        return drawn
 
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        if self._sample(
+        drawn = self._sample(
             record.id, record.question, record.sample_id, record.original.meta, "wrong"
-        ):
-            self._group(record.problem, "wrong")
+        )
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
         self._group(record.problem, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
