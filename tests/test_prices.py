@@ -114,32 +114,34 @@ def test_price_flags_apply_to_correct_too(fake: FakeOpenAI) -> None:
     assert "prices: c $2 in, $4 out per M (--price-in/--price-out)" in result.stderr
 
 
-def test_a_store_made_before_the_token_parts_opens_and_keeps_its_samples(tmp_path: Path) -> None:
-    """A request store written before the cached/reasoning columns existed gains them (its
-    samples count 0 of each) and keeps every sample."""
+def test_a_store_made_before_the_token_parts_works_both_ways(tmp_path: Path) -> None:
+    """A request store written before the cached/reasoning parts existed opens with every
+    sample (counting 0 of each), and a lemagen that predates them can still write into a
+    store this version has used: the parts live in a table of their own."""
     directory = tmp_path / "store"
     directory.mkdir()
-    conn = sqlite3.connect(directory / STORE_FILE)
-    conn.executescript(
+    old_schema = (
         "CREATE TABLE samples (key BLOB PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, "
         "request TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER "
         "NOT NULL, created REAL NOT NULL) WITHOUT ROWID;"
-        "INSERT INTO samples VALUES (x'01', 'old', 'stop', 'r1', 3, 4, 0);"
     )
-    conn.commit()
-    conn.close()
+    with sqlite3.connect(directory / STORE_FILE) as conn:
+        conn.executescript(
+            old_schema + "INSERT INTO samples VALUES (x'01', 'old', 'stop', 'r1', 3, 4, 0);"
+        )
     store = RequestStore(directory)
     try:
         assert store.get_many([b"\x01"]) == {b"\x01": StoredSample("old", "stop", "r1", 3, 4)}
-        done: list[bool] = []
-        store.put(
-            [(b"\x02", StoredSample("new", "stop", "r2", 9, 8, 5, 2))], lambda: done.append(True)
-        )
+        new = StoredSample("new", "stop", "r2", 9, 8, 5, 2)
+        store.put([(b"\x02", new)])
     finally:
         store.close()
-    store = RequestStore(directory)  # opening again adds nothing twice
+    with sqlite3.connect(directory / STORE_FILE) as conn:  # what an older lemagen writes
+        conn.execute("INSERT INTO samples VALUES (x'03', 'older', 'stop', 'r3', 1, 1, 0)")
+    store = RequestStore(directory)
     try:
-        assert done == [True]
-        assert store.get_many([b"\x02"])[b"\x02"] == StoredSample("new", "stop", "r2", 9, 8, 5, 2)
+        found = store.get_many([b"\x01", b"\x02", b"\x03"])
+        assert found[b"\x02"] == new
+        assert found[b"\x03"] == StoredSample("older", "stop", "r3", 1, 1)
     finally:
         store.close()

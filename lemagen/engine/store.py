@@ -54,9 +54,15 @@ CREATE TABLE IF NOT EXISTS samples (
     request TEXT NOT NULL,         -- id of the HTTP request that produced it
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    created REAL NOT NULL,
-    cached_tokens INTEGER NOT NULL DEFAULT 0,    -- of prompt_tokens, from the prompt cache
-    reasoning_tokens INTEGER NOT NULL DEFAULT 0  -- of completion_tokens
+    created REAL NOT NULL
+) WITHOUT ROWID;
+-- The parts of a sample's token counts that a server reported (OpenAI's usage details), for
+-- the samples that have any; a table of its own, so that a store stays readable and writable
+-- by a lemagen that predates it.
+CREATE TABLE IF NOT EXISTS usage_parts (
+    key BLOB PRIMARY KEY,          -- a key of samples
+    cached_tokens INTEGER NOT NULL,    -- of prompt_tokens, read from the prompt cache
+    reasoning_tokens INTEGER NOT NULL  -- of completion_tokens
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     key BLOB PRIMARY KEY,          -- a sample being fetched ...
@@ -64,14 +70,10 @@ CREATE TABLE IF NOT EXISTS leases (
     taken REAL NOT NULL
 ) WITHOUT ROWID;
 """
-# Added after the first stores were made: `_add_columns` adds them to an older store.
-_ADDED = (
-    "cached_tokens INTEGER NOT NULL DEFAULT 0",
-    "reasoning_tokens INTEGER NOT NULL DEFAULT 0",
-)
-_COLUMNS = (
-    "key, text, finish_reason, request, prompt_tokens, completion_tokens, cached_tokens, "
-    "reasoning_tokens"
+_SELECT = (
+    "SELECT s.key, s.text, s.finish_reason, s.request, s.prompt_tokens, s.completion_tokens, "
+    "coalesce(u.cached_tokens, 0), coalesce(u.reasoning_tokens, 0) "
+    "FROM samples s LEFT JOIN usage_parts u ON u.key = s.key WHERE s.key IN "
 )
 OWNERS_DIR = "owners"
 _OWNER = re.compile(r"[0-9a-f]{16}")
@@ -110,19 +112,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "lemagen"
 
 
-def _add_columns(conn: sqlite3.Connection) -> None:
-    """Bring a store made before a column existed up to date (its rows get the default)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(samples)")}
-    for column in _ADDED:
-        if column.split()[0] in have:
-            continue
-        try:
-            conn.execute(f"ALTER TABLE samples ADD COLUMN {column}")
-        except sqlite3.OperationalError as exc:  # another process added it meanwhile
-            if "duplicate column" not in str(exc):
-                raise
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 60000")
@@ -144,7 +133,6 @@ class RequestStore:
         try:
             setup.execute("PRAGMA journal_mode = WAL")
             setup.executescript(_SCHEMA)
-            _add_columns(setup)
         finally:
             setup.close()
         self.owner = secrets.token_hex(8)
@@ -178,7 +166,7 @@ class RequestStore:
             return {}
         marks = ",".join("?" * len(keys))
         rows = self._reader().execute(
-            "SELECT " + _COLUMNS + f" FROM samples WHERE key IN ({marks})",
+            _SELECT + f"({marks})",
             list(keys),
         )
         return {row[0]: StoredSample(*row[1:]) for row in rows}
@@ -228,7 +216,7 @@ class RequestStore:
         stored = {
             row[0]: StoredSample(*row[1:])
             for row in conn.execute(
-                "SELECT " + _COLUMNS + f" FROM samples WHERE key IN ({marks})",
+                _SELECT + f"({marks})",
                 list(keys),
             )
         }
@@ -335,9 +323,7 @@ class RequestStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
-                "INSERT OR IGNORE INTO samples (key, text, finish_reason, request, "
-                "prompt_tokens, completion_tokens, created, cached_tokens, reasoning_tokens) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         key,
@@ -347,11 +333,19 @@ class RequestStore:
                         s.prompt_tokens,
                         s.completion_tokens,
                         now,
-                        s.cached_tokens,
-                        s.reasoning_tokens,
                     )
                     for rows, _, _ in entries
                     for key, s in rows
+                ],
+            )
+            conn.executemany(  # the parts of the row stored, not of one stored before it
+                "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
+                "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
+                [
+                    (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
+                    for rows, _, _ in entries
+                    for key, s in rows
+                    if s.cached_tokens or s.reasoning_tokens
                 ],
             )
             # A stored sample needs no lease; a released one is fetched by no one.
