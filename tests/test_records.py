@@ -54,6 +54,24 @@ def test_every_written_record_reads_back_to_the_same_bytes(
         assert read_any(record.to_dict(), "again:1") == record
 
 
+def test_a_samples_duplicates_read_back_and_travel_into_its_correction() -> None:
+    """`meta.duplicates` (the identical wrong samples `sample` dropped after this one) is
+    written only when set, after the request fields, and kept in a correction's original."""
+    row = next(r for r in _lines("gsm8k.sample.jsonl") if r["verdict"] == "wrong")
+    assert "duplicates" not in row["meta"]
+    row["meta"]["duplicates"] = 2
+    sample = read_any(row, "s:1")
+    assert isinstance(sample, Sample)
+    assert _dumps(sample.to_dict()) == _dumps(row)
+    assert list(sample.to_dict()["meta"])[-1] == "duplicates"
+    correction = next(r for r in _lines("gsm8k.correct.jsonl") if "correction_id" in r)
+    correction["original"]["meta"]["duplicates"] = 3
+    read = read_any(correction, "c:1")
+    assert isinstance(read, Correction)
+    assert read.original.meta.to_dict()["duplicates"] == 3
+    assert _dumps(read.to_dict()) == _dumps(correction)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -146,6 +164,13 @@ _DELETE = object()
             "meta.usage",
             {"prompt_tokens": "9"},
             "field 'meta.usage[...]' must be a whole number, not text",
+            "bad_row",
+        ),
+        (
+            _sample,
+            "meta.duplicates",
+            -1,
+            "field 'meta.duplicates' must be a whole number >= 0",
             "bad_row",
         ),
         (

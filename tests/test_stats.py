@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, load_jsonl, run
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, MathTutor
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 CHROMIUM_FLAGS = [
@@ -135,3 +135,120 @@ def test_html_report_draws_its_charts_in_headless_chromium(
         assert [float(v) for _, v in bars] == [float(v) for v in values], chart
         for width, value in bars:
             assert (float(width) > 0) == (float(value) > 0), chart
+
+
+def test_accuracy_counts_every_sample_drawn(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """Two reasoners of known accuracy: the server answers right on the first of every two
+    choices for one and the first of every four for the other, and the same wrong path for
+    all the others, which `sample` keeps once per model. Accuracy is over every sample
+    drawn (deduplication after counting), and tokens and cost are the server's whole bill,
+    cached prompt tokens at the cached rate."""
+    tutor = fake.responder
+    assert isinstance(tutor, MathTutor)
+    fake.responders = {
+        "gpt-4o-mini": MathTutor(tutor.answers, right_every=2),
+        "gpt-4o-mini-2024-07-18": MathTutor(tutor.answers, right_every=4),
+    }
+    fake.cached_tokens = 4
+    models = ["-m", "gpt-4o-mini", "-m", "gpt-4o-mini-2024-07-18"]
+    sampled = run("sample", GSM8K, *models, "-n", "4", "--keep", "all", "--base-url",
+                  fake.base_url)  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    assert "sample: 10 problems, 80 samples, 30 correct, 20 wrong, 30 duplicate;" in (
+        sampled.stderr
+    )
+    written = tmp_path / "samples.jsonl"
+    written.write_text(sampled.stdout)
+    kept = load_jsonl(written)
+    assert len(kept) == 50
+    assert sorted(r["meta"].get("duplicates", 0) for r in kept if r["verdict"] == "wrong") == (
+        [1] * 10 + [2] * 10
+    )
+    report = report_of(written)
+    assert report["accuracy_by_reasoner"] == {
+        "gpt-4o-mini": {"samples": 40, "correct": 20, "wrong": 20, "accuracy": 0.5},
+        "gpt-4o-mini-2024-07-18": {"samples": 40, "correct": 10, "wrong": 30, "accuracy": 0.25},
+    }
+    assert report["funnel"]["samples"] == 80
+    assert report["tokens"] == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    cached = fake.billed_cached_tokens
+    assert cached == 4 * 20
+    bill = (
+        (fake.billed_prompt_tokens - cached) * 0.15
+        + cached * 0.075
+        + fake.billed_completion_tokens * 0.60
+    ) / 1e6
+    assert report["cost_usd"] == round(bill, 6)
+    table = run("stats", str(written)).stderr
+    assert "gpt-4o-mini                      50.0%  (20 of 40)" in table
+    assert "gpt-4o-mini-2024-07-18           25.0%  (10 of 40)" in table
+
+    # Without --keep all the correct samples are not written, and a duplicate-free view of
+    # the wrong ones would undercount the bill: every call still has a kept record, so
+    # the tokens are the whole bill all the same.
+    wrong_only = tmp_path / "wrong.jsonl"
+    wrong_only.write_text(
+        run("sample", GSM8K, *models, "-n", "4", "-q", "--base-url", fake.base_url).stdout
+    )
+    again = report_of(wrong_only)
+    assert again["tokens"] == report["tokens"]
+    assert again["verdicts"] == {"wrong": 50}
+
+
+def test_the_usage_of_set_aside_samples_and_of_each_call_counts_once(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A request's usage counts once however many of its samples are written (three of four
+    here, the fourth truncated), and a request whose samples were all set aside (every one
+    truncated, for the first problem) is paid for too: its usage is read from the rejects."""
+    tutor = fake.responder
+    assert isinstance(tutor, MathTutor)
+    cut = ("We start with the first part and then", "length")
+
+    def replies(prompt: str, n: int) -> list[tuple[str, str]]:
+        if "Natalia" in prompt:
+            return [cut] * n
+        return [*tutor(prompt, n)[:-1], cut]
+
+    fake.tag_samples = True
+    fake.responder = replies
+    rejects = tmp_path / "rejects.jsonl"
+    sampled = run("sample", GSM8K, "-m", "gpt-4o", "-n", "4", "--keep", "all", "--rejects",
+                  str(rejects), "--base-url", fake.base_url, "-q")  # fmt: skip
+    written = tmp_path / "samples.jsonl"
+    written.write_text(sampled.stdout)
+    assert len(load_jsonl(written)) == 27
+    assert len(load_jsonl(rejects)) == 13
+    report = report_of(written, rejects)
+    assert report["tokens"] == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    natalia = [r["body"] for r in fake.requests if "Natalia" in r["body"]["messages"][0]["content"]]
+    assert len(natalia) == 1
+    alone = report_of(written)["tokens"]["prompt"]
+    assert alone == fake.billed_prompt_tokens - len(natalia[0]["messages"][0]["content"].split())
+
+
+def test_the_golden_runs_tokens_are_what_its_stages_were_billed() -> None:
+    """Over the golden pipeline's samples, corrections and rejects (two reasoners whose
+    identical wrong samples share one correction request, samples read back from the request
+    store, samples set aside), stats' tokens are exactly what the sample and correct
+    summaries say the server billed."""
+    golden = Path(__file__).resolve().parent / "data" / "golden"
+    billed = [0, 0]
+    for name in ("gsm8k.sample", "gsm8k.correct", "math.sample", "math.correct"):
+        text = (golden / f"{name}.stderr.txt").read_text(encoding="utf-8")
+        found = re.search(r"tokens in (\d+), out (\d+);", text)
+        assert found, name
+        billed[0] += int(found.group(1))
+        billed[1] += int(found.group(2))
+    inputs = sorted(
+        p for p in golden.glob("*.jsonl") if p.name.split(".")[1] in ("sample", "correct")
+    )
+    assert len(inputs) == 8
+    report = report_of(*inputs)
+    assert report["tokens"] == {"prompt": billed[0], "completion": billed[1]}

@@ -245,26 +245,37 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 "--price-in",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million prompt tokens [default: the built-in table, else "
+                help="Dollars per million prompt tokens [default: the built-in table "
+                "(lemagen/engine/prices.py, each price with the date it was checked), else "
                 "unknown].",
             ),
             click.option(
                 "--price-out",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million completion tokens.",
+                help="Dollars per million completion tokens (reasoning tokens included).",
+            ),
+            click.option(
+                "--price-cached",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
+                "cached_tokens) [default: the table's cached rate, else the input price].",
             ),
             click.option(
                 "--max-cost",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help=f"Stop sending once spent plus in flight could pass this; finished rows "
-                f"are kept (exit {EXIT_BUDGET}).",
+                help=f"Budget in dollars: billed plus possibly billed plus the worst case of "
+                f"the requests in flight never passes it; sending stops when one more request "
+                f"could pass it, finished rows are kept (exit {EXIT_BUDGET}).",
             ),
             click.option(
                 "--dry-run",
                 is_flag=True,
-                help="Print the requests, estimated prompt tokens and cost; send nothing.",
+                help="Write the requests that would be sent as JSONL on stdout (those in the "
+                "request store left out), their counts and estimated cost (synchronous and "
+                "batch) on stderr; send nothing.",
             ),
             click.option(
                 "--transport",
@@ -328,7 +339,9 @@ def task_options(func: F) -> F:
 def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
     if opts["max_cost"] is not None:
         unpriced = ", ".join(
-            m for m in models if not price_for(m, opts["price_in"], opts["price_out"]).known
+            m
+            for m in models
+            if not price_for(m, opts["price_in"], opts["price_out"], opts["price_cached"]).known
         )
         if unpriced:
             raise click.UsageError(
@@ -351,6 +364,7 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
         transport=opts["transport"],
         price_in=opts["price_in"],
         price_out=opts["price_out"],
+        price_cached=opts["price_cached"],
         max_cost=opts["max_cost"],
     )
 

@@ -52,9 +52,11 @@ def run_stage(
             )
             for path in paths
         )
-        if dry_run:
+        if dry_run:  # the requests go to stdout, never to -o (it would lose its records)
             assert isinstance(stage, EngineStage)
-            click.echo(stage.dry_run(rows), err=True)
+            requests = RecordWriter("-", flush_each=False)
+            stack.callback(requests.close)
+            click.echo(stage.dry_run(rows, requests.write), err=True)
             return
         stage.start(stack)
         total = _count_lines(paths[0]) if len(paths) == 1 else None

@@ -26,7 +26,9 @@ def _read(cls: type[M], data: Mapping[str, Any], where: str, prefix: str) -> M:
 
 class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`meta` of a sample or a correction: what produced it, to reproduce and audit it.
-    `usage` is that of the request(s) that produced all `choices_in_usage` choices together."""
+    `usage` is that of the request(s) that produced all `choices_in_usage` choices together
+    (`cached_tokens` and `reasoning_tokens`, when the server reported them, are parts of
+    `prompt_tokens` and `completion_tokens`)."""
 
     stage: str | None = None
     model: str | None = None
@@ -48,6 +50,10 @@ class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     system_sha256: str | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] | None = None
+    # `sample`: how many more samples of this model for this problem took the same wrong
+    # path and were dropped as duplicates of this one (written only when some were), so
+    # `stats` counts every sample drawn. Records written before it existed count 0.
+    duplicates: Count | None = None
     extra: dict[str, Any] = msgspec.field(default_factory=dict, name=EXTRA)
 
     KNOWN: ClassVar[frozenset[str]]
@@ -75,7 +81,7 @@ class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "choices_in_usage": self.choices_in_usage,
             "checker": dict(self.checker),
         }
-        for name in ("system_sha256", "stop", "extra_body"):
+        for name in ("system_sha256", "stop", "extra_body", "duplicates"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -5,6 +5,11 @@ records, in any mix, and reports the funnel (problems, samples, wrong, correctio
 accuracy per reasoner, where the incorrect step falls (absolute step and relative position,
 over the kept corrections), the reasons rows were dropped or set aside, and tokens and cost per
 kept row. Corrections are judged exactly as `lemagen filter` judges them.
+
+Counted is what was paid for: accuracy over every sample drawn (a kept sample's
+`meta.duplicates` adds the identical wrong samples `sample` dropped after counting them), and
+tokens and cost from the whole usage of every call seen in any record (kept, passed through
+or set aside in rejects), once per call, cached prompt tokens at the cached rate.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import price_for
+from lemagen.errors import InputError
 from lemagen.records import (
     Correction,
     Meta,
     Problem,
+    Provenance,
     Record,
     Reject,
     RetryText,
     Sample,
     fast,
+    kind_of,
     read_any,
 )
 from lemagen.records.rows import Rejects
@@ -55,49 +63,63 @@ class RunStats:
     groups: dict[str, Counter[str]] = field(default_factory=dict)
     _group_problems: dict[str, set[str]] = field(default_factory=dict)
     _samples_seen: set[str] = field(default_factory=set)
+    _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
 
-    def _group(self, problem: Problem, counter: str) -> None:
+    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
         key = "(none)" if value is None else str(value)
-        self.groups.setdefault(key, Counter())[counter] += 1
+        self.groups.setdefault(key, Counter())[counter] += count
         self._group_problems.setdefault(key, set()).add(problem.id)
 
     def add(self, record: Record) -> None:
         if isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
-            if self._sample(record.id, record.sample_id, record.meta, record.verdict):
-                self._group(record.the_problem, record.verdict)
+            drawn = self._sample(
+                record.id, record.question, record.sample_id, record.meta, record.verdict
+            )
+            if drawn:
+                self._group(record.the_problem, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
+            self._set_aside(record)
         elif isinstance(record, RetryText):
             self.problems.add(record.problem.id)
         else:
             self.training_rows += 1
 
-    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> bool:
-        """Count a sample once (False when it was counted already)."""
+    def _sample(
+        self, problem_id: str, question: str, sample_id: str | None, meta: Meta, verdict: str
+    ) -> int:
+        """Count a sample once: how many samples drawn it stands for (0 when it was counted
+        already)."""
         if str(sample_id) in self._samples_seen:
-            return False
+            return 0
         self._samples_seen.add(str(sample_id))
-        self.samples += 1
-        self.verdicts[verdict] += 1
+        # A kept wrong sample also stands for the identical ones `sample` dropped after it
+        # counted them: accuracy is over every sample drawn.
+        drawn = 1 + ((meta.duplicates or 0) if isinstance(meta, Provenance) else 0)
+        self.samples += drawn
+        self.verdicts[verdict] += drawn
         self.problems.add(problem_id)
         model = meta.model or "unknown"
-        self.by_model.setdefault(model, Counter())[verdict] += 1
-        self._usage(meta)
-        return True
+        self.by_model.setdefault(model, Counter())[verdict] += drawn
+        self._usage(meta, question)
+        return drawn
 
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        if self._sample(record.id, record.sample_id, record.original.meta, "wrong"):
-            self._group(record.problem, "wrong")
+        drawn = self._sample(
+            record.id, record.question, record.sample_id, record.original.meta, "wrong"
+        )
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
         self._group(record.problem, "corrections")
-        self._usage(record.meta)
+        self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
         if out is None:
             self.reasons[reason or "dropped"] += 1
@@ -110,20 +132,58 @@ class RunStats:
         position = (k - 1) / max(1, n - 1)  # 0 = first step, 1 = last step
         self.step_rel[min(RELATIVE_BINS - 1, int(position * RELATIVE_BINS))] += 1
 
-    def _usage(self, meta: Meta) -> None:
-        """This record's share of its request's tokens (usage / choices)."""
-        usage = meta.usage
-        if not usage:
+    def _set_aside(self, reject: Reject) -> None:
+        """A sample set aside (truncated, no answer, ...) was paid for too: its call's usage
+        counts, once."""
+        data = reject.record
+        if data is None or kind_of(data) != "sample":
             return
-        share = 1 / max(1, meta.choices_in_usage or 1)
-        tokens_in = float(usage.get("prompt_tokens") or 0) * share
-        tokens_out = float(usage.get("completion_tokens") or 0) * share
+        try:
+            sample = Sample.from_dict(data, "(reject)")
+        except InputError:
+            return
+        if sample.problem is not None:
+            self._usage(sample.meta, sample.question)
+
+    def _usage(self, meta: Meta, question: str, steps: tuple[str, ...] = ()) -> None:
+        """The whole usage of the request(s) that produced this record, counted once: the
+        records of one call, and of identical calls the engine sent once (two reasoners'
+        identical wrong samples get one correction request), share what the request was
+        made of (the question, the steps corrected, the prompt file, model and parameters)
+        and its usage. So samples dropped as duplicates, correct samples not written and
+        samples set aside are paid for in the figures, and nothing twice."""
+        usage = meta.usage
+        if not usage or not isinstance(meta, Provenance):
+            return
+        call = (
+            question,
+            steps,
+            meta.stage,
+            meta.model,
+            meta.api,
+            meta.prompt_sha256,
+            meta.n,
+            meta.seed,
+            meta.temperature,
+            meta.top_p,
+            meta.max_tokens,
+            meta.system_sha256,
+            tuple(meta.stop or ()),
+            json.dumps(meta.extra_body, sort_keys=True) if meta.extra_body else None,
+            meta.requests,
+            tuple(sorted(usage.items())),
+        )
+        if call in self._calls_seen:
+            return
+        self._calls_seen.add(call)
+        tokens_in = float(usage.get("prompt_tokens") or 0)
+        tokens_out = float(usage.get("completion_tokens") or 0)
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         model = meta.model or "unknown"
         price = price_for(model)
         if price.known:
-            self.cost += price.cost(tokens_in, tokens_out)
+            self.cost += price.cost(tokens_in, tokens_out, usage.get("cached_tokens") or 0)
         else:
             self.unpriced.add(model)
 
