@@ -15,7 +15,7 @@ written back after the known ones, so a record passes through every stage intact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import msgspec
 
@@ -44,6 +44,9 @@ from lemagen.records.training import (
     TrainingRow,
     read_training,
 )
+
+if TYPE_CHECKING:
+    from lemagen.records.analysis import Analysis
 
 # ---------------------------------------------------------------- problems
 
@@ -440,8 +443,10 @@ Record: TypeAlias = Sample | Correction | RetryText | Reject | TrainingRow
 
 
 def kind_of(data: Mapping[str, Any]) -> str | None:
-    """`correction`, `sample`, `reject`, `retry`, `training`, or None: what a record is, from
-    the fields only that kind has."""
+    """`correction`, `sample`, `reject`, `retry`, `training`, `analysis`, or None: what a
+    record is, from the fields only that kind has."""
+    if "first_error_step" in data and "error_type" in data and "original" in data:
+        return "analysis"
     if "correction_id" in data:
         return "correction"
     if "sample_id" in data and "steps" in data:
@@ -467,9 +472,13 @@ def read_sample_or_correction(data: Mapping[str, Any], where: str) -> Sample | C
     )
 
 
-def read_any(data: Mapping[str, Any], where: str) -> Record:
+def read_any(data: Mapping[str, Any], where: str) -> Record | Analysis:
     """Any record lemagen writes."""
     kind = kind_of(data)
+    if kind == "analysis":
+        from lemagen.records.analysis import Analysis  # it is built on this module's types
+
+        return Analysis.from_dict(data, where)
     if kind in ("correction", "sample"):
         return read_sample_or_correction(data, where)
     if kind == "reject":
