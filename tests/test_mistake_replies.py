@@ -80,6 +80,12 @@ WHY = "Step 2 multiplies by 3 instead of 4."
             id="prose-one-type-named",
         ),
         pytest.param(
+            "First wrong step: 4\nError type: an arithmetic slip (CA)",
+            4,
+            "calculation_error",
+            id="own-words-with-the-code",
+        ),
+        pytest.param(
             "First wrong step: 2\nError type: Calculation error.",
             2,
             "calculation_error",
