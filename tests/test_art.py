@@ -4,6 +4,7 @@ models do, or not at all) and `lemagen art trust` (initial vs refined, labelled 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,10 @@ def test_truster_records_prefer_what_reaches_gold(
     ]
     assert "21 truster records" in result.stderr
     assert "1 initial preferred" in result.stderr
+
+    # `stats` reads ART records with any other output and counts them.
+    out = tmp_path / "truster.jsonl"
+    out.write_text(result.stdout)
+    report = run("stats", str(out), str(samples), "--json", "-q")
+    assert report.exit_code == 0, report.stderr
+    assert json.loads(report.stdout)["art_records"] == {"asker": 0, "truster": 21}

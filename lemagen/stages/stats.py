@@ -20,6 +20,7 @@ from typing import Any
 from lemagen.engine import price_for
 from lemagen.records import (
     Analysis,
+    AskerRecord,
     Correction,
     Meta,
     Problem,
@@ -27,6 +28,7 @@ from lemagen.records import (
     Reject,
     RetryText,
     Sample,
+    TrusterRecord,
     read_any,
 )
 from lemagen.records.rows import Rejects
@@ -34,6 +36,7 @@ from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
 
 RELATIVE_BINS = 10
+AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
 
 
 @dataclass
@@ -53,6 +56,7 @@ class RunStats:
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     error_types: dict[str, Counter[str]] = field(default_factory=dict)  # by reasoner
+    art: Counter[str] = field(default_factory=Counter)  # ART records by kind
     by: str | None = None  # the problem field the funnel is also broken down by
     groups: dict[str, Counter[str]] = field(default_factory=dict)
     _group_problems: dict[str, set[str]] = field(default_factory=dict)
@@ -67,9 +71,14 @@ class RunStats:
         self.groups.setdefault(key, Counter())[counter] += 1
         self._group_problems.setdefault(key, set()).add(problem.id)
 
-    def add(self, record: Record | Analysis) -> None:
+    def add(self, record: AnyRecord) -> None:
         if isinstance(record, Analysis):
             self._analysis(record)
+        elif isinstance(record, AskerRecord):
+            self.art["asker"] += 1
+            self._usage(record.meta)
+        elif isinstance(record, TrusterRecord):
+            self.art["truster"] += 1
         elif isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
@@ -182,6 +191,7 @@ class RunStats:
                 },
             },
             "error_types_by_reasoner": self._error_types(),
+            "art_records": {"asker": self.art["asker"], "truster": self.art["truster"]},
             "reasons": dict(self.reasons.most_common()),
             "tokens": {"prompt": round(self.tokens_in), "completion": round(self.tokens_out)},
             "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
@@ -237,6 +247,9 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(f"  {model} ({row['analysed']} analysed)")
             for name, t in row["types"].items():
                 lines.append(f"    {name:<28}{t['count']:>6}{t['share']:>8.1%}")
+    art = report["art_records"]
+    if art["asker"] or art["truster"]:
+        lines.append(f"ART records: asker {art['asker']}, truster {art['truster']}")
     lines.append("dropped or set aside")
     for reason, count in report["reasons"].items() or [("none", 0)]:
         lines.append(f"  {reason:<22}{count:>8}")
@@ -373,7 +386,7 @@ class Report:
         return self.data
 
 
-class StatsStage(Stage[Record | Analysis]):
+class StatsStage(Stage[AnyRecord]):
     """Reads any records and writes nothing per row: its output is the report (one JSON line
     with `as_json`) and its summary the table."""
 
@@ -384,10 +397,10 @@ class StatsStage(Stage[Record | Analysis]):
         self.stats = RunStats(by=by)
         self.as_json = as_json
 
-    def read(self, data: dict[str, Any], where: str) -> Record | Analysis:
+    def read(self, data: dict[str, Any], where: str) -> AnyRecord:
         return read_any(data, where)
 
-    def run(self, rows: Iterable[Record | Analysis], hooks: Hooks) -> Iterator[Output]:
+    def run(self, rows: Iterable[AnyRecord], hooks: Hooks) -> Iterator[Output]:
         for record in rows:
             self.stats.add(record)
         return iter(())
