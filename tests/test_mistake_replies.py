@@ -80,6 +80,19 @@ WHY = "Step 2 multiplies by 3 instead of 4."
             id="prose-one-type-named",
         ),
         pytest.param(
+            "The first error occurs in Step 3, where the discount is taken twice. "
+            "This is a confusing concept error.",
+            3,
+            "confusing_concept",
+            id="prose-first-error-occurs-in",
+        ),
+        pytest.param(
+            "Step 2 is the first incorrect step.\n\nError type: OP",
+            2,
+            "operator_error",
+            id="prose-step-k-is-the-first",
+        ),
+        pytest.param(
             "First wrong step: 4\nError type: an arithmetic slip (CA)",
             4,
             "calculation_error",
@@ -175,6 +188,11 @@ def _numbered(steps: list[str], label: str = "Step {}:") -> str:
         ),
         pytest.param(
             f"Sure! Here it is:\n\n{_numbered(WRONG)}\n\nI hope this helps!", None, id="chatty"
+        ),
+        pytest.param(
+            f"Here is the solution:\n{_numbered(WRONG, '{}.')}\n\nExplanation: {WHY}",
+            WHY,
+            id="numbered-without-step",
         ),
         pytest.param(
             '{"steps": ["Tom has 30 - 8 = 22 marbles.", "Step 2: Then 22 - 5 = 17 marbles.", '

@@ -29,9 +29,14 @@ _STEP_LABEL = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _STEP_PROSE = re.compile(
-    r"first[ \t]+(?:wrong|erroneous|incorrect|error(?:oneous)?)[ \t]+step[ \t]+"
+    # "the first wrong step is step 3", "the first error occurs in Step 3",
+    # "Step 3 is the first incorrect step"
+    r"first[ \t]+(?:wrong|erroneous|incorrect|error(?:oneous)?|mistaken)[ \t]+step[ \t]+"
     r"(?:is|arises[ \t]+(?:at|in)|occurs[ \t]+(?:at|in)|was)[ \t]+(?:in[ \t]+|at[ \t]+)?"
-    r"(?:step[ \t]*)?(\d+)",
+    r"(?:step[ \t]*)?(\d+)"
+    r"|first[ \t]+(?:error|mistake)[ \t]+(?:is|occurs|appears|arises|happens)[ \t]+"
+    r"(?:in|at)[ \t]+step[ \t]*(\d+)"
+    r"|step[ \t]*(\d+)[ \t]+is[ \t]+the[ \t]+first[ \t]+(?:wrong|erroneous|incorrect|mistaken)",
     re.IGNORECASE,
 )
 _TYPE_LABEL = re.compile(
@@ -133,7 +138,7 @@ def parse_analysis(reply: str) -> ParsedAnalysis:
     out = ParsedAnalysis()
     found = _STEP_LABEL.search(plain) or _STEP_PROSE.search(plain)
     if found:
-        out.step = int(found.group(1))
+        out.step = int(next(g for g in found.groups() if g is not None))
     named = _TYPE_LABEL.search(plain) or _TYPE_PROSE.search(plain)
     explained = _EXPLANATION.search(plain)
     if explained:
@@ -207,6 +212,7 @@ _STEP_LINE = re.compile(
     _LEAD + r"(?:\*\*|__)?step[ \t]+(\d+)[ \t]*[:.)][ \t]*(?:\*\*|__)?[ \t]*(.*)$",
     re.IGNORECASE,
 )
+_NUMBER_LINE = re.compile(_LEAD + r"(?:\*\*|__)?(\d+)[.)](?:\*\*|__)?[ \t]+(.*)$")
 _EXPLANATION_TAG = re.compile(r"<explanation>(.*?)(?:</explanation>|$)", re.IGNORECASE | re.S)
 
 
@@ -228,12 +234,14 @@ def parse_injection(reply: str) -> ParsedInjection:
     steps: list[str] = []
     numbers: list[int] = []
     ended = False  # a blank line after the answer step: what follows is not the solution
+    # `Step k:` lines, or, in a reply that has none, `k.` lines.
+    step_line = _STEP_LINE if any(map(_STEP_LINE.match, text.splitlines())) else _NUMBER_LINE
     for line in text.splitlines():
         label = _EXPLANATION.match(_DECOR.sub("", line))
         if label and steps:
             explanation = explanation or " ".join(label.group(1).split()) or None
             break
-        found = _STEP_LINE.match(line)
+        found = step_line.match(line)
         if found and not ended:
             numbers.append(int(found.group(1)))
             steps.append(found.group(2).strip())
