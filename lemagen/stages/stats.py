@@ -311,10 +311,10 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
     if (text !== undefined) node.textContent = text;
     return node;
   }
-  function bars(id, rows, format) {
+  function bars(id, rows, format, labelWidth) {
     var max = 0;
     rows.forEach(function (r) { max = Math.max(max, r[1]); });
-    var rowH = 24, labelW = 200, width = 700, svg = el("svg", {
+    var rowH = 24, labelW = labelWidth || 200, width = 700, svg = el("svg", {
       viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
       role: "img", "aria-label": id
     });
@@ -344,7 +344,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
   entries(report.error_types_by_reasoner).forEach(function (m) {
     entries(m[1].types).forEach(function (t) { types.push([m[0] + ": " + t[0], t[1].share]); });
   });
-  bars("error-types", types, function (v) { return (100 * v).toFixed(1) + "%"; });
+  bars("error-types", types, function (v) { return (100 * v).toFixed(1) + "%"; }, 330);
 })();
 </script>
 </body>
