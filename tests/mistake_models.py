@@ -40,6 +40,7 @@ TEACHER_STYLES = {
     "chatty": None,
     "json": None,
     "tag": None,
+    "respaced": None,  # the steps before the mistake copied with `48/2` for `48 / 2`
     "answer_kept": "answer_unchanged",
     "prefix_changer": "prefix_changed",
     "unchanged": "step_unchanged",
@@ -182,6 +183,8 @@ class MistakeModels:
             )
         if style == "prefix_changer":
             steps[0] = "We begin by reading the problem again. " + steps[0]
+        if style == "respaced":
+            steps[: k - 1] = [re.sub(r" ([-+*/=]) ", r"\1", s) for s in steps[: k - 1]]
         why = f"Step {k} is off by 3."
         plain = f"{_numbered(steps)}\nExplanation: {why}"
         text = {
@@ -193,6 +196,7 @@ class MistakeModels:
             "I hope this helps!",
             "json": json.dumps({"steps": steps, "explanation": why}),
             "tag": f"{_numbered(steps)}\n<explanation>{why}</explanation>",
+            "respaced": plain,
             "answer_kept": plain,
             "prefix_changer": plain,
             "unchanged": plain,

@@ -78,7 +78,9 @@ def test_injected_mistakes_are_kept_or_set_aside_with_their_reason(
         assert meta["injected_step"] == k
         assert r["response"].startswith(f" Step {k}.\nExplanation: ")
     good = [q for q, s in responder.styles.items() if TEACHER_STYLES[s] is None]
-    assert len(kept) >= len(good) == 24  # 6 good styles of 11 over 40 problems
+    assert len(kept) >= len(good) == 25  # 7 good styles of 12 over 40 problems: 7+7+7+4
+    respaced = [r for r in kept if responder.styles[r["question"]] == "respaced"]
+    assert any(r["incorrect_step"] > 1 for r in respaced)
     for r in set_aside:
         injection = r["record"]["injection"]
         style = responder.styles[r["record"]["question"]]

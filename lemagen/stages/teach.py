@@ -72,7 +72,9 @@ def gold_steps(problem: Problem) -> list[str]:
 
 
 def _norm(step: str) -> str:
-    return _SPACE.sub(" ", step.replace("**", "")).strip().rstrip(".")
+    """A step compared as text: spacing (`48/2` or `48 / 2`), bold and a final full stop do not
+    count."""
+    return _SPACE.sub("", step.replace("**", "")).rstrip(".")
 
 
 class TypeDraw:
