@@ -108,14 +108,18 @@ def test_injected_mistakes_are_kept_or_set_aside_with_their_reason(
     assert sorted(again.stdout.splitlines()) == sorted(result.stdout.splitlines())
 
 
-def analysis_file(tmp_path: Path, counts: dict[str, int]) -> Path:
-    """Analysis records (as `lemagen analyze` writes them) with these error types."""
+def analysis_file(
+    tmp_path: Path, counts: dict[str, int], ids: dict[str, str] | None = None
+) -> Path:
+    """Analysis records (as `lemagen analyze` writes them) with these error types (of the
+    problem `ids[type]`, else of made-up problems)."""
     rows = []
     for i, (error_type, n) in enumerate(
         (t, 1) for t, count in counts.items() for _ in range(count)
     ):
         rows.append(
-            {"id": f"p{i}", "task": "gsm8k", "question": "q", "gold": "1",
+            {"id": (ids or {}).get(error_type, f"p{i}"), "task": "gsm8k", "question": "q",
+             "gold": "1",
              "sample_id": f"p{i}-s", "original": {"steps": ["a", "The answer is 2."],
              "pred": "2", "verdict": "wrong", "meta": {"model": "r"}},
              "response": "First wrong step: 1", "first_error_step": n,
@@ -153,6 +157,28 @@ def test_types_are_drawn_by_the_analysed_frequencies(
     assert min(given.values()) > sum(given.values()) / 4
 
 
+def test_question_types_draws_a_problem_s_own_types(
+    models: tuple[FakeOpenAI, MistakeModels], tmp_path: Path
+) -> None:
+    fake, _ = models
+    first = ProblemReader().read(load_jsonl(SLICE)[0], "f:1")
+    path = analysis_file(
+        tmp_path, {"hallucination": 1, "counting_error": 30}, ids={"hallucination": first.id}
+    )
+
+    def asked_of_first(*args: str) -> Counter[str]:
+        fake.requests.clear()
+        run("inject", str(SLICE), "-m", "t", "--types-from", str(path), "--per-question", "3",
+            "--seed", "2", "--no-cache", "--base-url", fake.base_url, "-q", *args)  # fmt: skip
+        prompts = [r["body"]["messages"][-1]["content"] for r in fake.requests]
+        mine = [p for p in prompts if f"Problem:\n{first.question}\n" in p]
+        assert len(mine) == 3
+        return Counter(p.split("Kind of mistake: ", 1)[1].split(" ", 1)[0] for p in mine)
+
+    assert asked_of_first("--question-types") == {"hallucination": 3}
+    assert asked_of_first()["counting_error"] >= 2  # the whole file's: 30 to 1
+
+
 def test_a_problem_without_a_gold_solution_is_set_aside(
     models: tuple[FakeOpenAI, MistakeModels], tmp_path: Path
 ) -> None:
@@ -180,6 +206,8 @@ def test_a_problem_without_a_gold_solution_is_set_aside(
         pytest.param(["--max-tokens", "5"], "--max-tokens: only with --model", id="endpoint-opt"),
         pytest.param(["--types-from", "a.jsonl"], "--types-from: only with --model",
                      id="types-from-offline"),
+        pytest.param(["-m", "t", "--types", "missing_step", "--question-types"],
+                     "--question-types needs --types-from", id="question-types-without-file"),
     ],
 )  # fmt: skip
 def test_usage_errors(args: list[str], message: str) -> None:

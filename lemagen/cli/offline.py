@@ -69,6 +69,12 @@ def _types(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     "(seeded by --seed).",
 )
 @click.option(
+    "--question-types",
+    is_flag=True,
+    help="With --types-from: draw a problem's types from its own analysed mistakes when it "
+    "has any (LEMMA's per-question distribution), else from the whole file's.",
+)
+@click.option(
     "--prompt",
     "prompt_name",
     default="inject",
@@ -128,6 +134,7 @@ def inject_cmd(
     model: str | None,
     types: tuple[str, ...],
     types_from: str | None,
+    question_types: bool,
     prompt_name: str,
     per_question: int,
     seed: int,
@@ -165,11 +172,22 @@ def inject_cmd(
     reader = problem_reader(task, question_field, answer_field, id_field)
     if model is not None:
         io.run(
-            _teacher(model, types, types_from, prompt_name, per_question, seed, fmt, reader, opts),
+            _teacher(
+                model,
+                types,
+                types_from,
+                question_types,
+                prompt_name,
+                per_question,
+                seed,
+                fmt,
+                reader,
+                opts,
+            ),
             dry_run=opts["dry_run"],
         )
         return
-    teacher_only = {"types_from", "prompt_name", *opts}
+    teacher_only = {"types_from", "question_types", "prompt_name", *opts}
     given = [
         max(p.opts, key=len)
         for p in click.get_current_context().command.params
@@ -200,6 +218,7 @@ def _teacher(
     model: str,
     types: tuple[str, ...],
     types_from: str | None,
+    question_types: bool,
     prompt_name: str,
     per_question: int,
     seed: int,
@@ -211,13 +230,16 @@ def _teacher(
         raise click.UsageError("--model writes corrections: --format retry is offline only")
     if bool(types) == bool(types_from):
         raise click.UsageError("--model needs --types or --types-from (one of them)")
-    weights = error_type_counts(types_from) if types_from else Counter(types)
+    if question_types and not types_from:
+        raise click.UsageError("--question-types needs --types-from")
+    by_problem = error_type_counts(types_from) if types_from else {}
+    weights = sum(by_problem.values(), Counter()) if types_from else Counter(types)
     return TeachStage(
         engine_config(opts, [model]),
         reader=reader,
         model=model,
         template=template(prompt_name, TEACH_VARIABLES),
-        types=TypeDraw(weights),
+        types=TypeDraw(weights, by_problem if question_types else None),
         per_question=per_question,
         seed=seed,
         sampling=sampling({**opts, "seed": None}),

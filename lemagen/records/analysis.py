@@ -200,15 +200,17 @@ class Analysis(msgspec.Struct, frozen=True):
         return versioned(out)
 
 
-def error_type_counts(path: str) -> Counter[str]:
-    """How often each error type occurs in an analysis file (`lemagen analyze` output); a bad
-    line is a `file:line` error, a file with no analysis an error naming the file."""
-    counts: Counter[str] = Counter()
+def error_type_counts(path: str) -> dict[str, Counter[str]]:
+    """How often each error type occurs in an analysis file (`lemagen analyze` output), by
+    problem id; a bad line is a `file:line` error, a file with no analysis an error naming the
+    file."""
+    counts: dict[str, Counter[str]] = {}
     for lineno, data in read_records(path):
         if isinstance(data, InputError):
             raise data
         if kind_of(data) == "analysis":  # samples `analyze` passed through are not counted
-            counts[Analysis.from_dict(data, f"{path}:{lineno}").error_type] += 1
+            analysis = Analysis.from_dict(data, f"{path}:{lineno}")
+            counts.setdefault(analysis.id, Counter())[analysis.error_type] += 1
     if not counts:
         raise LemagenError(f"{path}: no analysis records (is this `lemagen analyze` output?)")
     return counts

@@ -78,14 +78,24 @@ def _norm(step: str) -> str:
 
 
 class TypeDraw:
-    """Error types to ask for: the given ones alike, or by their frequencies in an analysis."""
+    """Error types to ask for: the given ones alike, or by their frequencies in an analysis;
+    with `by_problem`, by a problem's own frequencies when it has any (LEMMA samples each
+    question's distribution), else by all of them."""
 
-    def __init__(self, weights: Counter[str]) -> None:
-        self.types = sorted(weights)
-        self.weights = [weights[t] for t in self.types]
+    def __init__(
+        self, weights: Counter[str], by_problem: dict[str, Counter[str]] | None = None
+    ) -> None:
+        self.all = self._table(weights)
+        self.by_problem = {k: self._table(v) for k, v in (by_problem or {}).items()}
 
-    def draw(self, rng: random.Random) -> str:
-        return rng.choices(self.types, self.weights)[0]
+    @staticmethod
+    def _table(weights: Counter[str]) -> tuple[list[str], list[int]]:
+        types = sorted(weights)
+        return types, [weights[t] for t in types]
+
+    def draw(self, rng: random.Random, problem_id: str) -> str:
+        types, weights = self.by_problem.get(problem_id, self.all)
+        return rng.choices(types, weights)[0]
 
 
 class TeachStage(EngineStage[Problem]):
@@ -132,7 +142,7 @@ class TeachStage(EngineStage[Problem]):
         for _ in range(8 * self.per_question):
             if len(pairs) == self.per_question:
                 break
-            pairs[(self.types.draw(rng), rng.randrange(1, len(steps)))] = None
+            pairs[(self.types.draw(rng, problem.id), rng.randrange(1, len(steps)))] = None
         return list(pairs)
 
     def query(self, problem: Problem, error_type: str, step: int) -> str:
