@@ -11,6 +11,8 @@ Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `Mat
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
 right, half wrong) and LEMA correction prompts (a fix that reaches gold), as LEMA text or, for a
 request with `response_format`, as the `correct --json` object (`json_responder`).
+`tests/mistake_models.MistakeModels` wraps a `MathTutor` and answers `analyze`, `inject
+--model` and `art ask` prompts as real analysers, teachers and askers do (and as bad ones).
 
 A rule's answer may carry `bytes` instead of a JSON payload: they are sent as the body as they
 are (a 200 that is not JSON). `echo_auth` makes the server echo the Authorization header it got

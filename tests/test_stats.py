@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, load_jsonl, run
 from tests.fake_openai import FakeOpenAI, MathTutor
+from tests.mistake_models import MistakeModels, true_type
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 CHROMIUM_FLAGS = [
@@ -44,6 +45,54 @@ def pipeline(fake: FakeOpenAI, tmp_path: Path) -> list[Path]:
     corrections.write_text(corrected.stdout)
     rejects.write_text(json.dumps({"reason": "truncated", "record": {}}) + "\n")
     return [samples, corrections, rejects]
+
+
+@pytest.fixture
+def analysed(pipeline: list[Path], fake: FakeOpenAI, tmp_path: Path) -> list[Path]:
+    """The pipeline plus `lemagen analyze` of its wrong samples (the fake analyser answers
+    with a type drawn from each question's CRC) by gpt-4o, and a second reasoner's analysed
+    samples."""
+    fake.tag_samples = False
+    assert isinstance(fake.responder, MathTutor)
+    fake.responder = MistakeModels(fake.responder)
+    base = ["--base-url", fake.base_url, "-q"]
+    analysis = tmp_path / "analysis.jsonl"
+    result = run("analyze", str(pipeline[0]), "-m", "gpt-4o", *base)
+    assert result.exit_code == 0, result.stderr
+    other = run("sample", GSM8K, "-m", "other-reasoner", "-n", "2", *base)
+    second = run("analyze", "-", "-m", "gpt-4o", *base, input=other.stdout)
+    analysis.write_text(result.stdout + second.stdout)
+    return [*pipeline, analysis]
+
+
+def test_error_types_per_reasoner(analysed: list[Path]) -> None:
+    report = report_of(*analysed)
+    rows = [r for r in load_jsonl(analysed[-1]) if "error_type" in r]
+    assert len(rows) == 30  # 20 wrong samples of gpt-4o-mini, 10 of other-reasoner
+    expected: dict[str, Counter[str]] = {}
+    for r in rows:
+        expected.setdefault(r["original"]["meta"]["model"], Counter())[
+            true_type(r["question"])
+        ] += 1
+    assert set(expected) == {"gpt-4o-mini", "other-reasoner"}
+    got = report["error_types_by_reasoner"]
+    assert set(got) == set(expected)
+    for model, counts in expected.items():
+        total = sum(counts.values())
+        assert got[model]["analysed"] == total
+        assert {t: v["count"] for t, v in got[model]["types"].items()} == dict(counts)
+        assert {t: v["share"] for t, v in got[model]["types"].items()} == {
+            t: round(n / total, 4) for t, n in counts.items()
+        }
+        shares = [v["count"] for v in got[model]["types"].values()]
+        assert shares == sorted(shares, reverse=True)  # most common first
+    # The analysed samples are the pipeline's wrong samples: counted once in the funnel.
+    assert report["funnel"]["samples"] == 40 + 10
+    table = run("stats", *map(str, analysed)).stderr
+    assert "error types by reasoner (lemagen analyze)" in table
+    assert "  other-reasoner (10 analysed)" in table
+    name, count = expected["gpt-4o-mini"].most_common(1)[0]
+    assert re.search(rf"^    {name}\s+{count}\s+{100 * count / 20:.1f}%$", table, re.M)
 
 
 def report_of(*paths: Path) -> dict[str, Any]:
@@ -105,8 +154,9 @@ def _chromium() -> str | None:
 
 
 def test_html_report_draws_its_charts_in_headless_chromium(
-    pipeline: list[Path], tmp_path: Path
+    analysed: list[Path], tmp_path: Path
 ) -> None:
+    pipeline = analysed
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium not installed; .ci/run installs it and sets LEMAGEN_REQUIRE_BROWSER")
@@ -121,14 +171,20 @@ def test_html_report_draws_its_charts_in_headless_chromium(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
-    assert 'data-charts="4"' in dom  # every chart's script ran to the end
+    assert 'data-charts="5"' in dom  # every chart's script ran to the end
     report = report_of(*pipeline)
     expected = {
         "funnel": list(report["funnel"].values()),
         "accuracy": [m["accuracy"] for m in report["accuracy_by_reasoner"].values()],
         "step-absolute": list(report["incorrect_step"]["absolute"].values()),
         "step-relative": list(report["incorrect_step"]["relative"].values()),
+        "error-types": [
+            t["share"]
+            for m in report["error_types_by_reasoner"].values()
+            for t in m["types"].values()
+        ],
     }
+    assert len(expected["error-types"]) >= 4
     for chart, values in expected.items():
         block = dom.split(f'id="{chart}"', 1)[1].split("</svg>", 1)[0]
         bars = re.findall(r'<rect[^>]*width="([\d.]+)"[^>]*data-value="([\d.]+)"', block)

@@ -110,8 +110,11 @@ def io_options(func: F) -> F:
     return cast(F, decorated)
 
 
-def endpoint_options(n_default: int | None, temperature_default: float) -> Callable[[F], F]:
-    """The options of a command that calls models (`n_default=None`: the command has no -n)."""
+def endpoint_options(
+    n_default: int | None, temperature_default: float, *, seed: bool = True
+) -> Callable[[F], F]:
+    """The options of a command that calls models (`n_default=None`: the command has no -n;
+    `seed=False`: it has a --seed of its own)."""
 
     def decorate(func: F) -> F:
         options = [
@@ -294,6 +297,8 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
         ]
         if n_default is None:
             options = [o for o in options if _option_name(o) != "n"]
+        if not seed:
+            options = [o for o in options if _option_name(o) != "seed"]
         for option in reversed(options):
             func = option(func)
         return func
