@@ -60,6 +60,8 @@ def test_every_written_record_reads_back_to_the_same_bytes(
         "gsm8k.export-openai-dpo.jsonl",
         "gsm8k.export-dpo.jsonl",
         "gsm8k.export-trl-chat.jsonl",
+        "gsm8k.export-prm.jsonl",
+        "math.export-math-shepherd.jsonl",
         "gsm8k.filter.jsonl",
     ],
 )

@@ -200,6 +200,11 @@ def export_cmd(
       cot         the full corrected chain of thought as a LEMA CoT record
       lemma       a Fix & Continue trajectory (wrong prefix through the incorrect
                   step, a transition phrase, the fix), alpaca-shaped
+      prm         {"prompt", "completions", "labels"} (TRL stepwise supervision):
+                  a mistake's steps through the incorrect one (true..., false),
+                  correct solutions all true
+      math-shepherd  {"input", "label", "task"}: the same, steps tagged ' ки',
+                  labels '+' / '-'
 
     \b
     Example:

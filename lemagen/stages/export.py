@@ -15,6 +15,8 @@ Formats (each validated in tests against its target's documented schema):
 * `dpo`        {"prompt", "chosen", "rejected"} (TRL DPOTrainer / SimPO / CPO)
 * `cot`        the full corrected chain of thought as a LEMA CoT record
 * `lemma`      a LEMMA Fix & Continue trajectory, alpaca-shaped (methods.md §2.4)
+* `prm`        {"prompt", "completions", "labels"} (TRL stepwise supervision, `step_labels`)
+* `math-shepherd` {"input", "label", "task"} (Math-Shepherd's step tags, `step_labels`)
 """
 
 from __future__ import annotations
@@ -45,8 +47,20 @@ from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.filter import Keep, pot_reason, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
 from lemagen.stages.gold_cot import gold_cot
+from lemagen.stages.step_labels import STEP_FORMATS, step_row, wrong_prefix
 
-FORMATS = ("lema", "alpaca", "sharegpt", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma")
+FORMATS = (
+    "lema",
+    "alpaca",
+    "sharegpt",
+    "openai",
+    "openai-dpo",
+    "trl",
+    "dpo",
+    "cot",
+    "lemma",
+    *STEP_FORMATS,
+)
 PAIR_FORMATS = ("dpo", "openai-dpo")
 ALPACA_SHAPED = ("alpaca", "lemma")
 DATASET_INFO_FORMATS = ("alpaca", "sharegpt", "lemma")
@@ -135,6 +149,7 @@ class ExportStage(Stage[Sample | Correction]):
         self._held: list[TrainingRow | Tagged] = []
         self._questions: dict[str, _Question] = {}
         self._seen_samples: set[str] = set()
+        self._solutions: set[str] = set()  # step formats: corrected solutions written
 
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         return read_sample_or_correction(data, where)
@@ -157,6 +172,8 @@ class ExportStage(Stage[Sample | Correction]):
             return [], reason if isinstance(record, Correction) else None
         if out is None:
             return [], reason
+        if self.fmt in STEP_FORMATS:
+            return self._hold([self._tag(row, p) for row, p in self._step_rows(record)]), None
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
@@ -169,6 +186,34 @@ class ExportStage(Stage[Sample | Correction]):
             self._held.append(tagged)
             return [], None
         return [tagged], None
+
+    def _hold(self, rows: list[TrainingRow | Tagged]) -> list[TrainingRow | Tagged]:
+        """Rows to write now, or none when --mix holds them for the shuffle."""
+        if not self.mix:
+            return rows
+        self._held += rows
+        return []
+
+    def _step_rows(self, record: Sample | Correction) -> list[tuple[TrainingRow, Problem]]:
+        """Step-labelled rows: a kept correction's original through its incorrect step; and
+        a correct solution (a correct sample, a kept correction's whole corrected solution)
+        good at every step, once per question and solution."""
+        out: list[tuple[TrainingRow, Problem]] = []
+        if isinstance(record, Sample):
+            problem, solution = record.the_problem, list(record.steps)
+        else:
+            problem, solution = record.problem, record.full_solution()
+            steps, labels = wrong_prefix(record.original.steps, record.incorrect_step or 1)
+            out.append((step_row(self.fmt, problem.task, problem.question, steps, labels), problem))
+            self.made["mistake"] = self.made.get("mistake", 0) + 1
+        key = "\x1f".join([problem.id, *solution])
+        if key not in self._solutions:
+            self._solutions.add(key)
+            good = [True] * len(solution)
+            row = step_row(self.fmt, problem.task, problem.question, solution, good)
+            out.append((row, problem))
+            self.made["correct"] = self.made.get("correct", 0) + 1
+        return out
 
     def _sft_correction(self, record: Correction) -> TrainingRow:
         if self.fmt == "cot":
