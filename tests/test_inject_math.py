@@ -250,3 +250,17 @@ def test_math_without_numeric_work_is_set_aside_with_its_reason(tmp_path: Path) 
     assert len(load_jsonl(rejects)) + len({r["id"] for r in records(result)}) == len(rows)
     assert "gold_not_numeric" in reasons
     assert "no_equations" in reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("$" + "(" * 3000 + "1" + ")" * 3000 + " = 1$", id="parentheses"),
+        pytest.param("$" + "{" * 3000 + "1" + "}" * 3000 + " = 1$", id="braces"),
+        pytest.param("$" + "\\frac{" * 800 + "1" + "}{1}" * 800 + " = 1$", id="fractions"),
+        pytest.param("$" + "-" * 5000 + "1 = 1$", id="signs"),
+    ],
+)
+def test_deeply_nested_math_never_crashes(text: str) -> None:
+    assert values(text)[0][-1] == 1  # read without a RecursionError; the right side is a number
+    assert analyse([text])[2] == 0

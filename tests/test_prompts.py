@@ -21,6 +21,7 @@ from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES
 from lemagen.stages.evolve import EVOLVE_VARIABLES
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from lemagen.stages.sample import SAMPLE_VARIABLES
+from lemagen.stages.smooth import SMOOTH_VARIABLES
 
 STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,
@@ -30,6 +31,7 @@ STAGE_VARIABLES = {
     "correct.math": CORRECT_VARIABLES,
     "evolve": EVOLVE_VARIABLES,
     "crosscheck": CROSSCHECK_VARIABLES,
+    "smooth": SMOOTH_VARIABLES,
 }
 
 

@@ -212,7 +212,8 @@ def export_cmd(
       lemma       a LEMMA trajectory, alpaca-shaped: the wrong steps through the
                   incorrect one, a transition, the explanation, then the fix and
                   the rest (Fix & Continue) or, at --restart-rate, a fresh
-                  solution (Fresh & Restart)
+                  solution (Fresh & Restart); `lemagen smooth` has a model
+                  rewrite them fluently
       prm         {"prompt", "completions", "labels"} (TRL stepwise supervision):
                   a mistake's steps through the incorrect one (true..., false),
                   correct solutions all true

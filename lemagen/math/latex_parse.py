@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+_DEPTH = 40  # nested parentheses, braces and fractions
 _LIMIT = 10**40  # a value past this (a slipped exponent, 99!) is not plausible arithmetic
 
 _NUM = re.compile(r"(?:\\\$\s*)?(?:\d+(?:(?:\{,\}|,\\!\s*)\d{3})*(?:\.\d+)?|\.\d+)(?:\s*\\%)?")
@@ -154,6 +155,7 @@ class Parser:
         self.ops: list[str] = []
         self.op_spans: list[tuple[int, int]] = []
         self.fixed = 0  # > 0 inside an exponent: numbers are constants, not leaves
+        self.depth = 0  # nesting of sub-expressions: deeper than _DEPTH is not arithmetic
 
     def peek(self, k: int = 0) -> Tok | None:
         j = self.i + k
@@ -173,6 +175,14 @@ class Parser:
         return node
 
     def expr(self) -> Node:
+        self.depth += 1
+        if self.depth > _DEPTH:  # also keeps the evaluating closures far from the stack limit
+            raise NotNumeric
+        node = self._sum()
+        self.depth -= 1
+        return node
+
+    def _sum(self) -> Node:
         node = self.term()
         while (tok := self.peek()) is not None and tok.kind == "op" and _OPS[tok.text] in "+-":
             self.i += 1
@@ -206,14 +216,14 @@ class Parser:
         return lambda v, o, ch: _apply(o[index], left(v, o, ch), right(v, o, ch), ch)
 
     def unary(self) -> Node:
-        tok = self.peek()
-        if tok is not None and tok.kind == "op" and tok.text in "+-":
+        negative = False
+        while (tok := self.peek()) is not None and tok.kind == "op" and tok.text in "+-":
             self.i += 1
-            inner = self.unary()
-            if tok.text == "+":
-                return inner
-            return lambda v, o, ch: _note(ch, -inner(v, o, ch))
-        return self.power()
+            negative ^= tok.text == "-"
+        inner = self.power()
+        if not negative:
+            return inner
+        return lambda v, o, ch: _note(ch, -inner(v, o, ch))
 
     def power(self) -> Node:
         start = len(self.leaves)

@@ -75,13 +75,10 @@ def unnumbered(text: str, incorrect: int) -> str:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """One trajectory: its kind (`fix` or `restart`), its text, and the steps it keeps (the
-    wrong prefix and the continuation), for checking a rewrite of it."""
+    """One trajectory: its kind (`fix` or `restart`) and its text."""
 
     kind: str
     text: str
-    prefix: tuple[str, ...]
-    continuation: tuple[str, ...]
 
 
 def restart_solution(record: Correction) -> list[str]:
@@ -110,4 +107,4 @@ def trajectory(record: Correction, seed: int, restart_rate: float) -> Trajectory
     else:
         continuation = tuple(record.full_solution()[k - 1 :])
     kind = "restart" if restart else "fix"
-    return Trajectory(kind, sep.join([*prefix, middle, *continuation]), prefix, continuation)
+    return Trajectory(kind, sep.join([*prefix, middle, *continuation]))
