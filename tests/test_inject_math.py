@@ -264,3 +264,17 @@ def test_math_without_numeric_work_is_set_aside_with_its_reason(tmp_path: Path) 
 def test_deeply_nested_math_never_crashes(text: str) -> None:
     assert values(text)[0][-1] == 1  # read without a RecursionError; the right side is a number
     assert analyse([text])[2] == 0
+
+
+def test_a_result_equal_to_its_operand_is_never_altered(tmp_path: Path) -> None:
+    """`2^1 = 2`: a later 2 could be that result or the base, so no mistake starts there."""
+    made = _inject_one(
+        tmp_path,
+        "First, $2^1 = 2$.\n\nThen $2^2 = 4$.\n\nSo the sum is $2 + 4 = \\boxed{6}$.",
+        "Add the first two powers of 2.",
+        "--types",
+        "calculation",
+    )
+    assert {r["incorrect_step"] for r in made} == {2, 3}
+    for record in made:
+        assert record["original"]["steps"][0] == "First, $2^1 = 2$."

@@ -191,6 +191,9 @@ def _propagate(
         edits[part.step] = [(part.start, part.end, wrong)]
     if part.value in _UNSURE or new == part.value or not _plausible(part.value, new):
         return None
+    computed = sol.parts[sol.prev[index]] if forced is not None else part
+    if any(leaf.value == part.value for leaf in computed.leaves):
+        return None  # `2^1 = 2`: a later 2 may be the result or the operand; do not guess
     leaves = zip(values, part.leaves, strict=True)
     if new in _UNSURE or any(v in _UNSURE and v != leaf.value for v, leaf in leaves):
         return None  # a result or number turned into 0 or 1 reads as a different step
