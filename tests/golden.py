@@ -146,7 +146,18 @@ def run_pipeline(fake: FakeOpenAI, out: Path) -> list[str]:
         )  # fmt: skip
         save(f"{task}.filter-plain", "filter", "-", stdin=corrections)
         save(f"{task}.grade", "grade", "-", *checks, stdin=samples)
-        for fmt in ("lema", "alpaca", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma"):
+        for fmt in (
+            "lema",
+            "alpaca",
+            "openai",
+            "openai-dpo",
+            "trl",
+            "dpo",
+            "cot",
+            "lemma",
+            "prm",
+            "math-shepherd",
+        ):
             save(f"{task}.export-{fmt}", "export", "-", "-f", fmt, stdin=corrections)
         save(f"{task}.export-trl-chat", "export", "-", "-f", "trl", "--chat", stdin=corrections)
         save(

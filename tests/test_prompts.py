@@ -23,6 +23,7 @@ from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES
 from lemagen.stages.evolve import EVOLVE_VARIABLES
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from lemagen.stages.sample import SAMPLE_VARIABLES
+from lemagen.stages.smooth import SMOOTH_VARIABLES
 from lemagen.stages.teach import TEACH_VARIABLES
 
 STAGE_VARIABLES = {
@@ -36,6 +37,7 @@ STAGE_VARIABLES = {
     "analyze": ANALYZE_VARIABLES,
     "inject": TEACH_VARIABLES,
     "art-ask": ASK_VARIABLES,
+    "smooth": SMOOTH_VARIABLES,
 }
 
 

@@ -83,6 +83,8 @@ def test_a_samples_duplicates_read_back_and_travel_into_its_correction() -> None
         "gsm8k.export-openai-dpo.jsonl",
         "gsm8k.export-dpo.jsonl",
         "gsm8k.export-trl-chat.jsonl",
+        "gsm8k.export-prm.jsonl",
+        "math.export-math-shepherd.jsonl",
         "gsm8k.filter.jsonl",
     ],
 )

@@ -1,7 +1,7 @@
 """Command line: options, the stage each command builds, and exit codes. No stage logic:
 every command builds its stage and hands it to `running.run_stage`."""
 
-from lemagen.cli import curate, generate, mistakes, offline
+from lemagen.cli import curate, generate, mistakes, offline, trajectories
 from lemagen.cli.app import cli, main
 
-__all__ = ["cli", "curate", "generate", "main", "mistakes", "offline"]
+__all__ = ["cli", "curate", "generate", "main", "mistakes", "offline", "trajectories"]

@@ -22,6 +22,7 @@ from lemagen.stages.export import (
 )
 from lemagen.stages.filter import FilterStage
 from lemagen.stages.stats import StatsStage, render_html
+from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
 
 
 @cli.command(name="filter", epilog=EPILOG)
@@ -161,6 +162,15 @@ def filter_cmd(
     help="Name of the dataset_info.json entry [default: the output file's stem].",
 )
 @click.option(
+    "--restart-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="R",
+    help="lemma: the share of trajectories that start afresh after the mistake (Fresh & "
+    "Restart, from the problem's own solution) instead of fixing it and going on (Fix & "
+    "Continue); which ones depends only on --seed and the row.  [default: 0.5]",
+)
+@click.option(
     "--require-pot-agreement",
     "require_pot",
     is_flag=True,
@@ -181,6 +191,7 @@ def export_cmd(
     keep_fields: str,
     dataset_info: str | None,
     dataset_name: str | None,
+    restart_rate: float | None,
 ) -> None:
     """Write the kept corrections in a trainer's format.
 
@@ -198,8 +209,16 @@ def export_cmd(
       dpo         {"prompt", "chosen", "rejected"}: a corrected vs its original
                   solution, and a correct vs a wrong sample of the same question
       cot         the full corrected chain of thought as a LEMA CoT record
-      lemma       a Fix & Continue trajectory (wrong prefix through the incorrect
-                  step, a transition phrase, the fix), alpaca-shaped
+      lemma       a LEMMA trajectory, alpaca-shaped: the wrong steps through the
+                  incorrect one, a transition, the explanation, then the fix and
+                  the rest (Fix & Continue) or, at --restart-rate, a fresh
+                  solution (Fresh & Restart); `lemagen smooth` has a model
+                  rewrite them fluently
+      prm         {"prompt", "completions", "labels"} (TRL stepwise supervision):
+                  a mistake's steps through the incorrect one (true..., false),
+                  correct solutions all true
+      math-shepherd  {"input", "label", "task"}: the same, steps tagged ' ки',
+                  labels '+' / '-'
 
     \b
     Example:
@@ -209,6 +228,8 @@ def export_cmd(
     """
     if chat and fmt != "trl":
         raise click.UsageError("--chat applies to --format trl only")
+    if restart_rate is not None and fmt != "lemma":
+        raise click.UsageError("--restart-rate applies to --format lemma only")
     if mix and fmt in PAIR_FORMATS:
         raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
     if cross_model and fmt not in PAIR_FORMATS:
@@ -234,6 +255,7 @@ def export_cmd(
         gold_cot=gold,
         cross_model=cross_model,
         require_pot=require_pot,
+        restart_rate=DEFAULT_RESTART_RATE if restart_rate is None else restart_rate,
     )
     io.run(stage)
     if dataset_info is not None:

@@ -151,7 +151,9 @@ def inject_cmd(
     """Make mistakes and their corrections from gold solutions, offline (no model, no key).
 
     INPUT holds problems with step-by-step gold solutions: GSM8K rationales (with <<a*b=c>>
-    calculator annotations) or any solution whose steps carry `a op b = c` arithmetic. One
+    calculator annotations), MATH solutions (the arithmetic in their LaTeX: $3 \\times 4 =
+    12$, \\frac, \\cdot, chained equalities, \\boxed{} answers) or any solution whose steps
+    carry `a op b = c` arithmetic. One
     result is altered and every later step that uses it is recomputed, so the wrong solution
     is consistent; the record names the incorrect step, explains the change ("Step 2
     computes 48 / 2 as 26, but 48 / 2 = 24.") and gives the gold steps from there. The
