@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,11 @@ from lemagen.cli import cli
 from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
 from tests.fake_openai import FakeOpenAI, MathTutor
+
+# Hugging Face datasets never reach the network in the tests (read when datasets is imported,
+# so set before any test imports it; subprocesses inherit it).
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -26,6 +32,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:

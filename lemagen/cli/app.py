@@ -39,8 +39,9 @@ def cli() -> None:
       lemagen sample problems.jsonl -m MODEL | lemagen correct -m CORRECTOR \\
         | lemagen filter > train.jsonl
 
-    Every command reads JSONL from a file or stdin (-) and writes JSONL to stdout (or -o);
-    progress and summaries go to stderr.
+    Every command reads JSONL from a file or stdin (-), or gzip/zstd JSONL, Parquet, CSV or a
+    Hugging Face dataset (hf:NAME[:CONFIG]:SPLIT), and writes JSONL to stdout (or -o, also
+    .parquet); progress and summaries go to stderr.
     """
 
 

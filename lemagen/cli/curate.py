@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, io_options
+from lemagen.cli.options import RunIO, input_format_option, io_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
 from lemagen.records.problems import ProblemReader
@@ -260,9 +260,15 @@ def export_cmd(
     help="Also break the funnel down by this field of the problems (task, or any input field "
     "carried in 'source', such as level).",
 )
+@input_format_option
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def stats_cmd(
-    inputs: tuple[str, ...], as_json: bool, html_path: str | None, by: str | None, quiet: bool
+    inputs: tuple[str, ...],
+    as_json: bool,
+    html_path: str | None,
+    by: str | None,
+    input_format: str,
+    quiet: bool,
 ) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
     drop reasons, tokens and cost per kept row.
@@ -276,7 +282,13 @@ def stats_cmd(
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
     stage = StatsStage(as_json=as_json, by=by)
-    run_stage(stage, inputs or ("-",), output="-" if as_json else None, quiet=quiet)
+    run_stage(
+        stage,
+        inputs or ("-",),
+        output="-" if as_json else None,
+        quiet=quiet,
+        input_format=input_format,
+    )
     if html_path is not None:
         try:
             Path(html_path).write_text(render_html(stage.report()), encoding="utf-8")

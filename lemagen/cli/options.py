@@ -25,6 +25,7 @@ from lemagen.engine import (
 from lemagen.errors import EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
+from lemagen.records.inputs import INPUT_FORMATS
 from lemagen.records.problems import ProblemReader
 from lemagen.redact import remember
 from lemagen.stages import templates
@@ -42,6 +43,7 @@ class RunIO:
     rejects: str | None
     skip_bad_rows: bool
     quiet: bool
+    input_format: str = "auto"
 
     def run(self, stage: Stage[Any], *, dry_run: bool = False) -> None:
         self.check()
@@ -53,6 +55,7 @@ class RunIO:
             skip_bad_rows=self.skip_bad_rows,
             quiet=self.quiet,
             dry_run=dry_run,
+            input_format=self.input_format,
         )
 
     def check(self) -> None:
@@ -71,8 +74,25 @@ class RunIO:
                 raise click.UsageError(f"{name} {out} is the input file: it would be emptied")
 
 
+INPUT_HELP = (
+    "INPUT's format [default: auto: by its name; hf:NAME[:CONFIG]:SPLIT or a save_to_disk "
+    "directory is a Hugging Face dataset, .parquet Parquet, .csv CSV, anything else JSONL, "
+    "gzip or zstd compressed or not]."
+)
+
+
+def input_format_option(func: F) -> F:
+    return click.option(
+        "--input-format",
+        type=click.Choice(INPUT_FORMATS),
+        default="auto",
+        help=INPUT_HELP,
+    )(func)
+
+
 def io_options(func: F) -> F:
-    """INPUT, -o, --rejects, --skip-bad-rows and -q, handed to the command as one `io`."""
+    """INPUT, --input-format, -o, --rejects, --skip-bad-rows and -q, handed to the command
+    as one `io`."""
 
     @functools.wraps(func)
     def wrapper(
@@ -82,13 +102,15 @@ def io_options(func: F) -> F:
         rejects: str | None,
         skip_bad_rows: bool,
         quiet: bool,
+        input_format: str,
         **kwargs: Any,
     ) -> Any:
-        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet)
+        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet, input_format)
         return func(*args, io=io, **kwargs)
 
     options = [
         click.argument("input_path", metavar="INPUT", default="-"),
+        input_format_option,
         click.option(
             "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
         ),

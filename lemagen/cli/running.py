@@ -4,7 +4,6 @@ set aside what it sets aside, print its summary, exit with its status."""
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -15,6 +14,7 @@ import click
 from tqdm import tqdm
 
 from lemagen.engine import Engine
+from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
 from lemagen.records.rows import Rejects, SetAside, iter_rows
 from lemagen.stages.base import EngineStage, Hooks, Stage
@@ -31,9 +31,11 @@ def run_stage(
     skip_bad_rows: bool = False,
     quiet: bool = False,
     dry_run: bool = False,
+    input_format: str | None = None,
 ) -> None:
-    """Read every input through `stage`, write its records to `output` (None: nothing) and
-    its set-aside rows to `rejects`, then print its summary on stderr and raise its exit."""
+    """Read every input (in `input_format`, None: by each name) through `stage`, write its
+    records to `output` (None: nothing) and its set-aside rows to `rejects`, then print its
+    summary on stderr and raise its exit."""
     paths = list(inputs)
     with ExitStack() as stack:
         writer: RecordWriter | None = None
@@ -43,7 +45,9 @@ def run_stage(
             stack.callback(writer.close)
         rejected = Rejects(stack.enter_context(optional_writer(rejects)))
         rows = itertools.chain.from_iterable(
-            iter_rows(path, stage.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
+            iter_rows(
+                path, stage.read, skip_bad_rows=skip_bad_rows, rejects=rejected, fmt=input_format
+            )
             for path in paths
         )
         if dry_run:
@@ -51,7 +55,7 @@ def run_stage(
             click.echo(stage.dry_run(rows), err=True)
             return
         stage.start(stack)
-        total = _count_lines(paths[0]) if len(paths) == 1 else None
+        total = count_rows(paths[0], input_format) if len(paths) == 1 else None
         bar = Progress(
             quiet, stage.unit, total, stage.engine if isinstance(stage, EngineStage) else None
         )
@@ -107,14 +111,3 @@ class Progress:
         if self.engine is not None and not self.bar.disable:
             self._postfix(time.monotonic())
         self.bar.close()
-
-
-def _count_lines(path: str) -> int | None:
-    """Rows in a regular input file, for the progress bar's total; None for stdin or pipes."""
-    if path == "-" or not os.path.isfile(path):
-        return None
-    lines = 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            lines += chunk.count(b"\n")
-    return lines

@@ -30,42 +30,50 @@ def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]
         except OSError as exc:
             raise LemagenError(f"{path}: cannot open: {exc.strerror}") from None
     try:
-        for lineno, raw in enumerate(stream, 1):
-            if not raw.strip():
-                continue
-            try:
-                value = _decode(raw)
-            except (msgspec.DecodeError, RecursionError):
-                problem = _why_not_json(raw)
-                if problem is not None:
-                    yield lineno, InputError(f"{name}:{lineno}: {problem}", reason="bad_json")
-                    continue
-                value = json.loads(raw)  # JSON msgspec does not take: a lone surrogate
-                try:
-                    json.dumps(value, ensure_ascii=False).encode("utf-8")
-                except UnicodeEncodeError:
-                    yield (
-                        lineno,
-                        InputError(
-                            f"{name}:{lineno}: invalid JSON: a \\u escape that is half a "
-                            "character (a lone surrogate)",
-                            reason="bad_json",
-                        ),
-                    )
-                    continue
-            if not isinstance(value, dict):
-                kind = type(value).__name__
-                yield (
-                    lineno,
-                    InputError(
-                        f"{name}:{lineno}: expected a JSON object, got {kind}", reason="bad_json"
-                    ),
-                )
-                continue
-            yield lineno, value
+        yield from read_lines(stream, name)
     finally:
         if path != "-":
             stream.close()
+
+
+def read_lines(
+    stream: Iterable[bytes], name: str
+) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """`read_records` over an open binary stream (a file, stdin, a decompressor) that messages
+    call `name`."""
+    for lineno, raw in enumerate(stream, 1):
+        if not raw.strip():
+            continue
+        try:
+            value = _decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            problem = _why_not_json(raw)
+            if problem is not None:
+                yield lineno, InputError(f"{name}:{lineno}: {problem}", reason="bad_json")
+                continue
+            value = json.loads(raw)  # JSON msgspec does not take: a lone surrogate
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                yield (
+                    lineno,
+                    InputError(
+                        f"{name}:{lineno}: invalid JSON: a \\u escape that is half a "
+                        "character (a lone surrogate)",
+                        reason="bad_json",
+                    ),
+                )
+                continue
+        if not isinstance(value, dict):
+            kind = type(value).__name__
+            yield (
+                lineno,
+                InputError(
+                    f"{name}:{lineno}: expected a JSON object, got {kind}", reason="bad_json"
+                ),
+            )
+            continue
+        yield lineno, value
 
 
 _decode = msgspec.json.Decoder().decode

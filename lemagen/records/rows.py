@@ -10,7 +10,8 @@ import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
-from lemagen.records.jsonl import RecordWriter, read_records
+from lemagen.records.inputs import read_input
+from lemagen.records.jsonl import RecordWriter
 
 T = TypeVar("T")
 
@@ -49,27 +50,23 @@ class Rejects:
             self.writer.write(reject.to_dict())  # redacted by the writer
 
 
-def source_name(path: str) -> str:
-    """How messages name an input: the path, or `<stdin>` for `-`."""
-    return "<stdin>" if path == "-" else path
-
-
 def iter_rows(
     path: str,
     parse: Callable[[dict[str, Any], str], T],
     *,
     skip_bad_rows: bool,
     rejects: Rejects,
+    fmt: str | None = None,
 ) -> Iterator[T]:
-    """Rows of `path` read by `parse(data, "file:line")`. A bad row stops the run with its
-    `file:line` error, or with `skip_bad_rows` is set aside (reason and message) and reading
-    goes on."""
-    name = source_name(path)
-    for lineno, record in read_records(path):
+    """Rows of `path` (in format `fmt`, None: by its name, `lemagen.records.inputs`) read by
+    `parse(data, "file:line")` (`file:row N` for Parquet and datasets). A bad row stops the
+    run with its one-line error, or with `skip_bad_rows` is set aside (reason and message) and
+    reading goes on."""
+    for where, record in read_input(path, fmt):
         try:
             if isinstance(record, InputError):
                 raise record
-            yield parse(record, f"{name}:{lineno}")
+            yield parse(record, where)
         except InputError as err:
             if not skip_bad_rows:
                 raise
