@@ -26,6 +26,7 @@ from lemagen.errors import EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
 from lemagen.records.inputs import INPUT_FORMATS
+from lemagen.records.parquet import is_parquet
 from lemagen.records.problems import ProblemReader
 from lemagen.redact import remember
 from lemagen.stages import templates
@@ -63,6 +64,8 @@ class RunIO:
         mixed into the records on stdout."""
         if self.rejects == "-" and self.output == "-":
             raise click.UsageError("--rejects - would mix set-aside rows into stdout: give a file")
+        if is_parquet(self.rejects):
+            raise click.UsageError("--rejects is written as JSONL: give a .jsonl name")
         for out, name in ((self.output, "-o"), (self.rejects, "--rejects")):
             if out in (None, "-") or self.input_path == "-":
                 continue
@@ -112,7 +115,12 @@ def io_options(func: F) -> F:
         click.argument("input_path", metavar="INPUT", default="-"),
         input_format_option,
         click.option(
-            "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
+            "-o",
+            "--output",
+            default="-",
+            show_default=True,
+            metavar="PATH",
+            help="Output JSONL, or Parquet for a .parquet name.",
         ),
         click.option(
             "--rejects",

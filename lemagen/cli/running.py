@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from lemagen.engine import Engine
 from lemagen.records.inputs import count_rows
-from lemagen.records.jsonl import RecordWriter, optional_writer
+from lemagen.records.jsonl import optional_writer
+from lemagen.records.parquet import Writer, open_output
 from lemagen.records.rows import Rejects, SetAside, iter_rows
 from lemagen.stages.base import EngineStage, Hooks, Stage
 
@@ -38,10 +39,10 @@ def run_stage(
     summary on stderr and raise its exit."""
     paths = list(inputs)
     with ExitStack() as stack:
-        writer: RecordWriter | None = None
+        writer: Writer | None = None
         if output is not None and not dry_run:
             # Engine-driven stages flush whenever they would wait, not after every line.
-            writer = RecordWriter(output, flush_each=not isinstance(stage, EngineStage))
+            writer = open_output(output, flush_each=not isinstance(stage, EngineStage))
             stack.callback(writer.close)
         rejected = Rejects(stack.enter_context(optional_writer(rejects)))
         rows = itertools.chain.from_iterable(

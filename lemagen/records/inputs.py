@@ -84,7 +84,7 @@ def count_rows(path: str, fmt: str | None = None) -> int | None:
     fmt = input_format(path, fmt)
     try:
         if fmt == "parquet":
-            return int(_need("pyarrow.parquet", "parquet").ParquetFile(path).metadata.num_rows)
+            return int(need("pyarrow.parquet", "parquet").ParquetFile(path).metadata.num_rows)
         if fmt == "hf":
             return int(_load_dataset(path).num_rows) if _dataset_dir(path) else None
         if fmt != "jsonl" or path == "-" or not os.path.isfile(path):
@@ -118,7 +118,7 @@ def _open_bytes(path: str) -> Iterator[Iterable[bytes]]:
         if head.startswith(_GZIP):
             yield _guarded(gzip.GzipFile(fileobj=raw, mode="rb"), name, "gzip", ())
         elif head.startswith(_ZSTD):
-            zstd = _need("zstandard", "zstd", f"{name} is zstd-compressed")
+            zstd = need("zstandard", "zstd", f"{name} is zstd-compressed")
             reader = zstd.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             yield _guarded(io.BufferedReader(reader), name, "zstd", (zstd.ZstdError,))
         else:
@@ -207,7 +207,7 @@ class _Lines(io.RawIOBase):
 # ---------------------------------------------------------------- Parquet and datasets
 
 
-def _need(module: str, extra: str, why: str | None = None) -> Any:
+def need(module: str, extra: str, why: str | None = None) -> Any:
     """`module`, or a one-line error naming the extra that installs it."""
     try:
         return importlib.import_module(module)
@@ -222,7 +222,7 @@ def _need(module: str, extra: str, why: str | None = None) -> Any:
 def _read_parquet(path: str) -> Iterator[Row]:
     if path == "-":
         raise LemagenError("<stdin>: Parquet cannot be read from a pipe: give its path")
-    pq = _need("pyarrow.parquet", "parquet", f"{path} is Parquet")
+    pq = need("pyarrow.parquet", "parquet", f"{path} is Parquet")
     try:
         # No pre-buffering, which keeps every column chunk read so far (peak memory grew with
         # the file); a 1 MiB read buffer instead: memory stays flat (measured on 360 MB).
@@ -238,16 +238,26 @@ def _read_parquet(path: str) -> Iterator[Row]:
 
 
 def _arrow_rows(batches: Iterable[Any], name: str) -> Iterator[Row]:
-    """The rows of Arrow record batches (or tables) as JSON values, `name:row N`."""
+    """The rows of Arrow record batches (or tables) as JSON objects, `name:row N`."""
     n = 0
     try:
         for batch in batches:
             plain = _plain_json(batch.schema)
             for row in batch.to_pylist():
                 n += 1
-                yield f"{name}:row {n}", row if plain else _jsonable(row)
+                yield f"{name}:row {n}", _no_nulls(row if plain else _jsonable(row))
     except (OSError, ValueError) as exc:  # a corrupt page, a truncated file
         raise LemagenError(f"{name}:row {n + 1}: cannot read: {exc}") from None
+
+
+def _no_nulls(value: Any) -> Any:
+    """`value` without its null fields, at every depth: a table has no absent fields, so a
+    record without a field another record has reads it back as null, which means absent."""
+    if isinstance(value, dict):
+        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_no_nulls(v) for v in value]
+    return value
 
 
 def _plain_json(schema: Any) -> bool:
@@ -323,7 +333,7 @@ def _hub_errors(batches: Iterator[Any], path: str) -> Iterator[Any]:
 def _load_dataset(path: str) -> Any:
     """A saved dataset directory (memory-mapped), or `hf:NAME[:CONFIG]:SPLIT` streamed from
     the Hub (or its cache: HF_DATASETS_OFFLINE=1 reads only that)."""
-    datasets = _need("datasets", "hf", f"{path} is a Hugging Face dataset")
+    datasets = need("datasets", "hf", f"{path} is a Hugging Face dataset")
     try:
         if _dataset_dir(path) or (not path.startswith("hf:") and os.path.isdir(path)):
             if os.path.isfile(os.path.join(path, "dataset_dict.json")):
