@@ -21,7 +21,8 @@ from lemagen.stages.export import (
     write_dataset_info,
 )
 from lemagen.stages.filter import FilterStage
-from lemagen.stages.stats import StatsStage, render_html
+from lemagen.stages.report_html import render_html
+from lemagen.stages.stats import StatsStage
 
 
 @cli.command(name="filter", epilog=EPILOG)
@@ -252,7 +253,9 @@ def export_cmd(
     "--html",
     "html_path",
     metavar="PATH",
-    help="Also write a self-contained HTML page with charts (no network needed to view it).",
+    help="Also write a self-contained HTML page (no network needed to view it): charts, yield "
+    "and cost per reasoner and corrector, every carried field's breakdown, and a browser of "
+    "kept and rejected corrections.",
 )
 @click.option(
     "--by",
@@ -291,6 +294,7 @@ def stats_cmd(
     )
     if html_path is not None:
         try:
-            Path(html_path).write_text(render_html(stage.report()), encoding="utf-8")
+            page = render_html(stage.report(), stage.stats.details)
+            Path(html_path).write_text(page, encoding="utf-8")
         except OSError as exc:
             raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None
