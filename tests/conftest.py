@@ -29,6 +29,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No real keys or endpoints leak in, and nothing is written outside tmp_path."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         monkeypatch.delenv(name, raising=False)
+    # No option from the developer's environment or a lemagen.toml in the working directory.
+    for name in list(os.environ):
+        if name.startswith("LEMAGEN_") and name != "LEMAGEN_REQUIRE_BROWSER":
+            monkeypatch.delenv(name)
+    no_config = tmp_path / "no-config.toml"
+    no_config.write_text("")
+    monkeypatch.setenv("LEMAGEN_CONFIG", str(no_config))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))

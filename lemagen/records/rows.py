@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -14,6 +15,7 @@ from lemagen.records.inputs import read_input
 from lemagen.records.jsonl import RecordWriter
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ToDict(Protocol):
@@ -45,9 +47,23 @@ class Rejects:
 
     def add(self, item: SetAside | Reject) -> None:
         self.counts[item.reason] += 1
+        if log.isEnabledFor(logging.INFO):  # -v: why each row was set aside
+            log.info("set aside (%s): %s", item.reason, _about(item))
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
             self.writer.write(reject.to_dict())  # redacted by the writer
+
+
+def _about(item: SetAside | Reject) -> str:
+    """A set-aside row's message, else which record it is."""
+    if item.detail:
+        return item.detail
+    record = item.record
+    for name in ("correction_id", "sample_id", "id"):
+        value = record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+        if isinstance(value, str):
+            return f"{name} {value}"
+    return "a row without an id"
 
 
 def iter_rows(
