@@ -211,3 +211,18 @@ def test_a_missing_extra_is_named(
     assert message.endswith(
         f"this needs {module}, which is not installed: pip install 'lemagen[{extra}]'"
     )
+
+
+def test_tsv_and_compressed_csv(tmp_path: Path) -> None:
+    rows = problems()
+    expected = lines(run("inject", str(write_jsonl(tmp_path / "p.jsonl", rows)), "-q").stdout)
+    assert len(expected) >= 3
+    tsv = tmp_path / "p.tsv"
+    with tsv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert lines(run("inject", str(tsv), "-q").stdout) == expected
+    gz = tmp_path / "p.csv.gz"
+    gz.write_bytes(gzip.compress(write_as("csv", rows, tmp_path).read_bytes()))
+    assert lines(run("inject", str(gz), "-q").stdout) == expected
