@@ -33,9 +33,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("LEMAGEN_") and name != "LEMAGEN_REQUIRE_BROWSER":
             monkeypatch.delenv(name)
-    no_config = tmp_path / "no-config.toml"
-    no_config.write_text("")
-    monkeypatch.setenv("LEMAGEN_CONFIG", str(no_config))
+    monkeypatch.setenv("LEMAGEN_CONFIG", os.devnull)  # an empty config file
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))

@@ -32,7 +32,7 @@ def per_question(result_stdout: str) -> set[int]:
 def test_env_and_config_and_flag_in_that_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("LEMAGEN_CONFIG")  # conftest's empty one: read ./lemagen.toml
+    monkeypatch.delenv("LEMAGEN_CONFIG")  # conftest's /dev/null: read ./lemagen.toml
     monkeypatch.chdir(tmp_path)
     default = per_question(run("inject", SLICE, "-q").stdout)
     assert default == {1}  # --per-question defaults to 1
