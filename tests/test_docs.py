@@ -131,3 +131,28 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "lemagen", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("lemagen, version ")
+
+
+def test_readme_formats_example(fake: FakeOpenAI, tmp_path: Path) -> None:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    section = README.split("<!-- formats:start -->", 1)[1].split("<!-- formats:end -->", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert "hf:openai/gsm8k:main:train" in block
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "gsm8k-train"))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    script = block.replace("hf:openai/gsm8k:main:train", "gsm8k-train")  # no network in tests
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, env=_env(fake), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(load_jsonl(tmp_path / "lema-offline.jsonl")) >= len(rows)
+    samples = pq.read_table(tmp_path / "samples.parquet")
+    assert samples.num_rows >= 10
+    kept = pq.read_table(tmp_path / "lema.parquet").to_pylist()
+    assert len(kept) >= 5
+    assert all(set(r) == {"prompt", "completion"} for r in kept)

@@ -308,3 +308,123 @@ def test_the_golden_runs_tokens_are_what_its_stages_were_billed() -> None:
     assert len(inputs) == 8
     report = report_of(*inputs)
     assert report["tokens"] == {"prompt": billed[0], "completion": billed[1]}
+
+
+def _dom(chromium: str, page: Path, tmp_path: Path) -> str:
+    profile = tmp_path / "profile-examples"
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+
+
+PWN = 'document.body.setAttribute("data-pwned", "{}")'
+
+
+def _hostile(corrections: Path, tmp_path: Path) -> Path:
+    """A wrong correction whose question, steps, explanation and model name hold markup and
+    scripts, as a model's text may."""
+    row = next(r for r in load_jsonl(corrections) if "correction_id" in r)
+    original = dict(row["original"], meta=dict(row["original"]["meta"]))
+    original["steps"] = [
+        f"We add <img src=x onerror='{PWN.format(1)}'>.",
+        f"<script>{PWN.format(2)}</script> The answer is 7.",
+    ]
+    original["meta"]["model"] = f"evil</script><script>{PWN.format(3)}</script>"
+    row = dict(row, original=original, correction_id="hostile", sample_id="hostile-s")
+    row["question"] = f"What is <b>2+2</b>?<script>{PWN.format(4)}</script>"
+    row["explanation"] = f"</details><script>{PWN.format(5)}</script>"
+    row["corrected_steps"] = [f"<script>{PWN.format(6)}</script>"]
+    row["incorrect_step"], row["corrected_from"] = 2, 2
+    row["pred"], row["verdict"] = "4", "wrong"
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_html_report_browses_examples_and_runs_no_model_text(
+    pipeline: list[Path], tmp_path: Path
+) -> None:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium not installed; .ci/run installs it and sets LEMAGEN_REQUIRE_BROWSER")
+    samples, corrections, _ = pipeline
+    hostile = _hostile(corrections, tmp_path)
+    page = tmp_path / "report.html"
+    result = run("stats", str(samples), str(corrections), str(hostile), "--html", str(page), "-q")
+    assert result.exit_code == 0, result.stderr
+    dom = _dom(chromium, page, tmp_path)
+    assert 'data-charts="5"' in dom  # the page's own script ran
+    assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]  # no model script did
+    assert "<b>2+2</b>" not in dom
+    assert "What is &lt;b&gt;2+2&lt;/b&gt;?&lt;script&gt;" in dom
+    assert "<img" not in dom
+
+    # 20 kept of 20 in the pipeline (12 shown), the hostile one and only it rejected.
+    assert "Kept corrections: 12 of 20, drawn at random" in dom
+    assert "Rejected corrections: 1 of 1, drawn at random" in dom
+    kept = re.findall(r'<details class="example kept"', dom)
+    rejected = dom.split('<details class="example rejected"', 1)[1]
+    assert len(kept) == 12
+    # The original's incorrect step is flagged, the corrected step beside it, changes marked.
+    row = rejected.split('<tr class="incorrect">', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="flag">incorrect step</span>' in row
+    assert '<del class="chg num">2</del>' in row  # the value that changed, struck out
+    assert '<mark class="chg num">6</mark>' in row  # and its replacement
+    assert re.search(r'<del class="chg num">[^<]*The answer is 7\.</del>', row)
+    assert "&lt;script&gt;" in row
+    assert "Explanation.</b> &lt;/details&gt;&lt;script&gt;" in rejected
+    assert "reasoner evil&lt;/script&gt;&lt;script&gt;" in rejected
+
+    # Every kept example: the tutor corrects the last step to the gold answer.
+    gold = {r["correction_id"]: r["gold"] for r in load_jsonl(corrections) if "correction_id" in r}
+    blocks = dom.split('<details class="example kept"')[1:]
+    for block in blocks:
+        last = block.split('<tr class="incorrect">', 1)[1].split("</tr>", 1)[0]
+        new = last.split('class="new', 1)[1]
+        marked = re.findall(r'<mark class="chg num">([^<]+)</mark>', new)
+        assert marked, new
+        assert marked[-1] in set(gold.values())
+
+    # Yield and cost: 40 samples from gpt-4o-mini, 21 corrections by gpt-4o, 20 kept.
+    reasoners = dom.split('id="reasoners"', 1)[1].split("</table>", 1)[0]
+    assert re.search(
+        r"<td>gpt-4o-mini</td><td class=\"n\">40</td><td class=\"n\">20</td>"
+        r"<td class=\"n\">20</td><td class=\"n\">20</td><td class=\"n\">50\.0%</td>",
+        reasoners,
+    ), reasoners
+    correctors = dom.split('id="correctors"', 1)[1].split("</table>", 1)[0]
+    assert re.search(
+        r"<td>gpt-4o</td><td class=\"n\">21</td><td class=\"n\">20</td>"
+        r"<td class=\"n\">95\.2%</td>",
+        correctors,
+    ), correctors
+    report = report_of(samples, corrections, hostile)
+    cost = re.findall(r"\$([\d.]+)", correctors.split("<td>gpt-4o</td>", 1)[1])[0]
+    assert float(cost) > 0
+    assert float(cost) < report["cost_usd"]  # the reasoner's share is the rest
+
+
+def test_html_report_breaks_down_every_carried_field(tmp_path: Path) -> None:
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")
+    for i, row in enumerate(rows):
+        row["level"] = f"L{i % 3}"
+        row["note"] = f"unique {i}"  # text of its own per row: not a category
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    injected = run("inject", str(problems), "--per-question", "2", "-q")
+    corrections = tmp_path / "c.jsonl"
+    corrections.write_text(injected.stdout)
+    page = tmp_path / "report.html"
+    assert run("stats", str(corrections), "--html", str(page), "-q").exit_code == 0
+    source = page.read_text()
+    by_level = Counter(r["source"]["level"] for r in load_jsonl(corrections))
+    assert sum(by_level.values()) >= 10
+    table = source.split('data-field="level"', 1)[1].split("</table>", 1)[0]
+    found = re.findall(
+        r"<tr><td>(L\d)</td>(?:<td class=n>[^<]*</td>){3}<td class=n>(\d+)</td>", table
+    )
+    assert {level: int(n) for level, n in found} == dict(by_level)
+    assert 'data-field="task"' in source
+    assert len(rows) >= 10
+    assert 'data-field="note"' in source  # 10 values: still a category

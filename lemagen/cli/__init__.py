@@ -3,5 +3,8 @@ every command builds its stage and hands it to `running.run_stage`."""
 
 from lemagen.cli import curate, generate, mistakes, offline, trajectories
 from lemagen.cli.app import cli, main
+from lemagen.cli.config import name_envvars
+
+name_envvars(cli)
 
 __all__ = ["cli", "curate", "generate", "main", "mistakes", "offline", "trajectories"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, io_options
+from lemagen.cli.options import RunIO, input_format_option, io_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
 from lemagen.records.problems import ProblemReader
@@ -21,7 +21,8 @@ from lemagen.stages.export import (
     write_dataset_info,
 )
 from lemagen.stages.filter import FilterStage
-from lemagen.stages.stats import StatsStage, render_html
+from lemagen.stages.report_html import render_html
+from lemagen.stages.stats import StatsStage
 from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
 
 
@@ -274,7 +275,9 @@ def export_cmd(
     "--html",
     "html_path",
     metavar="PATH",
-    help="Also write a self-contained HTML page with charts (no network needed to view it).",
+    help="Also write a self-contained HTML page (no network needed to view it): charts, yield "
+    "and cost per reasoner and corrector, every carried field's breakdown, and a browser of "
+    "kept and rejected corrections.",
 )
 @click.option(
     "--by",
@@ -282,9 +285,15 @@ def export_cmd(
     help="Also break the funnel down by this field of the problems (task, or any input field "
     "carried in 'source', such as level).",
 )
+@input_format_option
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def stats_cmd(
-    inputs: tuple[str, ...], as_json: bool, html_path: str | None, by: str | None, quiet: bool
+    inputs: tuple[str, ...],
+    as_json: bool,
+    html_path: str | None,
+    by: str | None,
+    input_format: str,
+    quiet: bool,
 ) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
     drop reasons, tokens and cost per kept row.
@@ -298,9 +307,16 @@ def stats_cmd(
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
     stage = StatsStage(as_json=as_json, by=by)
-    run_stage(stage, inputs or ("-",), output="-" if as_json else None, quiet=quiet)
+    run_stage(
+        stage,
+        inputs or ("-",),
+        output="-" if as_json else None,
+        quiet=quiet,
+        input_format=input_format,
+    )
     if html_path is not None:
         try:
-            Path(html_path).write_text(render_html(stage.report()), encoding="utf-8")
+            page = render_html(stage.report(), stage.stats.details)
+            Path(html_path).write_text(page, encoding="utf-8")
         except OSError as exc:
             raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None

@@ -25,6 +25,8 @@ from lemagen.engine import (
 from lemagen.errors import EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
+from lemagen.records.inputs import INPUT_FORMATS
+from lemagen.records.parquet import is_parquet
 from lemagen.records.problems import ProblemReader
 from lemagen.redact import remember
 from lemagen.stages import templates
@@ -42,6 +44,7 @@ class RunIO:
     rejects: str | None
     skip_bad_rows: bool
     quiet: bool
+    input_format: str = "auto"
 
     def run(self, stage: Stage[Any], *, dry_run: bool = False) -> None:
         self.check()
@@ -53,6 +56,7 @@ class RunIO:
             skip_bad_rows=self.skip_bad_rows,
             quiet=self.quiet,
             dry_run=dry_run,
+            input_format=self.input_format,
         )
 
     def check(self) -> None:
@@ -60,6 +64,8 @@ class RunIO:
         mixed into the records on stdout."""
         if self.rejects == "-" and self.output == "-":
             raise click.UsageError("--rejects - would mix set-aside rows into stdout: give a file")
+        if is_parquet(self.rejects):
+            raise click.UsageError("--rejects is written as JSONL: give a .jsonl name")
         for out, name in ((self.output, "-o"), (self.rejects, "--rejects")):
             if out in (None, "-") or self.input_path == "-":
                 continue
@@ -71,8 +77,25 @@ class RunIO:
                 raise click.UsageError(f"{name} {out} is the input file: it would be emptied")
 
 
+INPUT_HELP = (
+    "INPUT's format [default: auto: by its name; hf:NAME[:CONFIG]:SPLIT or a save_to_disk "
+    "directory is a Hugging Face dataset, .parquet Parquet, .csv CSV, anything else JSONL, "
+    "gzip or zstd compressed or not]."
+)
+
+
+def input_format_option(func: F) -> F:
+    return click.option(
+        "--input-format",
+        type=click.Choice(INPUT_FORMATS),
+        default="auto",
+        help=INPUT_HELP,
+    )(func)
+
+
 def io_options(func: F) -> F:
-    """INPUT, -o, --rejects, --skip-bad-rows and -q, handed to the command as one `io`."""
+    """INPUT, --input-format, -o, --rejects, --skip-bad-rows and -q, handed to the command
+    as one `io`."""
 
     @functools.wraps(func)
     def wrapper(
@@ -82,15 +105,22 @@ def io_options(func: F) -> F:
         rejects: str | None,
         skip_bad_rows: bool,
         quiet: bool,
+        input_format: str,
         **kwargs: Any,
     ) -> Any:
-        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet)
+        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet, input_format)
         return func(*args, io=io, **kwargs)
 
     options = [
         click.argument("input_path", metavar="INPUT", default="-"),
+        input_format_option,
         click.option(
-            "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
+            "-o",
+            "--output",
+            default="-",
+            show_default=True,
+            metavar="PATH",
+            help="Output JSONL, or Parquet for a .parquet name.",
         ),
         click.option(
             "--rejects",

@@ -4,7 +4,6 @@ set aside what it sets aside, print its summary, exit with its status."""
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -15,7 +14,9 @@ import click
 from tqdm import tqdm
 
 from lemagen.engine import Engine
+from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
+from lemagen.records.parquet import Writer, open_output
 from lemagen.records.rows import Rejects, SetAside, iter_rows
 from lemagen.stages.base import EngineStage, Hooks, Stage
 
@@ -31,15 +32,17 @@ def run_stage(
     skip_bad_rows: bool = False,
     quiet: bool = False,
     dry_run: bool = False,
+    input_format: str | None = None,
 ) -> None:
-    """Read every input through `stage`, write its records to `output` (None: nothing) and
-    its set-aside rows to `rejects`, then print its summary on stderr and raise its exit."""
+    """Read every input (in `input_format`, None: by each name) through `stage`, write its
+    records to `output` (None: nothing) and its set-aside rows to `rejects`, then print its
+    summary on stderr and raise its exit."""
     paths = list(inputs)
     with ExitStack() as stack:
-        writer: RecordWriter | None = None
+        writer: Writer | None = None
         if output is not None and not dry_run:
             # Engine-driven stages flush whenever they would wait, not after every line.
-            writer = RecordWriter(output, flush_each=not isinstance(stage, EngineStage))
+            writer = open_output(output, flush_each=not isinstance(stage, EngineStage))
             stack.callback(writer.close)
         rejected = Rejects(stack.enter_context(optional_writer(rejects)))
         rows = itertools.chain.from_iterable(
@@ -48,6 +51,7 @@ def run_stage(
                 stage.read,
                 skip_bad_rows=skip_bad_rows,
                 rejects=rejected,
+                fmt=input_format,
                 fast=stage.read_fast,
             )
             for path in paths
@@ -59,7 +63,7 @@ def run_stage(
             click.echo(stage.dry_run(rows, requests.write), err=True)
             return
         stage.start(stack)
-        total = _count_lines(paths[0]) if len(paths) == 1 else None
+        total = count_rows(paths[0], input_format) if len(paths) == 1 else None
         bar = Progress(
             quiet, stage.unit, total, stage.engine if isinstance(stage, EngineStage) else None
         )
@@ -115,14 +119,3 @@ class Progress:
         if self.engine is not None and not self.bar.disable:
             self._postfix(time.monotonic())
         self.bar.close()
-
-
-def _count_lines(path: str) -> int | None:
-    """Rows in a regular input file, for the progress bar's total; None for stdin or pipes."""
-    if path == "-" or not os.path.isfile(path):
-        return None
-    lines = 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            lines += chunk.count(b"\n")
-    return lines

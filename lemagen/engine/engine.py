@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -56,6 +58,8 @@ from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import RequestStore, StoredSample
 from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
 from lemagen.errors import EndpointError, LemagenError
+
+log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({408, 409, 425, 429})
 NO_CHOICES_LIMIT = 3  # answers in a row with no choices before a call is set aside
@@ -407,6 +411,15 @@ class Engine:
             raise
         epoch = control.epoch
         self.stats.requests += 1
+        if log.isEnabledFor(logging.INFO):  # -v; the key travels in a header, never logged
+            log.info(
+                "POST %s%s model=%s, about %d prompt tokens",
+                endpoint.url.rstrip("/"),
+                self.path,
+                call.model,
+                est_in,
+            )
+            log.debug("request body: %s", json.dumps(body, ensure_ascii=False))
         try:
             status, headers, data = await self._transport.post(endpoint.url, self.path, body)
         except TransportError as exc:

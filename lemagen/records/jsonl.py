@@ -14,24 +14,6 @@ from lemagen.errors import CannotWrite, InputError, LemagenError, OutputClosed
 from lemagen.redact import redact
 
 
-def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) for each non-empty line of `path` (`-` is stdin), streamed."""
-    if path == "-":
-        stream: IO[bytes] = sys.stdin.buffer
-    else:
-        try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise LemagenError(f"{path}: cannot open: {exc.strerror}") from None
-    try:
-        for lineno, raw in enumerate(stream, 1):
-            if raw.strip():
-                yield lineno, raw
-    finally:
-        if path != "-":
-            stream.close()
-
-
 def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
     """(line number, record) for each non-empty line of `path` (`-` is stdin).
 
@@ -40,8 +22,34 @@ def read_records(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]
     streamed, never loaded whole.
     """
     name = "<stdin>" if path == "-" else path
-    for lineno, raw in read_lines(path):
+    if path == "-":
+        stream: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise LemagenError(f"{path}: cannot open: {exc.strerror}") from None
+    try:
+        yield from read_lines(stream, name)
+    finally:
+        if path != "-":
+            stream.close()
+
+
+def read_lines(
+    stream: Iterable[bytes], name: str
+) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """`read_records` over an open binary stream (a file, stdin, a decompressor) that messages
+    call `name`."""
+    for lineno, raw in raw_lines(stream):
         yield lineno, record_of(raw, name, lineno)
+
+
+def raw_lines(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for each non-empty line of a binary stream."""
+    for lineno, raw in enumerate(stream, 1):
+        if raw.strip():
+            yield lineno, raw
 
 
 def record_of(raw: bytes, name: str, lineno: int) -> dict[str, Any] | InputError:

@@ -15,7 +15,6 @@ or set aside in rejects), once per call, cached prompt tokens at the cached rate
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -43,6 +42,7 @@ from lemagen.records import (
 from lemagen.records.rows import Rejects
 from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
+from lemagen.stages.report import Details
 
 RELATIVE_BINS = 10
 AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
@@ -72,6 +72,7 @@ class RunStats:
     _samples_seen: set[str] = field(default_factory=set)
     _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
+    details: Details = field(default_factory=Details)  # what the HTML page shows beyond this
 
     def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
@@ -97,6 +98,7 @@ class RunStats:
             )
             if drawn:
                 self._group(record.the_problem, record.verdict, drawn)
+                self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)
@@ -132,9 +134,11 @@ class RunStats:
         )
         if drawn:
             self._group(record.problem, "wrong", drawn)
+            self.details.sample(record.problem, record.original.meta, "wrong", drawn)
         self._group(record.problem, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
+        self.details.correction(record, None if out is not None else reason or "dropped")
         if out is None:
             self.reasons[reason or "dropped"] += 1
             return
@@ -223,7 +227,7 @@ class RunStats:
         if price.known:
             self.cost += price.cost(tokens_in, tokens_out, usage.get("cached_tokens") or 0)
         else:
-            self.unpriced.add(model)
+            self.unpriced.add(meta.model or "unknown")
 
     def report(self) -> dict[str, Any]:
         kept = self.kept or self.training_rows
@@ -339,106 +343,6 @@ def render_table(report: dict[str, Any]) -> str:
         cost += f" (no price for {', '.join(report['unpriced_models'])})"
     lines.append(cost)
     return "\n".join(lines)
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>lemagen report</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
-.chart svg { width: 100%; height: auto; }
-.bar { fill: #4c78a8; }
-.label { font-size: 12px; fill: #222; } .value { font-size: 12px; fill: #555; }
-table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; }
-</style>
-</head>
-<body data-charts="0">
-<h1>lemagen report</h1>
-<p>__SUMMARY__</p>
-<h2>Funnel</h2><div class="chart" id="funnel"></div>
-<h2>Accuracy by reasoner</h2><div class="chart" id="accuracy"></div>
-<h2>Incorrect step (kept corrections)</h2><div class="chart" id="step-absolute"></div>
-<h2>Relative position of the incorrect step</h2><div class="chart" id="step-relative"></div>
-<h2>Error types by reasoner (share of its analysed mistakes)</h2>
-<div class="chart" id="error-types"></div>
-<h2>Dropped or set aside</h2>__REASONS__
-<script type="application/json" id="report">__DATA__</script>
-<script>
-(function () {
-  var report = JSON.parse(document.getElementById("report").textContent);
-  var NS = "http://www.w3.org/2000/svg";
-  function el(name, attrs, text) {
-    var node = document.createElementNS(NS, name);
-    for (var k in attrs) node.setAttribute(k, attrs[k]);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function bars(id, rows, format, labelWidth) {
-    var max = 0;
-    rows.forEach(function (r) { max = Math.max(max, r[1]); });
-    var rowH = 24, labelW = labelWidth || 200, width = 700, svg = el("svg", {
-      viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
-      role: "img", "aria-label": id
-    });
-    rows.forEach(function (r, i) {
-      var w = max > 0 ? (width - labelW - 90) * r[1] / max : 0;
-      var y = i * rowH + 2;
-      svg.appendChild(el("text", {x: 0, y: y + 16, "class": "label"}, r[0]));
-      svg.appendChild(el("rect", {x: labelW, y: y, width: w.toFixed(1), height: rowH - 6,
-                                  "class": "bar", "data-value": r[1]}));
-      svg.appendChild(el("text", {x: labelW + w + 6, y: y + 16, "class": "value"}, format(r[1])));
-    });
-    document.getElementById(id).appendChild(svg);
-    document.body.setAttribute("data-charts",
-      String(Number(document.body.getAttribute("data-charts")) + 1));
-  }
-  function entries(obj) { return Object.keys(obj).map(function (k) { return [k, obj[k]]; }); }
-  var count = function (v) { return String(v); };
-  bars("funnel", entries(report.funnel), count);
-  bars("accuracy", entries(report.accuracy_by_reasoner).map(function (e) {
-    return [e[0], e[1].accuracy];
-  }), function (v) { return (100 * v).toFixed(1) + "%"; });
-  bars("step-absolute", entries(report.incorrect_step.absolute).map(function (e) {
-    return ["step " + e[0], e[1]];
-  }), count);
-  bars("step-relative", entries(report.incorrect_step.relative), count);
-  var types = [];
-  entries(report.error_types_by_reasoner).forEach(function (m) {
-    entries(m[1].types).forEach(function (t) { types.push([m[0] + ": " + t[0], t[1].share]); });
-  });
-  bars("error-types", types, function (v) { return (100 * v).toFixed(1) + "%"; }, 330);
-})();
-</script>
-</body>
-</html>
-"""
-
-
-def render_html(report: dict[str, Any]) -> str:
-    """One self-contained page: data inline, charts drawn by inline script, no network."""
-    data = json.dumps(report).replace("</", "<\\/")
-    funnel = report["funnel"]
-    summary = (
-        f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
-        f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
-        f"cost ${report['cost_usd']:.4f}"
-    )
-    reasons = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in report["reasons"].items()
-    )
-    table = (
-        f"<table><tr><th>reason</th><th>rows</th></tr>{reasons}</table>"
-        if reasons
-        else "<p>none</p>"
-    )
-    return (
-        _PAGE.replace("__SUMMARY__", html.escape(summary))
-        .replace("__REASONS__", table)
-        .replace("__DATA__", data)
-    )
 
 
 @dataclass(frozen=True)
