@@ -3,18 +3,23 @@ set aside what it sets aside, print its summary, exit with its status."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import click
 from tqdm import tqdm
 
-from lemagen.engine import Engine
+from lemagen.engine import Engine, Stats
+from lemagen.engine.batches import BatchRunner, add_batch_usage
 from lemagen.records.jsonl import RecordWriter, optional_writer
 from lemagen.records.rows import Rejects, SetAside, iter_rows
 from lemagen.stages.base import EngineStage, Hooks, Stage
@@ -35,6 +40,26 @@ def run_stage(
     """Read every input through `stage`, write its records to `output` (None: nothing) and
     its set-aside rows to `rejects`, then print its summary on stderr and raise its exit."""
     paths = list(inputs)
+    if not dry_run and isinstance(stage, EngineStage) and stage.config.batch is not None:
+        _run_batched(stage, paths, output, rejects, skip_bad_rows, quiet)
+        return
+    rejected = _run_pass(stage, paths, output, rejects, skip_bad_rows, quiet, dry_run)
+    if dry_run:
+        return
+    if not quiet:
+        click.echo(stage.summary(rejected), err=True)
+    stage.check_exit()
+
+
+def _run_pass(
+    stage: Stage[Any],
+    paths: list[str],
+    output: str | None,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+    dry_run: bool = False,
+) -> Rejects:
     with ExitStack() as stack:
         writer: RecordWriter | None = None
         if output is not None and not dry_run:
@@ -49,7 +74,7 @@ def run_stage(
         if dry_run:
             assert isinstance(stage, EngineStage)
             click.echo(stage.dry_run(rows), err=True)
-            return
+            return rejected
         stage.start(stack)
         total = _count_lines(paths[0]) if len(paths) == 1 else None
         bar = Progress(
@@ -64,9 +89,71 @@ def run_stage(
                 rejected.add(item)
             elif writer is not None:
                 writer.write(item.to_dict())
+    return rejected
+
+
+def _run_batched(
+    stage: EngineStage[Any],
+    paths: list[str],
+    output: str | None,
+    rejects: str | None,
+    skip_bad_rows: bool,
+    quiet: bool,
+) -> None:
+    """--batch: run the stage in passes over the input, each on a fresh copy of it, with its
+    records held back in a temporary file. A pass collects the requests whose samples the
+    store lacks (`lemagen.engine.batching`); they are submitted as batches and waited for
+    (or the run exits, `BatchPending`), and the next pass finds them stored. The first pass
+    that collects nothing wrote exactly what a synchronous run writes: its records go out."""
+    pristine = copy.deepcopy(stage)  # before anything started: each pass begins from it
+    say = _say(quiet)
+    with tempfile.TemporaryDirectory(prefix="lemagen-batch-") as tmp:
+        held = Path(tmp)
+        if "-" in paths:  # stdin is read by every pass
+            spool = held / "stdin.jsonl"
+            with open(spool, "wb") as handle:
+                shutil.copyfileobj(sys.stdin.buffer, handle)
+            paths = [str(spool) if p == "-" else p for p in paths]
+        out = None if output is None else str(held / "out.jsonl")
+        rej = None if rejects is None else str(held / "rejects.jsonl")
+        runner = BatchRunner(stage.config, Stats(), say=say)
+        try:
+            while True:
+                trial = copy.deepcopy(pristine)
+                rejected = _run_pass(trial, paths, out, rej, skip_bad_rows, quiet=True)
+                collector = trial.engine.batch
+                assert collector is not None
+                if not collector.requests:
+                    break
+                say(f"{trial.name}: {len(collector.requests)} requests go to a batch")
+                runner.settle(collector.requests)
+        finally:
+            runner.close()
+        add_batch_usage(trial.engine.stats, runner.stats)
+        for held_path, path in ((out, output), (rej, rejects)):
+            if held_path is not None:
+                _deliver(held_path, path)
     if not quiet:
-        click.echo(stage.summary(rejected), err=True)
-    stage.check_exit()
+        click.echo(trial.summary(rejected), err=True)
+    trial.check_exit()
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    return say
+
+
+def _deliver(held: str, path: str | None) -> None:
+    writer = RecordWriter(path)
+    try:
+        with open(held, encoding="utf-8") as lines:
+            for line in lines:
+                writer.write_line(line.rstrip("\n"))
+    finally:
+        writer.close()
 
 
 class Progress:

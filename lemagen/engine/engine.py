@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lemagen.engine.batching import BatchCollector, BatchConfig
+from lemagen.engine.batchstore import BatchLedger
 from lemagen.engine.calls import PATHS, Api, Call, Generation, RequestFailed
 from lemagen.engine.limits import (
     Budget,
@@ -81,6 +83,7 @@ class EngineConfig:
     price_in: float | None = None
     price_out: float | None = None
     max_cost: float | None = None
+    batch: BatchConfig | None = None  # --batch: missing samples are collected, not sent
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Stats:
     unpriced: set[str] = field(default_factory=set)
     rate_limited: int = 0
     usage_estimated: int = 0  # 200s without usable token counts, booked at the estimate
+    batch_requests: int = 0  # Batch API lines whose results were stored by this run
+    batch_cost: float = 0.0  # their cost at the batch price (also in `cost`)
 
 
 class Engine:
@@ -121,6 +126,10 @@ class Engine:
                     "give another --cache-dir, or --no-cache"
                 ) from None
         self.fatal: EndpointError | None = None
+        self.batch: BatchCollector | None = None
+        if config.batch is not None and self.store is not None:
+            ledger = BatchLedger(self.store.path.parent)
+            self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
         self._prices: dict[str, Price] = {}
         self._loop = asyncio.new_event_loop()
@@ -196,6 +205,8 @@ class Engine:
         try:
             if self.store is not None:
                 self.store.close()  # its last callbacks land on the stopped, still open loop
+            if self.batch is not None:
+                self.batch.ledger.close()
         finally:
             self._loop.close()
 
@@ -265,6 +276,12 @@ class Engine:
 
     async def _call(self, plan: Plan) -> Result:
         try:
+            if plan.owned and self.batch is not None:
+                try:
+                    self.batch.route(plan)  # returns only when the call is to be sent now
+                except RequestFailed as exc:
+                    self._planner.abandon(plan, sorted(plan.owned), exc)
+                    raise
             if plan.owned:
                 await self._fetch(plan)
             if plan.waits:

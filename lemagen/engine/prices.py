@@ -57,3 +57,26 @@ def price_for(model: str, price_in: float | None = None, price_out: float | None
     per_in = price_in if price_in is not None else (listed[0] if listed else None)
     per_out = price_out if price_out is not None else (listed[1] if listed else None)
     return Price(per_in, per_out)
+
+
+# Batch API prices (dollars per million input, output tokens) where they are not half the
+# standard price; none of the models above is known to differ.
+BATCH_PRICES: dict[str, tuple[float, float]] = {}
+BATCH_DISCOUNT = 0.5  # OpenAI's Batch API: half the standard price
+
+
+def batch_price(model: str, price_in: float | None = None, price_out: float | None = None) -> Price:
+    """What a result from a provider's Batch API costs: the batch table's price, else half
+    the synchronous price (`price_for`, so --price-in/--price-out are halved too)."""
+    listed = BATCH_PRICES.get(model)
+    if listed is None:
+        prefixes = [name for name in BATCH_PRICES if model.startswith(name + "-")]
+        if prefixes:
+            listed = BATCH_PRICES[max(prefixes, key=len)]
+    if listed is not None:
+        return Price(*listed)
+    sync = price_for(model, price_in, price_out)
+    return Price(
+        None if sync.per_m_in is None else sync.per_m_in * BATCH_DISCOUNT,
+        None if sync.per_m_out is None else sync.per_m_out * BATCH_DISCOUNT,
+    )

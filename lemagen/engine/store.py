@@ -42,8 +42,8 @@ from pathlib import Path
 
 from lemagen.engine.calls import RequestFailed
 
-SCHEMA_VERSION = 1
-STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
+STORE_FILE = "requests-v1.sqlite"  # the file keeps its name: a v1 store is migrated in place
 GROUP_COMMIT_WINDOW = 0.005  # seconds
 
 _SCHEMA = """
@@ -60,6 +60,34 @@ CREATE TABLE IF NOT EXISTS leases (
     key BLOB PRIMARY KEY,          -- a sample being fetched ...
     owner TEXT NOT NULL,           -- ... by the process holding owners/<owner>.lock
     taken REAL NOT NULL
+) WITHOUT ROWID;
+"""
+# Version 2: the provider Batch API jobs of `--batch` runs (`lemagen.engine.batchstore`).
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job TEXT PRIMARY KEY,          -- our id: in the input file's name and the batch's metadata
+    base_url TEXT NOT NULL,        -- where it was submitted (never a key)
+    endpoint TEXT NOT NULL,        -- /v1/chat/completions or /v1/completions
+    model TEXT NOT NULL,
+    file_id TEXT,                  -- recorded right after the upload
+    batch_id TEXT,                 -- recorded right after the create
+    status TEXT NOT NULL,          -- prepared, uploaded, then the provider's status
+    counts TEXT,                   -- the last request_counts seen, JSON
+    created REAL NOT NULL,
+    collected REAL                 -- when its results went into `samples`
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    job TEXT NOT NULL,
+    seq INTEGER NOT NULL,          -- its line number in the input file
+    custom_id TEXT NOT NULL,
+    keys BLOB NOT NULL,            -- the sample keys it asks for, 32 bytes each, in order
+    line TEXT NOT NULL,            -- its line of the input file
+    PRIMARY KEY (job, custom_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_failures (
+    key BLOB PRIMARY KEY,          -- a sample a batch was asked for and did not return ...
+    attempts INTEGER NOT NULL,     -- ... this many times
+    error TEXT NOT NULL            -- the last reason
 ) WITHOUT ROWID;
 """
 OWNERS_DIR = "owners"
@@ -97,6 +125,33 @@ def default_cache_dir() -> Path:
     return Path(base) / "lemagen"
 
 
+def open_store_file(directory: Path) -> Path:
+    """The store's file in `directory`, created or migrated to `SCHEMA_VERSION`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / STORE_FILE
+    setup = _connect(path)
+    try:
+        setup.execute("PRAGMA journal_mode = WAL")
+        _migrate(setup, path)
+    finally:
+        setup.close()
+    return path
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, or bring an older store up to `SCHEMA_VERSION` (each step only adds
+    tables, so what an older store holds is read as it was). A newer store is refused."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path} was made by a newer lemagen (store schema {version}, this one reads up to "
+            f"{SCHEMA_VERSION})"
+        )
+    if version < SCHEMA_VERSION:
+        conn.executescript(_SCHEMA + _SCHEMA_V2)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 60000")
@@ -112,14 +167,7 @@ class RequestStore:
     thread (`claim`)."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / STORE_FILE
-        setup = _connect(self.path)
-        try:
-            setup.execute("PRAGMA journal_mode = WAL")
-            setup.executescript(_SCHEMA)
-        finally:
-            setup.close()
+        self.path = open_store_file(directory)
         self.owner = secrets.token_hex(8)
         self._owners = directory / OWNERS_DIR
         self._lock_file = _hold_owner_lock(self._owners, self.owner)

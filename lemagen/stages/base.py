@@ -125,11 +125,17 @@ class EngineStage(Stage[In]):
     def requests_summary(self) -> str:
         st = self.engine.stats
         adapted = self.engine.adaptation()
+        batch = (
+            f" ({st.batch_requests} batch requests collected by this run, "
+            f"${st.batch_cost:.4f} at the batch price)"
+            if st.batch_requests
+            else ""
+        )
         return (
             f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
             f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
             f"request store; tokens in {st.prompt_tokens}, out {st.completion_tokens}; "
-            f"{describe(st)}"
+            f"{describe(st)}{batch}"
         )
 
     def check_exit(self) -> None:
