@@ -198,6 +198,10 @@ class FakeBatches:
 
     # ------------------------------------------------------------------ driving
 
+    def files_sent(self) -> list[str]:
+        """The ids of the input files uploaded, in order."""
+        return [f for f, obj in self.files.items() if obj["purpose"] == "batch"]
+
     def latest(self) -> str:
         return max(self.batches, key=lambda b: int(self.batches[b]["created_at"]))
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lemagen.engine.store import STORE_FILE
 from lemagen.errors import EXIT_BATCH_PENDING
 from tests.conftest import EXAMPLES, run
 from tests.fake_batches import FakeBatches
@@ -49,3 +53,222 @@ def test_submit_exit_then_collect_matches_a_synchronous_run(
     assert second.stdout.count("\n") > 0
     assert (batches.uploads, batches.creates) == (1, 1)
     assert len(fake.requests) == sent
+
+
+@pytest.mark.parametrize("operation", ["upload", "create", "content"])
+def test_a_run_stopped_at_any_step_resumes_without_a_second_upload_or_batch(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, operation: str
+) -> None:
+    """The run stops (the provider fails, --max-retries 0) before the upload is recorded,
+    after the upload and before the create, or with the batch completed but its output not
+    downloaded; the same command then picks the job up where it was."""
+    cache = tmp_path / "c"
+    args = sample(fake, cache, "--batch", "--max-retries", "0")
+    if operation == "content":
+        assert run(*args).exit_code == EXIT_BATCH_PENDING
+        batches.finish()
+    batches.fail_next[operation] = 1
+    stopped = run(*args)
+    assert stopped.exit_code == 3, stopped.stderr
+    assert f"injected 500 on {operation}" in stopped.stderr
+    expected = {"upload": (0, 0), "create": (1, 0), "content": (1, 1)}[operation]
+    assert (batches.uploads, batches.creates) == expected
+    again = run(*args)
+    if operation != "content":
+        assert again.exit_code == EXIT_BATCH_PENDING, again.stderr
+        assert batches.batches[batches.latest()]["status"] == "validating"
+        batches.step()  # in progress: a re-run finds it running, submits nothing
+        assert run(*args).exit_code == EXIT_BATCH_PENDING
+        batches.finish()
+        again = run(*args)
+    assert again.exit_code == 0, again.stderr
+    assert (batches.uploads, batches.creates) == (1, 1)
+    assert len(fake.requests) == 0
+    assert len(again.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
+    assert max(batches.paid.values()) == 1
+
+
+def test_failed_and_expired_lines_go_into_a_new_batch_and_nothing_is_paid_twice(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    sync = run(*sample(fake, tmp_path / "sync", "--concurrency", "1"))
+    rows = len(sync.stdout.splitlines())
+    args = sample(fake, tmp_path / "c", "--batch")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    first = batches.latest()
+    total = batches.batches[first]["request_counts"]["total"]
+    assert total >= 3
+    broken: set[str] = set()
+
+    def one_error(custom_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not broken:
+            broken.add(custom_id)
+        if custom_id in broken and batches.submitted[custom_id] == 1:
+            return 500, {"error": {"message": "server overloaded", "code": "server_error"}}
+        return None
+
+    batches.line_error = one_error
+    batches.step()
+    batches.expire(first, run=2)  # line 1 errors, line 2 runs, the rest expire
+    assert batches.batches[first]["status"] == "expired"
+    second = run(*args)
+    assert second.exit_code == EXIT_BATCH_PENDING, second.stderr
+    resubmitted = batches.latest()
+    assert resubmitted != first
+    assert batches.batches[resubmitted]["request_counts"]["total"] == total - 1
+    batches.finish(resubmitted)
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == sync.stdout
+    assert len(done.stdout.splitlines()) == rows
+    assert batches.creates == 2
+    paid_ids = [k for k in batches.paid if k.startswith("lemagen-")]
+    assert len(paid_ids) == total
+    assert set(batches.paid.values()) == {1}  # per custom_id and per request
+
+
+def test_only_requests_missing_from_the_store_go_into_the_batch(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    lines = PROBLEMS.read_text().splitlines(keepends=True)
+    half = tmp_path / "half.jsonl"
+    half.write_text("".join(lines[:2]))
+    cache = tmp_path / "c"
+    assert run(*sample(fake, cache, path=half)).exit_code == 0
+    assert len(fake.requests) == 2
+    assert run(*sample(fake, cache, "--batch")).exit_code == EXIT_BATCH_PENDING
+    assert batches.batches[batches.latest()]["request_counts"]["total"] == len(lines) - 2
+    sent = [json.loads(x)["body"] for x in batches.contents[batches.files_sent()[0]].splitlines()]
+    asked = {json.dumps(b["messages"]) for b in sent}
+    assert not asked & {json.dumps(r["body"]["messages"]) for r in fake.requests}
+
+
+def test_batch_fallback_sync_sends_failed_lines_synchronously(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    target: list[str] = []
+
+    def first_fails(custom_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not target:
+            target.append(custom_id)
+        return (
+            (400, {"error": {"message": "bad line", "code": "x"}}) if custom_id in target else None
+        )
+
+    batches.line_error = first_fails
+    args = sample(fake, tmp_path / "c", "--batch", "--batch-fallback", "sync")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert batches.creates == 1
+    assert len(fake.requests) == 1  # the failed line, sent synchronously
+    assert len(done.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
+
+
+def test_lines_that_keep_failing_are_set_aside_after_max_retries(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    target: list[str] = []
+
+    def always(custom_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not target:
+            target.append(custom_id)
+        return (
+            (400, {"error": {"message": "bad line", "code": "x"}}) if custom_id in target else None
+        )
+
+    batches.line_error = always
+    rejects = tmp_path / "rejects.jsonl"
+    args = sample(fake, tmp_path / "c", "--batch", "--max-retries", "1", "--rejects", str(rejects))
+    for _ in range(2):  # the first batch and one retry
+        assert run(*args).exit_code == EXIT_BATCH_PENDING
+        batches.finish()
+    done = run(*args)
+    assert done.exit_code == 4, done.stderr
+    assert batches.creates == 2
+    assert batches.submitted[target[0]] == 2
+    assert len(fake.requests) == 0
+    (reject,) = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert reject["reason"] == "request_failed"
+    error = reject["record"]["error"]
+    assert error == "batch line error: HTTP 400: bad line (gave up after 2 batches)"
+
+
+def test_wait_polls_until_done_and_reports_progress(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    batches.auto = True
+    args = [a for a in sample(fake, tmp_path / "c", "--batch", "--wait") if a != "-q"]
+    done = run(*args, "--poll-interval", "0")
+    assert done.exit_code == 0, done.stderr
+    assert batches.retrieves == 3  # in_progress, finalizing, completed
+    assert "in_progress, 0/" in done.stderr
+    assert "batch requests collected by this run" in done.stderr
+    assert len(done.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
+
+
+def test_input_files_are_split_at_the_request_limit(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    args = sample(fake, tmp_path / "c", "--batch", "--batch-max-requests", "2")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    rows = len(PROBLEMS.read_text().splitlines())
+    assert batches.creates == (rows + 1) // 2
+    assert sorted(b["request_counts"]["total"] for b in batches.batches.values())[-1] == 2
+    for batch_id in list(batches.batches):
+        batches.finish(batch_id)
+    assert run(*args).exit_code == 0
+
+
+def test_batches_lists_and_cancels(fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    args = sample(fake, cache, "--batch")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    listed = [json.loads(x) for x in run("batches", "--cache-dir", str(cache)).stdout.splitlines()]
+    assert len(listed) == 1
+    assert listed[0]["batch_id"] == batches.latest()
+    assert listed[0]["status"] == "validating"
+    assert listed[0]["endpoint"] == "/v1/chat/completions"
+    batches.step()
+    refreshed = run("batches", "--cache-dir", str(cache), "--refresh").stdout
+    assert json.loads(refreshed)["status"] == "in_progress"
+    cancel = run("batches", "--cache-dir", str(cache), "cancel", "--all")
+    assert cancel.exit_code == 0, cancel.stderr
+    assert batches.batches[batches.latest()]["status"] == "cancelling"
+    assert run("batches", "--cache-dir", str(cache), "cancel", "nope").exit_code == 2
+    # The cancelled batch's requests go into a new batch on the next run.
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    assert batches.creates == 2
+    states = [
+        json.loads(x)["status"]
+        for x in run("batches", "--cache-dir", str(cache)).stdout.splitlines()
+    ]
+    assert states == ["cancelled", "validating"]
+
+
+def test_a_store_made_before_batches_is_migrated_in_place_and_keeps_its_samples(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c"
+    assert run(*sample(fake, cache)).exit_code == 0
+    sent = len(fake.requests)
+    conn = sqlite3.connect(cache / STORE_FILE)  # back to a version 1 store
+    conn.executescript(
+        "DROP TABLE batch_jobs; DROP TABLE batch_requests; DROP TABLE batch_failures; "
+        "PRAGMA user_version = 0;"
+    )
+    conn.close()
+    again = run(*sample(fake, cache, "--batch"))
+    assert again.exit_code == 0, again.stderr
+    assert len(again.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
+    assert (len(fake.requests), batches.creates) == (sent, 0)  # every sample came from the store
+    conn = sqlite3.connect(cache / STORE_FILE)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM batch_jobs").fetchone()[0] == 0
+    conn.execute("PRAGMA user_version = 3")  # a store from a newer lemagen is refused
+    conn.commit()
+    conn.close()
+    newer = run(*sample(fake, cache))
+    assert newer.exit_code == 1
+    assert "made by a newer lemagen (store schema 3" in newer.stderr

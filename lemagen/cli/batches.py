@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lemagen.cli.app import EPILOG, cli
 from lemagen.engine import EngineConfig, default_cache_dir
 from lemagen.engine.batches import BatchRunner, describe_jobs
 from lemagen.engine.batching import BatchConfig
@@ -40,7 +41,7 @@ _KEY = click.option(
 )
 
 
-@click.group(name="batches", invoke_without_command=True)
+@cli.group(name="batches", invoke_without_command=True, epilog=EPILOG)
 @_CACHE
 @_KEY
 @click.option(
