@@ -125,7 +125,6 @@ def _run_batched(
                 assert collector is not None
                 if not collector.requests:
                     break
-                say(f"{trial.name}: {len(collector.requests)} requests go to a batch")
                 runner.settle(collector.requests)
         finally:
             runner.close()

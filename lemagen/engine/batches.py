@@ -68,12 +68,18 @@ class BatchRunner:
         holding = self.ledger.open_custom_ids()
         jobs = {holding[cid] for cid in requests if cid in holding}
         new = [r for cid, r in requests.items() if cid not in holding]
+        files = 0
         for group in split(new, self.batch.max_requests, self.batch.max_bytes):
+            files += 1
             job = uuid.uuid4().hex
             self.ledger.prepare(
                 job, self.config.base_urls[0], group[0].endpoint, group[0].model, group
             )
             jobs.add(job)
+        self.say(
+            f"{len(requests)} requests the request store lacks: {len(new)} new in {files} "
+            f"batch input file(s), {len(requests) - len(new)} in batches submitted before"
+        )
         while True:
             running = [j for j in map(self.ledger.job, sorted(jobs)) if not self.advance(j)]
             running = [self.ledger.job(j.job) for j in running]
