@@ -44,6 +44,9 @@ class FakeBatches:
     paid: Counter[str] = field(default_factory=Counter)  # custom_id and request_key -> 200s
     submitted: Counter[str] = field(default_factory=Counter)  # custom_id -> batches created
     fail_next: Counter[str] = field(default_factory=Counter)  # "upload"/"create"/"content": 500s
+    # "upload"/"create": the answer is held back until the event is set (done meanwhile)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
+    arrived: dict[str, threading.Event] = field(default_factory=dict)
     _done: dict[str, dict[str, str]] = field(default_factory=dict)  # batch -> custom_id -> line
     _errors: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -64,6 +67,11 @@ class FakeBatches:
     def handle(self, method: str, url: str, headers: Any, raw: bytes) -> tuple[int, bytes]:
         with self._lock:
             status, payload = self._route(method, url, headers, raw)
+        operation = _operation(method, urlsplit(url).path.removeprefix("/v1/").split("/"))
+        held = self.hold.get(operation)
+        if held is not None:  # done, but the answer waits (the client may be killed meanwhile)
+            self.arrived.setdefault(operation, threading.Event()).set()
+            held.wait(60)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return status, data
 
@@ -72,20 +80,15 @@ class FakeBatches:
     ) -> tuple[int, dict[str, Any] | bytes]:
         parts = urlsplit(url)
         path = parts.path.removeprefix("/v1/").strip("/").split("/")
-        operation = (
-            "upload"
-            if path == ["files"]
-            else "create"
-            if path == ["batches"] and method == "POST"
-            else "content"
-            if path[-1] == "content"
-            else ""
-        )
+        operation = _operation(method, path)
         if self.fail_next[operation] > 0:
             self.fail_next[operation] -= 1
             return 500, {"error": {"message": f"injected 500 on {operation}", "code": "x"}}
         if path == ["files"] and method == "POST":
             return self._upload(headers.get("Content-Type", ""), raw)
+        if path == ["files"] and method == "GET":
+            data = sorted(self.files.values(), key=lambda f: f["id"], reverse=True)
+            return 200, {"object": "list", "data": data, "has_more": False}
         if path[0] == "files" and len(path) >= 2 and path[1] in self.files:
             if len(path) == 3 and path[2] == "content" and method == "GET":
                 self.downloads += 1
@@ -294,3 +297,13 @@ class FakeBatches:
             batch["error_file_id"] = self._file("errors.jsonl", "batch_output", content)["id"]
         batch["status"] = status
         batch[f"{status}_at"] = int(time.time())
+
+
+def _operation(method: str, path: list[str]) -> str:
+    if path == ["files"] and method == "POST":
+        return "upload"
+    if path == ["batches"] and method == "POST":
+        return "create"
+    if path[-1] == "content":
+        return "content"
+    return ""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ from lemagen.engine.store import STORE_FILE
 from lemagen.errors import EXIT_BATCH_PENDING
 from tests.conftest import EXAMPLES, run
 from tests.fake_batches import FakeBatches
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, wait_until
 
 PROBLEMS = EXAMPLES / "gsm8k.jsonl"
 
@@ -272,3 +276,38 @@ def test_a_store_made_before_batches_is_migrated_in_place_and_keeps_its_samples(
     newer = run(*sample(fake, cache))
     assert newer.exit_code == 1
     assert "made by a newer lemagen (store schema 3" in newer.stderr
+
+
+@pytest.mark.parametrize("operation", ["upload", "create"])
+def test_a_run_killed_while_the_provider_answers_adopts_what_it_made(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, operation: str
+) -> None:
+    """kill -9 after the provider made the file (or the batch) and before its answer reached
+    lemagen: the re-run finds it (by the file's name, or the batch's input file) and neither
+    uploads nor submits again."""
+    release = batches.hold[operation] = threading.Event()
+    args = [sys.executable, "-m", "lemagen", *sample(fake, tmp_path / "c", "--batch")]
+    env = {**os.environ, "LEMAGEN_CACHE_DIR": str(tmp_path / "c")}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: operation in batches.arrived, f"the {operation} request")
+        process.kill()
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        release.set()
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    assert (batches.uploads, batches.creates) == (1, 1 if operation == "create" else 0)
+    del batches.hold[operation]
+    again = run(*sample(fake, tmp_path / "c", "--batch"))
+    assert again.exit_code == EXIT_BATCH_PENDING, again.stderr
+    assert (batches.uploads, batches.creates) == (1, 1)
+    batches.finish()
+    done = run(*sample(fake, tmp_path / "c", "--batch"))
+    assert done.exit_code == 0, done.stderr
+    assert (batches.uploads, batches.creates) == (1, 1)
+    assert len(done.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())

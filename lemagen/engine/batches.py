@@ -14,6 +14,7 @@ failure of its samples, which the next pass asks for again (`batching`).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import time
 import uuid
@@ -104,27 +105,36 @@ class BatchRunner:
             return True
         client = self.client(job.base_url)
         if job.file_id is None:
-            content = "".join(r.line + "\n" for r in self.ledger.requests(job.job))
-            uploaded = _call(
-                job.base_url,
-                lambda: client.files.create(
-                    file=(f"lemagen-{job.job}.jsonl", content.encode()), purpose="batch"
-                ),
-            )
-            self.ledger.uploaded(job.job, uploaded.id)
+            name = f"lemagen-{job.job}.jsonl"
+            # "uploading": an earlier run may have uploaded it and stopped before the answer
+            found = _find_file(client, job.base_url, name) if job.status == "uploading" else None
+            if found is None:
+                self.ledger.mark(job.job, "uploading")
+                content = "".join(r.line + "\n" for r in self.ledger.requests(job.job))
+                found = _call(
+                    job.base_url,
+                    lambda: client.files.create(file=(name, content.encode()), purpose="batch"),
+                ).id
+            self.ledger.uploaded(job.job, found)
             job = self.ledger.job(job.job)
         if job.batch_id is None:
-            assert job.file_id is not None
-            created = _call(
-                job.base_url,
-                lambda: client.batches.create(
-                    input_file_id=job.file_id,
-                    endpoint=job.endpoint,
-                    completion_window=self.batch.completion_window,
-                    metadata={"lemagen_job": job.job},
-                ),
-            )
-            self.ledger.submitted(job.job, created.id, created.status)
+            file_id = job.file_id
+            assert file_id is not None
+            batch = None
+            if job.status == "submitting":  # an earlier run may have created it
+                batch = _find_batch(client, job.base_url, file_id)
+            if batch is None:
+                self.ledger.mark(job.job, "submitting")
+                batch = _call(
+                    job.base_url,
+                    lambda: client.batches.create(
+                        input_file_id=file_id,
+                        endpoint=job.endpoint,
+                        completion_window=self.batch.completion_window,
+                        metadata={"lemagen_job": job.job},
+                    ),
+                )
+            self.ledger.submitted(job.job, batch.id, batch.status)
             job = self.ledger.job(job.job)
         assert job.batch_id is not None
         batch = _call(job.base_url, lambda: client.batches.retrieve(job.batch_id))
@@ -263,6 +273,27 @@ def _read_line(
         f"the batch returned {len(per)} of {len(request.keys)} samples",
         (prompt, completion),
     )
+
+
+LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one of ours
+
+
+def _find_file(client: Any, base_url: str, name: str) -> str | None:
+    """The id of an input file an earlier run uploaded under `name`, if any."""
+    files = _call(base_url, lambda: list(itertools.islice(client.files.list(), LOOK_BACK)))
+    for found in files:
+        if found.filename == name and found.purpose == "batch":
+            return str(found.id)
+    return None
+
+
+def _find_batch(client: Any, base_url: str, file_id: str) -> Any:
+    """A batch an earlier run created for `file_id`, if any."""
+    batches = _call(base_url, lambda: list(itertools.islice(client.batches.list(), LOOK_BACK)))
+    for found in batches:
+        if found.input_file_id == file_id:
+            return found
+    return None
 
 
 def _content(client: Any, file_id: str) -> str:

@@ -148,6 +148,12 @@ class BatchLedger:
                 [(job, i, r.custom_id, b"".join(r.keys), r.line) for i, r in enumerate(requests)],
             )
 
+    def mark(self, job: str, status: str) -> None:
+        """`uploading` / `submitting`: the call is about to go out (a re-run first looks for
+        what it may have made)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE batch_jobs SET status = ? WHERE job = ?", (status, job))
+
     def uploaded(self, job: str, file_id: str) -> None:
         with self._transaction() as conn:
             conn.execute(

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     model TEXT NOT NULL,
     file_id TEXT,                  -- recorded right after the upload
     batch_id TEXT,                 -- recorded right after the create
-    status TEXT NOT NULL,          -- prepared, uploaded, then the provider's status
+    status TEXT NOT NULL,          -- prepared, uploading, uploaded, submitting, then the
+                                   -- provider's status
     counts TEXT,                   -- the last request_counts seen, JSON
     created REAL NOT NULL,
     collected REAL                 -- when its results went into `samples`
