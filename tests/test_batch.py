@@ -15,9 +15,11 @@ import pytest
 
 from lemagen.engine.store import STORE_FILE
 from lemagen.errors import EXIT_BATCH_PENDING
-from tests.conftest import EXAMPLES, run
+from tests.conftest import EXAMPLES, endpoint, run
 from tests.fake_batches import FakeBatches
 from tests.fake_openai import FakeOpenAI, wait_until
+from tests.test_crosscheck import Coder
+from tests.test_evolve import Evolver
 
 PROBLEMS = EXAMPLES / "gsm8k.jsonl"
 
@@ -311,3 +313,41 @@ def test_a_run_killed_while_the_provider_answers_adopts_what_it_made(
     assert done.exit_code == 0, done.stderr
     assert (batches.uploads, batches.creates) == (1, 1)
     assert len(done.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
+
+
+@pytest.mark.parametrize("stage", ["correct", "evolve", "crosscheck"])
+def test_every_model_stage_writes_with_batch_what_it_writes_synchronously(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, stage: str
+) -> None:
+    """Read from stdin, waited for (--wait): evolve needs two rounds of batches (the created
+    questions, then the votes on them), each submitted once."""
+    sampled = run(*sample(fake, tmp_path / "s"))
+    records_in = sampled.stdout
+    if stage != "correct":
+        records_in = run("correct", "-m", "c", *endpoint(fake), input=sampled.stdout).stdout
+    options = {
+        "correct": ["correct", "-m", "c"],
+        "evolve": ["evolve", "-m", "gpt-4o", "--samples", "6", "--seed", "5"],
+        "crosscheck": ["crosscheck", "-m", "coder", "--program-timeout", "10"],
+    }[stage]
+    if stage == "evolve":
+        fake.responder = Evolver(fake.responder)  # type: ignore[arg-type]
+    if stage == "crosscheck":
+        fake.responder = Coder(lambda q: "agree")
+    before = len(fake.requests)
+    sync = run(*options, *endpoint(fake), "--cache-dir", str(tmp_path / "a"), "--concurrency",
+               "1", input=records_in)  # fmt: skip
+    assert sync.exit_code == 0, sync.stderr
+    sent = len(fake.requests) - before
+    assert sent > 0
+    batches.auto = True
+    batched = run(*options, *endpoint(fake), "--cache-dir", str(tmp_path / "b"), "--batch",
+                  "--wait", "--poll-interval", "0", input=records_in)  # fmt: skip
+    assert batched.exit_code == 0, batched.stderr
+    assert batched.stdout == sync.stdout
+    assert len(batched.stdout.splitlines()) > 0
+    assert len(fake.requests) - before == sent  # nothing more went synchronously
+    assert batches.creates == (2 if stage == "evolve" else 1)
+    lines = sum(b["request_counts"]["total"] for b in batches.batches.values())
+    assert lines == sent
+    assert set(batches.paid.values()) == {1}
