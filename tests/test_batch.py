@@ -262,6 +262,7 @@ def test_a_store_made_before_batches_is_migrated_in_place_and_keeps_its_samples(
     conn = sqlite3.connect(cache / STORE_FILE)  # back to a version 1 store
     conn.executescript(
         "DROP TABLE batch_jobs; DROP TABLE batch_requests; DROP TABLE batch_failures; "
+        "DROP TABLE batch_keys; "
         "PRAGMA user_version = 0;"
     )
     conn.close()
@@ -350,4 +351,31 @@ def test_every_model_stage_writes_with_batch_what_it_writes_synchronously(
     assert batches.creates == (2 if stage == "evolve" else 1)
     lines = sum(b["request_counts"]["total"] for b in batches.batches.values())
     assert lines == sent
+    assert set(batches.paid.values()) == {1}
+
+
+def test_samples_a_running_batch_asks_for_are_not_asked_for_again(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    """-n raised from 2 to 4 while the first batch runs: the second batch asks only for
+    samples 2-3, and the run waits for both."""
+    cache = tmp_path / "c"
+    assert run(*sample(fake, cache, "--batch")).exit_code == EXIT_BATCH_PENDING
+    first = batches.latest()
+    more = [a if a != "2" else "4" for a in sample(fake, cache, "--batch")]
+    assert run(*more).exit_code == EXIT_BATCH_PENDING
+    second = batches.latest()
+    assert second != first
+    bodies = [json.loads(x)["body"] for x in batches.contents[batches.files_sent()[1]].splitlines()]
+    rows = len(PROBLEMS.read_text().splitlines())
+    assert len(bodies) == rows
+    assert {(b["n"], b["seed"]) for b in bodies} == {(2, 3)}  # samples 2-3 (seed 1 + index 2)
+    batches.finish(second)
+    assert run(*more).exit_code == EXIT_BATCH_PENDING  # the first still runs
+    batches.finish(first)
+    done = run(*more)
+    assert done.exit_code == 0, done.stderr
+    sync = run(*[a if a != str(cache) else str(tmp_path / "s") for a in more if a != "--batch"])
+    assert len(done.stdout.splitlines()) == len(sync.stdout.splitlines()) > 2 * rows
+    assert batches.creates == 2
     assert set(batches.paid.values()) == {1}

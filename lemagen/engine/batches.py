@@ -18,7 +18,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from lemagen.engine.batching import BatchConfig
@@ -63,11 +63,12 @@ class BatchRunner:
         for client in self._clients.values():
             client.close()
 
-    def settle(self, requests: dict[str, BatchRequest]) -> None:
+    def settle(self, requests: dict[str, BatchRequest], waiting: Iterable[str] = ()) -> None:
         """Submit the requests no open job holds, then follow every job holding any of them
-        until all are collected (--wait), or raise `BatchPending` while some still run."""
+        (and the jobs in `waiting`) until all are collected (--wait), or raise `BatchPending`
+        while some still run."""
         holding = self.ledger.open_custom_ids()
-        jobs = {holding[cid] for cid in requests if cid in holding}
+        jobs = {holding[cid] for cid in requests if cid in holding} | set(waiting)
         new = [r for cid, r in requests.items() if cid not in holding]
         files = 0
         for group in split(new, self.batch.max_requests, self.batch.max_bytes):

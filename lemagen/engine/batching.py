@@ -55,12 +55,19 @@ class BatchCollector:
         self.ledger = ledger
         self.max_retries = max_retries
         self.requests: dict[str, BatchRequest] = {}
+        self.waiting: set[str] = set()  # jobs submitted before that hold samples of this pass
 
     def route(self, plan: Plan) -> None:
         """Return when the plan's missing samples are to be sent now (a fallback to sync);
         otherwise raise `RequestFailed`: `batch_pending` (collected for a batch), or the
         batch's own reason once batches failed them more than --max-retries times."""
         todo = sorted(plan.owned)
+        held = self.ledger.open_keys([plan.keys[i] for i in todo])
+        if held:  # a batch already asks for these: wait for it, never ask twice
+            self.waiting.update(held.values())
+            todo = [i for i in todo if plan.keys[i] not in held]
+            if not todo:
+                raise RequestFailed("waiting for a provider batch", "batch_pending")
         keys = tuple(plan.keys[i] for i in todo)
         failures = self.ledger.failures(keys)
         if failures:

@@ -121,6 +121,18 @@ class BatchLedger:
         )
         return dict(rows)
 
+    def open_keys(self, keys: Sequence[bytes]) -> dict[bytes, str]:
+        """key -> the job not collected yet that asks for it, among `keys`."""
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._conn.execute(
+            "SELECT k.key, k.job FROM batch_keys k JOIN batch_jobs j USING (job) "
+            f"WHERE j.collected IS NULL AND k.key IN ({marks})",
+            list(keys),
+        )
+        return dict(rows)
+
     def failures(self, keys: Sequence[bytes]) -> dict[bytes, tuple[int, str]]:
         """key -> (times a batch did not return it, the last reason)."""
         if not keys:
@@ -146,6 +158,10 @@ class BatchLedger:
                 "INSERT INTO batch_requests (job, seq, custom_id, keys, line) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [(job, i, r.custom_id, b"".join(r.keys), r.line) for i, r in enumerate(requests)],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO batch_keys VALUES (?, ?)",
+                [(key, job) for r in requests for key in r.keys],
             )
 
     def mark(self, job: str, status: str) -> None:

@@ -85,6 +85,11 @@ CREATE TABLE IF NOT EXISTS batch_requests (
     line TEXT NOT NULL,            -- its line of the input file
     PRIMARY KEY (job, custom_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_keys (
+    key BLOB NOT NULL,             -- a sample key ...
+    job TEXT NOT NULL,             -- ... asked for by this job
+    PRIMARY KEY (key, job)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batch_failures (
     key BLOB PRIMARY KEY,          -- a sample a batch was asked for and did not return ...
     attempts INTEGER NOT NULL,     -- ... this many times
