@@ -55,6 +55,11 @@ def batches_cmd(
     status, request_counts, created, endpoint, model, base_url, ...); `cancel` cancels them.
 
     A batch is collected (its results stored) by re-running the command that submitted it.
+
+    \b
+    Example:
+      lemagen batches --refresh
+      lemagen batches cancel --all
     """
     if ctx.invoked_subcommand is not None:
         ctx.obj = (cache_dir, api_key_env)
