@@ -379,3 +379,24 @@ def test_samples_a_running_batch_asks_for_are_not_asked_for_again(
     assert len(done.stdout.splitlines()) == len(sync.stdout.splitlines()) > 2 * rows
     assert batches.creates == 2
     assert set(batches.paid.values()) == {1}
+
+
+def test_no_credential_of_a_base_url_reaches_the_store(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c"
+    secret = fake.base_url.replace("http://", "http://user:hunter2-secret@")
+    args = [a if a != fake.base_url else secret for a in sample(fake, cache, "--batch")]
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert batches.creates == 1
+    listed = json.loads(run("batches", "--cache-dir", str(cache)).stdout)
+    assert listed["base_url"] == fake.base_url
+    for path in cache.rglob("*"):
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path
+    no_store = run(*sample(fake, cache, "--batch", "--no-cache"))
+    assert no_store.exit_code == 2
+    assert "--batch needs the request store" in no_store.stderr

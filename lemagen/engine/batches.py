@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from lemagen.engine.batching import BatchConfig
 from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
@@ -75,7 +76,7 @@ class BatchRunner:
             files += 1
             job = uuid.uuid4().hex
             self.ledger.prepare(
-                job, self.config.base_urls[0], group[0].endpoint, group[0].model, group
+                job, public_url(self.config.base_urls[0]), group[0].endpoint, group[0].model, group
             )
             jobs.add(job)
         self.say(
@@ -205,18 +206,32 @@ class BatchRunner:
         return str(batch.status)
 
     def client(self, base_url: str) -> Any:
+        """A client for a job's (stored) base URL: the given --base-url it stands for, with the
+        user:password the store never holds, when there is one."""
         client = self._clients.get(base_url)
         if client is None:
             import openai
 
+            given = [u for u in self.config.base_urls if public_url(u) == base_url]
+
             client = openai.OpenAI(
-                base_url=base_url,
+                base_url=given[0] if given else base_url,
                 api_key=self.config.api_key or "EMPTY",
                 timeout=self.config.timeout,
                 max_retries=self.config.max_retries,
             )
             self._clients[base_url] = client
         return client
+
+
+def public_url(url: str) -> str:
+    """`url` without a user:password part (it would be a credential in the store)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def split(

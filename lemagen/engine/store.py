@@ -19,6 +19,9 @@ lease dies with its owner: each process holds an exclusive `flock` on
 (kill -9 included), so a lease whose owner's lock can be taken is taken over. A sample's lease
 is deleted in the transaction that stores it, and a process deletes its leases when it stops.
 
+The schema's version is kept in `PRAGMA user_version`; version 2 added the tables of provider
+batch jobs (`batchschema`), and an older store is migrated in place when it is opened.
+
 A commit that fails (disk full, I/O error) loses nothing: its rows stay in memory and go with
 the next commit, and with one last try at `close`; `failed` says why the store cannot be
 written, and the engine then sends nothing more (a lease cannot be taken either), so only the
@@ -40,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lemagen.engine.batchschema import BATCH_SCHEMA
 from lemagen.engine.calls import RequestFailed
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
@@ -60,40 +64,6 @@ CREATE TABLE IF NOT EXISTS leases (
     key BLOB PRIMARY KEY,          -- a sample being fetched ...
     owner TEXT NOT NULL,           -- ... by the process holding owners/<owner>.lock
     taken REAL NOT NULL
-) WITHOUT ROWID;
-"""
-# Version 2: the provider Batch API jobs of `--batch` runs (`lemagen.engine.batchstore`).
-_SCHEMA_V2 = """
-CREATE TABLE IF NOT EXISTS batch_jobs (
-    job TEXT PRIMARY KEY,          -- our id: in the input file's name and the batch's metadata
-    base_url TEXT NOT NULL,        -- where it was submitted (never a key)
-    endpoint TEXT NOT NULL,        -- /v1/chat/completions or /v1/completions
-    model TEXT NOT NULL,
-    file_id TEXT,                  -- recorded right after the upload
-    batch_id TEXT,                 -- recorded right after the create
-    status TEXT NOT NULL,          -- prepared, uploading, uploaded, submitting, then the
-                                   -- provider's status
-    counts TEXT,                   -- the last request_counts seen, JSON
-    created REAL NOT NULL,
-    collected REAL                 -- when its results went into `samples`
-);
-CREATE TABLE IF NOT EXISTS batch_requests (
-    job TEXT NOT NULL,
-    seq INTEGER NOT NULL,          -- its line number in the input file
-    custom_id TEXT NOT NULL,
-    keys BLOB NOT NULL,            -- the sample keys it asks for, 32 bytes each, in order
-    line TEXT NOT NULL,            -- its line of the input file
-    PRIMARY KEY (job, custom_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batch_keys (
-    key BLOB NOT NULL,             -- a sample key ...
-    job TEXT NOT NULL,             -- ... asked for by this job
-    PRIMARY KEY (key, job)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batch_failures (
-    key BLOB PRIMARY KEY,          -- a sample a batch was asked for and did not return ...
-    attempts INTEGER NOT NULL,     -- ... this many times
-    error TEXT NOT NULL            -- the last reason
 ) WITHOUT ROWID;
 """
 OWNERS_DIR = "owners"
@@ -154,7 +124,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"{SCHEMA_VERSION})"
         )
     if version < SCHEMA_VERSION:
-        conn.executescript(_SCHEMA + _SCHEMA_V2)
+        conn.executescript(_SCHEMA + BATCH_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
