@@ -400,3 +400,27 @@ def test_no_credential_of_a_base_url_reaches_the_store(
     no_store = run(*sample(fake, cache, "--batch", "--no-cache"))
     assert no_store.exit_code == 2
     assert "--batch needs the request store" in no_store.stderr
+
+
+def test_a_line_with_fewer_choices_than_asked_is_completed_by_the_next_batch(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    """A server that ignores `n` (one choice a request): the synchronous engine asks again at
+    once for the rest; with --batch the next batch asks for them. Both write the same."""
+    fake.max_n = 1
+    sync = run(*sample(fake, tmp_path / "sync", "--concurrency", "1"))
+    assert sync.exit_code == 0, sync.stderr
+    args = sample(fake, tmp_path / "c", "--batch")
+    rows = len(PROBLEMS.read_text().splitlines())
+    for round_ in (1, 2):
+        assert run(*args).exit_code == EXIT_BATCH_PENDING
+        latest = batches.latest()
+        assert batches.batches[latest]["request_counts"]["total"] == rows
+        sent = batches.contents[batches.files_sent()[-1]].splitlines()
+        asked = {json.loads(x)["body"]["n"] for x in sent}
+        assert asked == {3 - round_}  # n=2, then n=1 for the sample each line lacked
+        batches.finish(latest)
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == sync.stdout
+    assert batches.creates == 2

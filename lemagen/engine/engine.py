@@ -22,7 +22,9 @@ guarantees, and where each part lives:
   and retried later (`pool`);
 * token usage and cost are counted as responses arrive, and `--max-cost` stops new sends
   once spent plus in flight could pass the budget (`limits.Budget`);
-* requests go over aiohttp or the openai SDK (`transports`).
+* requests go over aiohttp or the openai SDK (`transports`);
+* with `--batch`, samples the store lacks are not sent but collected as lines of a provider
+  Batch input file (`batching`), submitted and collected between passes (`batches`).
 """
 
 from __future__ import annotations
