@@ -47,6 +47,8 @@ class FakeBatches:
     # "upload"/"create": the answer is held back until the event is set (done meanwhile)
     hold: dict[str, threading.Event] = field(default_factory=dict)
     arrived: dict[str, threading.Event] = field(default_factory=dict)
+    hold_before: dict[str, threading.Event] = field(default_factory=dict)  # held, not yet done
+    arrivals: Counter[str] = field(default_factory=Counter)  # requests seen, by operation
     _done: dict[str, dict[str, str]] = field(default_factory=dict)  # batch -> custom_id -> line
     _errors: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -65,6 +67,12 @@ class FakeBatches:
     # ------------------------------------------------------------------ HTTP
 
     def handle(self, method: str, url: str, headers: Any, raw: bytes) -> tuple[int, bytes]:
+        before = _operation(method, urlsplit(url).path.removeprefix("/v1/").split("/"))
+        with self._lock:
+            self.arrivals[before] += 1
+        waiting = self.hold_before.get(before)
+        if waiting is not None:  # not done yet: the request waits before anything happens
+            waiting.wait(60)
         with self._lock:
             status, payload = self._route(method, url, headers, raw)
         operation = _operation(method, urlsplit(url).path.removeprefix("/v1/").split("/"))

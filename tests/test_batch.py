@@ -424,3 +424,36 @@ def test_a_line_with_fewer_choices_than_asked_is_completed_by_the_next_batch(
     assert done.exit_code == 0, done.stderr
     assert done.stdout == sync.stdout
     assert batches.creates == 2
+
+
+def _blocked_on(path: Path) -> bool:
+    """Whether a process waits for a flock on `path` (Linux: /proc/locks marks waiters ->)."""
+    inode = f":{path.stat().st_ino} "
+    locks = Path("/proc/locks").read_text()
+    return any("->" in line and inode in line for line in locks.splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+def test_two_runs_on_one_store_submit_one_batch(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    """The second run starts while the first one's create is on its way to the provider: it
+    waits for the first to record the batch, then follows that batch."""
+    cache = tmp_path / "c"
+    release = batches.hold_before["create"] = threading.Event()
+    args = [sys.executable, "-m", "lemagen", *sample(fake, cache, "--batch")]
+    env = {**os.environ, "LEMAGEN_CACHE_DIR": str(cache)}
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = None
+    try:
+        wait_until(lambda: batches.arrivals["create"] == 1, "the first run's create")
+        second = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(
+            lambda: batches.arrivals["create"] == 2 or _blocked_on(cache / "batches.lock"),
+            "the second run to wait for the lock (or to send its own create)",
+        )
+    finally:
+        release.set()
+        outcomes = [p.communicate(timeout=120) and p.returncode for p in (first, second) if p]
+    assert outcomes == [EXIT_BATCH_PENDING, EXIT_BATCH_PENDING]
+    assert (batches.uploads, batches.creates) == (1, 1)

@@ -68,24 +68,37 @@ class BatchRunner:
         """Submit the requests no open job holds, then follow every job holding any of them
         (and the jobs in `waiting`) until all are collected (--wait), or raise `BatchPending`
         while some still run."""
-        holding = self.ledger.open_custom_ids()
-        jobs = {holding[cid] for cid in requests if cid in holding} | set(waiting)
-        new = [r for cid, r in requests.items() if cid not in holding]
-        files = 0
-        for group in split(new, self.batch.max_requests, self.batch.max_bytes):
-            files += 1
-            job = uuid.uuid4().hex
-            self.ledger.prepare(
-                job, public_url(self.config.base_urls[0]), group[0].endpoint, group[0].model, group
-            )
-            jobs.add(job)
+        jobs = set(waiting)
+        with self.ledger.locked():  # another run on this store does not submit them too
+            holding = self.ledger.open_custom_ids()
+            keys = [k for r in requests.values() for k in r.keys]
+            held: dict[bytes, str] = {}
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                held.update(self.ledger.open_keys(keys[start : start + LOOKUP_CHUNK]))
+            new = []
+            for cid, request in requests.items():
+                owners = {held[k] for k in request.keys if k in held}
+                if cid in holding:
+                    owners.add(holding[cid])
+                if owners:  # a batch asks for these already: wait for it
+                    jobs |= owners
+                else:
+                    new.append(request)
+            files = 0
+            base_url = public_url(self.config.base_urls[0])
+            for group in split(new, self.batch.max_requests, self.batch.max_bytes):
+                files += 1
+                job = uuid.uuid4().hex
+                self.ledger.prepare(job, base_url, group[0].endpoint, group[0].model, group)
+                jobs.add(job)
         self.say(
             f"{len(requests)} requests the request store lacks: {len(new)} new in {files} "
             f"batch input file(s), {len(requests) - len(new)} in batches submitted before"
         )
         while True:
-            running = [j for j in map(self.ledger.job, sorted(jobs)) if not self.advance(j)]
-            running = [self.ledger.job(j.job) for j in running]
+            with self.ledger.locked():  # one run at a time takes a job's steps
+                running = [j for j in map(self.ledger.job, sorted(jobs)) if not self.advance(j)]
+                running = [self.ledger.job(j.job) for j in running]
             if not running:
                 return
             for still in running:
@@ -291,6 +304,7 @@ def _read_line(
     )
 
 
+LOOKUP_CHUNK = 500  # keys per store query
 LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one of ours
 
 

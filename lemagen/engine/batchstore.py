@@ -12,16 +12,24 @@ exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lemagen.engine.store import StoredSample, open_store_file
 
 KEY_SIZE = 32
+LOCK_FILE = "batches.lock"
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,22 @@ class BatchLedger:
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold `batches.lock` beside the store (flock, blocking): runs on one store take the
+        steps of batch jobs (prepare, upload, create, collect) one at a time, each reading the
+        job's state after taking the lock, so two runs never upload or submit one job twice.
+        The kernel drops the lock when its process ends in any way."""
+        if fcntl is None:  # pragma: no cover - Windows: no flock
+            yield
+            return
+        fd = os.open(self.path.parent / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # drops the lock
 
     # ------------------------------------------------------------------ reads
 
