@@ -47,6 +47,7 @@ class FakeBatches:
     # "upload"/"create": the answer is held back until the event is set (done meanwhile)
     hold: dict[str, threading.Event] = field(default_factory=dict)
     arrived: dict[str, threading.Event] = field(default_factory=dict)
+    refuse_next: str | None = None  # the next batch fails validation with this message
     hold_before: dict[str, threading.Event] = field(default_factory=dict)  # held, not yet done
     arrivals: Counter[str] = field(default_factory=Counter)  # requests seen, by operation
     _done: dict[str, dict[str, str]] = field(default_factory=dict)  # batch -> custom_id -> line
@@ -195,6 +196,9 @@ class FakeBatches:
         ]
         if len(set(ids)) != len(ids):
             problems.append("custom_id values must be unique")
+        if self.refuse_next is not None:
+            problems.append(self.refuse_next)
+            self.refuse_next = None
         if problems:
             batch["errors"] = {
                 "object": "list",

@@ -36,24 +36,27 @@ def sample(fake: FakeOpenAI, cache: Path, *extra: str, path: Path = PROBLEMS) ->
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("api", ["chat", "completion"])
 def test_submit_exit_then_collect_matches_a_synchronous_run(
-    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, api: str
 ) -> None:
-    sync = run(*sample(fake, tmp_path / "sync", "--concurrency", "1"))
+    sync = run(*sample(fake, tmp_path / "sync", "--api", api, "--concurrency", "1"))
     assert sync.exit_code == 0, sync.stderr
     sent = len(fake.requests)
     assert sent > 0
 
-    first = run(*sample(fake, tmp_path / "b", "--batch"))
+    first = run(*sample(fake, tmp_path / "b", "--api", api, "--batch"))
     assert first.exit_code == EXIT_BATCH_PENDING, first.stderr
     assert first.stdout == ""
     assert "re-run the same command" in first.stderr
     assert (batches.uploads, batches.creates) == (1, 1)
     assert len(fake.requests) == sent  # nothing went synchronously
     assert batches.batches[batches.latest()]["request_counts"]["total"] == sent
+    endpoints = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+    assert batches.batches[batches.latest()]["endpoint"] == endpoints[api]
 
     batches.finish()
-    second = run(*sample(fake, tmp_path / "b", "--batch"))
+    second = run(*sample(fake, tmp_path / "b", "--api", api, "--batch"))
     assert second.exit_code == 0, second.stderr
     assert second.stdout == sync.stdout
     assert second.stdout.count("\n") > 0
@@ -457,3 +460,33 @@ def test_two_runs_on_one_store_submit_one_batch(
         outcomes = [p.communicate(timeout=120) and p.returncode for p in (first, second) if p]
     assert outcomes == [EXIT_BATCH_PENDING, EXIT_BATCH_PENDING]
     assert (batches.uploads, batches.creates) == (1, 1)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_batch_that_fails_validation_is_resubmitted_or_set_aside(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, retries: int
+) -> None:
+    batches.refuse_next = "too many tokens enqueued for this model"
+    rejects = tmp_path / "rejects.jsonl"
+    args = sample(fake, tmp_path / "c", "--batch", "--max-retries", str(retries),
+                  "--rejects", str(rejects))  # fmt: skip
+    # The batch fails at once; the run collects it and (retries=1) submits a new one.
+    again = run(*args)
+    rows = len(PROBLEMS.read_text().splitlines())
+    assert batches.batches[sorted(batches.batches)[0]]["status"] == "failed"
+    if retries == 0:
+        assert again.exit_code == 4, again.stderr
+        assert batches.creates == 1
+        errors = [json.loads(x)["record"]["error"] for x in rejects.read_text().splitlines()]
+        assert len(errors) == rows
+        assert set(errors) == {
+            "the batch failed: too many tokens enqueued for this model (gave up after 1 batch)"
+        }
+        return
+    assert again.exit_code == EXIT_BATCH_PENDING, again.stderr
+    assert batches.creates == 2
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2 * rows
+    assert not rejects.read_text()
