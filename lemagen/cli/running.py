@@ -123,9 +123,12 @@ def _run_batched(
                 rejected = _run_pass(trial, paths, out, rej, skip_bad_rows, quiet=True)
                 collector = trial.engine.batch
                 assert collector is not None
-                if not collector.requests and not collector.waiting:
-                    break
-                runner.settle(collector.requests, collector.waiting)
+                try:
+                    if not collector.requests and not collector.waiting:
+                        break
+                    runner.settle(collector)
+                finally:
+                    collector.close()
         finally:
             runner.close()
         add_batch_usage(trial.engine.stats, runner.stats)

@@ -18,11 +18,11 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from lemagen.engine.batching import BatchConfig
+from lemagen.engine.batching import BatchCollector, BatchConfig, Collected
 from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
 from lemagen.engine.engine import EngineConfig, Stats
 from lemagen.engine.prices import batch_price
@@ -64,11 +64,12 @@ class BatchRunner:
         for client in self._clients.values():
             client.close()
 
-    def settle(self, requests: dict[str, BatchRequest], waiting: Iterable[str] = ()) -> None:
-        """Submit the requests no open job holds, then follow every job holding any of them
-        (and the jobs in `waiting`) until all are collected (--wait), or raise `BatchPending`
-        while some still run."""
-        jobs = set(waiting)
+    def settle(self, collector: BatchCollector) -> None:
+        """Submit the lines a pass collected that no open job asks for, then follow every job
+        asking for any of them (and those the pass waits for) until all are collected
+        (--wait), or raise `BatchPending` while some still run."""
+        requests = collector.requests
+        jobs = set(collector.waiting)
         with self.ledger.locked():  # another run on this store does not submit them too
             holding = self.ledger.open_custom_ids()
             keys = [k for r in requests.values() for k in r.keys]
@@ -89,7 +90,8 @@ class BatchRunner:
             for group in split(new, self.batch.max_requests, self.batch.max_bytes):
                 files += 1
                 job = uuid.uuid4().hex
-                self.ledger.prepare(job, base_url, group[0].endpoint, group[0].model, group)
+                lines = [collector.request(c) for c in group]
+                self.ledger.prepare(job, base_url, group[0].endpoint, group[0].model, lines)
                 jobs.add(job)
         self.say(
             f"{len(requests)} requests the request store lacks: {len(new)} new in {files} "
@@ -105,9 +107,9 @@ class BatchRunner:
                 self.say(progress(still))
             if not self.batch.wait:
                 ids = ", ".join(j.batch_id or j.job for j in running)
-                lines = sum(j.counts.get("total", 0) for j in running)
+                total = sum(j.counts.get("total", 0) for j in running)
                 raise BatchPending(
-                    f"{len(running)} batch(es) still running ({ids}; {lines} requests): "
+                    f"{len(running)} batch(es) still running ({ids}; {total} requests): "
                     "re-run the same command to collect the results (or add --wait)"
                 )
             self.sleep(self.batch.poll_interval)
@@ -248,22 +250,21 @@ def public_url(url: str) -> str:
 
 
 def split(
-    requests: Sequence[BatchRequest], max_requests: int, max_bytes: int
-) -> Iterator[list[BatchRequest]]:
+    requests: Sequence[Collected], max_requests: int, max_bytes: int
+) -> Iterator[list[Collected]]:
     """Input files: one model each, at most `max_requests` lines and `max_bytes` bytes."""
-    by_model: dict[str, list[BatchRequest]] = {}
+    by_model: dict[str, list[Collected]] = {}
     for request in requests:
         by_model.setdefault(request.model, []).append(request)
     for group in by_model.values():
-        chunk: list[BatchRequest] = []
+        chunk: list[Collected] = []
         size = 0
         for request in group:
-            length = len(request.line.encode()) + 1
-            if chunk and (len(chunk) >= max_requests or size + length > max_bytes):
+            if chunk and (len(chunk) >= max_requests or size + request.size > max_bytes):
                 yield chunk
                 chunk, size = [], 0
             chunk.append(request)
-            size += length
+            size += request.size
         if chunk:
             yield chunk
 

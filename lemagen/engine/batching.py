@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal
 
 from lemagen.engine.batchstore import BatchLedger, BatchRequest
 from lemagen.engine.calls import PATHS, RequestFailed
@@ -43,9 +44,22 @@ def batch_endpoint(api: str) -> str:
     return "/v1" + PATHS[api]
 
 
+@dataclass(frozen=True)
+class Collected:
+    """A Batch input line a pass collected; its text waits in the collector's spool file."""
+
+    custom_id: str
+    model: str
+    endpoint: str
+    keys: tuple[bytes, ...]
+    offset: int
+    size: int  # bytes, with the newline
+
+
 class BatchCollector:
     """Decides, for each call the engine would send, whether it goes into a batch; keeps the
-    lines of those that do. Runs on the engine's loop."""
+    lines of those that do in a temporary file (a pass over 10^6 rows would not fit them in
+    memory), and what each one is in `requests`. Runs on the engine's loop."""
 
     def __init__(
         self, config: BatchConfig, api: str, ledger: BatchLedger, max_retries: int
@@ -54,7 +68,9 @@ class BatchCollector:
         self.api = api
         self.ledger = ledger
         self.max_retries = max_retries
-        self.requests: dict[str, BatchRequest] = {}
+        self.requests: dict[str, Collected] = {}
+        self._spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._end = 0
         self.waiting: set[str] = set()  # jobs submitted before that hold samples of this pass
 
     def route(self, plan: Plan) -> None:
@@ -85,5 +101,23 @@ class BatchCollector:
             {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body},
             ensure_ascii=False,
         )
-        self.requests[custom_id] = BatchRequest(custom_id, plan.call.model, endpoint, line, keys)
+        if custom_id not in self.requests:
+            data = line.encode() + b"\n"
+            self._spool.seek(self._end)
+            self._spool.write(data)
+            self.requests[custom_id] = Collected(
+                custom_id, plan.call.model, endpoint, keys, self._end, len(data)
+            )
+            self._end += len(data)
         raise RequestFailed("waiting for a provider batch", "batch_pending")
+
+    def request(self, collected: Collected) -> BatchRequest:
+        """A collected line, read back from the spool."""
+        self._spool.seek(collected.offset)
+        line = self._spool.read(collected.size).decode().rstrip("\n")
+        return BatchRequest(
+            collected.custom_id, collected.model, collected.endpoint, line, collected.keys
+        )
+
+    def close(self) -> None:
+        self._spool.close()

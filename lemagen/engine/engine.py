@@ -208,7 +208,7 @@ class Engine:
             if self.store is not None:
                 self.store.close()  # its last callbacks land on the stopped, still open loop
             if self.batch is not None:
-                self.batch.ledger.close()
+                self.batch.ledger.close()  # its spool stays open for the pass's settle
         finally:
             self._loop.close()
 
