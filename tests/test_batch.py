@@ -217,14 +217,30 @@ def test_wait_polls_until_done_and_reports_progress(
     assert len(done.stdout.splitlines()) == 2 * len(PROBLEMS.read_text().splitlines())
 
 
-def test_input_files_are_split_at_the_request_limit(
-    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+@pytest.mark.parametrize("limit", ["requests", "bytes"])
+def test_input_files_are_split_at_the_limits(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, limit: str
 ) -> None:
-    args = sample(fake, tmp_path / "c", "--batch", "--batch-max-requests", "2")
-    assert run(*args).exit_code == EXIT_BATCH_PENDING
     rows = len(PROBLEMS.read_text().splitlines())
-    assert batches.creates == (rows + 1) // 2
-    assert sorted(b["request_counts"]["total"] for b in batches.batches.values())[-1] == 2
+    one_line = 0
+    if limit == "bytes":  # the size of the longest line: files of one line, or two short ones
+        assert run(*sample(fake, tmp_path / "probe", "--batch")).exit_code == EXIT_BATCH_PENDING
+        probe = batches.contents[batches.files_sent()[0]].splitlines(keepends=True)
+        one_line = max(len(x) for x in probe)
+        batches.files.clear()
+        batches.batches.clear()
+        batches.creates = 0
+    value = "2" if limit == "requests" else str(one_line)
+    args = sample(fake, tmp_path / "c", "--batch", f"--batch-max-{limit}", value)
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    sizes = sorted(b["request_counts"]["total"] for b in batches.batches.values())
+    assert sum(sizes) == rows
+    if limit == "requests":
+        assert max(sizes) == 2
+        assert batches.creates == (rows + 1) // 2
+    else:
+        assert batches.creates >= rows // 2
+        assert all(len(batches.contents[f]) <= one_line for f in batches.files_sent())
     for batch_id in list(batches.batches):
         batches.finish(batch_id)
     assert run(*args).exit_code == 0
