@@ -1,7 +1,7 @@
 """Command line: options, the stage each command builds, and exit codes. No stage logic:
 every command builds its stage and hands it to `running.run_stage`."""
 
-from lemagen.cli import batches, curate, generate, offline
+from lemagen.cli import batches, curate, generate, mistakes, offline
 from lemagen.cli.app import cli, main
 
-__all__ = ["batches", "cli", "curate", "generate", "main", "offline"]
+__all__ = ["batches", "cli", "curate", "generate", "main", "mistakes", "offline"]

@@ -2,38 +2,86 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, io_options, problem_reader, task_options
+from lemagen.cli.options import (
+    RunIO,
+    endpoint_options,
+    engine_config,
+    io_options,
+    max_pending,
+    problem_reader,
+    request_shape,
+    sampling,
+    task_options,
+    template,
+)
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
+from lemagen.records import TAXONOMY_IDS
+from lemagen.records.analysis import error_type_counts
 from lemagen.stages.grade import GradeStage
 from lemagen.stages.inject import InjectStage
 from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
 from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
+from lemagen.stages.teach import TEACH_VARIABLES, TeachStage, TypeDraw
 
 
-def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+def _types(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """Offline types, or with --model (read first: it is eager) types of LEMMA's taxonomy."""
+    teacher = ctx.params.get("model") is not None
+    if value is None:
+        return () if teacher else DEFAULT_TYPES
+    known = TAXONOMY_IDS if teacher else ERROR_TYPES
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-    unknown = [n for n in names if n not in ERROR_TYPES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         given = ", ".join(unknown) or "(none)"
-        raise click.BadParameter(
-            f"unknown error type {given}; choose from {', '.join(ERROR_TYPES)}"
-        )
+        raise click.BadParameter(f"unknown error type {given}; choose from {', '.join(known)}")
     return names
 
 
 @cli.command(name="inject", epilog=EPILOG)
 @io_options
 @click.option(
+    "-m",
+    "--model",
+    is_eager=True,
+    help="Teacher model: ask it to put a mistake of a LEMMA error type into a step of the gold "
+    "solution, instead of making mistakes offline.",
+)
+@click.option(
     "--types",
-    default=",".join(DEFAULT_TYPES),
-    show_default=True,
     callback=_types,
-    help="Comma-separated error types: calculation, copy (a question number copied "
+    help="Comma-separated error types. Offline [default: "
+    f"{','.join(DEFAULT_TYPES)}]: calculation, copy (a question number copied "
     "wrongly), operator, skip (a later step moved up: a fake mistake whose final "
-    "answer is right).",
+    "answer is right). With --model: types of LEMMA's taxonomy (see `lemagen analyze`), "
+    "drawn alike.",
+)
+@click.option(
+    "--types-from",
+    metavar="ANALYSIS",
+    help="With --model: draw each type by its frequency in this `lemagen analyze` output "
+    "(seeded by --seed).",
+)
+@click.option(
+    "--question-types",
+    is_flag=True,
+    help="With --types-from: draw a problem's types from its own analysed mistakes when it "
+    "has any (LEMMA's per-question distribution), else from the whole file's.",
+)
+@click.option(
+    "--prompt",
+    "prompt_name",
+    default="inject",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="With --model: the teacher prompt, a shipped name or a file with {{question}}, "
+    "{{steps}}, {{step}}, {{error_type}} and {{definition}}.",
 )
 @click.option(
     "--per-question",
@@ -80,9 +128,14 @@ def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     help="retry: the text that retracts a mistaken step.",
 )
 @task_options
+@endpoint_options(n_default=None, temperature_default=0.7, seed=False)
 def inject_cmd(
     io: RunIO,
+    model: str | None,
     types: tuple[str, ...],
+    types_from: str | None,
+    question_types: bool,
+    prompt_name: str,
     per_question: int,
     seed: int,
     fmt: str,
@@ -93,6 +146,7 @@ def inject_cmd(
     question_field: str | None,
     answer_field: str | None,
     id_field: str | None,
+    **opts: Any,
 ) -> None:
     """Make mistakes and their corrections from gold solutions, offline (no model, no key).
 
@@ -104,12 +158,45 @@ def inject_cmd(
     records have the shape `lemagen correct` writes. Problems that cannot be used are
     counted by reason and set aside (--rejects).
 
+    With --model, a teacher model puts one mistake of a LEMMA error type (--types, or drawn by
+    the frequencies of --types-from) into a step drawn from the gold solution, --per-question
+    times per problem. A reply is kept only if the steps before that step are unchanged, the
+    step changed and the final answer is not gold; the others are set aside with the reason.
+    The endpoint options (--base-url, --max-tokens, --dry-run, ...) apply only with --model.
+
     \b
     Example:
       lemagen inject examples/gsm8k.jsonl --per-question 2 | lemagen filter > lema.jsonl
+      lemagen inject train.jsonl -m gpt-4o --types-from analysis.jsonl | lemagen filter
     """
+    reader = problem_reader(task, question_field, answer_field, id_field)
+    if model is not None:
+        io.run(
+            _teacher(
+                model,
+                types,
+                types_from,
+                question_types,
+                prompt_name,
+                per_question,
+                seed,
+                fmt,
+                reader,
+                opts,
+            ),
+            dry_run=opts["dry_run"],
+        )
+        return
+    teacher_only = {"types_from", "question_types", "prompt_name", *opts}
+    given = [
+        max(p.opts, key=len)
+        for p in click.get_current_context().command.params
+        if p.name in teacher_only and _set(p.name)
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: only with --model (a teacher)")
     stage = InjectStage(
-        problem_reader(task, question_field, answer_field, id_field),
+        reader,
         fmt=fmt,
         types=types,
         per_question=per_question,
@@ -117,6 +204,49 @@ def inject_cmd(
         retry=RetryOptions(rate=retry_rate, fake=fake, marker=marker),
     )
     io.run(stage)
+
+
+def _set(name: str | None) -> bool:
+    """The option was given on the command line (not from a default or the environment)."""
+    if name is None:
+        return False
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.COMMANDLINE
+
+
+def _teacher(
+    model: str,
+    types: tuple[str, ...],
+    types_from: str | None,
+    question_types: bool,
+    prompt_name: str,
+    per_question: int,
+    seed: int,
+    fmt: str,
+    reader: Any,
+    opts: dict[str, Any],
+) -> TeachStage:
+    if fmt != "lema":
+        raise click.UsageError("--model writes corrections: --format retry is offline only")
+    if bool(types) == bool(types_from):
+        raise click.UsageError("--model needs --types or --types-from (one of them)")
+    if question_types and not types_from:
+        raise click.UsageError("--question-types needs --types-from")
+    by_problem = error_type_counts(types_from) if types_from else {}
+    weights = sum(by_problem.values(), Counter()) if types_from else Counter(types)
+    return TeachStage(
+        engine_config(opts, [model]),
+        reader=reader,
+        model=model,
+        template=template(prompt_name, TEACH_VARIABLES),
+        types=TypeDraw(weights, by_problem if question_types else None),
+        per_question=per_question,
+        seed=seed,
+        sampling=sampling({**opts, "seed": None}),
+        check_timeout=opts["check_timeout"],
+        max_pending=max_pending(opts),
+        request=request_shape(opts),
+    )
 
 
 # ---------------------------------------------------------------- grade

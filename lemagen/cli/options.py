@@ -111,8 +111,11 @@ def io_options(func: F) -> F:
     return cast(F, decorated)
 
 
-def endpoint_options(n_default: int | None, temperature_default: float) -> Callable[[F], F]:
-    """The options of a command that calls models (`n_default=None`: the command has no -n)."""
+def endpoint_options(
+    n_default: int | None, temperature_default: float, *, seed: bool = True
+) -> Callable[[F], F]:
+    """The options of a command that calls models (`n_default=None`: the command has no -n;
+    `seed=False`: it has a --seed of its own)."""
 
     def decorate(func: F) -> F:
         options = [
@@ -246,26 +249,37 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 "--price-in",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million prompt tokens [default: the built-in table, else "
+                help="Dollars per million prompt tokens [default: the built-in table "
+                "(lemagen/engine/prices.py, each price with the date it was checked), else "
                 "unknown].",
             ),
             click.option(
                 "--price-out",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million completion tokens.",
+                help="Dollars per million completion tokens (reasoning tokens included).",
+            ),
+            click.option(
+                "--price-cached",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
+                "cached_tokens) [default: the table's cached rate, else the input price].",
             ),
             click.option(
                 "--max-cost",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help=f"Stop sending once spent plus in flight could pass this; finished rows "
-                f"are kept (exit {EXIT_BUDGET}).",
+                help=f"Budget in dollars: billed plus possibly billed plus the worst case of "
+                f"the requests in flight never passes it; sending stops when one more request "
+                f"could pass it, finished rows are kept (exit {EXIT_BUDGET}).",
             ),
             click.option(
                 "--dry-run",
                 is_flag=True,
-                help="Print the requests, estimated prompt tokens and cost; send nothing.",
+                help="Write the requests that would be sent as JSONL on stdout (those in the "
+                "request store left out), their counts and estimated cost (synchronous and "
+                "batch) on stderr; send nothing.",
             ),
             click.option(
                 "--batch",
@@ -333,6 +347,8 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
         ]
         if n_default is None:
             options = [o for o in options if _option_name(o) != "n"]
+        if not seed:
+            options = [o for o in options if _option_name(o) != "seed"]
         for option in reversed(options):
             func = option(func)
         return func
@@ -378,7 +394,9 @@ def task_options(func: F) -> F:
 def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
     if opts["max_cost"] is not None:
         unpriced = ", ".join(
-            m for m in models if not price_for(m, opts["price_in"], opts["price_out"]).known
+            m
+            for m in models
+            if not price_for(m, opts["price_in"], opts["price_out"], opts["price_cached"]).known
         )
         if unpriced:
             raise click.UsageError(
@@ -413,6 +431,7 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
         transport=opts["transport"],
         price_in=opts["price_in"],
         price_out=opts["price_out"],
+        price_cached=opts["price_cached"],
         max_cost=opts["max_cost"],
         batch=batch,
     )

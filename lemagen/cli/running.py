@@ -68,12 +68,20 @@ def _run_pass(
             stack.callback(writer.close)
         rejected = Rejects(stack.enter_context(optional_writer(rejects)))
         rows = itertools.chain.from_iterable(
-            iter_rows(path, stage.read, skip_bad_rows=skip_bad_rows, rejects=rejected)
+            iter_rows(
+                path,
+                stage.read,
+                skip_bad_rows=skip_bad_rows,
+                rejects=rejected,
+                fast=stage.read_fast,
+            )
             for path in paths
         )
-        if dry_run:
+        if dry_run:  # the requests go to stdout, never to -o (it would lose its records)
             assert isinstance(stage, EngineStage)
-            click.echo(stage.dry_run(rows), err=True)
+            requests = RecordWriter("-", flush_each=False)
+            stack.callback(requests.close)
+            click.echo(stage.dry_run(rows, requests.write), err=True)
             return rejected
         stage.start(stack)
         total = _count_lines(paths[0]) if len(paths) == 1 else None

@@ -6,7 +6,7 @@ run stopped anywhere resumes with the same command: a job's file is uploaded onc
 batch created once. Batches go to the first --base-url (a batch belongs to the provider that
 holds its file); a job is always followed at the base URL it was submitted to.
 
-Results are booked at the batch price (`prices.batch_price`); a line the batch did not answer
+Results are booked at the batch price (`prices.Price.batch`); a line the batch did not answer
 (an error line, or none at all after the batch failed, expired or was cancelled) counts as a
 failure of its samples, which the next pass asks for again (`batching`).
 """
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from lemagen.engine.batching import BatchCollector, BatchConfig, Collected
 from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
 from lemagen.engine.engine import EngineConfig, Stats
-from lemagen.engine.prices import batch_price
+from lemagen.engine.prices import price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import StoredSample
 from lemagen.errors import BatchPending, EndpointError
@@ -174,32 +174,36 @@ class BatchRunner:
                         line = json.loads(raw)
                         lines[str(line.get("custom_id"))] = line
         api = "chat" if job.endpoint.endswith("/chat/completions") else "completion"
-        price = batch_price(job.model, self.config.price_in, self.config.price_out)
+        cfg = self.config
+        price = price_for(job.model, cfg.price_in, cfg.price_out, cfg.price_cached).batch()
         samples: list[tuple[bytes, StoredSample]] = []
         failed: list[tuple[bytes, str]] = []
-        booked = (0, 0, 0.0)
+        booked: list[StoredSample] = []  # one per line answered: its usage
         for request in self.ledger.requests(job.job):
             line = lines.get(request.custom_id)
             if line is None:
                 reason = NOT_RUN.get(batch.status) or f"the batch failed: {_errors(batch)}"
                 failed.extend((key, reason) for key in request.keys)
                 continue
-            got, error, usage = _read_line(line, api, request, f"{batch.id}:{request.custom_id}")
+            got, error = _read_line(line, api, request, f"{batch.id}:{request.custom_id}")
             samples.extend(zip(request.keys, got, strict=False))
             failed.extend((key, error) for key in request.keys[len(got) :])
             if got:
-                booked = (booked[0] + usage[0], booked[1] + usage[1], booked[2] + 1)
+                booked.append(got[0])
         self.ledger.collect(job.job, batch.status, samples, failed)
         stats = self.stats
-        stats.prompt_tokens += booked[0]
-        stats.completion_tokens += booked[1]
-        stats.batch_requests += int(booked[2])
-        if price.known:
-            cost = price.cost(booked[0], booked[1])
-            stats.cost += cost
-            stats.batch_cost += cost
-        elif booked[2]:
-            stats.unpriced.add(job.model)
+        for usage in booked:
+            stats.prompt_tokens += usage.prompt_tokens
+            stats.completion_tokens += usage.completion_tokens
+            stats.cached_tokens += usage.cached_tokens
+            stats.reasoning_tokens += usage.reasoning_tokens
+            stats.batch_requests += 1
+            if price.known:
+                cost = price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+                stats.cost += cost
+                stats.batch_cost += cost
+            else:
+                stats.unpriced.add(job.model)
         self.say(
             f"batch {batch.id}: {batch.status}; stored {len(samples)} samples, "
             f"{len(failed)} not returned"
@@ -271,20 +275,21 @@ def split(
 
 def _read_line(
     line: dict[str, Any], api: str, request: BatchRequest, request_id: str
-) -> tuple[list[StoredSample], str, tuple[int, int]]:
-    """One output or error line: its samples, the reason for those it lacks, its usage."""
+) -> tuple[list[StoredSample], str]:
+    """One output or error line: its samples (each carrying the line's usage, as samples of
+    one synchronous request do) and the reason for those it lacks."""
     response = line.get("response") or {}
     error = line.get("error")
     status = response.get("status_code") if isinstance(response, dict) else None
     body = response.get("body") if isinstance(response, dict) else None
     if status != 200 or not isinstance(body, dict):
         if isinstance(error, dict) and error.get("message"):
-            return [], f"batch line error: {error.get('code')}: {error['message']}", (0, 0)
+            return [], f"batch line error: {error.get('code')}: {error['message']}"
         detail = error_message(json.dumps(body).encode()) if body is not None else "no response"
-        return [], f"batch line error: HTTP {status}: {detail}", (0, 0)
+        return [], f"batch line error: HTTP {status}: {detail}"
     read = read_choices(json.dumps(body).encode(), api)
     if read is None:
-        return [], "unreadable response in the batch output", (0, 0)
+        return [], "unreadable response in the batch output"
     sent = json.loads(request.line)["body"]
     prompt = read.prompt_tokens
     if prompt is None:  # booked at the estimate, as a synchronous call's
@@ -294,15 +299,13 @@ def _read_line(
     if completion is None:
         most = sent.get("max_tokens") or sent.get("max_completion_tokens") or 1024
         completion = int(most) * int(sent.get("n", 1))
+    cached = min(read.cached_tokens, prompt)
+    reasoning = min(read.reasoning_tokens, completion)
     per = [
-        StoredSample(text, reason, request_id, prompt, completion)
+        StoredSample(text, reason, request_id, prompt, completion, cached, reasoning)
         for text, reason in zip(read.texts, read.finish_reasons, strict=True)
     ]
-    return (
-        per,
-        f"the batch returned {len(per)} of {len(request.keys)} samples",
-        (prompt, completion),
-    )
+    return per, f"the batch returned {len(per)} of {len(request.keys)} samples"
 
 
 LOOKUP_CHUNK = 500  # keys per store query
@@ -390,6 +393,8 @@ def add_batch_usage(into: Stats, batch: Stats) -> None:
     """Book what batches returned in this run into the run's stats (for the summary)."""
     into.prompt_tokens += batch.prompt_tokens
     into.completion_tokens += batch.completion_tokens
+    into.cached_tokens += batch.cached_tokens
+    into.reasoning_tokens += batch.reasoning_tokens
     into.cost += batch.cost
     into.batch_requests += batch.batch_requests
     into.batch_cost += batch.batch_cost

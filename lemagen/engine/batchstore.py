@@ -242,6 +242,15 @@ class BatchLedger:
                     for key, s in rows
                 ],
             )
+            conn.executemany(  # the parts of the row stored, not of one stored before it
+                "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
+                "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
+                [
+                    (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
+                    for key, s in rows
+                    if s.cached_tokens or s.reasoning_tokens
+                ],
+            )
             conn.executemany("DELETE FROM batch_failures WHERE key = ?", [(k,) for k, _ in rows])
             conn.executemany(
                 "INSERT INTO batch_failures VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET "

@@ -20,8 +20,10 @@ guarantees, and where each part lives:
 * client-side `--rpm` / `--tpm` limits (`limits.RateLimit`), several endpoints with
   per-endpoint concurrency; an endpoint that refuses connections is taken out of rotation
   and retried later (`pool`);
-* token usage and cost are counted as responses arrive, and `--max-cost` stops new sends
-  once spent plus in flight could pass the budget (`limits.Budget`);
+* token usage and cost are counted as responses arrive (cached prompt tokens at the cached
+  rate; a request sent and never answered apart, as possibly billed), and `--max-cost` holds
+  a send while spent plus the worst case of the requests really in flight could pass the
+  budget, and stops sending only when one more request could (`limits.Budget`);
 * requests go over aiohttp or the openai SDK (`transports`);
 * with `--batch`, samples the store lacks are not sent but collected as lines of a provider
   Batch input file (`batching`), submitted and collected between passes (`batches`).
@@ -84,6 +86,7 @@ class EngineConfig:
     transport: Kind = "aiohttp"
     price_in: float | None = None
     price_out: float | None = None
+    price_cached: float | None = None
     max_cost: float | None = None
     batch: BatchConfig | None = None  # --batch: missing samples are collected, not sent
 
@@ -97,9 +100,17 @@ class Stats:
     retries: int = 0
     failed: int = 0  # calls given up on
     cached: int = 0  # samples read from the store
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = 0  # billed: what the server's usage says
+    completion_tokens: int = 0  # reasoning tokens included
+    cached_tokens: int = 0  # of prompt_tokens, priced at the cached rate
+    reasoning_tokens: int = 0  # of completion_tokens
     cost: float = 0.0
+    # Possibly billed: requests that timed out or lost their connection after being sent,
+    # at their prompt plus every token they could have produced.
+    possible_requests: int = 0
+    possible_prompt_tokens: int = 0
+    possible_completion_tokens: int = 0
+    possible_cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     rate_limited: int = 0
     usage_estimated: int = 0  # 200s without usable token counts, booked at the estimate
@@ -230,9 +241,15 @@ class Engine:
     def price(self, model: str) -> Price:
         price = self._prices.get(model)
         if price is None:
-            price = price_for(model, self.config.price_in, self.config.price_out)
+            cfg = self.config
+            price = price_for(model, cfg.price_in, cfg.price_out, cfg.price_cached)
             self._prices[model] = price
         return price
+
+    def prices(self) -> str:
+        """The price of each model this run priced, and where it comes from (the table's
+        checked date or the flags), for --dry-run and the summary."""
+        return "; ".join(p.describe(m) for m, p in sorted(self._prices.items()) if p.known)
 
     def adaptation(self) -> str:
         """Where each endpoint's concurrency settled, for the progress bar and the summary
@@ -246,9 +263,11 @@ class Engine:
         ]
         return "; ".join(parts)
 
-    def cached_samples(self, call: Call) -> int:
-        """How many of `call`'s samples the store already holds (for --dry-run)."""
-        return self._planner.stored_count(call)
+    def stored(self, keys: list[bytes]) -> set[bytes]:
+        """Which of these sample keys the request store holds (for --dry-run)."""
+        if self.store is None:
+            return set()
+        return set(self.store.get_many(keys))
 
     # ------------------------------------------------------------------ calls
 
@@ -345,25 +364,23 @@ class Engine:
         while True:
             if self.fatal is not None:
                 raise self.fatal
-            self.budget.reserve(est_cost, self.stats.cost)
-            try:
-                if self.tpm is not None:
-                    await _sleep(self.tpm.reserve(est_in + est_out))
-                if self.rpm is not None:
-                    await _sleep(self.rpm.reserve(1))
-                result = None
-                if not self.stats.succeeded:
-                    async with self._gate:
-                        if self.fatal is not None:
-                            raise self.fatal
-                        if not self.stats.succeeded:  # those queued here go free after a success
-                            result = await self._attempt(
-                                call, body, price, est_in, est_out, failed_at
-                            )
-                if result is None:
-                    result = await self._attempt(call, body, price, est_in, est_out, failed_at)
-            finally:
-                self.budget.release(est_cost)
+            if self.tpm is not None:
+                await _sleep(self.tpm.reserve(est_in + est_out))
+            if self.rpm is not None:
+                await _sleep(self.rpm.reserve(1))
+            result = None
+            if not self.stats.succeeded:
+                async with self._gate:
+                    if self.fatal is not None:
+                        raise self.fatal
+                    if not self.stats.succeeded:  # those queued here go free after a success
+                        result = await self._attempt(
+                            call, body, price, est_in, est_out, failed_at, est_cost
+                        )
+            if result is None:
+                result = await self._attempt(
+                    call, body, price, est_in, est_out, failed_at, est_cost
+                )
             if isinstance(result, list):
                 return result
             error, asked, limited, elsewhere = result
@@ -391,16 +408,19 @@ class Engine:
         est_in: int,
         est_out: int,
         failed_at: list[Endpoint],
+        est_cost: float,
     ) -> list[StoredSample] | tuple[str, float | None, bool, bool]:
         """One HTTP request: the samples, or (error, the least wait the server asked for or
         None, whether it was a 429, whether another endpoint can take the retry at once).
-        Raises what must not be retried. On failure `failed_at` holds the endpoint."""
+        Raises what must not be retried. On failure `failed_at` holds the endpoint. Its
+        worst case counts against --max-cost from when it holds a slot until it is answered."""
         pool = self.pool
         endpoint = await pool.acquire(avoid=failed_at[-1] if failed_at else None)
         failed_at[:] = [endpoint]
         control = endpoint.control
         try:
             await control.ready()  # after the slot: a decrease may have come while waiting
+            await self.budget.reserve(est_cost, self._spent)
         except BaseException:
             pool.release(endpoint)
             raise
@@ -410,12 +430,13 @@ class Engine:
             status, headers, data = await self._transport.post(endpoint.url, self.path, body)
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
-                self._charge(call.model, price, est_in, est_out)
+                self._possibly_billed(call.model, price, est_in, est_out)
             control.answered(epoch, congested=str(exc).startswith("timed out"))
             error = self._transport_failed(endpoint, call, exc)
             return error, None, False, exc.refused and pool.others_up(endpoint)
         finally:
             pool.release(endpoint)
+            self.budget.release(est_cost)
         if headers:
             control.heard(headers)
         if status == 200:
@@ -477,22 +498,53 @@ class Engine:
             prompt = est_in
         if completion is None:
             completion = max(reserved - est_in, 0)
-        self._charge(call.model, price, prompt, completion)
+        cached = min(read.cached_tokens, prompt)
+        reasoning = min(read.reasoning_tokens, completion)
+        self._charge(call.model, price, prompt, completion, cached, reasoning)
         if self.tpm is not None:
             self.tpm.settle(reserved, prompt + completion)
         request = f"{self._run_id}-{next(self._request_count)}"
         return [
-            StoredSample(text, reason, request, prompt, completion)
+            StoredSample(text, reason, request, prompt, completion, cached, reasoning)
             for text, reason in zip(read.texts, read.finish_reasons, strict=True)
         ]
 
-    def _charge(self, model: str, price: Price, prompt: float, completion: float) -> None:
-        self.stats.prompt_tokens += int(prompt)
-        self.stats.completion_tokens += int(completion)
+    def _charge(
+        self,
+        model: str,
+        price: Price,
+        prompt: int,
+        completion: int,
+        cached: int = 0,
+        reasoning: int = 0,
+    ) -> None:
+        """Book what the server billed (reasoning tokens are part of `completion`)."""
+        st = self.stats
+        st.prompt_tokens += prompt
+        st.completion_tokens += completion
+        st.cached_tokens += cached
+        st.reasoning_tokens += reasoning
         if price.known:
-            self.stats.cost += price.cost(prompt, completion)
+            st.cost += price.cost(prompt, completion, cached)
         else:
-            self.stats.unpriced.add(model)
+            st.unpriced.add(model)
+
+    def _possibly_billed(self, model: str, price: Price, prompt: int, completion: int) -> None:
+        """Book a request that was sent and never answered (timed out, connection lost): the
+        server may have processed it, so its prompt and every token it could have produced
+        are counted apart from what was billed (and against --max-cost)."""
+        st = self.stats
+        st.possible_requests += 1
+        st.possible_prompt_tokens += prompt
+        st.possible_completion_tokens += completion
+        if price.known:
+            st.possible_cost += price.cost(prompt, completion)
+        else:
+            st.unpriced.add(model)
+
+    def _spent(self) -> float:
+        """What --max-cost counts as spent: billed, and possibly billed."""
+        return self.stats.cost + self.stats.possible_cost
 
 
 async def _sleep(seconds: float) -> None:
@@ -507,6 +559,12 @@ def describe(stats: Stats) -> str:
         text = f"cost ${stats.cost:.4f} + unknown (no price for {models})"
     else:
         text = f"cost ${stats.cost:.4f}"
+    if stats.possible_requests:
+        text += (
+            f"; possibly billed ${stats.possible_cost:.4f} ({stats.possible_requests} requests "
+            f"sent and never answered: in {stats.possible_prompt_tokens}, out at most "
+            f"{stats.possible_completion_tokens})"
+        )
     if stats.usage_estimated:
         text += (
             f" ({stats.usage_estimated} responses gave no usable token usage: booked at the "

@@ -112,6 +112,10 @@ def main() -> None:
         out.flush()
     if child is not None:
         child.kill()
+    # Skip the interpreter's teardown of sympy and Math-Verify (most of a second): the grader
+    # waits for this process to end when a run finishes.
+    out.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ share in `common`), the JSON shapes of the flattened ones (`shapes`), JSONL in a
 (`jsonl`), input rows and rejects (`rows`), and problem reading from any dataset's shape
 (`problems`). Everything outside this package imports record types from here."""
 
+from lemagen.records.analysis import BY_ID, TAXONOMY, TAXONOMY_IDS, Analysis, ErrorType
+from lemagen.records.art import AskerRecord, Prediction, TrusterRecord
 from lemagen.records.common import (
     JSON,
     POT_VERDICTS,
@@ -39,20 +41,27 @@ from lemagen.records.training import (
 )
 
 __all__ = [
+    "BY_ID",
     "JSON",
     "POT_VERDICTS",
     "SCHEMA_VERSION",
     "TASKS",
+    "TAXONOMY",
+    "TAXONOMY_IDS",
     "VERDICTS",
     "Alpaca",
+    "Analysis",
+    "AskerRecord",
     "Conversation",
     "Correction",
+    "ErrorType",
     "Evolved",
     "FailedCall",
     "InjectMeta",
     "Meta",
     "Pot",
     "PotVerdict",
+    "Prediction",
     "Preference",
     "Problem",
     "PromptCompletion",
@@ -65,6 +74,7 @@ __all__ = [
     "Tagged",
     "Task",
     "TrainingRow",
+    "TrusterRecord",
     "Verdict",
     "kind_of",
     "read_any",

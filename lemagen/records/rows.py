@@ -10,7 +10,8 @@ import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
-from lemagen.records.jsonl import RecordWriter, read_records
+from lemagen.records.fast import FALLBACK
+from lemagen.records.jsonl import RecordWriter, read_lines, record_of
 
 T = TypeVar("T")
 
@@ -60,19 +61,32 @@ def iter_rows(
     *,
     skip_bad_rows: bool,
     rejects: Rejects,
+    fast: Callable[[bytes], T | None] | None = None,
 ) -> Iterator[T]:
     """Rows of `path` read by `parse(data, "file:line")`. A bad row stops the run with its
     `file:line` error, or with `skip_bad_rows` is set aside (reason and message) and reading
-    goes on."""
+    goes on. `fast(raw line)` reads a line in one pass where it can (`records.fast`): when it
+    returns None or raises one of `fast.FALLBACK`, the line is read by `parse`."""
     name = source_name(path)
-    for lineno, record in read_records(path):
+    for lineno, raw in read_lines(path):
+        if fast is not None:
+            try:
+                row = fast(raw)
+            except FALLBACK:
+                row = None
+            if row is not None:
+                yield row
+                continue
+        record = record_of(raw, name, lineno)
         try:
             if isinstance(record, InputError):
                 raise record
-            yield parse(record, f"{name}:{lineno}")
+            row = parse(record, f"{name}:{lineno}")
         except InputError as err:
             if not skip_bad_rows:
                 raise
-            raw = None if isinstance(record, InputError) else record
+            raw_record = None if isinstance(record, InputError) else record
             rejects.bad_rows += 1
-            rejects.add(Reject(err.reason, raw, detail=err.format_message()))
+            rejects.add(Reject(err.reason, raw_record, detail=err.format_message()))
+            continue
+        yield row

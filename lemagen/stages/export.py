@@ -38,6 +38,7 @@ from lemagen.records import (
     Sample,
     Tagged,
     TrainingRow,
+    fast,
     read_sample_or_correction,
 )
 from lemagen.records.rows import Rejects, SetAside
@@ -138,6 +139,9 @@ class ExportStage(Stage[Sample | Correction]):
 
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         return read_sample_or_correction(data, where)
+
+    def read_fast(self, raw: bytes) -> Sample | Correction:
+        return fast.sample_or_correction(raw)
 
     def run(self, rows: Iterable[Sample | Correction], hooks: Hooks) -> Iterator[Output]:
         for record in rows:

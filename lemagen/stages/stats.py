@@ -1,10 +1,16 @@
 """`lemagen stats`: what a run made, from any stage's output.
 
-Reads sample, correction (`correct` or `inject`), rejects and training (`filter`/`export`)
-records, in any mix, and reports the funnel (problems, samples, wrong, corrections, kept),
-accuracy per reasoner, where the incorrect step falls (absolute step and relative position,
+Reads sample, correction (`correct` or `inject`), analysis (`analyze`), ART (`art ask`/`art
+trust`), rejects and training (`filter`/`export`) records, in any mix, and reports the funnel
+(problems, samples, wrong, corrections, kept), accuracy per reasoner, the error types per
+reasoner (from `analyze`), where the incorrect step falls (absolute step and relative position,
 over the kept corrections), the reasons rows were dropped or set aside, and tokens and cost per
 kept row. Corrections are judged exactly as `lemagen filter` judges them.
+
+Counted is what was paid for: accuracy over every sample drawn (a kept sample's
+`meta.duplicates` adds the identical wrong samples `sample` dropped after counting them), and
+tokens and cost from the whole usage of every call seen in any record (kept, passed through
+or set aside in rejects), once per call, cached prompt tokens at the cached rate.
 """
 
 from __future__ import annotations
@@ -17,14 +23,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import price_for
+from lemagen.errors import InputError
 from lemagen.records import (
+    Analysis,
+    AskerRecord,
     Correction,
     Meta,
     Problem,
+    Provenance,
     Record,
     Reject,
     RetryText,
     Sample,
+    TrusterRecord,
+    fast,
+    kind_of,
     read_any,
 )
 from lemagen.records.rows import Rejects
@@ -32,6 +45,7 @@ from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
 
 RELATIVE_BINS = 10
+AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
 
 
 @dataclass
@@ -50,53 +64,76 @@ class RunStats:
     tokens_out: float = 0.0
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
+    error_types: dict[str, Counter[str]] = field(default_factory=dict)  # by reasoner
+    art: Counter[str] = field(default_factory=Counter)  # ART records by kind
     by: str | None = None  # the problem field the funnel is also broken down by
     groups: dict[str, Counter[str]] = field(default_factory=dict)
     _group_problems: dict[str, set[str]] = field(default_factory=dict)
     _samples_seen: set[str] = field(default_factory=set)
+    _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
 
-    def _group(self, problem: Problem, counter: str) -> None:
+    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
         key = "(none)" if value is None else str(value)
-        self.groups.setdefault(key, Counter())[counter] += 1
+        self.groups.setdefault(key, Counter())[counter] += count
         self._group_problems.setdefault(key, set()).add(problem.id)
 
-    def add(self, record: Record) -> None:
-        if isinstance(record, Correction):
+    def add(self, record: AnyRecord) -> None:
+        if isinstance(record, Analysis):
+            self._analysis(record)
+        elif isinstance(record, AskerRecord):
+            self.art["asker"] += 1
+            self._usage(record.meta, record.problem.question)
+        elif isinstance(record, TrusterRecord):
+            self.art["truster"] += 1
+        elif isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
-            if self._sample(record.id, record.sample_id, record.meta, record.verdict):
-                self._group(record.the_problem, record.verdict)
+            drawn = self._sample(
+                record.id, record.question, record.sample_id, record.meta, record.verdict
+            )
+            if drawn:
+                self._group(record.the_problem, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
+            self._set_aside(record)
         elif isinstance(record, RetryText):
             self.problems.add(record.problem.id)
         else:
             self.training_rows += 1
 
-    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> bool:
-        """Count a sample once (False when it was counted already)."""
+    def _sample(
+        self, problem_id: str, question: str, sample_id: str | None, meta: Meta, verdict: str
+    ) -> int:
+        """Count a sample once: how many samples drawn it stands for (0 when it was counted
+        already)."""
         if str(sample_id) in self._samples_seen:
-            return False
+            return 0
         self._samples_seen.add(str(sample_id))
-        self.samples += 1
-        self.verdicts[verdict] += 1
+        # A kept wrong sample also stands for the identical ones `sample` dropped after it
+        # counted them: accuracy is over every sample drawn.
+        drawn = 1 + ((meta.duplicates or 0) if isinstance(meta, Provenance) else 0)
+        self.samples += drawn
+        self.verdicts[verdict] += drawn
         self.problems.add(problem_id)
         model = meta.model or "unknown"
-        self.by_model.setdefault(model, Counter())[verdict] += 1
-        self._usage(meta)
-        return True
+        self.by_model.setdefault(model, Counter())[verdict] += drawn
+        self._usage(meta, question)
+        return drawn
 
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        if self._sample(record.id, record.sample_id, record.original.meta, "wrong"):
-            self._group(record.problem, "wrong")
+        drawn = self._sample(
+            record.id, record.question, record.sample_id, record.original.meta, "wrong"
+        )
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
         self._group(record.problem, "corrections")
-        self._usage(record.meta)
+        self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
         if out is None:
             self.reasons[reason or "dropped"] += 1
@@ -109,20 +146,82 @@ class RunStats:
         position = (k - 1) / max(1, n - 1)  # 0 = first step, 1 = last step
         self.step_rel[min(RELATIVE_BINS - 1, int(position * RELATIVE_BINS))] += 1
 
-    def _usage(self, meta: Meta) -> None:
-        """This record's share of its request's tokens (usage / choices)."""
-        usage = meta.usage
-        if not usage:
+    def _analysis(self, record: Analysis) -> None:
+        """A wrong sample with its error type: counted for its reasoner (and as a sample)."""
+        drawn = self._sample(
+            record.problem.id, record.problem.question, record.sample_id, record.original.meta,
+            "wrong",
+        )  # fmt: skip
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
+        self.error_types.setdefault(record.reasoner, Counter())[record.error_type] += 1
+        self._usage(record.meta, record.problem.question, record.original.steps)
+
+    def _error_types(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for model, counts in sorted(self.error_types.items()):
+            total = sum(counts.values())
+            out[model] = {
+                "analysed": total,
+                "types": {
+                    t: {"count": n, "share": round(n / total, 4)}
+                    for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                },
+            }
+        return out
+
+    def _set_aside(self, reject: Reject) -> None:
+        """A sample set aside (truncated, no answer, ...) was paid for too: its call's usage
+        counts, once."""
+        data = reject.record
+        if data is None or kind_of(data) != "sample":
             return
-        share = 1 / max(1, meta.choices_in_usage or 1)
-        tokens_in = float(usage.get("prompt_tokens") or 0) * share
-        tokens_out = float(usage.get("completion_tokens") or 0) * share
+        try:
+            sample = Sample.from_dict(data, "(reject)")
+        except InputError:
+            return
+        if sample.problem is not None:
+            self._usage(sample.meta, sample.question)
+
+    def _usage(self, meta: Meta, question: str, steps: tuple[str, ...] = ()) -> None:
+        """The whole usage of the request(s) that produced this record, counted once: the
+        records of one call, and of identical calls the engine sent once (two reasoners'
+        identical wrong samples get one correction request), share what the request was
+        made of (the question, the steps corrected, the prompt file, model and parameters)
+        and its usage. So samples dropped as duplicates, correct samples not written and
+        samples set aside are paid for in the figures, and nothing twice."""
+        usage = meta.usage
+        if not usage or not isinstance(meta, Provenance):
+            return
+        call = (
+            question,
+            steps,
+            meta.stage,
+            meta.model,
+            meta.api,
+            meta.prompt_sha256,
+            meta.n,
+            meta.seed,
+            meta.temperature,
+            meta.top_p,
+            meta.max_tokens,
+            meta.system_sha256,
+            tuple(meta.stop or ()),
+            json.dumps(meta.extra_body, sort_keys=True) if meta.extra_body else None,
+            meta.requests,
+            tuple(sorted(usage.items())),
+        )
+        if call in self._calls_seen:
+            return
+        self._calls_seen.add(call)
+        tokens_in = float(usage.get("prompt_tokens") or 0)
+        tokens_out = float(usage.get("completion_tokens") or 0)
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         model = meta.model or "unknown"
         price = price_for(model)
         if price.known:
-            self.cost += price.cost(tokens_in, tokens_out)
+            self.cost += price.cost(tokens_in, tokens_out, usage.get("cached_tokens") or 0)
         else:
             self.unpriced.add(model)
 
@@ -156,6 +255,8 @@ class RunStats:
                     f"{10 * b}-{10 * (b + 1)}%": self.step_rel[b] for b in range(RELATIVE_BINS)
                 },
             },
+            "error_types_by_reasoner": self._error_types(),
+            "art_records": {"asker": self.art["asker"], "truster": self.art["truster"]},
             "reasons": dict(self.reasons.most_common()),
             "tokens": {"prompt": round(self.tokens_in), "completion": round(self.tokens_out)},
             "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
@@ -205,6 +306,15 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append("  relative position in the solution")
     for band, count in report["incorrect_step"]["relative"].items():
         lines.append(f"    {band:<12}{count:>10}")
+    if report["error_types_by_reasoner"]:
+        lines.append("error types by reasoner (lemagen analyze)")
+        for model, row in report["error_types_by_reasoner"].items():
+            lines.append(f"  {model} ({row['analysed']} analysed)")
+            for name, t in row["types"].items():
+                lines.append(f"    {name:<28}{t['count']:>6}{t['share']:>8.1%}")
+    art = report["art_records"]
+    if art["asker"] or art["truster"]:
+        lines.append(f"ART records: asker {art['asker']}, truster {art['truster']}")
     lines.append("dropped or set aside")
     for reason, count in report["reasons"].items() or [("none", 0)]:
         lines.append(f"  {reason:<22}{count:>8}")
@@ -252,6 +362,8 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
 <h2>Accuracy by reasoner</h2><div class="chart" id="accuracy"></div>
 <h2>Incorrect step (kept corrections)</h2><div class="chart" id="step-absolute"></div>
 <h2>Relative position of the incorrect step</h2><div class="chart" id="step-relative"></div>
+<h2>Error types by reasoner (share of its analysed mistakes)</h2>
+<div class="chart" id="error-types"></div>
 <h2>Dropped or set aside</h2>__REASONS__
 <script type="application/json" id="report">__DATA__</script>
 <script>
@@ -264,10 +376,10 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
     if (text !== undefined) node.textContent = text;
     return node;
   }
-  function bars(id, rows, format) {
+  function bars(id, rows, format, labelWidth) {
     var max = 0;
     rows.forEach(function (r) { max = Math.max(max, r[1]); });
-    var rowH = 24, labelW = 200, width = 700, svg = el("svg", {
+    var rowH = 24, labelW = labelWidth || 200, width = 700, svg = el("svg", {
       viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
       role: "img", "aria-label": id
     });
@@ -293,6 +405,11 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: lef
     return ["step " + e[0], e[1]];
   }), count);
   bars("step-relative", entries(report.incorrect_step.relative), count);
+  var types = [];
+  entries(report.error_types_by_reasoner).forEach(function (m) {
+    entries(m[1].types).forEach(function (t) { types.push([m[0] + ": " + t[0], t[1].share]); });
+  });
+  bars("error-types", types, function (v) { return (100 * v).toFixed(1) + "%"; }, 330);
 })();
 </script>
 </body>
@@ -334,7 +451,7 @@ class Report:
         return self.data
 
 
-class StatsStage(Stage[Record]):
+class StatsStage(Stage[AnyRecord]):
     """Reads any records and writes nothing per row: its output is the report (one JSON line
     with `as_json`) and its summary the table."""
 
@@ -345,10 +462,13 @@ class StatsStage(Stage[Record]):
         self.stats = RunStats(by=by)
         self.as_json = as_json
 
-    def read(self, data: dict[str, Any], where: str) -> Record:
+    def read(self, data: dict[str, Any], where: str) -> AnyRecord:
         return read_any(data, where)
 
-    def run(self, rows: Iterable[Record], hooks: Hooks) -> Iterator[Output]:
+    def read_fast(self, raw: bytes) -> AnyRecord:
+        return fast.sample_or_correction(raw)
+
+    def run(self, rows: Iterable[AnyRecord], hooks: Hooks) -> Iterator[Output]:
         for record in rows:
             self.stats.add(record)
         return iter(())
