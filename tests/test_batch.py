@@ -506,3 +506,33 @@ def test_a_batch_that_fails_validation_is_resubmitted_or_set_aside(
     assert done.exit_code == 0, done.stderr
     assert len(done.stdout.splitlines()) == 2 * rows
     assert not rejects.read_text()
+
+
+def test_batch_results_are_booked_at_the_batch_rate_with_their_cached_tokens(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    """--price-in 1000 / --price-out 2000 per M: the batch rates are half; cached prompt
+    tokens (4 of each request's) are part of the input and priced at the batch input rate."""
+    fake.cached_tokens = 4
+    prices = ("--price-in", "1000", "--price-out", "2000")
+    args = [a for a in sample(fake, tmp_path / "c", "--batch", *prices) if a != "-q"]
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    output = batches.contents[batches.batches[batches.latest()]["output_file_id"]]
+    usages = [json.loads(x)["response"]["body"]["usage"] for x in output.splitlines()]
+    assert len(usages) == len(PROBLEMS.read_text().splitlines())
+    prompt = sum(u["prompt_tokens"] for u in usages)
+    completion = sum(u["completion_tokens"] for u in usages)
+    cached = sum(u["prompt_tokens_details"]["cached_tokens"] for u in usages)
+    assert cached == 4 * len(usages)
+    cost = (prompt * 500 + completion * 1000) / 1e6
+    assert f"tokens in {prompt} ({cached} cached), out {completion}" in done.stderr
+    assert f"cost ${cost:.4f}" in done.stderr
+    assert f"({len(usages)} batch requests collected by this run, ${cost:.4f} at the" in done.stderr
+    store = sqlite3.connect(tmp_path / "c" / STORE_FILE)
+    parts = store.execute("SELECT count(*), sum(cached_tokens) FROM usage_parts").fetchone()
+    assert parts[0] > 0
+    assert parts[1] == 4 * parts[0]
+    store.close()
