@@ -93,10 +93,11 @@ class BatchRunner:
                 lines = [collector.request(c) for c in group]
                 self.ledger.prepare(job, base_url, group[0].endpoint, group[0].model, lines)
                 jobs.add(job)
-        self.say(
-            f"{len(requests)} requests the request store lacks: {len(new)} new in {files} "
-            f"batch input file(s), {len(requests) - len(new)} in batches submitted before"
-        )
+        if new:
+            self.say(
+                f"{len(new)} requests the request store lacks go into {files} new batch "
+                "input file(s)"
+            )
         while True:
             with self.ledger.locked():  # one run at a time takes a job's steps
                 running = [j for j in map(self.ledger.job, sorted(jobs)) if not self.advance(j)]
