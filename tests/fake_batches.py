@@ -318,4 +318,6 @@ def _operation(method: str, path: list[str]) -> str:
         return "create"
     if path[-1] == "content":
         return "content"
+    if path == ["files"] and method == "GET":
+        return "list-files"
     return ""

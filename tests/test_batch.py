@@ -536,3 +536,16 @@ def test_batch_results_are_booked_at_the_batch_rate_with_their_cached_tokens(
     assert parts[0] > 0
     assert parts[1] == 4 * parts[0]
     store.close()
+
+
+def test_a_provider_that_cannot_list_files_gets_the_file_again(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path
+) -> None:
+    args = sample(fake, tmp_path / "c", "--batch", "--max-retries", "0")
+    batches.fail_next["upload"] = 1
+    assert run(*args).exit_code == 3  # stopped during the upload: the job is "uploading"
+    batches.fail_next["list-files"] = 1
+    again = run(*args)
+    assert again.exit_code == EXIT_BATCH_PENDING, again.stderr
+    assert batches.fail_next["list-files"] == 0  # it looked, could not, and uploaded
+    assert (batches.uploads, batches.creates) == (1, 1)

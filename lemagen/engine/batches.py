@@ -314,8 +314,13 @@ LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one 
 
 
 def _find_file(client: Any, base_url: str, name: str) -> str | None:
-    """The id of an input file an earlier run uploaded under `name`, if any."""
-    files = _call(base_url, lambda: list(itertools.islice(client.files.list(), LOOK_BACK)))
+    """The id of an input file an earlier run uploaded under `name`, if any. A provider that
+    cannot list files gets the file again (a second copy costs nothing; a second batch
+    would, so `_find_batch` has no such way out)."""
+    try:
+        files = _call(base_url, lambda: list(itertools.islice(client.files.list(), LOOK_BACK)))
+    except EndpointError:
+        return None
     for found in files:
         if found.filename == name and found.purpose == "batch":
             return str(found.id)
