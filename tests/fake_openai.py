@@ -166,6 +166,7 @@ class FakeOpenAI:
     reasoning_field: str | None = None
     echo_auth: str | None = None  # "400", "500", "401": that error echoing the Authorization
     # header; "200": every choice's text starts with it
+    batches: Any = None  # a tests.fake_batches.FakeBatches: the Files and Batches endpoints
     # Usage as OpenAI reports it: this many of each request's prompt tokens (at most all of
     # them) read from the prompt cache (`prompt_tokens_details.cached_tokens`), and this many
     # hidden reasoning tokens per choice, counted in `completion_tokens` as OpenAI counts them
@@ -200,9 +201,31 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.active -= 1
 
+            def do_GET(self) -> None:
+                self.files_or_batches("GET", b"")
+
+            def do_DELETE(self) -> None:
+                self.files_or_batches("DELETE", b"")
+
+            def files_or_batches(self, method: str, raw: bytes) -> None:
+                if fake.batches is None:
+                    status, data = 404, json.dumps(_error("no route", "not_found")).encode()
+                else:
+                    status, data = fake.batches.handle(method, self.path, self.headers, raw)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
             def exchange(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if self.path.startswith(("/v1/files", "/v1/batches")):
+                    self.files_or_batches("POST", raw)
+                    return
+                body = json.loads(raw or b"{}")
                 entry = Exchange(time.monotonic(), request_key(body))
                 with fake._lock:
                     fake.log.append(entry)
@@ -290,6 +313,12 @@ class FakeOpenAI:
             queued = self.rule(body)
         if queued is not None:
             return (*queued, {}) if len(queued) == 2 else queued
+        return self.reply(path, body, auth)
+
+    def reply(
+        self, path: str, body: dict[str, Any], auth: str | None
+    ) -> tuple[int, Payload, dict[str, str]]:
+        """The answer to a completion request (also to each line of a batch)."""
         if self.echo_auth in ("400", "500", "401"):
             token = (auth or "").removeprefix("Bearer ")
             message = (

@@ -9,6 +9,7 @@ import click
 
 from lemagen.cli.config import CONFIG_NAME, configure_logging, load_config, version_text
 from lemagen.errors import (
+    EXIT_BATCH_PENDING,
     EXIT_BUDGET,
     EXIT_CANNOT_WRITE,
     EXIT_INTERRUPTED,
@@ -23,6 +24,7 @@ Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
 {EXIT_ROWS_FAILED} finished, but some requests failed (set aside in --rejects; re-running retries
 only those); {EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_CANNOT_WRITE} disk full:
 the output or the request store cannot be written (nothing more is sent);
+{EXIT_BATCH_PENDING} --batch without --wait: a batch is still running (re-run to collect it);
 {EXIT_INTERRUPTED} interrupted; {EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 

@@ -22,7 +22,8 @@ from lemagen.engine import (
     default_cache_dir,
     price_for,
 )
-from lemagen.errors import EXIT_BUDGET
+from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS, BatchConfig
+from lemagen.errors import EXIT_BATCH_PENDING, EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
 from lemagen.records.inputs import INPUT_FORMATS
@@ -311,6 +312,55 @@ def endpoint_options(
                 "batch) on stderr; send nothing.",
             ),
             click.option(
+                "--batch",
+                is_flag=True,
+                help="Send what the request store lacks through the provider's Batch API (half "
+                "the price, results within --completion-window) instead of one request at a "
+                f"time; without --wait, exit {EXIT_BATCH_PENDING} while a batch runs and re-run "
+                "the same command to collect it. Batches go to the first --base-url.",
+            ),
+            click.option(
+                "--wait",
+                is_flag=True,
+                help="--batch: wait for the batches to finish (progress on stderr).",
+            ),
+            click.option(
+                "--poll-interval",
+                type=click.FloatRange(0),
+                default=60.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="--batch --wait: seconds between looks at a running batch.",
+            ),
+            click.option(
+                "--completion-window",
+                default="24h",
+                show_default=True,
+                help="--batch: the batch's completion window (OpenAI accepts only 24h).",
+            ),
+            click.option(
+                "--batch-fallback",
+                type=click.Choice(["batch", "sync"]),
+                default="batch",
+                show_default=True,
+                help="--batch: requests a batch failed to answer go into a new batch (up to "
+                "--max-retries times), or are sent synchronously (sync).",
+            ),
+            click.option(
+                "--batch-max-requests",
+                type=click.IntRange(1),
+                default=MAX_REQUESTS,
+                show_default=True,
+                help="--batch: most requests per batch input file.",
+            ),
+            click.option(
+                "--batch-max-bytes",
+                type=click.IntRange(1),
+                default=MAX_BYTES,
+                show_default=True,
+                help="--batch: most bytes per batch input file.",
+            ),
+            click.option(
                 "--transport",
                 type=click.Choice(TRANSPORTS),
                 default="aiohttp",
@@ -384,6 +434,18 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
             )
     api_key = os.environ.get(opts["api_key_env"]) or None
     remember(api_key)
+    batch = None
+    if opts["batch"]:
+        if opts["no_cache"]:
+            raise click.UsageError("--batch needs the request store: drop --no-cache")
+        batch = BatchConfig(
+            completion_window=opts["completion_window"],
+            wait=opts["wait"],
+            poll_interval=opts["poll_interval"],
+            fallback=opts["batch_fallback"],
+            max_requests=opts["batch_max_requests"],
+            max_bytes=opts["batch_max_bytes"],
+        )
     return EngineConfig(
         base_urls=base_urls(opts["base_urls"]),
         api_key=api_key,
@@ -401,6 +463,7 @@ def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
         price_out=opts["price_out"],
         price_cached=opts["price_cached"],
         max_cost=opts["max_cost"],
+        batch=batch,
     )
 
 

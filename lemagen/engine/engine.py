@@ -24,7 +24,9 @@ guarantees, and where each part lives:
   rate; a request sent and never answered apart, as possibly billed), and `--max-cost` holds
   a send while spent plus the worst case of the requests really in flight could pass the
   budget, and stops sending only when one more request could (`limits.Budget`);
-* requests go over aiohttp or the openai SDK (`transports`).
+* requests go over aiohttp or the openai SDK (`transports`);
+* with `--batch`, samples the store lacks are not sent but collected as lines of a provider
+  Batch input file (`batching`), submitted and collected between passes (`batches`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lemagen.engine.batching import BatchCollector, BatchConfig
+from lemagen.engine.batchstore import BatchLedger
 from lemagen.engine.calls import PATHS, Api, Call, Generation, RequestFailed
 from lemagen.engine.limits import (
     Budget,
@@ -88,6 +92,7 @@ class EngineConfig:
     price_out: float | None = None
     price_cached: float | None = None
     max_cost: float | None = None
+    batch: BatchConfig | None = None  # --batch: missing samples are collected, not sent
 
 
 @dataclass
@@ -113,6 +118,8 @@ class Stats:
     unpriced: set[str] = field(default_factory=set)
     rate_limited: int = 0
     usage_estimated: int = 0  # 200s without usable token counts, booked at the estimate
+    batch_requests: int = 0  # Batch API lines whose results were stored by this run
+    batch_cost: float = 0.0  # their cost at the batch price (also in `cost`)
 
 
 class Engine:
@@ -136,6 +143,10 @@ class Engine:
                     "give another --cache-dir, or --no-cache"
                 ) from None
         self.fatal: EndpointError | None = None
+        self.batch: BatchCollector | None = None
+        if config.batch is not None and self.store is not None:
+            ledger = BatchLedger(self.store.path.parent)
+            self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
         self._prices: dict[str, Price] = {}
         self._loop = asyncio.new_event_loop()
@@ -211,6 +222,8 @@ class Engine:
         try:
             if self.store is not None:
                 self.store.close()  # its last callbacks land on the stopped, still open loop
+            if self.batch is not None:
+                self.batch.ledger.close()  # its spool stays open for the pass's settle
         finally:
             self._loop.close()
 
@@ -288,6 +301,12 @@ class Engine:
 
     async def _call(self, plan: Plan) -> Result:
         try:
+            if plan.owned and self.batch is not None:
+                try:
+                    self.batch.route(plan)  # returns only when the call is to be sent now
+                except RequestFailed as exc:
+                    self._planner.abandon(plan, sorted(plan.owned), exc)
+                    raise
             if plan.owned:
                 await self._fetch(plan)
             if plan.waits:

@@ -19,6 +19,9 @@ lease dies with its owner: each process holds an exclusive `flock` on
 (kill -9 included), so a lease whose owner's lock can be taken is taken over. A sample's lease
 is deleted in the transaction that stores it, and a process deletes its leases when it stops.
 
+The schema's version is kept in `PRAGMA user_version`; version 2 added the tables of provider
+batch jobs (`batchschema`), and an older store is migrated in place when it is opened.
+
 A commit that fails (disk full, I/O error) loses nothing: its rows stay in memory and go with
 the next commit, and with one last try at `close`; `failed` says why the store cannot be
 written, and the engine then sends nothing more (a lease cannot be taken either), so only the
@@ -40,10 +43,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lemagen.engine.batchschema import BATCH_SCHEMA
 from lemagen.engine.calls import RequestFailed
 
-SCHEMA_VERSION = 1
-STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
+STORE_FILE = "requests-v1.sqlite"  # the file keeps its name: a v1 store is migrated in place
 GROUP_COMMIT_WINDOW = 0.005  # seconds
 
 _SCHEMA = """
@@ -112,6 +116,34 @@ def default_cache_dir() -> Path:
     return Path(base) / "lemagen"
 
 
+def open_store_file(directory: Path) -> Path:
+    """The store's file in `directory`, created or migrated to `SCHEMA_VERSION`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / STORE_FILE
+    setup = _connect(path)
+    try:
+        setup.execute("PRAGMA journal_mode = WAL")
+        _migrate(setup, path)
+    finally:
+        setup.close()
+    return path
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables that are missing (every step only adds tables, so what an older
+    store holds is read as it was, and an older lemagen still reads this one), and record
+    `SCHEMA_VERSION`. A store of a newer schema is refused."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path} was made by a newer lemagen (store schema {version}, this one reads up to "
+            f"{SCHEMA_VERSION})"
+        )
+    # One transaction: the new tables (and the version) reach the log once, not once each.
+    mark = f"PRAGMA user_version = {SCHEMA_VERSION};" if version < SCHEMA_VERSION else ""
+    conn.executescript(f"BEGIN; {_SCHEMA} {BATCH_SCHEMA} {mark} COMMIT;")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 60000")
@@ -127,14 +159,7 @@ class RequestStore:
     thread (`claim`)."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / STORE_FILE
-        setup = _connect(self.path)
-        try:
-            setup.execute("PRAGMA journal_mode = WAL")
-            setup.executescript(_SCHEMA)
-        finally:
-            setup.close()
+        self.path = open_store_file(directory)
         self.owner = secrets.token_hex(8)
         self._owners = directory / OWNERS_DIR
         self._lock_file = _hold_owner_lock(self._owners, self.owner)

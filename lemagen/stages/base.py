@@ -134,11 +134,17 @@ class EngineStage(Stage[In]):
         parts = [f" ({st.cached_tokens} cached)" if st.cached_tokens else ""]
         parts.append(f" ({st.reasoning_tokens} reasoning)" if st.reasoning_tokens else "")
         prices = self.engine.prices()
+        batch = (
+            f" ({st.batch_requests} batch requests collected by this run, "
+            f"${st.batch_cost:.4f} at the batch price)"
+            if st.batch_requests
+            else ""
+        )
         return (
             f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
             f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
             f"request store; tokens in {st.prompt_tokens}{parts[0]}, out "
-            f"{st.completion_tokens}{parts[1]}; {describe(st)}"
+            f"{st.completion_tokens}{parts[1]}; {describe(st)}{batch}"
             + (f"; prices: {prices}" if prices else "")
         )
 
