@@ -209,7 +209,9 @@ class TeachStage(EngineStage[Problem]):
             stage="inject",
             model=self.model,
             api=self.api,
-            **self.sampling.as_meta(),
+            # `seed` is inject's own (--seed: which types and steps were drawn); no sampling
+            # seed is sent to the teacher.
+            **{**self.sampling.as_meta(), "seed": self.seed},
             n=1,
             sample_index=0,
             prompt=self.template.name,
@@ -220,7 +222,7 @@ class TeachStage(EngineStage[Problem]):
             choices_in_usage=len(generation.choices),
             checker=checker_info(problem.task),
             **self.request.meta(),
-            extra={"injected_error_type": error_type, "injected_step": k, "seed": self.seed},
+            extra={"injected_error_type": error_type, "injected_step": k},
         )
         if reason is not None:
             self.counts[reason] += 1
