@@ -299,8 +299,10 @@ def stats_cmd(
     drop reasons, tokens and cost per kept row.
 
     INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
-    filter/export output); none or '-' reads stdin. The table goes to stderr, like every
-    summary, so stdout stays JSONL: --json writes the report there as one line.
+    filter/export output); none or '-' reads stdin. Accuracy is over real samples only (what
+    inject makes is no reasoner's sample); tokens and cost count every call once, set-aside
+    replies in rejects files included. The table goes to stderr, like every summary, so
+    stdout stays JSONL: --json writes the report there as one line.
 
     \b
     Example:

@@ -114,13 +114,6 @@ class AskStage(EngineStage[Sample]):
         reason, detail = parsed.error, parsed.detail
         if choice.finish_reason == "length":
             reason, detail = "truncated", "the asker's reply was cut at --max-tokens"
-        if reason is not None:
-            self.counts[reason] += 1
-            return SetAside(reason, {**sample.to_dict(), "asker_reply": choice.text}, detail)
-        assert sample.sample_id is not None
-        answers_all = sample.verdict == "correct"
-        self.counts["asker_records"] += 1
-        self.counts["answers_all"] += answers_all
         meta = Provenance(
             stage="art-ask",
             model=self.model,
@@ -136,6 +129,14 @@ class AskStage(EngineStage[Sample]):
             choices_in_usage=len(generation.choices),
             **self.request.meta(),
         )
+        if reason is not None:
+            self.counts[reason] += 1
+            kept = {"asker_reply": choice.text, "asker": {"meta": meta.to_dict()}}
+            return SetAside(reason, {**sample.to_dict(), **kept}, detail)
+        assert sample.sample_id is not None
+        answers_all = sample.verdict == "correct"
+        self.counts["asker_records"] += 1
+        self.counts["answers_all"] += answers_all
         return AskerRecord(
             problem=sample.the_problem,
             sample_id=sample.sample_id,

@@ -129,12 +129,16 @@ class RunStats:
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        drawn = self._sample(
-            record.id, record.question, record.sample_id, record.original.meta, "wrong"
-        )
-        if drawn:
-            self._group(record.problem, "wrong", drawn)
-            self.details.sample(record.problem, record.original.meta, "wrong", drawn)
+        # An injected solution (`inject`, offline or by a teacher) is no reasoner's sample: it
+        # counts for no accuracy, and a teacher's call is the correction's own `meta`, whose
+        # usage is counted once below.
+        if not injected(record):
+            drawn = self._sample(
+                record.id, record.question, record.sample_id, record.original.meta, "wrong"
+            )
+            if drawn:
+                self._group(record.problem, "wrong", drawn)
+                self.details.sample(record.problem, record.original.meta, "wrong", drawn)
         self._group(record.problem, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
@@ -176,7 +180,10 @@ class RunStats:
 
     def _set_aside(self, reject: Reject) -> None:
         """A sample set aside (truncated, no answer, ...) was paid for too: its call's usage
-        counts, once."""
+        counts, once; so do the calls of the analyser, teacher or asker replies set aside
+        with it."""
+        for reply in reject.replies("(reject)"):
+            self._usage(reply.meta, reply.question, reply.steps)
         data = reject.record
         if data is None or kind_of(data) != "sample":
             return
@@ -214,6 +221,8 @@ class RunStats:
             json.dumps(meta.extra_body, sort_keys=True) if meta.extra_body else None,
             meta.requests,
             tuple(sorted(usage.items())),
+            # what else the call asked (`inject --model`: the error type and step)
+            json.dumps(meta.extra, sort_keys=True, default=str) if meta.extra else None,
         )
         if call in self._calls_seen:
             return
@@ -251,7 +260,7 @@ class RunStats:
             "verdicts": dict(self.verdicts),
             "accuracy_by_reasoner": accuracy,
             "accuracy_note": None
-            if self.verdicts["correct"]
+            if self.verdicts["correct"] or not self.verdicts["wrong"]
             else "no correct samples in the input (sample --keep wrong): accuracy reads as 0",
             "incorrect_step": {
                 "absolute": {str(k): v for k, v in sorted(self.step_abs.items())},
@@ -286,6 +295,12 @@ class RunStats:
                 "kept": c["kept"],
             }
         return out
+
+
+def injected(record: Correction) -> bool:
+    """Whether the correction's original is a mistake `inject` made (offline or by a teacher
+    model), not a reasoner's sample."""
+    return record.original.meta.stage == "inject"
 
 
 def _or_na(value: object) -> str:

@@ -226,7 +226,12 @@ class TeachStage(EngineStage[Problem]):
         )
         if reason is not None:
             self.counts[reason] += 1
-            kept = {"reply": choice.text, "error_type": error_type, "step": k}
+            kept = {
+                "reply": choice.text,
+                "error_type": error_type,
+                "step": k,
+                "meta": meta.to_dict(),
+            }
             return SetAside(reason, {**problem.to_dict(), "injection": kept}, detail)
         self.counts["injected"] += 1
         self.counts[f"type:{error_type}"] += 1
