@@ -148,6 +148,8 @@ class Engine:
             ledger = BatchLedger(self.store.path.parent)
             self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
+        # Set by `run_rows` when it stopped reading (budget, store) with input rows left.
+        self.rows_unread = False
         self._prices: dict[str, Price] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="lemagen-engine", daemon=True)
