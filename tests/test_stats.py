@@ -548,3 +548,52 @@ def test_set_aside_analyses_and_asker_replies_are_paid_for(
     assert paid == {
         k: _billed(sampled.stderr)[k] + _billed(result.stderr)[k] for k in ("prompt", "completion")
     }
+
+
+def test_stats_prices_a_run_that_used_price_flags(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A model the table does not list is priced by --price-in/--price-out: stats takes the
+    same flags and gives the run's cost; without them the cost is unknown, and the table,
+    --json and the HTML header say so (never $0)."""
+    samples = tmp_path / "samples.jsonl"
+    flags = ["--price-in", "3", "--price-out", "15"]
+    sampled = run("sample", GSM8K, "-m", "local-q", "-n", "2", "--keep", "all", *flags,
+                  "-o", str(samples), "--base-url", fake.base_url)  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    found = re.search(r"cost \$(\d+\.\d+)", sampled.stderr)
+    assert found, sampled.stderr
+    billed = (fake.billed_prompt_tokens * 3 + fake.billed_completion_tokens * 15) / 1e6
+    assert float(found.group(1)) == round(billed, 4) > 0
+
+    priced = run("stats", str(samples), *flags, "--json", "-q")
+    assert priced.exit_code == 0, priced.stderr
+    report = json.loads(priced.stdout)
+    assert report["cost_usd"] == round(billed, 6)
+    assert report["unpriced_models"] == []
+    assert report["cost_note"] is None
+
+    unpriced = report_of(samples)
+    assert unpriced["cost_usd"] is None
+    assert unpriced["cost_per_kept_row_usd"] is None
+    assert unpriced["unpriced_models"] == ["local-q"]
+    assert unpriced["cost_note"].startswith("unknown: no price for local-q (give stats --price-in")
+    page = tmp_path / "report.html"
+    table = run("stats", str(samples), "--html", str(page)).stderr
+    assert "cost: unknown; per kept row n/a (no price for local-q: give stats --price-in" in table
+    header = re.search(r"<p[^>]*>[^<]*problems, [^<]*</p>", page.read_text())
+    assert header, page.read_text()[:2000]
+    assert "cost unknown" in header.group(0)
+    assert "no price for local-q" in header.group(0)
+    assert "$0.0000" not in header.group(0)
+
+
+def test_one_price_flag_for_an_unlisted_model_is_named_in_the_summary(
+    fake: FakeOpenAI,
+) -> None:
+    result = run("sample", GSM8K, "-m", "local-q", "--price-in", "3", "--base-url",
+                 fake.base_url)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "cost $0.0000 + unknown (no price for local-q)" in result.stderr
+    assert (
+        "prices: local-q no price (--price-in alone: a model not in the table needs both "
+        "--price-in and --price-out)" in result.stderr
+    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, input_format_option, io_options
+from lemagen.cli.options import RunIO, input_format_option, io_options, price_options
 from lemagen.cli.running import run_stage
+from lemagen.engine import price_for
 from lemagen.errors import LemagenError
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, iter_rows
@@ -285,6 +287,7 @@ def export_cmd(
     help="Also break the funnel down by this field of the problems (task, or any input field "
     "carried in 'source', such as level).",
 )
+@price_options
 @input_format_option
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def stats_cmd(
@@ -292,6 +295,9 @@ def stats_cmd(
     as_json: bool,
     html_path: str | None,
     by: str | None,
+    price_in: float | None,
+    price_out: float | None,
+    price_cached: float | None,
     input_format: str,
     quiet: bool,
 ) -> None:
@@ -301,14 +307,19 @@ def stats_cmd(
     INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
     filter/export output); none or '-' reads stdin. Accuracy is over real samples only (what
     inject makes is no reasoner's sample); tokens and cost count every call once, set-aside
-    replies in rejects files included. The table goes to stderr, like every summary, so
-    stdout stays JSONL: --json writes the report there as one line.
+    replies in rejects files included. --price-in/--price-out/--price-cached price every
+    model read, as on the model-calling commands (give them for a run that used them). The
+    table goes to stderr, like every summary, so stdout stays JSONL: --json writes the report
+    there as one line.
 
     \b
     Example:
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
-    stage = StatsStage(as_json=as_json, by=by)
+    price = functools.partial(
+        price_for, price_in=price_in, price_out=price_out, price_cached=price_cached
+    )
+    stage = StatsStage(as_json=as_json, by=by, price=price)
     run_stage(
         stage,
         inputs or ("-",),

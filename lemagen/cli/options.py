@@ -141,6 +141,38 @@ def io_options(func: F) -> F:
     return cast(F, decorated)
 
 
+# Prices, for every model a command calls (and every model whose usage `stats` reads).
+PRICE_OPTIONS = [
+    click.option(
+        "--price-in",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million prompt tokens [default: the built-in table "
+        "(lemagen/engine/prices.py, each price with the date it was checked), else "
+        "unknown; a model not in the table needs both --price-in and --price-out].",
+    ),
+    click.option(
+        "--price-out",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million completion tokens (reasoning tokens included).",
+    ),
+    click.option(
+        "--price-cached",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
+        "cached_tokens) [default: the table's cached rate, else the input price].",
+    ),
+]
+
+
+def price_options(func: F) -> F:
+    for option in reversed(PRICE_OPTIONS):
+        func = option(func)
+    return func
+
+
 def endpoint_options(
     n_default: int | None, temperature_default: float, *, seed: bool = True
 ) -> Callable[[F], F]:
@@ -275,27 +307,7 @@ def endpoint_options(
                 is_flag=True,
                 help="Neither read nor write the request store.",
             ),
-            click.option(
-                "--price-in",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million prompt tokens [default: the built-in table "
-                "(lemagen/engine/prices.py, each price with the date it was checked), else "
-                "unknown].",
-            ),
-            click.option(
-                "--price-out",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million completion tokens (reasoning tokens included).",
-            ),
-            click.option(
-                "--price-cached",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
-                "cached_tokens) [default: the table's cached rate, else the input price].",
-            ),
+            *PRICE_OPTIONS,
             click.option(
                 "--max-cost",
                 type=click.FloatRange(0),

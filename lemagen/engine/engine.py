@@ -254,8 +254,11 @@ class Engine:
 
     def prices(self) -> str:
         """The price of each model this run priced, and where it comes from (the table's
-        checked date or the flags), for --dry-run and the summary."""
-        return "; ".join(p.describe(m) for m, p in sorted(self._prices.items()) if p.known)
+        checked date or the flags), for --dry-run and the summary; and each model a single
+        --price-in or --price-out left unpriced, saying so."""
+        return "; ".join(
+            p.describe(m) for m, p in sorted(self._prices.items()) if p.known or p.half_given
+        )
 
     def adaptation(self) -> str:
         """Where each endpoint's concurrency settled, for the progress bar and the summary

@@ -6,8 +6,10 @@ input (prompt tokens the provider read from its prompt cache, reported as
 they cost full input), output, the Batch API's input and output (OpenAI's batch rate is half
 the synchronous one), and the date the entry was last checked against the provider's
 pricing page. Prices change: `--price-in` / `--price-out` / `--price-cached` override the
-table for every model-calling stage, and a model not listed here (every local model) has no
-known price: its cost is reported as unknown, and `--max-cost` then needs the flags.
+table for every model-calling stage (and `stats`), and a model not listed here (every local
+model) has no known price: its cost is reported as unknown, and `--max-cost` then needs the
+flags. Such a model needs both `--price-in` and `--price-out`: with one alone it stays
+unpriced, and the summary says so.
 
 A dated model name (`gpt-4o-2024-08-06`) takes the price of the longest listed name it
 starts with.
@@ -88,8 +90,20 @@ class Price:
             self.batch_in, self.batch_out, None, self.batch_in, self.batch_out, self.source
         )
 
+    @property
+    def half_given(self) -> bool:
+        """Only one of --price-in and --price-out for a model the table does not list: it
+        stays unpriced (a model not in the table needs both)."""
+        return not self.known and (self.per_m_in is None) != (self.per_m_out is None)
+
     def describe(self, model: str) -> str:
         """`gpt-4o $2.5 in, $1.25 cached, $10 out per M (checked 2026-11-27)`."""
+        if self.half_given:
+            given = "--price-in" if self.per_m_in is not None else "--price-out"
+            return (
+                f"{model} no price ({given} alone: a model not in the table needs both "
+                "--price-in and --price-out)"
+            )
         if not self.known:
             return f"{model} no price"
         cached = "" if self.per_m_cached is None else f", ${self.per_m_cached:g} cached"

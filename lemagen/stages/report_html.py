@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from lemagen.stages.report import Details, Example
+from lemagen.stages.report import Details, Example, cost_text
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -123,7 +123,7 @@ def render_html(report: dict[str, Any], details: Details | None = None) -> str:
     summary = (
         f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
         f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
-        f"cost ${report['cost_usd']:.4f}"
+        f"cost {cost_text(report)}"
     )
     reasons = "".join(
         f"<tr><td>{_e(k)}</td><td class=n>{v}</td></tr>" for k, v in report["reasons"].items()
