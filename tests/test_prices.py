@@ -116,6 +116,11 @@ def test_an_unknown_model_is_unknown_in_the_dry_run(fake: FakeOpenAI) -> None:
     assert "no price for o3-deep-research: give --price-in/--price-out" in line
     assert "o3 $2" not in line
     assert fake.served == []
+    ran = run("sample", GSM8K, "-m", "o3-deep-research", "-n", "1", "--base-url", fake.base_url)
+    assert ran.exit_code == 0, ran.stderr
+    assert "+ unknown (no price for o3-deep-research: give --price-in/--price-out)" in summary(
+        ran.stderr
+    )
 
 
 def test_flags_override_each_rate_of_the_table() -> None:
