@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import endpoint, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, RandomFaults
 
@@ -142,6 +144,37 @@ def test_a_budget_of_twice_the_dry_run_estimate_completes(fake: FakeOpenAI, tmp_
     assert "sample: 150 problems, 600 samples," in summary(result.stderr)
     assert len(fake.served) == 150
     assert fake.max_in_flight > 1
+
+
+@pytest.mark.parametrize(("rate", "completes"), [(0.6, True), (0.7, False)])
+def test_twice_the_estimate_and_heavy_drops(
+    fake: FakeOpenAI, tmp_path: Path, rate: float, completes: bool
+) -> None:
+    """README's qualification: each dropped attempt is possibly billed at its worst case and
+    retried, about p/(1-p) worst cases per request; against twice the estimate, 60% of
+    connections dropped still completes, 70% stops (exit 5) before the budget is passed."""
+    path = problems(tmp_path, 150)
+    args = ["sample", str(path), "-m", "gpt-4o-mini", "-n", "4", "--keep", "all",
+            "--retry-delay", "0", "--max-retries", "100", "--base-url", fake.base_url]  # fmt: skip
+    found = re.search(r"at most \$(\d+\.\d+)", run(*args, "--dry-run").stderr)
+    assert found
+    budget = 2 * float(found.group(1))
+    fake.faults = RandomFaults(rate_drop=rate, seed=1)
+    result = run(*args, "--max-cost", f"{budget:.6f}")
+    line = summary(result.stderr)
+    possible = re.search(r"possibly billed \$(\d+\.\d+) \((\d+) requests", line)
+    assert possible, line
+    drops = fake.injected.count("drop")
+    assert int(possible.group(2)) == drops > 150 * rate / (1 - rate) / 2
+    assert cost(result.stderr) + float(possible.group(1)) <= budget
+    if completes:
+        assert result.exit_code == 0, result.stderr
+        assert len(fake.served) == 150
+        assert float(possible.group(1)) > budget / 2  # more than the estimate, and it fits
+    else:
+        assert result.exit_code == 5, result.stderr
+        assert len(fake.served) < 150
+        assert "budget exhausted" in line
 
 
 def test_a_dropped_call_is_possibly_billed_apart(fake: FakeOpenAI, tmp_path: Path) -> None:

@@ -592,7 +592,7 @@ def test_one_price_flag_for_an_unlisted_model_is_named_in_the_summary(
     result = run("sample", GSM8K, "-m", "local-q", "--price-in", "3", "--base-url",
                  fake.base_url)  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert "cost $0.0000 + unknown (no price for local-q)" in result.stderr
+    assert "cost $0.0000 + unknown (no price for local-q" in result.stderr
     assert (
         "prices: local-q no price (--price-in alone: a model not in the table needs both "
         "--price-in and --price-out)" in result.stderr

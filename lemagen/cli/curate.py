@@ -81,9 +81,10 @@ def filter_cmd(
 ) -> None:
     """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
 
-    A correction is kept when it parsed, its incorrect step exists in the original solution,
-    the steps before that step are unchanged, that step and the solution are changed, and its
-    corrected final answer equals gold.
+    A correction is kept when it parsed, was not truncated, its incorrect step exists in the
+    original solution, the steps before that step are unchanged, that step and the solution
+    are changed, its corrected final answer equals gold, and it is not a duplicate of one
+    already kept (nor, with --decontaminate, overlapping a test question).
     Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
     (in, kept, dropped by reason) goes to stderr.
 
@@ -302,15 +303,15 @@ def stats_cmd(
     quiet: bool,
 ) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
-    drop reasons, tokens and cost per kept row.
+    error types per reasoner, ART records, drop reasons, tokens and cost per kept row.
 
-    INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
-    filter/export output); none or '-' reads stdin. Accuracy is over real samples only (what
-    inject makes is no reasoner's sample); tokens and cost count every call once, set-aside
-    replies in rejects files included. --price-in/--price-out/--price-cached price every
-    model read, as on the model-calling commands (give them for a run that used them). The
-    table goes to stderr, like every summary, so stdout stays JSONL: --json writes the report
-    there as one line.
+    INPUT... are any stages' outputs in any mix (sample, correct, inject, analyze, art, a
+    --rejects file, filter/export output); none or '-' reads stdin. Accuracy is over real
+    samples only (what inject makes is no reasoner's sample); tokens and cost count every call
+    once, set-aside replies in rejects files included. --price-in/--price-out/--price-cached
+    price every model read, as on the model-calling commands (give them for a run that used
+    them). The table goes to stderr, like every summary, so stdout stays JSONL: --json writes
+    the report there as one line.
 
     \b
     Example:

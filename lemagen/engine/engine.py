@@ -571,10 +571,12 @@ async def _sleep(seconds: float) -> None:
 
 
 def describe(stats: Stats) -> str:
-    """`cost $0.0123` or `cost unknown (no price for m)`, for summaries."""
+    """`cost $0.0123` or `cost $0 + unknown (no price for m: give ...)`, for summaries."""
     if stats.unpriced:
         models = ", ".join(sorted(stats.unpriced))
-        text = f"cost ${stats.cost:.4f} + unknown (no price for {models})"
+        text = (
+            f"cost ${stats.cost:.4f} + unknown (no price for {models}: give --price-in/--price-out)"
+        )
     else:
         text = f"cost ${stats.cost:.4f}"
     if stats.possible_requests:

@@ -53,6 +53,7 @@ TRUST_KEYS = [
     "initial_preferred",
     "no_preference",
     "unparseable",
+    "step_out_of_range",
     "not_a_correction",
     "bad_rows",
 ]
@@ -170,6 +171,10 @@ class TrustStage(Stage[Sample | Correction]):
         if c.reject_reason:
             self.counts["unparseable"] += 1
             return SetAside("unparseable", c, c.reject_reason)
+        k, steps = c.incorrect_step, len(c.original.steps)
+        if k is None or not 1 <= k <= steps:  # as filter: no refined solution to weigh
+            self.counts["step_out_of_range"] += 1
+            return SetAside("step_out_of_range", c, f"incorrect_step {k} of {steps} steps")
         initial = Prediction("\n".join(c.original.steps), c.original.pred, c.original.verdict)
         refined = Prediction("\n".join(c.full_solution()), c.pred, c.verdict)
         right = (initial.verdict == "correct", refined.verdict == "correct")
