@@ -135,7 +135,81 @@ def _balanced(text: str) -> bool:
         depth += (c == "{") - (c == "}")
         if depth < 0:
             return False
-    return depth == 0 and text.replace("\\$", "").count("$") % 2 == 0
+    return (
+        depth == 0
+        and text.replace("\\$", "").count("$") % 2 == 0
+        and text.count("\\begin{") == text.count("\\end{")
+        and text.count("\\[") == text.count("\\]")
+    )
+
+
+def test_no_math_step_starts_or_ends_inside_math() -> None:
+    """Every step of every solution of the slice opens and closes its math: `align*`, `cases`,
+    `$...$` over a line break, `\\[...\\]` before an `[asy]` figure."""
+    rows = load_jsonl(SLICE)
+    steps = [s for row in rows for s in math_steps(row["answer"])]
+    assert len(rows) == 60
+    assert len(steps) > 200
+    assert sum("\\begin{" in s for s in steps) >= 10
+    assert [s for s in steps if not _balanced(s)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(  # MATH-500 d517fc5b12cd2d94
+            "The sum is\n\\begin{align*}\n1+2 &= 3 \\\\\n&= 2^2\\cdot5\\cdot11.\n\\end{align*}"
+            "Here we have used the observation. So it is $3.$",
+            [
+                "The sum is",
+                "\\begin{align*}\n1+2 &= 3 \\\\\n&= 2^2\\cdot5\\cdot11.\n\\end{align*}"
+                "Here we have used the observation.",
+                "So it is $3.$",
+            ],
+            id="align-star",
+        ),
+        pytest.param(
+            "So $f(x) = \\begin{cases} 1. & x > 0, \\\\ 2. & x \\le 0. \\end{cases}$. "
+            "Next, f(1) = 1.",
+            [
+                "So $f(x) = \\begin{cases} 1. & x > 0, \\\\ 2. & x \\le 0. \\end{cases}$.",
+                "Next, f(1) = 1.",
+            ],
+            id="cases-in-inline-math",
+        ),
+        pytest.param(
+            "Then \\begin{pmatrix} 1. \\begin{matrix} 2. A \\end{matrix} B. \\end{pmatrix} "
+            "So. Then.",
+            [
+                "Then \\begin{pmatrix} 1. \\begin{matrix} 2. A \\end{matrix} B. \\end{pmatrix} So.",
+                "Then.",
+            ],
+            id="nested-environments",
+        ),
+        pytest.param(
+            "\\begin{eqnarray} a. B \\end{eqnarray} So. \\begin{gather} c. D \\end{gather} E.",
+            ["\\begin{eqnarray} a. B \\end{eqnarray} So.", "\\begin{gather} c. D \\end{gather} E."],
+            id="eqnarray-gather",
+        ),
+        pytest.param(
+            "The box reads \\boxed{\\text{Yes. 5}}. Then stop.",
+            ["The box reads \\boxed{\\text{Yes. 5}}.", "Then stop."],
+            id="braces-outside-math",
+        ),
+        pytest.param(
+            "Because  $\\left(120 -\nk^2\\right)^2$ is positive. So $\\boxed{11}$.",
+            ["Because  $\\left(120 -\nk^2\\right)^2$ is positive.", "So $\\boxed{11}$."],
+            id="inline-math-over-a-line-break",
+        ),
+        pytest.param(
+            "so its area is \\[\n2 = \\boxed{2}.\n\\][asy]\nunitsize(2cm);\n[/asy]",
+            ["so its area is \\[\n2 = \\boxed{2}.\n\\]", "[asy]\nunitsize(2cm);\n[/asy]"],
+            id="figure-after-display-math",
+        ),
+    ],
+)
+def test_math_steps_never_cut_inside_an_environment(text: str, expected: list[str]) -> None:
+    assert math_steps(text) == expected
 
 
 def test_a_large_share_of_math_problems_gets_mistakes(injected: list[dict[str, Any]]) -> None:

@@ -50,20 +50,40 @@ class LatexSolution:
 
 
 def math_steps(body: str) -> list[str]:
-    """Lines, each cut into sentences (never inside math); an `[asy]` figure stays one step."""
+    """Lines, each cut into sentences (never inside math: `$...$` spanning lines, display math,
+    `\\begin{...}...\\end{...}` environments); an `[asy]` figure stays one step."""
     out: list[str] = []
     figure: list[str] = []
-    for line in split_steps(body):
+    for line in _joined_inline_math(split_steps(body)):
+        if not figure and "[asy]" in line and not line.startswith("[asy]"):
+            cut = line.index("[asy]")
+            out += split_sentences(line[:cut], latex=True)
+            line = line[cut:]
         if figure or line.startswith("[asy]"):
             figure.append(line)
             if "[/asy]" in line:
                 out.append("\n".join(figure))
                 figure = []
             continue
-        out += split_sentences(line)
+        out += split_sentences(line, latex=True)
     if figure:
         out.append("\n".join(figure))
     return out
+
+
+def _joined_inline_math(lines: list[str]) -> list[str]:
+    """Lines, a `$...$` that goes on over a line break joined into one (in LaTeX a bare `$` is
+    always math; a dollar sign is `\\$`)."""
+    out: list[str] = []
+    for line in lines:
+        if out and _INLINE_DOLLAR.sub("", out[-1]).count("$") % 2:
+            out[-1] += "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+_INLINE_DOLLAR = re.compile(r"\\\$|\$\$")  # what is not an inline-math `$`
 
 
 def analyse(steps: list[str]) -> tuple[list[Part], dict[int, int], int]:
