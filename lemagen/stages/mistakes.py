@@ -2,7 +2,9 @@
 
 A gold solution (GSM8K rationale, or any solution whose steps carry `a op b = c` arithmetic) is
 read as a chain of equations. One is altered, and every later equation that uses its result is
-recomputed, so the wrong solution is internally consistent and reaches a wrong final answer:
+recomputed, so the wrong solution is internally consistent and reaches a wrong final answer (a
+mistake is not made when a changed step's words state a value it changes, `needs 15 packs so
+5*35 = 175`):
 - calculation: a computed result is off (a digit slip, off by one, a wrong carry; a decimal's
   wrong last digit; a fraction's numerator or denominator off);
 - copy: a number from the question is copied wrongly into a step;
@@ -22,7 +24,15 @@ from fractions import Fraction
 from typing import Any
 
 from lemagen.math.answers import format_number
-from lemagen.math.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
+from lemagen.math.arith import (
+    Equation,
+    evaluate,
+    find_equations,
+    render_like,
+    replace_spans,
+    show,
+    to_fraction,
+)
 from lemagen.math.steps import is_answer_step, split_steps
 from lemagen.records import Problem
 
@@ -218,8 +228,22 @@ def _propagate(
     final = results.get(sol.final, sol.gold)
     if final == sol.gold:
         return None
+    if any(_prose_values(sol, i) & changed.keys() for i in edits):
+        return None  # `needs 15 packs so ... 5*35`: the words would keep the old value
     steps = [replace_spans(s, edits.get(i, [])) for i, s in enumerate(sol.steps[:-1])]
     return [*steps, f"The answer is {format_number(final)}."], final
+
+
+def _prose_values(sol: Solution, step: int) -> set[Fraction]:
+    """The numbers step `step` states outside its equations (`he needs 15 4-packs`)."""
+    text = sol.steps[step]
+    spans = [(eq.operands[0].start, eq.result.end) for eq in sol.equations if eq.step == step]
+    for start, end in sorted(spans, reverse=True):
+        text = text[:start] + " " + text[end:]
+    return {to_fraction(m.group()) for m in _PROSE_NUMBER.finditer(text)}
+
+
+_PROSE_NUMBER = re.compile(r"(?<![\w.,$])\$?\d+(?:,\d{3})*(?:\.\d+)?%?")
 
 
 def _plausible(old: Fraction, new: Fraction) -> bool:
