@@ -130,6 +130,24 @@ def test_the_words_of_a_changed_step_agree_with_its_equations(
     made = records(result)
     assert len(made) >= 5
     terry = parse_solution(ProblemReader().read(row, "t:1"), need_arithmetic=False).steps
+    # A step that states its own result in words says the new one (GSM8K train, as above).
+    pizza = {
+        "question": "Albert is wondering how much pizza he can eat in one day. He buys 2 large "
+        "pizzas and 2 small pizzas. A large pizza has 16 slices and a small pizza has 8 slices. "
+        "If he eats it all, how many pieces does he eat that day?",
+        "answer": "He eats 32 from the largest pizzas because 2 x 16 = <<2*16=32>>32\nHe eats 16 "
+        "from the small pizza because 2 x 8 = <<2*8=16>>16\nHe eats 48 pieces because 32 + 16 = "
+        "<<32+16=48>>48\n#### 48",
+    }
+    pizzas = records(
+        run("inject", str(write_jsonl(tmp_path / "p.jsonl", [pizza])), "--per-question", "20")
+    )
+    said = [r["original"]["steps"][2] for r in pizzas if r["incorrect_step"] == 3]
+    assert len(said) >= 3
+    for step in said:
+        found = re.fullmatch(r"He eats (\d+) pieces because 32 [-+] 16 = (\d+)", step)
+        assert found is not None, step
+        assert found[1] == found[2] != "48"
     checked = 0
     for record in [*made, *injected]:
         if record["meta"]["error_type"] == "skip":

@@ -3,8 +3,8 @@
 A gold solution (GSM8K rationale, or any solution whose steps carry `a op b = c` arithmetic) is
 read as a chain of equations. One is altered, and every later equation that uses its result is
 recomputed, so the wrong solution is internally consistent and reaches a wrong final answer (a
-mistake is not made when a changed step's words state a value it changes, `needs 15 packs so
-5*35 = 175`):
+step's result stated in its words changes with it; a mistake is not made when a changed step's
+words state another value it changes, `needs 15 packs so 5*35 = 175`):
 - calculation: a computed result is off (a digit slip, off by one, a wrong carry; a decimal's
   wrong last digit; a fraction's numerator or denominator off);
 - copy: a number from the question is copied wrongly into a step;
@@ -228,19 +228,38 @@ def _propagate(
     final = results.get(sol.final, sol.gold)
     if final == sol.gold:
         return None
-    if any(_prose_values(sol, i) & changed.keys() for i in edits):
-        return None  # `needs 15 packs so ... 5*35`: the words would keep the old value
+    for i in list(edits):
+        # The words of a changed step must agree with its equations. A number in words that
+        # is this step's own result (`He eats 48 pieces because 32 + 16 = 48`) changes with
+        # it; any other changed value in words (`needs 15 4-packs so ... 5*15`: 15 may be the
+        # packs or another quantity that equals it) means the mistake is not made.
+        own = {
+            sol.equations[j].result.value: value
+            for j, value in results.items()
+            if sol.equations[j].step == i
+        }
+        for match in _prose_numbers(sol, i):
+            old = to_fraction(match.group())
+            if old not in changed:
+                continue
+            if own.get(old) != changed[old]:
+                return None
+            text = render_like(changed[old], match.group())
+            if text is None:
+                return None
+            edits[i].append((match.start(), match.end(), text))
     steps = [replace_spans(s, edits.get(i, [])) for i, s in enumerate(sol.steps[:-1])]
     return [*steps, f"The answer is {format_number(final)}."], final
 
 
-def _prose_values(sol: Solution, step: int) -> set[Fraction]:
+def _prose_numbers(sol: Solution, step: int) -> list[re.Match[str]]:
     """The numbers step `step` states outside its equations (`he needs 15 4-packs`)."""
-    text = sol.steps[step]
     spans = [(eq.operands[0].start, eq.result.end) for eq in sol.equations if eq.step == step]
-    for start, end in sorted(spans, reverse=True):
-        text = text[:start] + " " + text[end:]
-    return {to_fraction(m.group()) for m in _PROSE_NUMBER.finditer(text)}
+    return [
+        m
+        for m in _PROSE_NUMBER.finditer(sol.steps[step])
+        if not any(start <= m.start() < end for start, end in spans)
+    ]
 
 
 _PROSE_NUMBER = re.compile(r"(?<![\w.,$])\$?\d+(?:,\d{3})*(?:\.\d+)?%?")
