@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 Api = Literal["chat", "completion"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions"}
@@ -17,8 +19,7 @@ KEY_VERSION = 1
 DEFAULT_MAX_TOKENS_ESTIMATE = 1024  # completion tokens assumed per sample without --max-tokens
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(msgspec.Struct, frozen=True):  # a Struct: cheap to build, one per sample
     text: str
     finish_reason: str | None
 

@@ -134,6 +134,8 @@ def _power(base: Fraction | None, exponent: str) -> Fraction | None:
 
 def _to_fraction(token: str) -> Fraction | None:
     token = token.replace(",", "").replace(" ", "").replace("\u2212", "-")
+    if token.isascii() and token.isdigit():
+        return Fraction(int(token))  # the common case, without Fraction's text parser
     try:
         return Fraction(token)
     except (ValueError, ZeroDivisionError):
