@@ -19,7 +19,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from lemagen.math.grading import GRADER_VERSION, Grade, checker_info
+from lemagen.math import grading
+from lemagen.math.grading import Grade, checker_info
 
 GRADES_FILE = "grades-v1.sqlite"
 LOOKUP_CHUNK = 500  # keys per query
@@ -40,8 +41,8 @@ CREATE TABLE IF NOT EXISTS grades (
 def grade_key(item: Item) -> bytes:
     task, gold, text = item
     checker = checker_info(task)
-    head = f"{GRADER_VERSION}\x1f{checker['name']}\x1f{checker['version']}\x1f{task}\x1f{gold}\x1f"
-    return hashlib.sha256((head + text).encode("utf-8", "surrogatepass")).digest()
+    parts = (str(grading.GRADER_VERSION), checker["name"], checker["version"], task, gold, text)
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
 
 
 class GradeBook:
