@@ -74,6 +74,14 @@ class RequestFailed(Exception):
         self.reason = reason
 
 
+# What the identity JSON holds before and after the prompt, by (api, model, sampling, system);
+# the prompt's own JSON goes between (the same text json.dumps writes for the whole, measured
+# ~5x cheaper). Found by writing the identity with a placeholder prompt once.
+_AROUND_PROMPT: dict[tuple[Any, ...], tuple[str, str]] = {}
+_PLACEHOLDER = "\x00prompt\x00"
+_PLACEHOLDER_JSON = '"input": ' + json.dumps(_PLACEHOLDER)
+
+
 @dataclass(frozen=True)
 class Call:
     """`n` samples of `prompt` from `model`."""
@@ -88,11 +96,26 @@ class Call:
 
     def identity(self, api: str) -> bytes:
         """Hash of everything that changes the answer; never the key or the endpoint."""
+        if self.extra is None:  # the JSON around the prompt is the same for every call alike
+            shape = (api, self.model, self.sampling, self.system)
+            around = _AROUND_PROMPT.get(shape)
+            if around is None:
+                if len(_AROUND_PROMPT) >= 64:
+                    _AROUND_PROMPT.clear()
+                text = self._identity_json(api, _PLACEHOLDER)
+                before, _, after = text.partition(_PLACEHOLDER_JSON)
+                around = _AROUND_PROMPT[shape] = (before + '"input": ', after)
+            text = around[0] + json.dumps(self.prompt) + around[1]
+        else:
+            text = self._identity_json(api, self.prompt)
+        return hashlib.sha256(text.encode()).digest()
+
+    def _identity_json(self, api: str, prompt: str) -> str:
         ident = {
             "v": KEY_VERSION,
             "api": api,
             "model": self.model,
-            "input": self.prompt,
+            "input": prompt,
             **self.sampling.as_meta(),
         }
         # Each is absent when unset, so keys stored before these fields existed still match.
@@ -102,7 +125,7 @@ class Call:
             ident["system"] = self.system
         if self.sampling.stop:
             ident["stop"] = list(self.sampling.stop)
-        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).digest()
+        return json.dumps(ident, sort_keys=True)
 
     def keys(self, api: str) -> list[bytes]:
         """One store key per sample index."""

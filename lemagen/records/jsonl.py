@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import msgspec
 
@@ -118,10 +118,12 @@ class RecordWriter:
 
     def write_line(self, line: str) -> None:
         """Write one line already encoded with `encode`."""
-        with self._writing():
+        try:  # as `_writing` does, without a context manager per line
             self._stream.write(redact(line) + "\n")
             if self._flush_each:
                 self._stream.flush()
+        except OSError as exc:
+            self._failed(exc)
         self.count += 1
 
     def write(self, record: dict[str, Any]) -> None:
@@ -146,13 +148,16 @@ class RecordWriter:
     def _writing(self) -> Iterator[None]:
         try:
             yield
-        except BrokenPipeError:
-            raise OutputClosed from None
         except OSError as exc:
-            if self._owned:
-                with suppress(OSError):
-                    self._stream.close()  # its buffer cannot be written either
-            raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> NoReturn:
+        if isinstance(exc, BrokenPipeError):
+            raise OutputClosed from None
+        if self._owned:
+            with suppress(OSError):
+                self._stream.close()  # its buffer cannot be written either
+        raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _dumps(value: Any) -> str:
