@@ -79,6 +79,16 @@ class SampleStage(EngineStage[Problem]):
         self.min_agreement = min_agreement
         self.explicit_only = explicit_only
         self.grades = GradeBook(None)
+        # The provenance every sample of the run shares, built once.
+        self._meta: dict[str, Any] = {
+            "stage": "sample",
+            "api": self.api,
+            **self.sampling.as_meta(),
+            "n": self.n,
+            "prompt": self.template.name,
+            "prompt_sha256": self.template.sha256,
+            **self.request.meta(),
+        }
         self._known: dict[Item, Grade] = {}  # grades kept for the rows being written
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
@@ -166,20 +176,14 @@ class SampleStage(EngineStage[Problem]):
                     extracted_by=grade.extracted_by,
                     verdict=grade.verdict,
                     meta=Provenance(
-                        stage="sample",
                         model=model,
-                        api=self.api,
-                        **self.sampling.as_meta(),
-                        n=self.n,
+                        **self._meta,
                         sample_index=index,
-                        prompt=self.template.name,
-                        prompt_sha256=self.template.sha256,
                         finish_reason=choice.finish_reason,
                         usage=dict(result.usage),
                         requests=result.requests,
                         choices_in_usage=len(result.choices),
                         checker=checker_info(problem.task),
-                        **self.request.meta(),
                     ),
                     thinking=thinking,
                 )
@@ -271,4 +275,7 @@ def _sample_id(problem_id: str, model: str, prompt_sha: str, index: int) -> str:
 
 
 def _path_key(path: tuple[str, ...]) -> str:
-    return re.sub(r"\s+", " ", " ".join(path)).strip().lower()
+    return _SPACES.sub(" ", " ".join(path)).strip().lower()
+
+
+_SPACES = re.compile(r"\s+")
