@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from lemagen.redact import redact
 
 
@@ -32,9 +34,12 @@ class Reply:
 def read_choices(data: bytes, api: str) -> Reply | None:
     """The choices of a completion, or None when the body is not one."""
     try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
+        payload = _decode(data)  # msgspec: several times cheaper than json.loads
+    except msgspec.DecodeError:
+        try:
+            payload = json.loads(data)  # what msgspec refuses and json reads (NaN, deep nesting)
+        except (ValueError, RecursionError):
+            return None
     if not isinstance(payload, dict):
         return None
     raw = payload.get("choices")
@@ -68,6 +73,9 @@ def read_choices(data: bytes, api: str) -> Reply | None:
     return Reply(
         texts, reasons, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
     )
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 def _with_thinking(message: dict[str, Any], content: Any) -> Any:
