@@ -8,7 +8,7 @@ Every client runs in its own process against a server in another process; what i
   start-up and imports are left out for every client alike;
 * CPU per request: the client process's user + system time from its first request to its exit,
   divided by the requests (read from /proc, so start-up is left out here too);
-* peak RSS of the client process (ru_maxrss).
+* peak RSS of the client process (VmHWM, read while it runs).
 
 Clients, all posting the same chat-completion JSON:
 * `aiohttp`: a bare aiohttp loop with a semaphore that retries a failed call after its
@@ -281,6 +281,20 @@ def compile_lemagen() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=ENV)
 
 
+def high_water_kb(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM, which starts again at exec). Not ru_maxrss: that
+    counts the moment between fork and exec, when the child is a copy of this process, which
+    holds the outputs of earlier runs (about 180 MB by the resume runs)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
     server.reset()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -288,11 +302,14 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV)
         cpu_at_first = None
         status = usage = None
+        peak_kb = 0
         while status is None:
             pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 status, usage = st, ru
-            elif cpu_at_first is None and server.stats()["requests"]:
+                break
+            peak_kb = high_water_kb(proc.pid) or peak_kb
+            if cpu_at_first is None and server.stats()["requests"]:
                 cpu_at_first = cpu_seconds(proc.pid)
             else:
                 time.sleep(0.002 if cpu_at_first is None else 0.05)
@@ -316,7 +333,7 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
         "wall": wall,
         "limited": stats["limited"],
         "cpu": cpu_total - (cpu_at_first or 0.0),
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": (peak_kb or usage.ru_maxrss) / 1024,
     }
 
 
