@@ -25,7 +25,8 @@ Scenarios (`--only`):
 * `limit`: a token bucket of 150 requests/s (429 with `retry-after-ms` until the next token,
   `x-ratelimit-*` headers), C=256: wall time against the ideal N/150, 429s, rows set aside;
 * `resume`: 100,000 problems against a server answering at once: a fresh run, then a run that
-  finds 99% in the store, then one that finds everything (wall time of the whole process);
+  finds 99% in the store, then one that finds everything (wall time of the whole process, and
+  its whole CPU time per row: on a shared machine the wall time is mostly waiting for a core);
   outputs compared (sorted) with the fresh run's.
 """
 
@@ -333,6 +334,7 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
         "wall": wall,
         "limited": stats["limited"],
         "cpu": cpu_total - (cpu_at_first or 0.0),
+        "cpu_total": cpu_total,
         "rss_mb": (peak_kb or usage.ru_maxrss) / 1024,
     }
 
@@ -462,7 +464,8 @@ def resume(tmp: Path, scale: int, rows: list[str]) -> None:
     for name, r in (("fresh", fresh), ("99% stored", partial), ("all stored", done)):
         same = sorted(r["stdout"].splitlines()) == expected
         rows.append(
-            f"| resume | lemagen, {name} | {n} | 128 | - | - | {r['wall']:.1f} | - | - | - | "
+            f"| resume | lemagen, {name} | {n} | 128 | - | - | {r['wall']:.1f} | - | "
+            f"{1000 * r['cpu_total'] / n:.3f} | - | "
             f"{r['rss_mb']:.0f} | {lines_out(r)}{'' if same else ' (DIFFERS)'} | {r['rc']} |"
         )
         report_failure(name, r)
