@@ -22,6 +22,8 @@ MATH = str(EXAMPLES / "math.jsonl")
 
 def test_version_and_help_examples() -> None:
     assert run("--version").stdout.splitlines()[0] == f"lemagen, version {__version__}"
+    cli.load_all()
+    assert len(cli.commands) == 13
     for name, command in cli.commands.items():
         text = run(name, "--help").stdout
         assert "Example:" in text, name
@@ -598,3 +600,20 @@ def test_a_samples_own_fields_travel_into_its_corrections(fake: FakeOpenAI) -> N
     assert all(c["annotator"] == "bob" for c in corrected)
     pairs = records(run("export", "-", "-f", "dpo", "--keep-fields", "annotator", input=mine))
     assert pairs == []  # wrong samples only: nothing to pair, the field is read without error
+
+
+def test_a_command_loads_only_its_own_modules() -> None:
+    """`lemagen filter` starts without the batch machinery, the LaTeX parser or the other
+    commands' stages (cli.app.LazyGroup): start-up is part of every run's time."""
+    code = (
+        "import sys, click; from lemagen.cli import cli; "
+        "cli.get_command(click.Context(cli), 'filter'); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('lemagen'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "lemagen.stages.filter" in loaded
+    assert "lemagen.cli.curate" in loaded
+    for other in ("lemagen.cli.generate", "lemagen.cli.batches", "lemagen.stages.latex_mistakes"):
+        assert other not in loaded

@@ -52,6 +52,7 @@ def test_env_and_config_and_flag_in_that_order(
 
 def test_every_option_has_its_variable_named_after_the_flag() -> None:
     checked = 0
+    cli.load_all()
     for name, command in cli.commands.items():
         for param in command.params:
             if not isinstance(param, click.Option) or param.name == "help":

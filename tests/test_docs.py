@@ -116,6 +116,8 @@ def test_examples_mistakes_script(fake: FakeOpenAI, tmp_path: Path) -> None:
 
 
 def test_every_command_is_documented() -> None:
+    cli.load_all()
+    assert len(cli.commands) == 13
     for name in cli.commands:
         assert f"`lemagen {name}`" in README, name
 

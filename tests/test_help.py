@@ -57,6 +57,7 @@ def test_every_option_is_explained() -> None:
                 if not (param.help or "").strip():
                     missing.append(f"{' '.join(path)} {param.opts[-1]}")
 
+    cli.load_all()
     walk(cli, ["lemagen"])
     assert seen > 100
     assert missing == []

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
-from lemagen.cli.config import CONFIG_NAME, configure_logging, load_config, version_text
+from lemagen.cli.config import (
+    CONFIG_NAME,
+    configure_logging,
+    load_config,
+    name_envvars,
+    version_text,
+)
 from lemagen.errors import (
     EXIT_BATCH_PENDING,
     EXIT_BUDGET,
@@ -35,7 +42,54 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+# Which module of lemagen.cli defines each command.
+COMMAND_MODULES = {
+    "sample": "generate",
+    "correct": "generate",
+    "evolve": "generate",
+    "crosscheck": "generate",
+    "analyze": "mistakes",
+    "art": "mistakes",
+    "inject": "offline",
+    "grade": "offline",
+    "smooth": "trajectories",
+    "filter": "curate",
+    "export": "curate",
+    "stats": "curate",
+    "batches": "batches",
+}
+
+
+class LazyGroup(click.Group):
+    """The `lemagen` group: a command's module (and the stages it builds) is imported when the
+    command is looked up, not at start, so `lemagen filter` does not load the request engine's
+    batch code or the LaTeX parser (about a tenth of a second of every run's start-up,
+    benchmarks/bench_stages.py). Listing the commands (--help, completion) loads them all."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def load(self, name: str) -> None:
+        """Import the module that defines command `name` (and name its options' variables)."""
+        module = COMMAND_MODULES.get(name)
+        if module is not None and name not in self.commands:
+            importlib.import_module(f"lemagen.cli.{module}")
+            name_envvars(self)
+
+    def load_all(self) -> None:
+        for name in COMMAND_MODULES:
+            self.load(name)
+
+
+@click.group(
+    cls=LazyGroup,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option(
     "--version",
     is_flag=True,

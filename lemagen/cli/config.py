@@ -73,6 +73,9 @@ def load_config(path: str | None, group: click.Group, ctx: click.Context) -> dic
             return {}
         path = CONFIG_NAME
     data = _read_toml(path)
+    load_all = getattr(group, "load_all", None)
+    if load_all is not None:  # the file's keys are checked against every command's options
+        load_all()
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for name in tables:

@@ -19,7 +19,6 @@ import click
 from tqdm import tqdm
 
 from lemagen.engine import Engine, Stats
-from lemagen.engine.batches import BatchRunner, add_batch_usage
 from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
 from lemagen.records.parquet import Writer, is_parquet, open_output
@@ -121,6 +120,8 @@ def _run_batched(
     store lacks (`lemagen.engine.batching`); they are submitted as batches and waited for
     (or the run exits, `BatchPending`), and the next pass finds them stored. The first pass
     that collects nothing wrote exactly what a synchronous run writes: its records go out."""
+    from lemagen.engine.batches import BatchRunner, add_batch_usage  # only --batch needs it
+
     pristine = copy.deepcopy(stage)  # before anything started: each pass begins from it
     say = _say(quiet)
     with tempfile.TemporaryDirectory(prefix="lemagen-batch-") as tmp:
