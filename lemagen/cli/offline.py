@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, io_options, problem_reader, task_options
+from lemagen.cli.options import RunIO, io_options, task_options
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
-from lemagen.stages.grade import GradeStage
-from lemagen.stages.inject import InjectStage
 from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
-from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
+from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE
 
 
 def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -108,13 +107,18 @@ def inject_cmd(
     Example:
       lemagen inject examples/gsm8k.jsonl --per-question 2 | lemagen filter > lema.jsonl
     """
-    stage = InjectStage(
-        problem_reader(task, question_field, answer_field, id_field),
-        fmt=fmt,
+    stage = build.inject_stage(
         types=types,
         per_question=per_question,
         seed=seed,
-        retry=RetryOptions(rate=retry_rate, fake=fake, marker=marker),
+        format=fmt,
+        retry_rate=retry_rate,
+        fake=fake,
+        marker=marker,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
     )
     io.run(stage)
 
@@ -158,9 +162,12 @@ def grade(
     Example:
       lemagen grade outputs.jsonl --response-field completion > graded.jsonl
     """
-    stage = GradeStage(
-        problem_reader(task, question_field, answer_field, id_field, require_question=False),
+    stage = build.grade_stage(
         response_field=response_field,
         check_timeout=check_timeout,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
     )
     io.run(stage)
