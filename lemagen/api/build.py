@@ -10,6 +10,7 @@ Model-calling builders take the endpoint options (`Endpoint`'s fields) as furthe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -255,15 +256,25 @@ def grade_stage(
     question_field: str | None = None,
     answer_field: str | None = None,
     id_field: str | None = None,
+    workers: int | None = None,
 ) -> GradeStage:
-    """`lemagen grade`."""
+    """`lemagen grade`: `workers` checker processes (None: one per core)."""
     return GradeStage(
         ProblemReader(
             task, question_field, answer_field, id_field=id_field, require_question=False
         ),
         response_field=response_field,
         check_timeout=check_timeout,
+        workers=workers or default_workers(),
     )
+
+
+def default_workers() -> int:
+    """`--workers` when not given: the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def inject_stage(

@@ -142,11 +142,20 @@ def inject_cmd(
     show_default=True,
     help="Seconds allowed for one symbolic answer check (then: timeout).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Symbolic answer checks run in N processes at once; output stays in input order "
+    "[default: the number of cores].",
+)
 @task_options
 def grade(
     io: RunIO,
     response_field: str,
     check_timeout: float,
+    workers: int | None,
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
@@ -165,6 +174,7 @@ def grade(
     stage = build.grade_stage(
         response_field=response_field,
         check_timeout=check_timeout,
+        workers=workers,
         task=task,
         question_field=question_field,
         answer_field=answer_field,
