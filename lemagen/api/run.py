@@ -64,7 +64,7 @@ class Result:
         return 0 if self.error is None else self.error.exit_code
 
 
-class _Collected(Rejects):
+class Collected(Rejects):
     """Rejects counted by reason and kept in a list (and handed to `on_reject`)."""
 
     def __init__(self, on_reject: Callable[[Reject], None] | None) -> None:
@@ -111,7 +111,7 @@ def run(
     (without `skip_bad_rows`), an unusable endpoint or a broken prompt raises its
     `lemagen.errors.LemagenError`; the exits a command takes after writing everything are
     returned as `Result.error` instead."""
-    rejected = _Collected(on_reject)
+    rejected = Collected(on_reject)
     result = Result()
     with ExitStack() as stack:
         records = read_rows(stage, rows, skip_bad_rows=skip_bad_rows, rejects=rejected)
