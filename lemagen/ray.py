@@ -65,6 +65,8 @@ class StageMapper:
         self.stage.start(self._stack)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """The batch's kept records, then its rows set aside here, then those set aside
+        before (passed through as they were)."""
         rows = batch.to_pylist()
         records: list[str] = []
         reasons: list[str | None] = []

@@ -129,11 +129,13 @@ class Endpoint:
         return 2 * self.concurrency * max(1, len(self.base_urls())) + 16
 
     def stops(self) -> tuple[str, ...]:
+        """--stop, else with --api completion the blank line before a new few-shot item."""
         if self.stop:
             return tuple(self.stop)
         return COMPLETION_STOPS if self.api == "completion" else ()
 
     def sampling(self, temperature: float) -> Sampling:
+        """The sampling parameters of every call, at the stage's `temperature`."""
         return Sampling(
             temperature=temperature,
             top_p=self.top_p,
