@@ -4,7 +4,8 @@ Run by hand: `python benchmarks/bench_inject.py [--data DIR]` (DIR defaults to .
 Reports, for the CLI end to end (`lemagen inject train.jsonl -o FILE`, pinned to one CPU), rows
 written per second against a reference measured in the same run: `lemagen grade` over the same
 file, the cheapest full pass of the CLI over it (read, parse, extract, write). Then, per error
-type, the share of problems it could use, and the reasons problems were skipped.
+type, the share of problems it could use, and the reasons problems were skipped; the same for
+MATH-500 (mistakes in LaTeX arithmetic), whose figures the README quotes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.mistakes import ERROR_TYPES, Unusable, inject, parse_solution
+from lemagen.stages.latex_mistakes import inject_latex, parse_latex_solution
+from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES, Unusable, inject, parse_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +85,29 @@ def main() -> None:
             except Unusable as exc:
                 reasons[exc.reason] += 1
         print(f"| {kind} | {usable} | {usable / len(problems):.3f} | skipped: {dict(reasons)}")
+    math_shares(args.data / "math" / "math500_test.jsonl")
+
+
+def math_shares(path: Path) -> None:
+    """MATH-500: problems usable with the default types (what `lemagen inject` writes), per
+    type, and the set-aside reasons."""
+    reader = ProblemReader()
+    with open(path, encoding="utf-8") as lines:
+        problems = [reader.read(json.loads(line), f"f:{i}") for i, line in enumerate(lines, 1)]
+    print(f"\nMATH-500: {len(problems)} problems")
+    print("| error types | usable problems | share | set aside |")
+    print("|---|---|---|---|")
+    for types in (DEFAULT_TYPES, *((t,) for t in DEFAULT_TYPES)):
+        usable, reasons = 0, Counter[str]()
+        for p in problems:
+            try:
+                sol = parse_latex_solution(p)
+                inject_latex(sol, p.question, types, 1, random.Random(p.id))
+                usable += 1
+            except Unusable as exc:
+                reasons[exc.reason] += 1
+        share = usable / len(problems)
+        print(f"| {','.join(types)} | {usable} | {share:.3f} | {dict(reasons.most_common())} |")
 
 
 if __name__ == "__main__":

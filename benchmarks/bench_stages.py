@@ -9,7 +9,9 @@ REF is a git revision (or a directory holding a lemagen checkout); it is checked
 temporary worktree and run with the same Python, so both versions read the same inputs on the
 same machine at the same time. Each command runs `--repeat` times per version, alternating, and
 the fastest run of each counts (the least disturbed by anything else on the machine). The table
-gives seconds and the ratio this checkout / REF (below 1.05: no more than 5% slower).
+gives wall seconds and CPU seconds (user + system of the command's process and its children) and
+the ratios this checkout / REF (below 1.05: no more than 5% slower). On a busy machine the CPU
+ratio is the steadier figure: it does not count the time the command waited for a core.
 
 Inputs (built once, in a temporary directory): the GSM8K training problems (DIR defaults to
 ../shared/data beside the repository) for `inject`; the golden pipeline's samples and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,11 +54,13 @@ def repeat_lines(paths: list[Path], rows: int, out: Path) -> Path:
     return out
 
 
-def timed(tree: Path, args: list[str], work: Path) -> float:
+def timed(tree: Path, args: list[str], work: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of `args` under `tree`."""
     # Both trees run from bytecode, as an installed package does: a machine that sets
     # PYTHONDONTWRITEBYTECODE would otherwise time compiling every module on each run.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(tree)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", "from lemagen.cli import main; main()", *args, "-q"],
@@ -65,7 +70,10 @@ def timed(tree: Path, args: list[str], work: Path) -> float:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -108,15 +116,25 @@ def main() -> None:
                 check=True,
                 env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
             )
-        print(f"| command | {opts.against} s | this checkout s | ratio |")
-        print("|---|---|---|---|")
+        print(
+            f"| command | {opts.against} s | this checkout s | ratio "
+            f"| {opts.against} CPU s | this checkout CPU s | CPU ratio |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for name, args in commands.items():
-            best = {"base": float("inf"), "new": float("inf")}
+            wall = {"base": float("inf"), "new": float("inf")}
+            cpu = {"base": float("inf"), "new": float("inf")}
             for _ in range(opts.repeat):
-                best["base"] = min(best["base"], timed(base, args, tmp))
-                best["new"] = min(best["new"], timed(ROOT, args, tmp))
-            ratio = best["new"] / best["base"]
-            print(f"| {name} | {best['base']:.2f} | {best['new']:.2f} | {ratio:.3f} |", flush=True)
+                for key, tree in (("base", base), ("new", ROOT)):
+                    w, c = timed(tree, args, tmp)
+                    wall[key] = min(wall[key], w)
+                    cpu[key] = min(cpu[key], c)
+            print(
+                f"| {name} | {wall['base']:.2f} | {wall['new']:.2f} "
+                f"| {wall['new'] / wall['base']:.3f} | {cpu['base']:.2f} | {cpu['new']:.2f} "
+                f"| {cpu['new'] / cpu['base']:.3f} |",
+                flush=True,
+            )
     finally:
         if base == tmp / "base":
             subprocess.run(

@@ -1,7 +1,8 @@
 """lemagen: learning-from-mistakes training data for math reasoning models.
 
 `import lemagen` gives one function per stage (`lemagen.sample`, `correct`, `filter`, `grade`,
-`inject`, `export`, `stats`, `evolve`, `crosscheck`) over rows held in Python; see
+`inject`, `export`, `stats`, `evolve`, `crosscheck`, `analyze`, `smooth`, `art_ask`,
+`art_trust`) over rows held in Python; see
 `lemagen.api`. They are imported on first use, so importing lemagen itself stays cheap and has
 no side effects.
 """
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
     from lemagen.api import (
         Endpoint,
         Result,
+        analyze,
+        art_ask,
+        art_trust,
         correct,
         crosscheck,
         evolve,
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
         grade,
         inject,
         sample,
+        smooth,
         stats,
     )
 
@@ -31,6 +36,9 @@ __all__ = [
     "Endpoint",
     "Result",
     "__version__",
+    "analyze",
+    "art_ask",
+    "art_trust",
     "correct",
     "crosscheck",
     "evolve",
@@ -39,6 +47,7 @@ __all__ = [
     "grade",
     "inject",
     "sample",
+    "smooth",
     "stats",
 ]
 

@@ -6,6 +6,8 @@ and exits with its code, without a traceback. A traceback means a bug.
 
 from __future__ import annotations
 
+from typing import IO, Any
+
 import click
 
 from lemagen.redact import redact
@@ -17,6 +19,7 @@ EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown, redirect
 EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
 EXIT_BUDGET = 5  # --max-cost reached: finished rows written, the rest not sent
 EXIT_CANNOT_WRITE = 6  # disk full or I/O error: the output or the request store cannot be written
+EXIT_BATCH_PENDING = 75  # --batch without --wait: a batch still runs; re-run to collect it
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shells do
 
@@ -66,6 +69,16 @@ class BudgetReached(click.ClickException):
     """--max-cost stopped the run; finished rows are written, re-running sends the rest."""
 
     exit_code = EXIT_BUDGET
+
+
+class BatchPending(click.ClickException):
+    """--batch without --wait: batches were submitted (or are still running); re-running the
+    same command collects them. 75 is sysexits' EX_TEMPFAIL: try again later."""
+
+    exit_code = EXIT_BATCH_PENDING
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message(), err=True)  # not an error: no "Error:" prefix
 
 
 class OutputClosed(Exception):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
 from tests.fake_openai import FakeOpenAI, MathTutor
 
+# Hugging Face datasets never reach the network in the tests (read when datasets is imported,
+# so set before any test imports it; subprocesses inherit it).
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = ROOT / "examples"
@@ -23,9 +29,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No real keys or endpoints leak in, and nothing is written outside tmp_path."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         monkeypatch.delenv(name, raising=False)
+    # No option from the developer's environment or a lemagen.toml in the working directory.
+    for name in list(os.environ):
+        if name.startswith("LEMAGEN_") and name != "LEMAGEN_REQUIRE_BROWSER":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LEMAGEN_CONFIG", os.devnull)  # an empty config file
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:

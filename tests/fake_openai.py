@@ -11,6 +11,8 @@ Replies come from a `responder(prompt, n) -> [(text, finish_reason), ...]`; `Mat
 responder that knows the gold answers of a set of problems and answers sampling prompts (half
 right, half wrong) and LEMA correction prompts (a fix that reaches gold), as LEMA text or, for a
 request with `response_format`, as the `correct --json` object (`json_responder`).
+`tests/mistake_models.MistakeModels` wraps a `MathTutor` and answers `analyze`, `inject
+--model` and `art ask` prompts as real analysers, teachers and askers do (and as bad ones).
 
 A rule's answer may carry `bytes` instead of a JSON payload: they are sent as the body as they
 are (a 200 that is not JSON). `echo_auth` makes the server echo the Authorization header it got
@@ -137,6 +139,7 @@ class TokenBucket:
 @dataclass
 class FakeOpenAI:
     responder: Responder
+    responders: dict[str, Responder] = field(default_factory=dict)  # by model, over `responder`
     api_key: str | None = None  # when set, other keys get 401
     models: set[str] | None = None  # when set, other models get 404
     max_n: int | None = None  # return at most this many choices (servers that ignore `n`)
@@ -163,6 +166,17 @@ class FakeOpenAI:
     reasoning_field: str | None = None
     echo_auth: str | None = None  # "400", "500", "401": that error echoing the Authorization
     # header; "200": every choice's text starts with it
+    batches: Any = None  # a tests.fake_batches.FakeBatches: the Files and Batches endpoints
+    # Usage as OpenAI reports it: this many of each request's prompt tokens (at most all of
+    # them) read from the prompt cache (`prompt_tokens_details.cached_tokens`), and this many
+    # hidden reasoning tokens per choice, counted in `completion_tokens` as OpenAI counts them
+    # and reported in `completion_tokens_details.reasoning_tokens`.
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    # What the server billed: the usage of every 200 fully written.
+    billed_prompt_tokens: int = 0
+    billed_completion_tokens: int = 0
+    billed_cached_tokens: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -187,9 +201,31 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.active -= 1
 
+            def do_GET(self) -> None:
+                self.files_or_batches("GET", b"")
+
+            def do_DELETE(self) -> None:
+                self.files_or_batches("DELETE", b"")
+
+            def files_or_batches(self, method: str, raw: bytes) -> None:
+                if fake.batches is None:
+                    status, data = 404, json.dumps(_error("no route", "not_found")).encode()
+                else:
+                    status, data = fake.batches.handle(method, self.path, self.headers, raw)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
             def exchange(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if self.path.startswith(("/v1/files", "/v1/batches")):
+                    self.files_or_batches("POST", raw)
+                    return
+                body = json.loads(raw or b"{}")
                 entry = Exchange(time.monotonic(), request_key(body))
                 with fake._lock:
                     fake.log.append(entry)
@@ -239,8 +275,14 @@ class FakeOpenAI:
                 self.wfile.flush()
                 entry.status, entry.answered = status, time.monotonic()
                 if status == 200:
+                    usage = payload.get("usage") if isinstance(payload, dict) else None
                     with fake._lock:
                         fake.served.append(request_key(body))
+                        if isinstance(usage, dict):
+                            fake.billed_prompt_tokens += int(usage.get("prompt_tokens", 0))
+                            fake.billed_completion_tokens += int(usage.get("completion_tokens", 0))
+                            details = usage.get("prompt_tokens_details") or {}
+                            fake.billed_cached_tokens += int(details.get("cached_tokens", 0))
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # socketserver's 5 drops bursts of connections
@@ -271,6 +313,12 @@ class FakeOpenAI:
             queued = self.rule(body)
         if queued is not None:
             return (*queued, {}) if len(queued) == 2 else queued
+        return self.reply(path, body, auth)
+
+    def reply(
+        self, path: str, body: dict[str, Any], auth: str | None
+    ) -> tuple[int, Payload, dict[str, str]]:
+        """The answer to a completion request (also to each line of a batch)."""
         if self.echo_auth in ("400", "500", "401"):
             token = (auth or "").removeprefix("Bearer ")
             message = (
@@ -296,7 +344,8 @@ class FakeOpenAI:
             replies = self.json_responder(prompt, n)[: min(n, self.max_n or n)]
             _check_json(replies, response_format)
         else:
-            replies = self.responder(prompt, n)[: min(n, self.max_n or n)]
+            responder = self.responders.get(model, self.responder)
+            replies = responder(prompt, n)[: min(n, self.max_n or n)]
         if self.tag_samples and "Original Solution:" not in prompt:  # not corrector replies
             seed = body.get("seed") or 0
             replies = [
@@ -321,6 +370,25 @@ class FakeOpenAI:
                 )
         prompt_tokens = len(prompt.split())
         completion_tokens = sum(len(text.split()) for text, _ in replies)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if self.cached_tokens or self.reasoning_tokens:
+            reasoning = self.reasoning_tokens * len(replies)
+            usage["completion_tokens"] = completion_tokens + reasoning
+            usage["total_tokens"] = prompt_tokens + completion_tokens + reasoning
+            usage["prompt_tokens_details"] = {
+                "cached_tokens": min(self.cached_tokens, prompt_tokens),
+                "audio_tokens": 0,
+            }
+            usage["completion_tokens_details"] = {
+                "reasoning_tokens": reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            }
         return (
             200,
             {
@@ -329,11 +397,7 @@ class FakeOpenAI:
                 "created": int(time.time()),
                 "model": model,
                 "choices": choices,
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+                "usage": usage,
             },
             {},
         )
@@ -372,17 +436,20 @@ def _wrong(task: str, gold: str) -> str:
 
 @dataclass
 class MathTutor:
-    """Knows `question -> (task, gold)`. Sampling prompts get alternately a right and a wrong
-    solution; correction prompts get a fix of the final step that reaches gold."""
+    """Knows `question -> (task, gold)`. Sampling prompts get a right solution for every
+    `right_every`-th choice of a request (the first, then every `right_every`-th: by default
+    alternately right and wrong) and the same wrong solution for the others; correction
+    prompts get a fix of the final step that reaches gold."""
 
     answers: dict[str, tuple[str, str]]
+    right_every: int = 2
 
     def __call__(self, prompt: str, n: int) -> list[Reply]:
         if "Original Solution:" in prompt:
             return [self.correct(prompt) for _ in range(n)]
         question = _last_question(prompt)
         task, gold = self.answers.get(question, ("gsm8k", "1"))
-        return [self.solve(task, gold, right=i % 2 == 0) for i in range(n)]
+        return [self.solve(task, gold, right=i % self.right_every == 0) for i in range(n)]
 
     def as_json(self, prompt: str, n: int) -> list[Reply]:
         """Correction prompts answered as the `--json` object (the same fix as `correct`)."""

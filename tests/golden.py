@@ -104,6 +104,9 @@ def run_pipeline(fake: FakeOpenAI, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     endpoint = ["--base-url", fake.base_url, "--concurrency", "1", "--retry-delay", "0"]
     cache = ["--cache-dir", str(out.parent / f"{out.name}-cache")]
+    # Generous: a symbolic check that runs out of time on a loaded machine is a `timeout`
+    # verdict, and a golden file that differs for it.
+    checks = ["--check-timeout", "60"]
 
     def save(name: str, *args: str, stdin: str | None = None, unordered: bool = False) -> str:
         """Run a command; its stdout and stderr go to `out`. Engine-driven stages write rows
@@ -126,13 +129,13 @@ def run_pipeline(fake: FakeOpenAI, out: Path) -> list[str]:
         samples = save(
             f"{task}.sample",
             "sample", str(problems), *models, "-n", "4", "--seed", "3", "--keep", "all",
-            "--rejects", str(out / f"{task}.sample.rejects.jsonl"), *endpoint, *cache,
+            "--rejects", str(out / f"{task}.sample.rejects.jsonl"), *endpoint, *cache, *checks,
             unordered=True,
         )  # fmt: skip
         corrections = save(
             f"{task}.correct",
             "correct", "-", "-m", "corrector", "--rejects",
-            str(out / f"{task}.correct.rejects.jsonl"), *endpoint, *cache,
+            str(out / f"{task}.correct.rejects.jsonl"), *endpoint, *cache, *checks,
             stdin=samples, unordered=True,
         )  # fmt: skip
         save(
@@ -142,8 +145,19 @@ def run_pipeline(fake: FakeOpenAI, out: Path) -> list[str]:
             stdin=corrections,
         )  # fmt: skip
         save(f"{task}.filter-plain", "filter", "-", stdin=corrections)
-        save(f"{task}.grade", "grade", "-", stdin=samples)
-        for fmt in ("lema", "alpaca", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma"):
+        save(f"{task}.grade", "grade", "-", *checks, stdin=samples)
+        for fmt in (
+            "lema",
+            "alpaca",
+            "openai",
+            "openai-dpo",
+            "trl",
+            "dpo",
+            "cot",
+            "lemma",
+            "prm",
+            "math-shepherd",
+        ):
             save(f"{task}.export-{fmt}", "export", "-", "-f", fmt, stdin=corrections)
         save(f"{task}.export-trl-chat", "export", "-", "-f", "trl", "--chat", stdin=corrections)
         save(

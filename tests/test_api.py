@@ -13,13 +13,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 import lemagen
+from lemagen.api import build
 from lemagen.errors import InputError
 from lemagen.records import Correction, PromptCompletion, Sample
-from tests.conftest import EXAMPLES, ROOT, load_jsonl, records, run
+from tests.conftest import DATA, EXAMPLES, ROOT, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
+from tests.test_smooth import Smoother
 
 
 def readme_example() -> str:
@@ -64,7 +67,9 @@ def test_readme_example_makes_the_same_records_as_the_commands(
     assert train.summary.startswith("filter: in 10 (10 corrections, 0 samples); kept 10")
     assert train.dicts()[0]["completion"].startswith(" Step ")
     assert printed.startswith(train.summary + "\n")
-    funnel = {"problems": 10, "samples": 10, "wrong": 10, "corrections": 10, "kept": 10}
+    # Each kept wrong sample stands for the identical wrong one `sample` dropped after counting
+    # it (meta.duplicates): stats counts every sample drawn.
+    funnel = {"problems": 10, "samples": 20, "wrong": 20, "corrections": 10, "kept": 10}
     assert printed.splitlines()[-1] == str(funnel)
     assert samples.rejects == corrections.rejects == train.rejects == []  # nothing set aside
     sent = len(fake.requests)
@@ -162,3 +167,53 @@ def test_public_names_are_documented() -> None:
     assert "format" in inspect.signature(lemagen.export).parameters
     with pytest.raises(AttributeError):
         _ = lemagen.not_a_stage
+
+
+def test_options_and_stages_merged_from_main_match_their_commands(tmp_path: Path) -> None:
+    """export's restart_rate, art_trust and smooth (through the loopback server) make the
+    commands' records; the price overrides reach the engine; batch is the CLI's only."""
+    injected = run("inject", str(DATA / "gsm8k_train_slice.jsonl"), "-q")
+    rows = records(injected)
+    assert len(rows) >= 5
+    cli_restart = run(
+        "export", "-f", "lemma", "--restart-rate", "1", "--seed", "3", "-q", input=injected.stdout
+    )
+    restart = lemagen.export(rows, format="lemma", restart_rate=1.0, seed=3)
+    assert len(restart) == len(records(cli_restart)) > 0
+    assert restart.dicts() == records(cli_restart)
+    assert lemagen.export(rows, format="lemma", seed=3).dicts() != restart.dicts()  # 0.5
+    with pytest.raises(click.UsageError, match="--restart-rate applies to --format lemma"):
+        lemagen.export(rows, format="alpaca", restart_rate=0.2)
+
+    trust = lemagen.art_trust(rows)
+    cli_trust = run("art", "trust", "-q", input=injected.stdout)
+    assert len(trust) == len(records(cli_trust)) > 0
+    assert trust.dicts() == records(cli_trust)
+
+    smoother = FakeOpenAI(Smoother()).start()
+    try:
+        smoothed = lemagen.smooth(
+            rows, model="smoother", base_url=smoother.base_url, restart_rate=1.0, seed=3
+        )
+        sent = len(smoother.requests)
+        assert len(smoothed) > 0
+        assert sent >= len(smoothed)
+        path = write_jsonl(tmp_path / "injected.jsonl", rows)
+        cli_smooth = run(
+            "smooth", str(path), "-m", "smoother", "--base-url", smoother.base_url,
+            "--restart-rate", "1", "--seed", "3", "-q",
+        )  # fmt: skip
+        assert len(smoother.requests) == sent  # the API's requests, read back from the store
+        assert canonical(smoothed.dicts()) == canonical(records(cli_smooth))
+    finally:
+        smoother.stop()
+
+    priced = build.sample_stage(
+        model="nobody-prices-this", max_cost=1.0, price_in=1.0, price_out=2.0, price_cached=0.25
+    )
+    assert (priced.config.price_in, priced.config.price_out) == (1.0, 2.0)
+    assert priced.config.price_cached == 0.25
+    with pytest.raises(click.UsageError, match="--max-cost needs a price for nobody"):
+        lemagen.sample(rows, model="nobody-prices-this", max_cost=1.0)
+    with pytest.raises(click.UsageError, match="command line only"):
+        lemagen.sample(rows, model="m", batch=True, wait=True)

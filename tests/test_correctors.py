@@ -82,7 +82,8 @@ def pipeline(fake: FakeOpenAI, tmp_path: Path, *correct_args: str) -> dict[str, 
         "filter_rejects": load_jsonl(tmp_path / "filter.rejects.jsonl"),
     }
     for fmt in ("cot", "lemma", "dpo"):
-        exported = run("export", "-", "-f", fmt, input=corrected.stdout)
+        fix = ["--restart-rate", "0"] if fmt == "lemma" else []  # Fix & Continue: the rebuild
+        exported = run("export", "-", "-f", fmt, *fix, input=corrected.stdout)
         assert exported.exit_code == 0, exported.stderr
         out[fmt] = records(exported)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from lemagen.cli import cli
 from tests.conftest import EXAMPLES, ROOT, load_jsonl
 from tests.fake_openai import FakeOpenAI
+from tests.mistake_models import MistakeModels
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -81,6 +83,38 @@ def test_examples_pipeline_script(fake: FakeOpenAI, tmp_path: Path) -> None:
         assert len(load_jsonl(tmp_path / "out" / f"{task}.lema.jsonl")) == 10
 
 
+def test_examples_mistakes_script(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """The analysers, teachers and askers of tests/mistake_models.py answer; the report holds
+    the error-type distribution of the examples' wrong samples."""
+    fake.responder = MistakeModels(fake.responder)  # type: ignore[arg-type]
+    work = _workdir(tmp_path)
+    out = tmp_path / "out"
+    env = {**_env(fake), "REASONER": "r", "ANALYSER": "a", "OUT": str(out)}
+    done = subprocess.run(
+        ["bash", str(work / "examples" / "mistakes.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    analysis = load_jsonl(out / "analysis.jsonl")
+    analysed = [r for r in analysis if "error_type" in r]
+    assert len(analysed) == 20  # one wrong path per problem (the tutor's)
+    types = json.loads((out / "report.json").read_text())["error_types_by_reasoner"]["r"]
+    assert types["analysed"] == 20
+    assert sum(t["count"] for t in types["types"].values()) == 20
+    assert (out / "report.html").read_text().count('id="error-types"') == 1
+    taught = load_jsonl(out / "taught.jsonl")
+    assert len(taught) == 20  # 10 problems, 2 mistakes each
+    assert {t["meta"]["injected_error_type"] for t in taught} <= set(types["types"])
+    assert 0 < len(load_jsonl(out / "taught.lema.jsonl")) <= 20
+    # Per problem: the tutor's 2 right samples and its 1 wrong path (identical ones kept once).
+    assert len(load_jsonl(out / "asker.jsonl")) == 40 + 20
+    assert len(load_jsonl(out / "truster.jsonl")) == 20
+
+
 def test_every_command_is_documented() -> None:
     for name in cli.commands:
         assert f"`lemagen {name}`" in README, name
@@ -97,3 +131,28 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "lemagen", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("lemagen, version ")
+
+
+def test_readme_formats_example(fake: FakeOpenAI, tmp_path: Path) -> None:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    section = README.split("<!-- formats:start -->", 1)[1].split("<!-- formats:end -->", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert "hf:openai/gsm8k:main:train" in block
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "gsm8k-train"))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    script = block.replace("hf:openai/gsm8k:main:train", "gsm8k-train")  # no network in tests
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, env=_env(fake), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(load_jsonl(tmp_path / "lema-offline.jsonl")) >= len(rows)
+    samples = pq.read_table(tmp_path / "samples.parquet")
+    assert samples.num_rows >= 10
+    kept = pq.read_table(tmp_path / "lema.parquet").to_pylist()
+    assert len(kept) >= 5
+    assert all(set(r) == {"prompt", "completion"} for r in kept)

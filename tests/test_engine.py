@@ -351,7 +351,8 @@ def test_budget_stops_the_run_and_keeps_finished_rows(fake: FakeOpenAI, tmp_path
 
 
 def test_calls_lost_after_sending_count_in_the_cost(fake: FakeOpenAI, tmp_path: Path) -> None:
-    """A dropped connection may have been processed and billed: it counts at its estimate."""
+    """A dropped connection may have been processed and billed: it counts at its estimate,
+    apart from what was billed."""
     dropped: list[str] = []
 
     def drop_first(body: dict[str, object]) -> str | None:
@@ -370,8 +371,7 @@ def test_calls_lost_after_sending_count_in_the_cost(fake: FakeOpenAI, tmp_path: 
     assert result.exit_code == 0
     (record,) = records(result)
     used = record["meta"]["usage"]["completion_tokens"]
-    expected = (40 + used) * 0.001  # the estimate for the lost call + the real one
-    assert f"cost ${expected:.4f}" in result.stderr
+    assert f"cost ${used * 0.001:.4f}; possibly billed $0.0400 (1 requests" in result.stderr
     assert "requests 2 sent (1 retries" in result.stderr
 
 
@@ -387,9 +387,9 @@ def test_dry_run_sends_nothing_and_counts_what_is_stored(fake: FakeOpenAI, tmp_p
     dry = run(*args, "--dry-run")
     assert dry.exit_code == 0
     assert fake.requests == []
-    assert dry.stdout == ""
+    assert len(records(dry)) == 10  # the requests (tests/test_dry_run.py)
     assert "would send 10 requests for 40 samples (0 already in the request store)" in dry.stderr
-    assert "estimated cost $" in dry.stderr
+    assert "estimated cost synchronous $" in dry.stderr
     assert "Nothing was sent." in dry.stderr
     half = write_jsonl(
         tmp_path / "half.jsonl", [json.loads(x) for x in Path(GSM8K).read_text().splitlines()[:5]]

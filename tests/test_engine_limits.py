@@ -3,6 +3,7 @@ the backoff and the Retry-After forms (how retries use them: test_engine_pressur
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 
 import pytest
@@ -55,30 +56,59 @@ def test_refund_after_each_response_keeps_sequential_requests_unthrottled() -> N
 # ---------------------------------------------------------------- budget
 
 
-def test_budget_counts_in_flight_and_stops_for_good() -> None:
-    budget = Budget(1.0)
-    budget.reserve(0.4, spent=0.0)
-    budget.reserve(0.4, spent=0.1)
-    assert budget.in_flight == pytest.approx(0.8)
-    with pytest.raises(RequestFailed) as failed:
-        budget.reserve(0.2, spent=0.1)  # 0.1 + 0.8 + 0.2 > 1
-    assert failed.value.reason == "budget_exhausted"
-    assert str(failed.value) == (
-        "not sent: spent $0.1000 plus in flight $0.8000 would pass --max-cost $1"
-    )
-    assert budget.stopped
-    budget.release(0.4)
-    budget.release(0.4)
-    assert budget.in_flight == pytest.approx(0.0)
-    with pytest.raises(RequestFailed):
-        budget.reserve(0.01, spent=0.1)  # stopped: nothing more, even if it would fit
+def test_budget_waits_for_in_flight_and_stops_only_when_nothing_could_fit() -> None:
+    async def scenario() -> None:
+        budget = Budget(1.0)
+        spent = [0.1]
+        await budget.reserve(0.4, lambda: spent[0])
+        await budget.reserve(0.4, lambda: spent[0])
+        assert budget.in_flight == pytest.approx(0.8)
+        waiting = asyncio.ensure_future(budget.reserve(0.2, lambda: spent[0]))  # 1.1 > 1
+        await asyncio.sleep(0)
+        assert not waiting.done()  # waits for what is in flight, does not stop
+        spent[0] = 0.2  # the first came back, having cost 0.1 of its 0.4
+        budget.release(0.4)
+        await asyncio.wait_for(waiting, 1)  # 0.2 + 0.4 + 0.2 fits
+        assert budget.in_flight == pytest.approx(0.6)
+        assert not budget.stopped
+        budget.release(0.4)
+        budget.release(0.2)
+        spent[0] = 0.85
+        with pytest.raises(RequestFailed) as failed:
+            await budget.reserve(0.2, lambda: spent[0])  # nothing in flight: 1.05 > 1
+        assert failed.value.reason == "budget_exhausted"
+        assert str(failed.value) == (
+            "not sent: spent $0.8500 plus this request's worst case would pass --max-cost $1"
+        )
+        assert budget.stopped
+        with pytest.raises(RequestFailed):
+            await budget.reserve(0.01, lambda: spent[0])  # stopped: nothing more
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_refuses_the_requests_waiting_too() -> None:
+    async def scenario() -> None:
+        budget = Budget(1.0)
+        await budget.reserve(0.6, lambda: 0.0)
+        waiting = asyncio.ensure_future(budget.reserve(0.6, lambda: 0.5))
+        await asyncio.sleep(0)
+        budget.release(0.6)  # it cost 0.5: 0.5 + 0.6 cannot fit with nothing in flight
+        with pytest.raises(RequestFailed):
+            await asyncio.wait_for(waiting, 1)
+        assert budget.stopped
+
+    asyncio.run(scenario())
 
 
 def test_no_budget_never_refuses() -> None:
-    budget = Budget(None)
-    for _ in range(100):
-        budget.reserve(1e6, spent=1e9)
-    assert not budget.stopped
+    async def scenario() -> None:
+        budget = Budget(None)
+        for _ in range(100):
+            await budget.reserve(1e6, lambda: 1e9)
+        assert not budget.stopped
+
+    asyncio.run(scenario())
 
 
 # ---------------------------------------------------------------- backoff

@@ -124,7 +124,7 @@ def test_results_usage_and_the_store(server: FakeOpenAI, tmp_path: Path, api: Ap
     assert engine.stats.prompt_tokens == 3 + 3  # words of each prompt sent
     assert engine.stats.completion_tokens == 3 + 2
     with Engine(config(server, api=api, cache_dir=tmp_path)) as again:
-        assert again.cached_samples(calls[0]) == 3
+        assert len(again.stored(calls[0].keys(api))) == 3
         send(again, calls)
     assert len(server.requests) == 2
     assert again.stats.cached == 8

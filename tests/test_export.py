@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from lemagen.math.grading import Grader
-from lemagen.stages.export import TRANSITIONS
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
@@ -146,23 +145,52 @@ def test_cot_is_the_full_corrected_chain(injected: Path, grader: Grader) -> None
         assert grader.grade("gsm8k", record["gold"], row["completion"]).verdict == "correct"
 
 
-def test_lemma_fix_and_continue(injected: Path, grader: Grader) -> None:
-    rows = export(injected, "-f", "lemma", "--seed", "4")
+def test_prm_labels_steps_through_the_incorrect_one(injected: Path, grader: Grader) -> None:
     source = load_jsonl(injected)
-    assert len(rows) == len(source)
-    used = set()
-    for row, record in zip(rows, source, strict=True):
-        assert set(row) == {"instruction", "input", "output"}
-        assert row["instruction"] == record["question"]
+    rows = export(injected, "-f", "prm")
+    mistakes = [r for r in rows if not all(r["labels"])]
+    correct = [r for r in rows if all(r["labels"])]
+    assert len(mistakes) == len(source)
+    solutions = {(r["id"], tuple(r["original"]["steps"][: r["incorrect_step"] - 1]
+                                 + r["corrected_steps"])) for r in source}  # fmt: skip
+    assert len(correct) == len({s[1] for s in solutions}) > 20
+    for row, record in zip(mistakes, source, strict=True):
+        assert set(row) == {"prompt", "completions", "labels"}
+        assert row["prompt"] == record["question"]
         k = record["incorrect_step"]
-        wrong_prefix = " ".join(record["original"]["steps"][:k])  # through the incorrect step
-        assert row["output"].startswith(wrong_prefix + " ")
-        phrase = next(p for p in TRANSITIONS if p in row["output"])
-        used.add(phrase)
-        assert row["output"].index(phrase) == len(wrong_prefix) + 1
-        assert record["explanation"] in row["output"]
-        assert grader.grade("gsm8k", record["gold"], row["output"]).verdict == "correct"
-    assert len(used) > 3  # the phrases vary
+        assert row["completions"] == record["original"]["steps"][:k]
+        assert row["labels"] == [True] * (k - 1) + [False]
+    for row in correct:
+        assert len(row["labels"]) == len(row["completions"]) > 1
+        answer = row["completions"][-1]
+        gold = next(r["gold"] for r in source if r["question"] == row["prompt"])
+        assert grader.grade("gsm8k", gold, answer).verdict == "correct"
+
+
+def test_prm_takes_correct_samples_and_sets_wrong_ones_aside(corrections: Path) -> None:
+    result = run("export", str(corrections), "-f", "prm")
+    rows = records(result)
+    # 20 kept corrections (one false-ending row each), 20 correct samples, and the corrected
+    # solutions that differ from them, all true
+    assert sum(not all(r["labels"]) for r in rows) == 20
+    assert sum(all(r["labels"]) for r in rows) >= 20
+    assert "uncorrected_sample" not in result.stderr
+
+
+def test_math_shepherd_tags_each_step(injected: Path) -> None:
+    prm = export(injected, "-f", "prm")
+    rows = export(injected, "-f", "math-shepherd")
+    assert len(rows) == len(prm) > 60
+    for row, labelled in zip(rows, prm, strict=True):
+        assert row["task"] == "GSM8K"
+        assert row["input"].startswith(labelled["prompt"] + " Step 1: ")
+        assert row["input"].count(" ки") == len(labelled["completions"])
+        lines = row["input"][len(labelled["prompt"]) + 1 :].split("\n")
+        assert lines == [f"Step {i}: {step} ки"
+                         for i, step in enumerate(labelled["completions"], 1)]  # fmt: skip
+        parts = row["input"].split(" ки")
+        marks = [" +" if good else " -" for good in labelled["labels"]]
+        assert row["label"] == "".join(p + m for p, m in zip(parts, [*marks, ""], strict=True))
 
 
 def test_preference_pairs(corrections: Path, grader: Grader) -> None:
@@ -248,7 +276,7 @@ def test_filter_decontaminates_against_test_sets(injected: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("fmt", ["lema", "alpaca", "sharegpt", "openai", "trl", "trl-chat", "dpo",
-                                 "openai-dpo", "cot", "lemma"])  # fmt: skip
+                                 "openai-dpo", "cot", "lemma", "prm", "math-shepherd"])  # fmt: skip
 def test_trainers_loader_reads_every_format(
     fmt: str, corrections: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,6 +313,11 @@ def test_trainers_loader_reads_every_format(
     }  # fmt: skip
     expected["trl"] = expected["cot"] = expected["lema"]
     expected["lemma"] = expected["alpaca"]
+    expected["prm"] = {"prompt": datasets.Value("string"),  # TRL's stepwise supervision
+                       "completions": datasets.List(datasets.Value("string")),
+                       "labels": datasets.List(datasets.Value("bool"))}  # fmt: skip
+    expected["math-shepherd"] = {name: datasets.Value("string")
+                                 for name in ("input", "label", "task")}  # fmt: skip
     assert data.features == datasets.Features(expected[fmt])
 
 

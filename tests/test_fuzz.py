@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, run
 from tests.fake_openai import FakeOpenAI
+from tests.mistake_models import MistakeModels
 
 GOLDEN = DATA / "golden"
 ROWS = 1000
@@ -149,11 +150,13 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
         "filter": ([], correct_out, filter_breaker),
         "export": (["-f", "sharegpt"], correct_out, filter_breaker),
         "stats": ([], samples, stats_breaker),
+        "analyze": (["-m", "m"], samples, _field_breaker(samples, sample_fields)),
+        "art ask": (["-m", "m"], samples, _field_breaker(samples, sample_fields)),
     }
 
 
 COMMANDS = _commands()
-ENGINE = {"sample", "correct"}
+ENGINE = {"sample", "correct", "analyze", "art ask"}
 
 
 def _write(
@@ -188,11 +191,12 @@ def test_every_bad_row_is_set_aside_once_with_its_place(
     path = tmp_path / "in.jsonl"
     bad_at = _write(path, good[:10], bad, rng)
     rejects = tmp_path / "rejects.jsonl"
-    args = [command, str(path), *extra, "-q"]
+    args = [*command.split(), str(path), *extra, "-q"]
     if command != "stats":
         args += ["--skip-bad-rows", "--rejects", str(rejects)]
     if command in ENGINE:
         args += endpoint(fake)
+        fake.responder = MistakeModels(fake.responder)  # type: ignore[arg-type]
     result = run(*args)
     if command == "stats":  # stats has no --skip-bad-rows: the first bad row stops it
         first = min(bad_at)
@@ -223,9 +227,10 @@ def test_a_bad_row_stops_the_command_with_one_line(
     for i, row in enumerate(rows):
         path = tmp_path / f"bad{i}.jsonl"
         path.write_bytes(b"\n" + row + b"\n")
-        args = [command, str(path), *extra, "-q"]
+        args = [*command.split(), str(path), *extra, "-q"]
         if command in ENGINE:
             args += endpoint(fake)
+            fake.responder = MistakeModels(fake.responder)  # type: ignore[arg-type]
         result = run(*args)
         assert result.exit_code == 1, (row[:200], result.stderr)
         assert result.stdout == ""

@@ -16,11 +16,15 @@ from lemagen.math import answers, arith
 from lemagen.math.grading import Grader
 from lemagen.math.steps import is_answer_step
 from lemagen.stages import templates
+from lemagen.stages.analyze import ANALYZE_VARIABLES
+from lemagen.stages.art import ASK_VARIABLES
 from lemagen.stages.correct import CORRECT_VARIABLES, parse_reply
 from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES
 from lemagen.stages.evolve import EVOLVE_VARIABLES
 from lemagen.stages.formats import LEMA_COT_PROMPT
 from lemagen.stages.sample import SAMPLE_VARIABLES
+from lemagen.stages.smooth import SMOOTH_VARIABLES
+from lemagen.stages.teach import TEACH_VARIABLES
 
 STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,
@@ -30,6 +34,10 @@ STAGE_VARIABLES = {
     "correct.math": CORRECT_VARIABLES,
     "evolve": EVOLVE_VARIABLES,
     "crosscheck": CROSSCHECK_VARIABLES,
+    "analyze": ANALYZE_VARIABLES,
+    "inject": TEACH_VARIABLES,
+    "art-ask": ASK_VARIABLES,
+    "smooth": SMOOTH_VARIABLES,
 }
 
 

@@ -4,6 +4,8 @@ before `schema_version` existed still load, and every bad field is one `file:lin
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +17,13 @@ from lemagen.records import (
     Reject,
     RetryText,
     Sample,
+    fast,
     read_any,
+    read_sample_or_correction,
     read_training,
 )
 from lemagen.records.jsonl import _dumps
+from lemagen.records.rows import Rejects, iter_rows
 from tests.conftest import DATA, load_jsonl
 
 GOLDEN = DATA / "golden"
@@ -49,6 +54,24 @@ def test_every_written_record_reads_back_to_the_same_bytes(
         assert read_any(record.to_dict(), "again:1") == record
 
 
+def test_a_samples_duplicates_read_back_and_travel_into_its_correction() -> None:
+    """`meta.duplicates` (the identical wrong samples `sample` dropped after this one) is
+    written only when set, after the request fields, and kept in a correction's original."""
+    row = next(r for r in _lines("gsm8k.sample.jsonl") if r["verdict"] == "wrong")
+    assert "duplicates" not in row["meta"]
+    row["meta"]["duplicates"] = 2
+    sample = read_any(row, "s:1")
+    assert isinstance(sample, Sample)
+    assert _dumps(sample.to_dict()) == _dumps(row)
+    assert list(sample.to_dict()["meta"])[-1] == "duplicates"
+    correction = next(r for r in _lines("gsm8k.correct.jsonl") if "correction_id" in r)
+    correction["original"]["meta"]["duplicates"] = 3
+    read = read_any(correction, "c:1")
+    assert isinstance(read, Correction)
+    assert read.original.meta.to_dict()["duplicates"] == 3
+    assert _dumps(read.to_dict()) == _dumps(correction)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -60,6 +83,8 @@ def test_every_written_record_reads_back_to_the_same_bytes(
         "gsm8k.export-openai-dpo.jsonl",
         "gsm8k.export-dpo.jsonl",
         "gsm8k.export-trl-chat.jsonl",
+        "gsm8k.export-prm.jsonl",
+        "math.export-math-shepherd.jsonl",
         "gsm8k.filter.jsonl",
     ],
 )
@@ -145,6 +170,13 @@ _DELETE = object()
         ),
         (
             _sample,
+            "meta.duplicates",
+            -1,
+            "field 'meta.duplicates' must be a whole number >= 0",
+            "bad_row",
+        ),
+        (
+            _sample,
             "meta.seed",
             1.5,
             "field 'meta.seed' must be a whole number or null, not a number",
@@ -216,3 +248,120 @@ def test_records_are_frozen() -> None:
     record = Sample.from_dict(_sample(), "f:1")
     with pytest.raises(AttributeError):
         record.verdict = "correct"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- one-pass reading
+
+
+def _raw_lines(*names: str) -> list[bytes]:
+    return [
+        line for name in names for line in (GOLDEN / name).read_bytes().splitlines() if line.strip()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "least", "kinds"),
+    [
+        (["gsm8k.sample.jsonl", "math.sample.jsonl"], 200, 1),
+        # corrections (a model's and made mistakes') and the samples `correct` passed on
+        (["gsm8k.correct.jsonl", "math.correct.jsonl", "inject.jsonl"], 200, 3),
+    ],
+)
+def test_lemagens_own_lines_read_in_one_pass_as_the_general_reading_does(
+    files: list[str], least: int, kinds: int
+) -> None:
+    lines = _raw_lines(*files)
+    assert len(lines) >= least
+    seen = set()
+    for i, raw in enumerate(lines, 1):
+        slow = read_sample_or_correction(json.loads(raw), f"golden:{i}")
+        quick = fast.sample_or_correction(raw)  # never falls back on what lemagen wrote
+        assert quick == slow
+        assert type(quick.meta) is type(slow.meta)
+        seen.add((type(quick).__name__, type(quick.meta).__name__))
+    assert len(seen) == kinds
+
+
+def _mutants(rng: random.Random, base: dict[str, Any], count: int) -> list[bytes]:
+    """`base` with one key added, deleted or given another value, at any depth."""
+    paths: list[str] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            paths.append(prefix + key)
+            if isinstance(value, dict):
+                walk(value, prefix + key + ".")
+
+    walk(base, "")
+    values: list[Any] = [_DELETE, None, 0, -1, 2.5, True, "", "x", "inject", [], ["s"], {}]
+    out = []
+    for _ in range(count):
+        path = rng.choice(paths)
+        if rng.random() < 0.2:  # a key lemagen does not know, beside `path`
+            path = path.rsplit(".", 1)[0] + ".extra" if "." in path else "reviewer"
+        row = _with_anywhere(base, path, rng.choice(values))
+        compact = rng.random() < 0.7
+        out.append(json.dumps(row, separators=(",", ":") if compact else None).encode())
+    return out
+
+
+def _with_anywhere(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(base))
+    *parents, last = path.split(".")
+    target = out
+    for name in parents:
+        target = target[name]
+    if value is _DELETE:
+        target.pop(last, None)
+    else:
+        target[last] = value
+    return out
+
+
+def _read_all(path: Path, *, one_pass: bool) -> tuple[list[Any], list[str | None]]:
+    rejects = Rejects(None)
+    seen: list[str | None] = []
+    original = rejects.add
+
+    def add(item: Any) -> None:
+        seen.append(item.detail)
+        original(item)
+
+    rejects.add = add  # type: ignore[method-assign]
+    rows = list(
+        iter_rows(
+            str(path),
+            read_sample_or_correction,
+            skip_bad_rows=True,
+            rejects=rejects,
+            fast=fast.sample_or_correction if one_pass else None,
+        )
+    )
+    return rows, seen
+
+
+def test_one_pass_reading_falls_back_to_the_same_record_or_error(tmp_path: Path) -> None:
+    """Two thousand records broken or extended anywhere (an unknown key in `meta` or in
+    `original.meta`, an injected mistake's meta without its stage, a wrong type, a missing
+    field) read exactly as the general reading reads them: the same records, unknown keys
+    kept, and the same `file:line` errors."""
+    rng = random.Random(7)
+    inject = load_jsonl(GOLDEN / "inject.jsonl")[0]
+    bases = [_sample(), _correction(), inject]
+    lines = [line for base in bases for line in _mutants(rng, base, 700)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    slow_rows, slow_errors = _read_all(path, one_pass=False)
+    quick_rows, quick_errors = _read_all(path, one_pass=True)
+    assert len(slow_rows) > 800  # both kinds of line are there
+    assert len(slow_errors) > 200
+    assert quick_errors == slow_errors
+    assert quick_rows == slow_rows
+    carried = [r for r in slow_rows if r.extra or r.meta.extra]
+    assert len(carried) > 50  # unknown keys reached both readers, and both kept them
+    assert [r.to_dict() for r in quick_rows] == [r.to_dict() for r in slow_rows]
+
+
+def test_an_unknown_key_named_extra_in_meta_is_carried() -> None:
+    row = _with(_sample(), "meta.extra", {"note": 1})
+    assert Sample.from_dict(row, "f:1").to_dict()["meta"]["extra"] == {"note": 1}

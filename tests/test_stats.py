@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, load_jsonl, run
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, MathTutor
+from tests.mistake_models import MistakeModels, true_type
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 CHROMIUM_FLAGS = [
@@ -44,6 +45,54 @@ def pipeline(fake: FakeOpenAI, tmp_path: Path) -> list[Path]:
     corrections.write_text(corrected.stdout)
     rejects.write_text(json.dumps({"reason": "truncated", "record": {}}) + "\n")
     return [samples, corrections, rejects]
+
+
+@pytest.fixture
+def analysed(pipeline: list[Path], fake: FakeOpenAI, tmp_path: Path) -> list[Path]:
+    """The pipeline plus `lemagen analyze` of its wrong samples (the fake analyser answers
+    with a type drawn from each question's CRC) by gpt-4o, and a second reasoner's analysed
+    samples."""
+    fake.tag_samples = False
+    assert isinstance(fake.responder, MathTutor)
+    fake.responder = MistakeModels(fake.responder)
+    base = ["--base-url", fake.base_url, "-q"]
+    analysis = tmp_path / "analysis.jsonl"
+    result = run("analyze", str(pipeline[0]), "-m", "gpt-4o", *base)
+    assert result.exit_code == 0, result.stderr
+    other = run("sample", GSM8K, "-m", "other-reasoner", "-n", "2", *base)
+    second = run("analyze", "-", "-m", "gpt-4o", *base, input=other.stdout)
+    analysis.write_text(result.stdout + second.stdout)
+    return [*pipeline, analysis]
+
+
+def test_error_types_per_reasoner(analysed: list[Path]) -> None:
+    report = report_of(*analysed)
+    rows = [r for r in load_jsonl(analysed[-1]) if "error_type" in r]
+    assert len(rows) == 30  # 20 wrong samples of gpt-4o-mini, 10 of other-reasoner
+    expected: dict[str, Counter[str]] = {}
+    for r in rows:
+        expected.setdefault(r["original"]["meta"]["model"], Counter())[
+            true_type(r["question"])
+        ] += 1
+    assert set(expected) == {"gpt-4o-mini", "other-reasoner"}
+    got = report["error_types_by_reasoner"]
+    assert set(got) == set(expected)
+    for model, counts in expected.items():
+        total = sum(counts.values())
+        assert got[model]["analysed"] == total
+        assert {t: v["count"] for t, v in got[model]["types"].items()} == dict(counts)
+        assert {t: v["share"] for t, v in got[model]["types"].items()} == {
+            t: round(n / total, 4) for t, n in counts.items()
+        }
+        shares = [v["count"] for v in got[model]["types"].values()]
+        assert shares == sorted(shares, reverse=True)  # most common first
+    # The analysed samples are the pipeline's wrong samples: counted once in the funnel.
+    assert report["funnel"]["samples"] == 40 + 10
+    table = run("stats", *map(str, analysed)).stderr
+    assert "error types by reasoner (lemagen analyze)" in table
+    assert "  other-reasoner (10 analysed)" in table
+    name, count = expected["gpt-4o-mini"].most_common(1)[0]
+    assert re.search(rf"^    {name}\s+{count}\s+{100 * count / 20:.1f}%$", table, re.M)
 
 
 def report_of(*paths: Path) -> dict[str, Any]:
@@ -105,8 +154,9 @@ def _chromium() -> str | None:
 
 
 def test_html_report_draws_its_charts_in_headless_chromium(
-    pipeline: list[Path], tmp_path: Path
+    analysed: list[Path], tmp_path: Path
 ) -> None:
+    pipeline = analysed
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium not installed; .ci/run installs it and sets LEMAGEN_REQUIRE_BROWSER")
@@ -121,17 +171,260 @@ def test_html_report_draws_its_charts_in_headless_chromium(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
-    assert 'data-charts="4"' in dom  # every chart's script ran to the end
+    assert 'data-charts="5"' in dom  # every chart's script ran to the end
     report = report_of(*pipeline)
     expected = {
         "funnel": list(report["funnel"].values()),
         "accuracy": [m["accuracy"] for m in report["accuracy_by_reasoner"].values()],
         "step-absolute": list(report["incorrect_step"]["absolute"].values()),
         "step-relative": list(report["incorrect_step"]["relative"].values()),
+        "error-types": [
+            t["share"]
+            for m in report["error_types_by_reasoner"].values()
+            for t in m["types"].values()
+        ],
     }
+    assert len(expected["error-types"]) >= 4
     for chart, values in expected.items():
         block = dom.split(f'id="{chart}"', 1)[1].split("</svg>", 1)[0]
         bars = re.findall(r'<rect[^>]*width="([\d.]+)"[^>]*data-value="([\d.]+)"', block)
         assert [float(v) for _, v in bars] == [float(v) for v in values], chart
         for width, value in bars:
             assert (float(width) > 0) == (float(value) > 0), chart
+
+
+def test_accuracy_counts_every_sample_drawn(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """Two reasoners of known accuracy: the server answers right on the first of every two
+    choices for one and the first of every four for the other, and the same wrong path for
+    all the others, which `sample` keeps once per model. Accuracy is over every sample
+    drawn (deduplication after counting), and tokens and cost are the server's whole bill,
+    cached prompt tokens at the cached rate."""
+    tutor = fake.responder
+    assert isinstance(tutor, MathTutor)
+    fake.responders = {
+        "gpt-4o-mini": MathTutor(tutor.answers, right_every=2),
+        "gpt-4o-mini-2024-07-18": MathTutor(tutor.answers, right_every=4),
+    }
+    fake.cached_tokens = 4
+    models = ["-m", "gpt-4o-mini", "-m", "gpt-4o-mini-2024-07-18"]
+    sampled = run("sample", GSM8K, *models, "-n", "4", "--keep", "all", "--base-url",
+                  fake.base_url)  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    assert "sample: 10 problems, 80 samples, 30 correct, 20 wrong, 30 duplicate;" in (
+        sampled.stderr
+    )
+    written = tmp_path / "samples.jsonl"
+    written.write_text(sampled.stdout)
+    kept = load_jsonl(written)
+    assert len(kept) == 50
+    assert sorted(r["meta"].get("duplicates", 0) for r in kept if r["verdict"] == "wrong") == (
+        [1] * 10 + [2] * 10
+    )
+    report = report_of(written)
+    assert report["accuracy_by_reasoner"] == {
+        "gpt-4o-mini": {"samples": 40, "correct": 20, "wrong": 20, "accuracy": 0.5},
+        "gpt-4o-mini-2024-07-18": {"samples": 40, "correct": 10, "wrong": 30, "accuracy": 0.25},
+    }
+    assert report["funnel"]["samples"] == 80
+    assert report["tokens"] == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    cached = fake.billed_cached_tokens
+    assert cached == 4 * 20
+    bill = (
+        (fake.billed_prompt_tokens - cached) * 0.15
+        + cached * 0.075
+        + fake.billed_completion_tokens * 0.60
+    ) / 1e6
+    assert report["cost_usd"] == round(bill, 6)
+    table = run("stats", str(written)).stderr
+    assert "gpt-4o-mini                      50.0%  (20 of 40)" in table
+    assert "gpt-4o-mini-2024-07-18           25.0%  (10 of 40)" in table
+
+    # Without --keep all the correct samples are not written, and a duplicate-free view of
+    # the wrong ones would undercount the bill: every call still has a kept record, so
+    # the tokens are the whole bill all the same.
+    wrong_only = tmp_path / "wrong.jsonl"
+    wrong_only.write_text(
+        run("sample", GSM8K, *models, "-n", "4", "-q", "--base-url", fake.base_url).stdout
+    )
+    again = report_of(wrong_only)
+    assert again["tokens"] == report["tokens"]
+    assert again["verdicts"] == {"wrong": 50}
+
+
+def test_the_usage_of_set_aside_samples_and_of_each_call_counts_once(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A request's usage counts once however many of its samples are written (three of four
+    here, the fourth truncated), and a request whose samples were all set aside (every one
+    truncated, for the first problem) is paid for too: its usage is read from the rejects."""
+    tutor = fake.responder
+    assert isinstance(tutor, MathTutor)
+    cut = ("We start with the first part and then", "length")
+
+    def replies(prompt: str, n: int) -> list[tuple[str, str]]:
+        if "Natalia" in prompt:
+            return [cut] * n
+        return [*tutor(prompt, n)[:-1], cut]
+
+    fake.tag_samples = True
+    fake.responder = replies
+    rejects = tmp_path / "rejects.jsonl"
+    sampled = run("sample", GSM8K, "-m", "gpt-4o", "-n", "4", "--keep", "all", "--rejects",
+                  str(rejects), "--base-url", fake.base_url, "-q")  # fmt: skip
+    written = tmp_path / "samples.jsonl"
+    written.write_text(sampled.stdout)
+    assert len(load_jsonl(written)) == 27
+    assert len(load_jsonl(rejects)) == 13
+    report = report_of(written, rejects)
+    assert report["tokens"] == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    natalia = [r["body"] for r in fake.requests if "Natalia" in r["body"]["messages"][0]["content"]]
+    assert len(natalia) == 1
+    alone = report_of(written)["tokens"]["prompt"]
+    assert alone == fake.billed_prompt_tokens - len(natalia[0]["messages"][0]["content"].split())
+
+
+def test_the_golden_runs_tokens_are_what_its_stages_were_billed() -> None:
+    """Over the golden pipeline's samples, corrections and rejects (two reasoners whose
+    identical wrong samples share one correction request, samples read back from the request
+    store, samples set aside), stats' tokens are exactly what the sample and correct
+    summaries say the server billed."""
+    golden = Path(__file__).resolve().parent / "data" / "golden"
+    billed = [0, 0]
+    for name in ("gsm8k.sample", "gsm8k.correct", "math.sample", "math.correct"):
+        text = (golden / f"{name}.stderr.txt").read_text(encoding="utf-8")
+        found = re.search(r"tokens in (\d+), out (\d+);", text)
+        assert found, name
+        billed[0] += int(found.group(1))
+        billed[1] += int(found.group(2))
+    inputs = sorted(
+        p for p in golden.glob("*.jsonl") if p.name.split(".")[1] in ("sample", "correct")
+    )
+    assert len(inputs) == 8
+    report = report_of(*inputs)
+    assert report["tokens"] == {"prompt": billed[0], "completion": billed[1]}
+
+
+def _dom(chromium: str, page: Path, tmp_path: Path) -> str:
+    profile = tmp_path / "profile-examples"
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+
+
+PWN = 'document.body.setAttribute("data-pwned", "{}")'
+
+
+def _hostile(corrections: Path, tmp_path: Path) -> Path:
+    """A wrong correction whose question, steps, explanation and model name hold markup and
+    scripts, as a model's text may."""
+    row = next(r for r in load_jsonl(corrections) if "correction_id" in r)
+    original = dict(row["original"], meta=dict(row["original"]["meta"]))
+    original["steps"] = [
+        f"We add <img src=x onerror='{PWN.format(1)}'>.",
+        f"<script>{PWN.format(2)}</script> The answer is 7.",
+    ]
+    original["meta"]["model"] = f"evil</script><script>{PWN.format(3)}</script>"
+    row = dict(row, original=original, correction_id="hostile", sample_id="hostile-s")
+    row["question"] = f"What is <b>2+2</b>?<script>{PWN.format(4)}</script>"
+    row["explanation"] = f"</details><script>{PWN.format(5)}</script>"
+    row["corrected_steps"] = [f"<script>{PWN.format(6)}</script>"]
+    row["incorrect_step"], row["corrected_from"] = 2, 2
+    row["pred"], row["verdict"] = "4", "wrong"
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_html_report_browses_examples_and_runs_no_model_text(
+    pipeline: list[Path], tmp_path: Path
+) -> None:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium not installed; .ci/run installs it and sets LEMAGEN_REQUIRE_BROWSER")
+    samples, corrections, _ = pipeline
+    hostile = _hostile(corrections, tmp_path)
+    page = tmp_path / "report.html"
+    result = run("stats", str(samples), str(corrections), str(hostile), "--html", str(page), "-q")
+    assert result.exit_code == 0, result.stderr
+    dom = _dom(chromium, page, tmp_path)
+    assert 'data-charts="5"' in dom  # the page's own script ran
+    assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]  # no model script did
+    assert "<b>2+2</b>" not in dom
+    assert "What is &lt;b&gt;2+2&lt;/b&gt;?&lt;script&gt;" in dom
+    assert "<img" not in dom
+
+    # 20 kept of 20 in the pipeline (12 shown), the hostile one and only it rejected.
+    assert "Kept corrections: 12 of 20, drawn at random" in dom
+    assert "Rejected corrections: 1 of 1, drawn at random" in dom
+    kept = re.findall(r'<details class="example kept"', dom)
+    rejected = dom.split('<details class="example rejected"', 1)[1]
+    assert len(kept) == 12
+    # The original's incorrect step is flagged, the corrected step beside it, changes marked.
+    row = rejected.split('<tr class="incorrect">', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="flag">incorrect step</span>' in row
+    assert '<del class="chg num">2</del>' in row  # the value that changed, struck out
+    assert '<mark class="chg num">6</mark>' in row  # and its replacement
+    assert re.search(r'<del class="chg num">[^<]*The answer is 7\.</del>', row)
+    assert "&lt;script&gt;" in row
+    assert "Explanation.</b> &lt;/details&gt;&lt;script&gt;" in rejected
+    assert "reasoner evil&lt;/script&gt;&lt;script&gt;" in rejected
+
+    # Every kept example: the tutor corrects the last step to the gold answer.
+    gold = {r["correction_id"]: r["gold"] for r in load_jsonl(corrections) if "correction_id" in r}
+    blocks = dom.split('<details class="example kept"')[1:]
+    for block in blocks:
+        last = block.split('<tr class="incorrect">', 1)[1].split("</tr>", 1)[0]
+        new = last.split('class="new', 1)[1]
+        marked = re.findall(r'<mark class="chg num">([^<]+)</mark>', new)
+        assert marked, new
+        assert marked[-1] in set(gold.values())
+
+    # Yield and cost: 40 samples from gpt-4o-mini, 21 corrections by gpt-4o, 20 kept.
+    reasoners = dom.split('id="reasoners"', 1)[1].split("</table>", 1)[0]
+    assert re.search(
+        r"<td>gpt-4o-mini</td><td class=\"n\">40</td><td class=\"n\">20</td>"
+        r"<td class=\"n\">20</td><td class=\"n\">20</td><td class=\"n\">50\.0%</td>",
+        reasoners,
+    ), reasoners
+    correctors = dom.split('id="correctors"', 1)[1].split("</table>", 1)[0]
+    assert re.search(
+        r"<td>gpt-4o</td><td class=\"n\">21</td><td class=\"n\">20</td>"
+        r"<td class=\"n\">95\.2%</td>",
+        correctors,
+    ), correctors
+    report = report_of(samples, corrections, hostile)
+    cost = re.findall(r"\$([\d.]+)", correctors.split("<td>gpt-4o</td>", 1)[1])[0]
+    assert float(cost) > 0
+    assert float(cost) < report["cost_usd"]  # the reasoner's share is the rest
+
+
+def test_html_report_breaks_down_every_carried_field(tmp_path: Path) -> None:
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")
+    for i, row in enumerate(rows):
+        row["level"] = f"L{i % 3}"
+        row["note"] = f"unique {i}"  # text of its own per row: not a category
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    injected = run("inject", str(problems), "--per-question", "2", "-q")
+    corrections = tmp_path / "c.jsonl"
+    corrections.write_text(injected.stdout)
+    page = tmp_path / "report.html"
+    assert run("stats", str(corrections), "--html", str(page), "-q").exit_code == 0
+    source = page.read_text()
+    by_level = Counter(r["source"]["level"] for r in load_jsonl(corrections))
+    assert sum(by_level.values()) >= 10
+    table = source.split('data-field="level"', 1)[1].split("</table>", 1)[0]
+    found = re.findall(
+        r"<tr><td>(L\d)</td>(?:<td class=n>[^<]*</td>){3}<td class=n>(\d+)</td>", table
+    )
+    assert {level: int(n) for level, n in found} == dict(by_level)
+    assert 'data-field="task"' in source
+    assert len(rows) >= 10
+    assert 'data-field="note"' in source  # 10 values: still a category

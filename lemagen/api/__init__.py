@@ -37,11 +37,13 @@ def _options_of(builder: Callable[..., Any]) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         own = list(inspect.signature(func).parameters.values())
         options = []
-        for param in inspect.signature(builder).parameters.values():
-            if param.kind == param.VAR_KEYWORD:  # the endpoint options
+        params = inspect.signature(builder).parameters
+        for param in params.values():
+            if param.kind == param.VAR_KEYWORD:  # the endpoint options the builder lacks
                 options += [
                     inspect.Parameter(f.name, param.KEYWORD_ONLY, default=f.default)
                     for f in dataclasses.fields(Endpoint)
+                    if f.name not in params
                 ]
             else:
                 options.append(param)
@@ -102,17 +104,57 @@ def inject(problems: Rows, *, skip_bad_rows: bool = False, **options: Any) -> Re
     `Correction` records in `correct`'s shape (`format="retry"`: `RetryText` records);
     problems that cannot be used are in `rejects`. Options as `lemagen inject`: `types`,
     `per_question`, `seed`, `format`, `retry_rate`, `fake`, `marker`, `task`,
-    `question_field`, `answer_field`, `id_field`."""
+    `question_field`, `answer_field`, `id_field`. With a teacher `model`, a model puts a
+    mistake of a LEMMA error type (`types`, or drawn by the frequencies in `types_from`, an
+    `analyze` output; `question_types` per problem) into a gold step: `prompt`, `temperature`
+    and the endpoint options apply."""
     return run(build.inject_stage(**options), problems, skip_bad_rows=skip_bad_rows)
 
 
 @_options_of(build.export_stage)
 def export(records: Rows, *, skip_bad_rows: bool = False, **options: Any) -> Result:
     """The kept corrections (exactly as `filter` keeps them) in a trainer's format: `format`
-    one of lema, alpaca, sharegpt, openai, openai-dpo, trl, dpo, cot, lemma. Options as
+    one of lema, alpaca, sharegpt, openai, openai-dpo, trl, dpo, cot, lemma, prm,
+    math-shepherd. Options as
     `lemagen export`: `chat`, `mix`, `gold_cot` (a path or problem rows), `seed`,
-    `max_pairs_per_question`, `cross_model`, `keep_fields`, `require_pot_agreement`."""
+    `max_pairs_per_question`, `cross_model`, `keep_fields`, `require_pot_agreement`,
+    `restart_rate` (lemma: the share of Fresh & Restart trajectories, default 0.5)."""
     return run(build.export_stage(**options), records, skip_bad_rows=skip_bad_rows)
+
+
+@_options_of(build.analyze_stage)
+def analyze(samples: Rows, *, skip_bad_rows: bool = False, **options: Any) -> Result:
+    """Label each wrong sample with its first erroneous step and its error type from LEMMA's
+    taxonomy, as the analyser `model` names them (analysis records); replies
+    that cannot be read, name an unknown type or a step the sample lacks are in `rejects`;
+    other samples pass through. Options as `lemagen analyze`: `temperature`, `prompt`, and the
+    endpoint options."""
+    return run(build.analyze_stage(**options), samples, skip_bad_rows=skip_bad_rows)
+
+
+@_options_of(build.smooth_stage)
+def smooth(corrections: Rows, *, skip_bad_rows: bool = False, **options: Any) -> Result:
+    """The LEMMA trajectories `export(format="lemma")` writes (same `seed` and
+    `restart_rate`), rewritten fluently by `model`; a rewrite whose answer is no longer gold
+    or that lost a number of the kept steps is in `rejects`. Options as `lemagen smooth`:
+    `restart_rate`, `temperature`, `prompt`, and the endpoint options."""
+    return run(build.smooth_stage(**options), corrections, skip_bad_rows=skip_bad_rows)
+
+
+@_options_of(build.art_ask_stage)
+def art_ask(samples: Rows, *, skip_bad_rows: bool = False, **options: Any) -> Result:
+    """ART Asker records from graded samples (`sample(keep="all")`): each problem's
+    sub-questions, written by `model`, and whether the prediction answers them all. Options
+    as `lemagen art ask`: `temperature`, `prompt`, and the endpoint options."""
+    return run(build.art_ask_stage(**options), samples, skip_bad_rows=skip_bad_rows)
+
+
+@_options_of(build.art_trust_stage)
+def art_trust(corrections: Rows, *, skip_bad_rows: bool = False) -> Result:
+    """ART Truster records from corrections (`correct` or `inject`): the initial and refined
+    predictions and the one to trust; pairs where both or neither reach gold are in
+    `rejects` (no_preference). No model is called (`lemagen art trust`)."""
+    return run(build.art_trust_stage(), corrections, skip_bad_rows=skip_bad_rows)
 
 
 @_options_of(build.stats_stage)
@@ -147,6 +189,9 @@ __all__ = [
     "Endpoint",
     "Result",
     "Rows",
+    "analyze",
+    "art_ask",
+    "art_trust",
     "correct",
     "crosscheck",
     "evolve",
@@ -156,5 +201,6 @@ __all__ = [
     "inject",
     "run",
     "sample",
+    "smooth",
     "stats",
 ]

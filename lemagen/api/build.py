@@ -11,6 +11,7 @@ Model-calling builders take the endpoint options (`Endpoint`'s fields) as furthe
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,10 +20,13 @@ import click
 from lemagen.api.endpoint import Endpoint
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.pot.sandbox import Limits
-from lemagen.records import Problem
+from lemagen.records import TAXONOMY_IDS, Problem
+from lemagen.records.analysis import error_type_counts
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, ToDict, iter_rows
 from lemagen.stages import templates
+from lemagen.stages.analyze import ANALYZE_VARIABLES, AnalyzeStage
+from lemagen.stages.art import ASK_VARIABLES, AskStage, TrustStage
 from lemagen.stages.correct import CorrectStage
 from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
@@ -34,7 +38,10 @@ from lemagen.stages.inject import InjectStage
 from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
 from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
 from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
+from lemagen.stages.smooth import SMOOTH_VARIABLES, SmoothStage
 from lemagen.stages.stats import StatsStage
+from lemagen.stages.teach import TEACH_VARIABLES, TeachStage, TypeDraw
+from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
 
 
 def template(name: str, variables: set[str]) -> templates.Template:
@@ -214,11 +221,15 @@ def export_stage(
     cross_model: bool = False,
     keep_fields: Sequence[str] = (),
     require_pot_agreement: bool = False,
+    restart_rate: float | None = None,
 ) -> ExportStage:
-    """`lemagen export`: `gold_cot` is a problems JSONL path or problem rows."""
+    """`lemagen export`: `gold_cot` is a problems JSONL path or problem rows; `restart_rate`
+    (lemma only; None: 0.5) is the share of Fresh & Restart trajectories."""
     fmt = _choice("--format", format, FORMATS)
     if chat and fmt != "trl":
         raise click.UsageError("--chat applies to --format trl only")
+    if restart_rate is not None and fmt != "lemma":
+        raise click.UsageError("--restart-rate applies to --format lemma only")
     if mix and fmt in PAIR_FORMATS:
         raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
     if cross_model and fmt not in PAIR_FORMATS:
@@ -235,6 +246,7 @@ def export_stage(
         gold_cot=None if gold_cot is None else _problems(gold_cot),
         cross_model=cross_model,
         require_pot=require_pot_agreement,
+        restart_rate=DEFAULT_RESTART_RATE if restart_rate is None else restart_rate,
     )
 
 
@@ -279,7 +291,7 @@ def default_workers() -> int:
 
 def inject_stage(
     *,
-    types: Sequence[str] = DEFAULT_TYPES,
+    types: Sequence[str] | None = None,
     per_question: int = 1,
     seed: int = 0,
     format: str = "lema",  # the option's own name
@@ -290,17 +302,146 @@ def inject_stage(
     question_field: str | None = None,
     answer_field: str | None = None,
     id_field: str | None = None,
-) -> InjectStage:
-    """`lemagen inject`: `types` from calculation, copy, operator, skip."""
-    for name in types:
+    model: str | None = None,
+    types_from: str | None = None,
+    question_types: bool = False,
+    prompt: str = "inject",
+    temperature: float = 0.7,
+    **endpoint: Any,
+) -> InjectStage | TeachStage:
+    """`lemagen inject`. Offline (no `model`): `types` from calculation, copy, operator, skip
+    [default: calculation, copy, operator]. With a teacher `model`: `types` of LEMMA's
+    taxonomy, or `types_from` a `lemagen analyze` output to draw them by frequency
+    (`question_types`: per problem); the endpoint options apply (`seed` is the draws')."""
+    reader = ProblemReader(task, question_field, answer_field, id_field=id_field)
+    if model is not None:
+        return _teacher(
+            model,
+            tuple(types or ()),
+            types_from,
+            question_types,
+            prompt,
+            per_question,
+            seed,
+            format,
+            reader,
+            temperature,
+            endpoint,
+        )
+    if endpoint or types_from is not None or question_types:
+        given = [*endpoint, *(["types_from"] if types_from else [])]
+        given += ["question_types"] if question_types else []
+        raise click.UsageError(f"{', '.join(given)}: only with --model (a teacher)")
+    chosen = DEFAULT_TYPES if types is None else tuple(types)
+    for name in chosen:
         _choice("--types", name, ERROR_TYPES)
     return InjectStage(
-        ProblemReader(task, question_field, answer_field, id_field=id_field),
+        reader,
         fmt=_choice("--format", format, ("lema", "retry")),
-        types=tuple(types),
+        types=chosen,
         per_question=per_question,
         seed=seed,
         retry=RetryOptions(rate=retry_rate, fake=fake, marker=marker),
+    )
+
+
+def _teacher(
+    model: str,
+    types: tuple[str, ...],
+    types_from: str | None,
+    question_types: bool,
+    prompt: str,
+    per_question: int,
+    seed: int,
+    fmt: str,
+    reader: ProblemReader,
+    temperature: float,
+    endpoint: dict[str, Any],
+) -> TeachStage:
+    if fmt != "lema":
+        raise click.UsageError("--model writes corrections: --format retry is offline only")
+    if bool(types) == bool(types_from):
+        raise click.UsageError("--model needs --types or --types-from (one of them)")
+    if question_types and not types_from:
+        raise click.UsageError("--question-types needs --types-from")
+    for name in types:
+        _choice("--types", name, TAXONOMY_IDS)
+    by_problem = error_type_counts(types_from) if types_from else {}
+    weights = sum(by_problem.values(), Counter()) if types_from else Counter(types)
+    calls = Endpoint(**endpoint)
+    return TeachStage(
+        calls.engine_config([model]),
+        reader=reader,
+        model=model,
+        template=template(prompt, TEACH_VARIABLES),
+        types=TypeDraw(weights, by_problem if question_types else None),
+        per_question=per_question,
+        seed=seed,
+        sampling=calls.sampling(temperature),
+        check_timeout=calls.check_timeout,
+        max_pending=calls.max_pending(),
+        request=calls.request_shape(),
+    )
+
+
+def analyze_stage(
+    *, model: str, temperature: float = 0.0, prompt: str = "analyze", **endpoint: Any
+) -> AnalyzeStage:
+    """`lemagen analyze`: the first erroneous step and its LEMMA error type per wrong sample."""
+    calls = Endpoint(**endpoint)
+    return AnalyzeStage(
+        calls.engine_config([model]),
+        model=model,
+        template=template(prompt, ANALYZE_VARIABLES),
+        sampling=calls.sampling(temperature),
+        check_timeout=calls.check_timeout,
+        max_pending=calls.max_pending(),
+        request=calls.request_shape(),
+    )
+
+
+def art_ask_stage(
+    *, model: str, temperature: float = 0.0, prompt: str = "art-ask", **endpoint: Any
+) -> AskStage:
+    """`lemagen art ask`: Asker records (sub-questions written by `model`)."""
+    calls = Endpoint(**endpoint)
+    return AskStage(
+        calls.engine_config([model]),
+        model=model,
+        template=template(prompt, ASK_VARIABLES),
+        sampling=calls.sampling(temperature),
+        check_timeout=calls.check_timeout,
+        max_pending=calls.max_pending(),
+        request=calls.request_shape(),
+    )
+
+
+def art_trust_stage() -> TrustStage:
+    """`lemagen art trust`: Truster records; no model."""
+    return TrustStage()
+
+
+def smooth_stage(
+    *,
+    model: str,
+    restart_rate: float = DEFAULT_RESTART_RATE,
+    temperature: float = 0.7,
+    prompt: str = "smooth",
+    **endpoint: Any,
+) -> SmoothStage:
+    """`lemagen smooth`: LEMMA trajectories rewritten by `model`; the endpoint option `seed`
+    (None: 0) picks the trajectories as `export --format lemma --seed` does."""
+    calls = Endpoint(**endpoint)
+    return SmoothStage(
+        calls.engine_config([model]),
+        model=model,
+        template=template(prompt, SMOOTH_VARIABLES),
+        seed=calls.seed or 0,
+        restart_rate=restart_rate,
+        sampling=calls.sampling(temperature),
+        check_timeout=calls.check_timeout,
+        max_pending=calls.max_pending(),
+        request=calls.request_shape(),
     )
 
 

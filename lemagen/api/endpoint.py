@@ -23,6 +23,7 @@ from lemagen.engine import (
     default_cache_dir,
     price_for,
 )
+from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS, BatchConfig, Fallback
 from lemagen.engine.calls import Api
 from lemagen.engine.transports import Kind
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
@@ -40,7 +41,10 @@ class Endpoint:
     `OPENAI_BASE_URL`, else OpenAI. The key is `api_key`, else the environment variable
     named by `api_key_env`; it is never written anywhere. `cache_dir` None is
     `LEMAGEN_CACHE_DIR`, else the user cache directory; `no_cache` uses no request store.
-    `extra_body` is a dict or its JSON text; `system` is text or `@FILE`.
+    `extra_body` is a dict or its JSON text; `system` is text or `@FILE`. `price_in`,
+    `price_out` and `price_cached` (dollars per million tokens) override the built-in price
+    table. `batch` and the options after it are the CLI's `--batch` (provider Batch APIs):
+    the commands run a batched stage in passes; the Python API does not (it raises).
     """
 
     base_url: str | Sequence[str] | None = None
@@ -64,7 +68,15 @@ class Endpoint:
     no_cache: bool = False
     price_in: float | None = None
     price_out: float | None = None
+    price_cached: float | None = None
     max_cost: float | None = None
+    batch: bool = False
+    wait: bool = False
+    poll_interval: float = 60.0
+    completion_window: str = "24h"
+    batch_fallback: Fallback = "batch"
+    batch_max_requests: int = MAX_REQUESTS
+    batch_max_bytes: int = MAX_BYTES
     transport: Kind = "aiohttp"
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
 
@@ -94,7 +106,9 @@ class Endpoint:
         """The engine's configuration for calls to `models`."""
         if self.max_cost is not None:
             unpriced = ", ".join(
-                m for m in models if not price_for(m, self.price_in, self.price_out).known
+                m
+                for m in models
+                if not price_for(m, self.price_in, self.price_out, self.price_cached).known
             )
             if unpriced:
                 raise click.UsageError(
@@ -106,6 +120,22 @@ class Endpoint:
         if not self.no_cache:
             given = self.cache_dir or os.environ.get("LEMAGEN_CACHE_DIR")
             cache_dir = Path(given) if given else default_cache_dir()
+        batch = None
+        if self.batch:
+            if self.no_cache:
+                raise click.UsageError("--batch needs the request store: drop --no-cache")
+            if self.batch_fallback not in ("batch", "sync"):
+                raise click.UsageError(
+                    f"--batch-fallback {self.batch_fallback!r}: choose from batch, sync"
+                )
+            batch = BatchConfig(
+                completion_window=self.completion_window,
+                wait=self.wait,
+                poll_interval=self.poll_interval,
+                fallback=self.batch_fallback,
+                max_requests=self.batch_max_requests,
+                max_bytes=self.batch_max_bytes,
+            )
         return EngineConfig(
             base_urls=self.base_urls(),
             api_key=api_key,
@@ -121,7 +151,9 @@ class Endpoint:
             transport=self.transport,
             price_in=self.price_in,
             price_out=self.price_out,
+            price_cached=self.price_cached,
             max_cost=self.max_cost,
+            batch=batch,
         )
 
     def max_pending(self) -> int:

@@ -20,7 +20,7 @@ import click
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
 from lemagen.records.rows import Rejects, SetAside, ToDict
-from lemagen.stages.base import Hooks, Stage
+from lemagen.stages.base import EngineStage, Hooks, Stage
 
 T = TypeVar("T")
 Rows = Iterable[Mapping[str, Any] | ToDict]
@@ -111,6 +111,10 @@ def run(
     (without `skip_bad_rows`), an unusable endpoint or a broken prompt raises its
     `lemagen.errors.LemagenError`; the exits a command takes after writing everything are
     returned as `Result.error` instead."""
+    if isinstance(stage, EngineStage) and stage.config.batch is not None:
+        raise click.UsageError(
+            "batch=True: Batch APIs run from the command line only (`lemagen ... --batch`)"
+        )
     rejected = Collected(on_reject)
     result = Result()
     with ExitStack() as stack:

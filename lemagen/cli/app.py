@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from lemagen import __version__
+from lemagen.cli.config import CONFIG_NAME, configure_logging, load_config, version_text
 from lemagen.errors import (
+    EXIT_BATCH_PENDING,
     EXIT_BUDGET,
     EXIT_CANNOT_WRITE,
     EXIT_INTERRUPTED,
@@ -23,13 +24,44 @@ Exit codes: 0 success; 1 bad input (the message names file:line); 2 usage error;
 {EXIT_ROWS_FAILED} finished, but some requests failed (set aside in --rejects; re-running retries
 only those); {EXIT_BUDGET} --max-cost reached (finished rows kept); {EXIT_CANNOT_WRITE} disk full:
 the output or the request store cannot be written (nothing more is sent);
+{EXIT_BATCH_PENDING} --batch without --wait: a batch is still running (re-run to collect it);
 {EXIT_INTERRUPTED} interrupted; {EXIT_OUTPUT_CLOSED} the reader of stdout went away.
 """
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lemagen")
-def cli() -> None:
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the versions of lemagen, its answer checkers, the request store's schema, the "
+    "record schema, Python and the key libraries, and exit.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help=f"Option values from this TOML file [default: ./{CONFIG_NAME} when it exists]. A "
+    "flag beats its environment variable, which beats the file, which beats the default.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log each request sent and each row set aside, and why, on stderr (-vv: also the "
+    "request bodies). API keys never appear.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Make learning-from-mistakes (LEMA) fine-tuning data for math reasoning models.
 
     \b
@@ -39,9 +71,19 @@ def cli() -> None:
       lemagen sample problems.jsonl -m MODEL | lemagen correct -m CORRECTOR \\
         | lemagen filter > train.jsonl
 
-    Every command reads JSONL from a file or stdin (-) and writes JSONL to stdout (or -o);
-    progress and summaries go to stderr.
+    Every command reads JSONL from a file or stdin (-), or gzip/zstd JSONL, Parquet, CSV or a
+    Hugging Face dataset (hf:NAME[:CONFIG]:SPLIT), and writes JSONL to stdout (or -o, also
+    .parquet); progress and summaries go to stderr.
+
+    Every option can also come from an environment variable named after the command and the
+    flag (LEMAGEN_SAMPLE_MAX_TOKENS for `sample --max-tokens`; each --help shows it) or from
+    lemagen.toml (--config).
     """
+    configure_logging(verbose)
+    assert isinstance(ctx.command, click.Group)
+    defaults = load_config(config_path, ctx.command, ctx)
+    if defaults:
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ import click
 
 from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, io_options
+from lemagen.cli.options import RunIO, input_format_option, io_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP
 from lemagen.stages.export import DATASET_INFO_FORMATS, FORMATS, write_dataset_info
-from lemagen.stages.stats import render_html
+from lemagen.stages.report_html import render_html
 
 
 @cli.command(name="filter", epilog=EPILOG)
@@ -153,6 +153,15 @@ def filter_cmd(
     help="Name of the dataset_info.json entry [default: the output file's stem].",
 )
 @click.option(
+    "--restart-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="R",
+    help="lemma: the share of trajectories that start afresh after the mistake (Fresh & "
+    "Restart, from the problem's own solution) instead of fixing it and going on (Fix & "
+    "Continue); which ones depends only on --seed and the row.  [default: 0.5]",
+)
+@click.option(
     "--require-pot-agreement",
     "require_pot",
     is_flag=True,
@@ -173,6 +182,7 @@ def export_cmd(
     keep_fields: str,
     dataset_info: str | None,
     dataset_name: str | None,
+    restart_rate: float | None,
 ) -> None:
     """Write the kept corrections in a trainer's format.
 
@@ -190,8 +200,16 @@ def export_cmd(
       dpo         {"prompt", "chosen", "rejected"}: a corrected vs its original
                   solution, and a correct vs a wrong sample of the same question
       cot         the full corrected chain of thought as a LEMA CoT record
-      lemma       a Fix & Continue trajectory (wrong prefix through the incorrect
-                  step, a transition phrase, the fix), alpaca-shaped
+      lemma       a LEMMA trajectory, alpaca-shaped: the wrong steps through the
+                  incorrect one, a transition, the explanation, then the fix and
+                  the rest (Fix & Continue) or, at --restart-rate, a fresh
+                  solution (Fresh & Restart); `lemagen smooth` has a model
+                  rewrite them fluently
+      prm         {"prompt", "completions", "labels"} (TRL stepwise supervision):
+                  a mistake's steps through the incorrect one (true..., false),
+                  correct solutions all true
+      math-shepherd  {"input", "label", "task"}: the same, steps tagged ' ки',
+                  labels '+' / '-'
 
     \b
     Example:
@@ -209,6 +227,7 @@ def export_cmd(
         cross_model=cross_model,
         keep_fields=[f.strip() for f in keep_fields.split(",") if f.strip()],
         require_pot_agreement=require_pot,
+        restart_rate=restart_rate,
     )
     if dataset_info is not None:
         if fmt not in DATASET_INFO_FORMATS:
@@ -232,7 +251,9 @@ def export_cmd(
     "--html",
     "html_path",
     metavar="PATH",
-    help="Also write a self-contained HTML page with charts (no network needed to view it).",
+    help="Also write a self-contained HTML page (no network needed to view it): charts, yield "
+    "and cost per reasoner and corrector, every carried field's breakdown, and a browser of "
+    "kept and rejected corrections.",
 )
 @click.option(
     "--by",
@@ -240,9 +261,15 @@ def export_cmd(
     help="Also break the funnel down by this field of the problems (task, or any input field "
     "carried in 'source', such as level).",
 )
+@input_format_option
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def stats_cmd(
-    inputs: tuple[str, ...], as_json: bool, html_path: str | None, by: str | None, quiet: bool
+    inputs: tuple[str, ...],
+    as_json: bool,
+    html_path: str | None,
+    by: str | None,
+    input_format: str,
+    quiet: bool,
 ) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
     drop reasons, tokens and cost per kept row.
@@ -256,9 +283,16 @@ def stats_cmd(
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
     stage = build.stats_stage(as_json=as_json, by=by)
-    run_stage(stage, inputs or ("-",), output="-" if as_json else None, quiet=quiet)
+    run_stage(
+        stage,
+        inputs or ("-",),
+        output="-" if as_json else None,
+        quiet=quiet,
+        input_format=input_format,
+    )
     if html_path is not None:
         try:
-            Path(html_path).write_text(render_html(stage.report()), encoding="utf-8")
+            page = render_html(stage.report(), stage.stats.details)
+            Path(html_path).write_text(page, encoding="utf-8")
         except OSError as exc:
             raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None

@@ -14,9 +14,12 @@ import click
 
 from lemagen.cli.running import run_stage
 from lemagen.engine import DEFAULT_BASE_URL, TRANSPORTS
-from lemagen.errors import EXIT_BUDGET
+from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS
+from lemagen.errors import EXIT_BATCH_PENDING, EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
+from lemagen.records.inputs import INPUT_FORMATS
+from lemagen.records.parquet import is_parquet
 from lemagen.stages.base import Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,6 +34,7 @@ class RunIO:
     rejects: str | None
     skip_bad_rows: bool
     quiet: bool
+    input_format: str = "auto"
 
     def run(self, stage: Stage[Any], *, dry_run: bool = False) -> None:
         self.check()
@@ -42,6 +46,7 @@ class RunIO:
             skip_bad_rows=self.skip_bad_rows,
             quiet=self.quiet,
             dry_run=dry_run,
+            input_format=self.input_format,
         )
 
     def check(self) -> None:
@@ -49,6 +54,8 @@ class RunIO:
         mixed into the records on stdout."""
         if self.rejects == "-" and self.output == "-":
             raise click.UsageError("--rejects - would mix set-aside rows into stdout: give a file")
+        if is_parquet(self.rejects):
+            raise click.UsageError("--rejects is written as JSONL: give a .jsonl name")
         for out, name in ((self.output, "-o"), (self.rejects, "--rejects")):
             if out in (None, "-") or self.input_path == "-":
                 continue
@@ -60,8 +67,25 @@ class RunIO:
                 raise click.UsageError(f"{name} {out} is the input file: it would be emptied")
 
 
+INPUT_HELP = (
+    "INPUT's format [default: auto: by its name; hf:NAME[:CONFIG]:SPLIT or a save_to_disk "
+    "directory is a Hugging Face dataset, .parquet Parquet, .csv CSV, anything else JSONL, "
+    "gzip or zstd compressed or not]."
+)
+
+
+def input_format_option(func: F) -> F:
+    return click.option(
+        "--input-format",
+        type=click.Choice(INPUT_FORMATS),
+        default="auto",
+        help=INPUT_HELP,
+    )(func)
+
+
 def io_options(func: F) -> F:
-    """INPUT, -o, --rejects, --skip-bad-rows and -q, handed to the command as one `io`."""
+    """INPUT, --input-format, -o, --rejects, --skip-bad-rows and -q, handed to the command
+    as one `io`."""
 
     @functools.wraps(func)
     def wrapper(
@@ -71,15 +95,22 @@ def io_options(func: F) -> F:
         rejects: str | None,
         skip_bad_rows: bool,
         quiet: bool,
+        input_format: str,
         **kwargs: Any,
     ) -> Any:
-        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet)
+        io = RunIO(input_path, output, rejects, skip_bad_rows, quiet, input_format)
         return func(*args, io=io, **kwargs)
 
     options = [
         click.argument("input_path", metavar="INPUT", default="-"),
+        input_format_option,
         click.option(
-            "-o", "--output", default="-", show_default=True, metavar="PATH", help="Output JSONL."
+            "-o",
+            "--output",
+            default="-",
+            show_default=True,
+            metavar="PATH",
+            help="Output JSONL, or Parquet for a .parquet name.",
         ),
         click.option(
             "--rejects",
@@ -99,8 +130,11 @@ def io_options(func: F) -> F:
     return cast(F, decorated)
 
 
-def endpoint_options(n_default: int | None, temperature_default: float) -> Callable[[F], F]:
-    """The options of a command that calls models (`n_default=None`: the command has no -n)."""
+def endpoint_options(
+    n_default: int | None, temperature_default: float, *, seed: bool = True
+) -> Callable[[F], F]:
+    """The options of a command that calls models (`n_default=None`: the command has no -n;
+    `seed=False`: it has a --seed of its own)."""
 
     def decorate(func: F) -> F:
         options = [
@@ -234,26 +268,86 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
                 "--price-in",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million prompt tokens [default: the built-in table, else "
+                help="Dollars per million prompt tokens [default: the built-in table "
+                "(lemagen/engine/prices.py, each price with the date it was checked), else "
                 "unknown].",
             ),
             click.option(
                 "--price-out",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help="Dollars per million completion tokens.",
+                help="Dollars per million completion tokens (reasoning tokens included).",
+            ),
+            click.option(
+                "--price-cached",
+                type=click.FloatRange(0),
+                metavar="USD",
+                help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
+                "cached_tokens) [default: the table's cached rate, else the input price].",
             ),
             click.option(
                 "--max-cost",
                 type=click.FloatRange(0),
                 metavar="USD",
-                help=f"Stop sending once spent plus in flight could pass this; finished rows "
-                f"are kept (exit {EXIT_BUDGET}).",
+                help=f"Budget in dollars: billed plus possibly billed plus the worst case of "
+                f"the requests in flight never passes it; sending stops when one more request "
+                f"could pass it, finished rows are kept (exit {EXIT_BUDGET}).",
             ),
             click.option(
                 "--dry-run",
                 is_flag=True,
-                help="Print the requests, estimated prompt tokens and cost; send nothing.",
+                help="Write the requests that would be sent as JSONL on stdout (those in the "
+                "request store left out), their counts and estimated cost (synchronous and "
+                "batch) on stderr; send nothing.",
+            ),
+            click.option(
+                "--batch",
+                is_flag=True,
+                help="Send what the request store lacks through the provider's Batch API (half "
+                "the price, results within --completion-window) instead of one request at a "
+                f"time; without --wait, exit {EXIT_BATCH_PENDING} while a batch runs and re-run "
+                "the same command to collect it. Batches go to the first --base-url.",
+            ),
+            click.option(
+                "--wait",
+                is_flag=True,
+                help="--batch: wait for the batches to finish (progress on stderr).",
+            ),
+            click.option(
+                "--poll-interval",
+                type=click.FloatRange(0),
+                default=60.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="--batch --wait: seconds between looks at a running batch.",
+            ),
+            click.option(
+                "--completion-window",
+                default="24h",
+                show_default=True,
+                help="--batch: the batch's completion window (OpenAI accepts only 24h).",
+            ),
+            click.option(
+                "--batch-fallback",
+                type=click.Choice(["batch", "sync"]),
+                default="batch",
+                show_default=True,
+                help="--batch: requests a batch failed to answer go into a new batch (up to "
+                "--max-retries times), or are sent synchronously (sync).",
+            ),
+            click.option(
+                "--batch-max-requests",
+                type=click.IntRange(1),
+                default=MAX_REQUESTS,
+                show_default=True,
+                help="--batch: most requests per batch input file.",
+            ),
+            click.option(
+                "--batch-max-bytes",
+                type=click.IntRange(1),
+                default=MAX_BYTES,
+                show_default=True,
+                help="--batch: most bytes per batch input file.",
             ),
             click.option(
                 "--transport",
@@ -272,6 +366,8 @@ def endpoint_options(n_default: int | None, temperature_default: float) -> Calla
         ]
         if n_default is None:
             options = [o for o in options if _option_name(o) != "n"]
+        if not seed:
+            options = [o for o in options if _option_name(o) != "seed"]
         for option in reversed(options):
             func = option(func)
         return func

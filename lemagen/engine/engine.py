@@ -20,9 +20,13 @@ guarantees, and where each part lives:
 * client-side `--rpm` / `--tpm` limits (`limits.RateLimit`), several endpoints with
   per-endpoint concurrency; an endpoint that refuses connections is taken out of rotation
   and retried later (`pool`);
-* token usage and cost are counted as responses arrive, and `--max-cost` stops new sends
-  once spent plus in flight could pass the budget (`limits.Budget`);
-* requests go over aiohttp or the openai SDK (`transports`).
+* token usage and cost are counted as responses arrive (cached prompt tokens at the cached
+  rate; a request sent and never answered apart, as possibly billed), and `--max-cost` holds
+  a send while spent plus the worst case of the requests really in flight could pass the
+  budget, and stops sending only when one more request could (`limits.Budget`);
+* requests go over aiohttp or the openai SDK (`transports`);
+* with `--batch`, samples the store lacks are not sent but collected as lines of a provider
+  Batch input file (`batching`), submitted and collected between passes (`batches`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -38,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lemagen.engine.batching import BatchCollector, BatchConfig
+from lemagen.engine.batchstore import BatchLedger
 from lemagen.engine.calls import PATHS, Api, Call, Generation, RequestFailed
 from lemagen.engine.limits import (
     Budget,
@@ -54,6 +62,8 @@ from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import RequestStore, StoredSample
 from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
 from lemagen.errors import EndpointError, LemagenError
+
+log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({408, 409, 425, 429})
 NO_CHOICES_LIMIT = 3  # answers in a row with no choices before a call is set aside
@@ -80,7 +90,9 @@ class EngineConfig:
     transport: Kind = "aiohttp"
     price_in: float | None = None
     price_out: float | None = None
+    price_cached: float | None = None
     max_cost: float | None = None
+    batch: BatchConfig | None = None  # --batch: missing samples are collected, not sent
 
 
 @dataclass
@@ -92,12 +104,22 @@ class Stats:
     retries: int = 0
     failed: int = 0  # calls given up on
     cached: int = 0  # samples read from the store
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = 0  # billed: what the server's usage says
+    completion_tokens: int = 0  # reasoning tokens included
+    cached_tokens: int = 0  # of prompt_tokens, priced at the cached rate
+    reasoning_tokens: int = 0  # of completion_tokens
     cost: float = 0.0
+    # Possibly billed: requests that timed out or lost their connection after being sent,
+    # at their prompt plus every token they could have produced.
+    possible_requests: int = 0
+    possible_prompt_tokens: int = 0
+    possible_completion_tokens: int = 0
+    possible_cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
     rate_limited: int = 0
     usage_estimated: int = 0  # 200s without usable token counts, booked at the estimate
+    batch_requests: int = 0  # Batch API lines whose results were stored by this run
+    batch_cost: float = 0.0  # their cost at the batch price (also in `cost`)
 
 
 class Engine:
@@ -121,6 +143,10 @@ class Engine:
                     "give another --cache-dir, or --no-cache"
                 ) from None
         self.fatal: EndpointError | None = None
+        self.batch: BatchCollector | None = None
+        if config.batch is not None and self.store is not None:
+            ledger = BatchLedger(self.store.path.parent)
+            self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
         self._prices: dict[str, Price] = {}
         self._loop = asyncio.new_event_loop()
@@ -196,6 +222,8 @@ class Engine:
         try:
             if self.store is not None:
                 self.store.close()  # its last callbacks land on the stopped, still open loop
+            if self.batch is not None:
+                self.batch.ledger.close()  # its spool stays open for the pass's settle
         finally:
             self._loop.close()
 
@@ -217,9 +245,15 @@ class Engine:
     def price(self, model: str) -> Price:
         price = self._prices.get(model)
         if price is None:
-            price = price_for(model, self.config.price_in, self.config.price_out)
+            cfg = self.config
+            price = price_for(model, cfg.price_in, cfg.price_out, cfg.price_cached)
             self._prices[model] = price
         return price
+
+    def prices(self) -> str:
+        """The price of each model this run priced, and where it comes from (the table's
+        checked date or the flags), for --dry-run and the summary."""
+        return "; ".join(p.describe(m) for m, p in sorted(self._prices.items()) if p.known)
 
     def adaptation(self) -> str:
         """Where each endpoint's concurrency settled, for the progress bar and the summary
@@ -233,9 +267,11 @@ class Engine:
         ]
         return "; ".join(parts)
 
-    def cached_samples(self, call: Call) -> int:
-        """How many of `call`'s samples the store already holds (for --dry-run)."""
-        return self._planner.stored_count(call)
+    def stored(self, keys: list[bytes]) -> set[bytes]:
+        """Which of these sample keys the request store holds (for --dry-run)."""
+        if self.store is None:
+            return set()
+        return set(self.store.get_many(keys))
 
     # ------------------------------------------------------------------ calls
 
@@ -265,6 +301,12 @@ class Engine:
 
     async def _call(self, plan: Plan) -> Result:
         try:
+            if plan.owned and self.batch is not None:
+                try:
+                    self.batch.route(plan)  # returns only when the call is to be sent now
+                except RequestFailed as exc:
+                    self._planner.abandon(plan, sorted(plan.owned), exc)
+                    raise
             if plan.owned:
                 await self._fetch(plan)
             if plan.waits:
@@ -326,25 +368,23 @@ class Engine:
         while True:
             if self.fatal is not None:
                 raise self.fatal
-            self.budget.reserve(est_cost, self.stats.cost)
-            try:
-                if self.tpm is not None:
-                    await _sleep(self.tpm.reserve(est_in + est_out))
-                if self.rpm is not None:
-                    await _sleep(self.rpm.reserve(1))
-                result = None
-                if not self.stats.succeeded:
-                    async with self._gate:
-                        if self.fatal is not None:
-                            raise self.fatal
-                        if not self.stats.succeeded:  # those queued here go free after a success
-                            result = await self._attempt(
-                                call, body, price, est_in, est_out, failed_at
-                            )
-                if result is None:
-                    result = await self._attempt(call, body, price, est_in, est_out, failed_at)
-            finally:
-                self.budget.release(est_cost)
+            if self.tpm is not None:
+                await _sleep(self.tpm.reserve(est_in + est_out))
+            if self.rpm is not None:
+                await _sleep(self.rpm.reserve(1))
+            result = None
+            if not self.stats.succeeded:
+                async with self._gate:
+                    if self.fatal is not None:
+                        raise self.fatal
+                    if not self.stats.succeeded:  # those queued here go free after a success
+                        result = await self._attempt(
+                            call, body, price, est_in, est_out, failed_at, est_cost
+                        )
+            if result is None:
+                result = await self._attempt(
+                    call, body, price, est_in, est_out, failed_at, est_cost
+                )
             if isinstance(result, list):
                 return result
             error, asked, limited, elsewhere = result
@@ -372,31 +412,44 @@ class Engine:
         est_in: int,
         est_out: int,
         failed_at: list[Endpoint],
+        est_cost: float,
     ) -> list[StoredSample] | tuple[str, float | None, bool, bool]:
         """One HTTP request: the samples, or (error, the least wait the server asked for or
         None, whether it was a 429, whether another endpoint can take the retry at once).
-        Raises what must not be retried. On failure `failed_at` holds the endpoint."""
+        Raises what must not be retried. On failure `failed_at` holds the endpoint. Its
+        worst case counts against --max-cost from when it holds a slot until it is answered."""
         pool = self.pool
         endpoint = await pool.acquire(avoid=failed_at[-1] if failed_at else None)
         failed_at[:] = [endpoint]
         control = endpoint.control
         try:
             await control.ready()  # after the slot: a decrease may have come while waiting
+            await self.budget.reserve(est_cost, self._spent)
         except BaseException:
             pool.release(endpoint)
             raise
         epoch = control.epoch
         self.stats.requests += 1
+        if log.isEnabledFor(logging.INFO):  # -v; the key travels in a header, never logged
+            log.info(
+                "POST %s%s model=%s, about %d prompt tokens",
+                endpoint.url.rstrip("/"),
+                self.path,
+                call.model,
+                est_in,
+            )
+            log.debug("request body: %s", json.dumps(body, ensure_ascii=False))
         try:
             status, headers, data = await self._transport.post(endpoint.url, self.path, body)
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
-                self._charge(call.model, price, est_in, est_out)
+                self._possibly_billed(call.model, price, est_in, est_out)
             control.answered(epoch, congested=str(exc).startswith("timed out"))
             error = self._transport_failed(endpoint, call, exc)
             return error, None, False, exc.refused and pool.others_up(endpoint)
         finally:
             pool.release(endpoint)
+            self.budget.release(est_cost)
         if headers:
             control.heard(headers)
         if status == 200:
@@ -458,22 +511,53 @@ class Engine:
             prompt = est_in
         if completion is None:
             completion = max(reserved - est_in, 0)
-        self._charge(call.model, price, prompt, completion)
+        cached = min(read.cached_tokens, prompt)
+        reasoning = min(read.reasoning_tokens, completion)
+        self._charge(call.model, price, prompt, completion, cached, reasoning)
         if self.tpm is not None:
             self.tpm.settle(reserved, prompt + completion)
         request = f"{self._run_id}-{next(self._request_count)}"
         return [
-            StoredSample(text, reason, request, prompt, completion)
+            StoredSample(text, reason, request, prompt, completion, cached, reasoning)
             for text, reason in zip(read.texts, read.finish_reasons, strict=True)
         ]
 
-    def _charge(self, model: str, price: Price, prompt: float, completion: float) -> None:
-        self.stats.prompt_tokens += int(prompt)
-        self.stats.completion_tokens += int(completion)
+    def _charge(
+        self,
+        model: str,
+        price: Price,
+        prompt: int,
+        completion: int,
+        cached: int = 0,
+        reasoning: int = 0,
+    ) -> None:
+        """Book what the server billed (reasoning tokens are part of `completion`)."""
+        st = self.stats
+        st.prompt_tokens += prompt
+        st.completion_tokens += completion
+        st.cached_tokens += cached
+        st.reasoning_tokens += reasoning
         if price.known:
-            self.stats.cost += price.cost(prompt, completion)
+            st.cost += price.cost(prompt, completion, cached)
         else:
-            self.stats.unpriced.add(model)
+            st.unpriced.add(model)
+
+    def _possibly_billed(self, model: str, price: Price, prompt: int, completion: int) -> None:
+        """Book a request that was sent and never answered (timed out, connection lost): the
+        server may have processed it, so its prompt and every token it could have produced
+        are counted apart from what was billed (and against --max-cost)."""
+        st = self.stats
+        st.possible_requests += 1
+        st.possible_prompt_tokens += prompt
+        st.possible_completion_tokens += completion
+        if price.known:
+            st.possible_cost += price.cost(prompt, completion)
+        else:
+            st.unpriced.add(model)
+
+    def _spent(self) -> float:
+        """What --max-cost counts as spent: billed, and possibly billed."""
+        return self.stats.cost + self.stats.possible_cost
 
 
 async def _sleep(seconds: float) -> None:
@@ -488,6 +572,12 @@ def describe(stats: Stats) -> str:
         text = f"cost ${stats.cost:.4f} + unknown (no price for {models})"
     else:
         text = f"cost ${stats.cost:.4f}"
+    if stats.possible_requests:
+        text += (
+            f"; possibly billed ${stats.possible_cost:.4f} ({stats.possible_requests} requests "
+            f"sent and never answered: in {stats.possible_prompt_tokens}, out at most "
+            f"{stats.possible_completion_tokens})"
+        )
     if stats.usage_estimated:
         text += (
             f" ({stats.usage_estimated} responses gave no usable token usage: booked at the "

@@ -3,8 +3,9 @@
 
 * `RateLimit` is a generic cell rate with one second's worth of burst; `--tpm` books each
   request's estimated tokens and gives back the unused part once the usage is known.
-* `Budget` counts the estimated cost of what is in flight and refuses a send once spent plus
-  in flight could pass the limit; after that nothing more is sent.
+* `Budget` counts the worst case of the requests really in flight; a send waits while spent
+  plus in flight plus its own worst case would pass the limit, and the run stops only when
+  that holds with nothing in flight.
 * `retry_wait`: a retry waits the exponential backoff of its attempt, and at least what the
   server asked (`retry-after-ms`, `Retry-After`, or on a 429 the `x-ratelimit-reset-*` of
   the exhausted limit): the server's figure bounds the wait from below and never replaces
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import re
@@ -56,28 +58,55 @@ class RateLimit:
 
 
 class Budget:
-    """`--max-cost`: the estimated cost of every request in flight is reserved before it is
-    sent and released when it ends (the real cost is counted by the engine meanwhile)."""
+    """`--max-cost`: a request's worst case (its prompt and every token it may produce) is
+    reserved right before it goes out, once it holds an endpoint slot (never while it waits
+    for a slot, a lease or a rate limit), and released when its answer is in; what it really
+    cost is counted by the engine meanwhile. A request whose worst case does not fit beside
+    what was spent and what is in flight waits for the requests in flight to come back
+    (they usually cost less than their worst case); only when nothing is in flight and it
+    still does not fit has the budget run out: then nothing more is sent."""
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit
         self.in_flight = 0.0
+        self.calls = 0  # requests holding a reservation
         self.stopped = False  # the budget ran out: send nothing more
+        self._released: asyncio.Event | None = None
 
-    def reserve(self, cost: float, spent: float) -> None:
-        """Count `cost` as in flight, unless that could pass the limit: then stop for good."""
+    async def reserve(self, cost: float, spent: Callable[[], float]) -> None:
+        """Count `cost` as in flight once spent plus in flight plus `cost` fits the limit;
+        raise `budget_exhausted` (and stop for good) when it cannot fit even with nothing
+        in flight."""
         limit = self.limit
-        if limit is not None and (self.stopped or spent + self.in_flight + cost > limit):
-            self.stopped = True
-            raise RequestFailed(
-                f"not sent: spent ${spent:.4f} plus in flight "
-                f"${self.in_flight:.4f} would pass --max-cost ${limit:g}",
-                reason="budget_exhausted",
-            )
+        while limit is not None:
+            if self.stopped:
+                raise self._refusal(spent(), limit)
+            if spent() + self.in_flight + cost <= limit:
+                break
+            if self.calls == 0:
+                self.stopped = True
+                if self._released is not None:
+                    self._released.set()  # the others waiting refuse too
+                raise self._refusal(spent(), limit)
+            if self._released is None:
+                self._released = asyncio.Event()
+            self._released.clear()
+            await self._released.wait()
         self.in_flight += cost
+        self.calls += 1
+
+    def _refusal(self, spent: float, limit: float) -> RequestFailed:
+        return RequestFailed(
+            f"not sent: spent ${spent:.4f} plus this request's worst case would pass "
+            f"--max-cost ${limit:g}",
+            reason="budget_exhausted",
+        )
 
     def release(self, cost: float) -> None:
-        self.in_flight -= cost
+        self.calls -= 1
+        self.in_flight = 0.0 if self.calls == 0 else self.in_flight - cost
+        if self._released is not None:
+            self._released.set()
 
 
 def backoff(

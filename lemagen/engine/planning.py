@@ -212,10 +212,11 @@ async def wait_for_others(plan: Plan) -> None:
 
 
 def generation(samples: dict[int, StoredSample]) -> Generation:
-    """The call's result: choices in sample order; usage counted once per HTTP request."""
+    """The call's result: choices in sample order; usage counted once per HTTP request
+    (`cached_tokens` are part of `prompt_tokens`, `reasoning_tokens` of `completion_tokens`)."""
     out = Generation()
     seen: set[str] = set()
-    prompt = completion = 0
+    prompt = completion = cached = reasoning = 0
     for i in sorted(samples):
         sample = samples[i]
         out.choices.append(Choice(sample.text, sample.finish_reason))
@@ -223,6 +224,13 @@ def generation(samples: dict[int, StoredSample]) -> Generation:
             seen.add(sample.request)
             prompt += sample.prompt_tokens
             completion += sample.completion_tokens
+            cached += sample.cached_tokens
+            reasoning += sample.reasoning_tokens
     out.usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    # Parts of those counts, only when the server reported them (records stay as they were).
+    if cached:
+        out.usage["cached_tokens"] = cached
+    if reasoning:
+        out.usage["reasoning_tokens"] = reasoning
     out.requests = len(seen)
     return out

@@ -27,6 +27,8 @@ class Reply:
     finish_reasons: list[str | None]
     prompt_tokens: int | None
     completion_tokens: int | None
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens (already counted in them)
 
 
 def read_choices(data: bytes, api: str) -> Reply | None:
@@ -65,9 +67,24 @@ def read_choices(data: bytes, api: str) -> Reply | None:
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         usage = {}
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
     return Reply(
-        texts, reasons, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        texts,
+        reasons,
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        _detail(prompt_details, "cached_tokens"),
+        _detail(completion_details, "reasoning_tokens"),
     )
+
+
+def _detail(details: Any, name: str) -> int:
+    """`usage.*_tokens_details.<name>` (OpenAI's breakdown of a count), 0 when absent or not a
+    count: a cached count not believed is priced as full input, never cheaper."""
+    if not isinstance(details, dict):
+        return 0
+    return _count(details.get(name)) or 0
 
 
 def _with_thinking(message: dict[str, Any], content: Any) -> Any:

@@ -19,6 +19,9 @@ lease dies with its owner: each process holds an exclusive `flock` on
 (kill -9 included), so a lease whose owner's lock can be taken is taken over. A sample's lease
 is deleted in the transaction that stores it, and a process deletes its leases when it stops.
 
+The schema's version is kept in `PRAGMA user_version`; version 2 added the tables of provider
+batch jobs (`batchschema`), and an older store is migrated in place when it is opened.
+
 A commit that fails (disk full, I/O error) loses nothing: its rows stay in memory and go with
 the next commit, and with one last try at `close`; `failed` says why the store cannot be
 written, and the engine then sends nothing more (a lease cannot be taken either), so only the
@@ -40,10 +43,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lemagen.engine.batchschema import BATCH_SCHEMA
 from lemagen.engine.calls import RequestFailed
 
-SCHEMA_VERSION = 1
-STORE_FILE = f"requests-v{SCHEMA_VERSION}.sqlite"
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
+STORE_FILE = "requests-v1.sqlite"  # the file keeps its name: a v1 store is migrated in place
 GROUP_COMMIT_WINDOW = 0.005  # seconds
 
 _SCHEMA = """
@@ -56,12 +60,25 @@ CREATE TABLE IF NOT EXISTS samples (
     completion_tokens INTEGER NOT NULL,
     created REAL NOT NULL
 ) WITHOUT ROWID;
+-- The parts of a sample's token counts that a server reported (OpenAI's usage details), for
+-- the samples that have any; a table of its own, so that a store stays readable and writable
+-- by a lemagen that predates it.
+CREATE TABLE IF NOT EXISTS usage_parts (
+    key BLOB PRIMARY KEY,          -- a key of samples
+    cached_tokens INTEGER NOT NULL,    -- of prompt_tokens, read from the prompt cache
+    reasoning_tokens INTEGER NOT NULL  -- of completion_tokens
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     key BLOB PRIMARY KEY,          -- a sample being fetched ...
     owner TEXT NOT NULL,           -- ... by the process holding owners/<owner>.lock
     taken REAL NOT NULL
 ) WITHOUT ROWID;
 """
+_SELECT = (
+    "SELECT s.key, s.text, s.finish_reason, s.request, s.prompt_tokens, s.completion_tokens, "
+    "coalesce(u.cached_tokens, 0), coalesce(u.reasoning_tokens, 0) "
+    "FROM samples s LEFT JOIN usage_parts u ON u.key = s.key WHERE s.key IN "
+)
 OWNERS_DIR = "owners"
 _OWNER = re.compile(r"[0-9a-f]{16}")
 
@@ -81,6 +98,8 @@ class StoredSample:
     request: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of prompt_tokens (priced at the cached rate)
+    reasoning_tokens: int = 0  # of completion_tokens
 
 
 def default_cache_dir() -> Path:
@@ -95,6 +114,34 @@ def default_cache_dir() -> Path:
         return Path(base) / "lemagen" / "Cache"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lemagen"
+
+
+def open_store_file(directory: Path) -> Path:
+    """The store's file in `directory`, created or migrated to `SCHEMA_VERSION`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / STORE_FILE
+    setup = _connect(path)
+    try:
+        setup.execute("PRAGMA journal_mode = WAL")
+        _migrate(setup, path)
+    finally:
+        setup.close()
+    return path
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables that are missing (every step only adds tables, so what an older
+    store holds is read as it was, and an older lemagen still reads this one), and record
+    `SCHEMA_VERSION`. A store of a newer schema is refused."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path} was made by a newer lemagen (store schema {version}, this one reads up to "
+            f"{SCHEMA_VERSION})"
+        )
+    # One transaction: the new tables (and the version) reach the log once, not once each.
+    mark = f"PRAGMA user_version = {SCHEMA_VERSION};" if version < SCHEMA_VERSION else ""
+    conn.executescript(f"BEGIN; {_SCHEMA} {BATCH_SCHEMA} {mark} COMMIT;")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -112,14 +159,7 @@ class RequestStore:
     thread (`claim`)."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / STORE_FILE
-        setup = _connect(self.path)
-        try:
-            setup.execute("PRAGMA journal_mode = WAL")
-            setup.executescript(_SCHEMA)
-        finally:
-            setup.close()
+        self.path = open_store_file(directory)
         self.owner = secrets.token_hex(8)
         self._owners = directory / OWNERS_DIR
         self._lock_file = _hold_owner_lock(self._owners, self.owner)
@@ -151,8 +191,7 @@ class RequestStore:
             return {}
         marks = ",".join("?" * len(keys))
         rows = self._reader().execute(
-            "SELECT key, text, finish_reason, request, prompt_tokens, completion_tokens "
-            f"FROM samples WHERE key IN ({marks})",
+            _SELECT + f"({marks})",
             list(keys),
         )
         return {row[0]: StoredSample(*row[1:]) for row in rows}
@@ -202,8 +241,7 @@ class RequestStore:
         stored = {
             row[0]: StoredSample(*row[1:])
             for row in conn.execute(
-                "SELECT key, text, finish_reason, request, prompt_tokens, completion_tokens "
-                f"FROM samples WHERE key IN ({marks})",
+                _SELECT + f"({marks})",
                 list(keys),
             )
         }
@@ -323,6 +361,16 @@ class RequestStore:
                     )
                     for rows, _, _ in entries
                     for key, s in rows
+                ],
+            )
+            conn.executemany(  # the parts of the row stored, not of one stored before it
+                "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
+                "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
+                [
+                    (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
+                    for rows, _, _ in entries
+                    for key, s in rows
+                    if s.cached_tokens or s.reasoning_tokens
                 ],
             )
             # A stored sample needs no lease; a released one is fetched by no one.

@@ -3,6 +3,8 @@ share in `common`), the JSON shapes of the flattened ones (`shapes`), JSONL in a
 (`jsonl`), input rows and rejects (`rows`), and problem reading from any dataset's shape
 (`problems`). Everything outside this package imports record types from here."""
 
+from lemagen.records.analysis import BY_ID, TAXONOMY, TAXONOMY_IDS, Analysis, ErrorType
+from lemagen.records.art import AskerRecord, Prediction, TrusterRecord
 from lemagen.records.common import (
     JSON,
     POT_VERDICTS,
@@ -33,26 +35,35 @@ from lemagen.records.training import (
     Conversation,
     Preference,
     PromptCompletion,
+    ShepherdRow,
+    StepLabels,
     Tagged,
     TrainingRow,
     read_training,
 )
 
 __all__ = [
+    "BY_ID",
     "JSON",
     "POT_VERDICTS",
     "SCHEMA_VERSION",
     "TASKS",
+    "TAXONOMY",
+    "TAXONOMY_IDS",
     "VERDICTS",
     "Alpaca",
+    "Analysis",
+    "AskerRecord",
     "Conversation",
     "Correction",
+    "ErrorType",
     "Evolved",
     "FailedCall",
     "InjectMeta",
     "Meta",
     "Pot",
     "PotVerdict",
+    "Prediction",
     "Preference",
     "Problem",
     "PromptCompletion",
@@ -62,9 +73,12 @@ __all__ = [
     "RetryMeta",
     "RetryText",
     "Sample",
+    "ShepherdRow",
+    "StepLabels",
     "Tagged",
     "Task",
     "TrainingRow",
+    "TrusterRecord",
     "Verdict",
     "kind_of",
     "read_any",

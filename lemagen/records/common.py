@@ -22,7 +22,7 @@ JSON: TypeAlias = dict[str, Any]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Number = int | float  # kept as given: msgspec would turn 1 into 1.0 for `float`
 S = TypeVar("S", bound=msgspec.Struct)
-SCHEMA_VERSION = 2  # written into samples, corrections, retry texts and rejects
+SCHEMA_VERSION = 2  # written into samples, corrections, analyses, ART records, retry texts, rejects
 
 
 def versioned(out: JSON) -> JSON:

@@ -13,16 +13,22 @@ EXTRA = "(extra)"  # read from no JSON key: `extra` holds the keys lemagen does 
 M = TypeVar("M", "Provenance", "InjectMeta")
 
 
-def _with_unknown(meta: M, data: Mapping[str, Any]) -> M:
-    known = meta.__struct_fields__
-    if data.keys() <= set(known):
-        return meta
-    return msgspec.structs.replace(meta, extra=unknown_keys(data, frozenset(known)))
+def _read(cls: type[M], data: Mapping[str, Any], where: str, prefix: str) -> M:
+    """`data` as `cls`, its keys lemagen does not know kept in `extra`. The meta types forbid
+    unknown keys, so that the one-pass reader (`records.fast`) cannot drop one: they are
+    taken out here before checking."""
+    known: frozenset[str] = cls.KNOWN
+    if data.keys() <= known:
+        return check(data, cls, where, prefix)
+    meta = check({k: v for k, v in data.items() if k in known}, cls, where, prefix)
+    return msgspec.structs.replace(meta, extra=unknown_keys(data, known))
 
 
-class Provenance(msgspec.Struct, frozen=True):
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`meta` of a sample or a correction: what produced it, to reproduce and audit it.
-    `usage` is that of the request(s) that produced all `choices_in_usage` choices together."""
+    `usage` is that of the request(s) that produced all `choices_in_usage` choices together
+    (`cached_tokens` and `reasoning_tokens`, when the server reported them, are parts of
+    `prompt_tokens` and `completion_tokens`)."""
 
     stage: str | None = None
     model: str | None = None
@@ -44,11 +50,17 @@ class Provenance(msgspec.Struct, frozen=True):
     system_sha256: str | None = None
     stop: list[str] | None = None
     extra_body: dict[str, Any] | None = None
+    # `sample`: how many more samples of this model for this problem took the same wrong
+    # path and were dropped as duplicates of this one (written only when some were), so
+    # `stats` counts every sample drawn. Records written before it existed count 0.
+    duplicates: Count | None = None
     extra: dict[str, Any] = msgspec.field(default_factory=dict, name=EXTRA)
+
+    KNOWN: ClassVar[frozenset[str]]
 
     @classmethod
     def read(cls, data: dict[str, Any], where: str, prefix: str) -> Provenance:
-        return _with_unknown(check(data, cls, where, prefix), data)
+        return _read(cls, data, where, prefix)
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -69,14 +81,14 @@ class Provenance(msgspec.Struct, frozen=True):
             "choices_in_usage": self.choices_in_usage,
             "checker": dict(self.checker),
         }
-        for name in ("system_sha256", "stop", "extra_body"):
+        for name in ("system_sha256", "stop", "extra_body", "duplicates"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return with_extra(out, self.extra)
 
 
-class InjectMeta(msgspec.Struct, frozen=True):
+class InjectMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`meta` of a mistake made by `lemagen inject` (no model, so no usage)."""
 
     error_type: str
@@ -91,9 +103,11 @@ class InjectMeta(msgspec.Struct, frozen=True):
     usage: ClassVar[Mapping[str, int]] = {}
     choices_in_usage: ClassVar[None] = None
 
+    KNOWN: ClassVar[frozenset[str]]
+
     @classmethod
     def read(cls, data: dict[str, Any], where: str, prefix: str) -> InjectMeta:
-        return _with_unknown(check(data, cls, where, prefix), data)
+        return _read(cls, data, where, prefix)
 
     def to_dict(self) -> JSON:
         out: JSON = {
@@ -106,6 +120,9 @@ class InjectMeta(msgspec.Struct, frozen=True):
 
 
 Meta: TypeAlias = Provenance | InjectMeta
+# The JSON keys each meta type reads (`extra` is read from no key lemagen writes).
+Provenance.KNOWN = frozenset(Provenance.__struct_encode_fields__)
+InjectMeta.KNOWN = frozenset(InjectMeta.__struct_encode_fields__)
 
 
 def read_meta(data: dict[str, Any] | None, where: str, prefix: str = "meta.") -> Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -10,9 +11,12 @@ import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
-from lemagen.records.jsonl import RecordWriter, read_records
+from lemagen.records.fast import FALLBACK
+from lemagen.records.inputs import input_format, open_bytes, read_input, source_name
+from lemagen.records.jsonl import RecordWriter, raw_lines, record_of
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ToDict(Protocol):
@@ -44,14 +48,23 @@ class Rejects:
 
     def add(self, item: SetAside | Reject) -> None:
         self.counts[item.reason] += 1
+        if log.isEnabledFor(logging.INFO):  # -v: why each row was set aside
+            log.info("set aside (%s): %s", item.reason, _about(item))
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
             self.writer.write(reject.to_dict())  # redacted by the writer
 
 
-def source_name(path: str) -> str:
-    """How messages name an input: the path, or `<stdin>` for `-`."""
-    return "<stdin>" if path == "-" else path
+def _about(item: SetAside | Reject) -> str:
+    """A set-aside row's message, else which record it is."""
+    if item.detail:
+        return item.detail
+    record = item.record
+    for name in ("correction_id", "sample_id", "id"):
+        value = record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+        if isinstance(value, str):
+            return f"{name} {value}"
+    return "a row without an id"
 
 
 def iter_rows(
@@ -60,19 +73,49 @@ def iter_rows(
     *,
     skip_bad_rows: bool,
     rejects: Rejects,
+    fmt: str | None = None,
+    fast: Callable[[bytes], T | None] | None = None,
 ) -> Iterator[T]:
-    """Rows of `path` read by `parse(data, "file:line")`. A bad row stops the run with its
-    `file:line` error, or with `skip_bad_rows` is set aside (reason and message) and reading
-    goes on."""
-    name = source_name(path)
-    for lineno, record in read_records(path):
+    """Rows of `path` (in format `fmt`, None: by its name, `lemagen.records.inputs`) read by
+    `parse(data, "file:line")` (`file:row N` for Parquet and datasets). A bad row stops the
+    run with its one-line error, or with `skip_bad_rows` is set aside (reason and message) and
+    reading goes on. For JSONL, `fast(raw line)` reads a line in one pass where it can
+    (`records.fast`): when it returns None or raises `fast.FALLBACK`, `parse` reads it."""
+    for where, record, row in _rows(path, fmt, fast):
+        if row is not None:
+            yield row
+            continue
         try:
             if isinstance(record, InputError):
                 raise record
-            yield parse(record, f"{name}:{lineno}")
+            assert record is not None
+            parsed = parse(record, where)
         except InputError as err:
             if not skip_bad_rows:
                 raise
-            raw = None if isinstance(record, InputError) else record
+            raw_record = None if isinstance(record, InputError) else record
             rejects.bad_rows += 1
-            rejects.add(Reject(err.reason, raw, detail=err.format_message()))
+            rejects.add(Reject(err.reason, raw_record, detail=err.format_message()))
+            continue
+        yield parsed
+
+
+def _rows(
+    path: str, fmt: str | None, fast: Callable[[bytes], T | None] | None
+) -> Iterator[tuple[str, dict[str, Any] | InputError | None, T | None]]:
+    """(where, record, None) for each row, or ("", None, row) for a line `fast` read."""
+    if fast is None or input_format(path, fmt) != "jsonl":
+        for where, record in read_input(path, fmt):
+            yield where, record, None
+        return
+    name = source_name(path)
+    with open_bytes(path) as stream:
+        for lineno, raw in raw_lines(stream):
+            try:
+                row = fast(raw)
+            except FALLBACK:
+                row = None
+            if row is not None:
+                yield "", None, row
+            else:
+                yield f"{name}:{lineno}", record_of(raw, name, lineno), None

@@ -15,7 +15,7 @@ written back after the known ones, so a record passes through every stage intact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import msgspec
 
@@ -44,6 +44,10 @@ from lemagen.records.training import (
     TrainingRow,
     read_training,
 )
+
+if TYPE_CHECKING:
+    from lemagen.records.analysis import Analysis
+    from lemagen.records.art import AskerRecord, TrusterRecord
 
 # ---------------------------------------------------------------- problems
 
@@ -440,8 +444,14 @@ Record: TypeAlias = Sample | Correction | RetryText | Reject | TrainingRow
 
 
 def kind_of(data: Mapping[str, Any]) -> str | None:
-    """`correction`, `sample`, `reject`, `retry`, `training`, or None: what a record is, from
-    the fields only that kind has."""
+    """`correction`, `sample`, `reject`, `retry`, `training`, `analysis`, `asker`, `truster`, or
+    None: what a record is, from the fields only that kind has."""
+    if "first_error_step" in data and "error_type" in data and "original" in data:
+        return "analysis"
+    if "sub_questions" in data and "answers_all" in data:
+        return "asker"
+    if "preferred" in data and "initial" in data and "refined" in data:
+        return "truster"
     if "correction_id" in data:
         return "correction"
     if "sample_id" in data and "steps" in data:
@@ -467,9 +477,24 @@ def read_sample_or_correction(data: Mapping[str, Any], where: str) -> Sample | C
     )
 
 
-def read_any(data: Mapping[str, Any], where: str) -> Record:
+def read_any(
+    data: Mapping[str, Any], where: str
+) -> Record | Analysis | AskerRecord | TrusterRecord:
     """Any record lemagen writes."""
     kind = kind_of(data)
+    # These record types are built on this module's types: imported here, not at the top.
+    if kind == "analysis":
+        from lemagen.records.analysis import Analysis
+
+        return Analysis.from_dict(data, where)
+    if kind == "asker":
+        from lemagen.records.art import AskerRecord
+
+        return AskerRecord.from_dict(data, where)
+    if kind == "truster":
+        from lemagen.records.art import TrusterRecord
+
+        return TrusterRecord.from_dict(data, where)
     if kind in ("correction", "sample"):
         return read_sample_or_correction(data, where)
     if kind == "reject":

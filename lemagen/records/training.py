@@ -121,7 +121,50 @@ class Preference(msgspec.Struct, frozen=True):
             raise InputError(f"{where}: not an OpenAI DPO row") from None
 
 
-TrainingRow: TypeAlias = PromptCompletion | Alpaca | Conversation | Preference
+class StepLabels(msgspec.Struct, frozen=True):
+    """TRL's stepwise-supervision row (`PRMTrainer`): the steps of a solution as
+    `completions`, and a label per step (true: correct so far, false: the first incorrect
+    one; a wrong solution stops at that step)."""
+
+    prompt: str
+    completions: tuple[str, ...]
+    labels: tuple[bool, ...]
+
+    def to_dict(self) -> JSON:
+        return {
+            "prompt": self.prompt,
+            "completions": list(self.completions),
+            "labels": list(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> StepLabels:
+        row = check(data, StepLabels, where)
+        if len(row.completions) != len(row.labels):
+            raise InputError(f"{where}: 'completions' and 'labels' differ in length")
+        return row
+
+
+class ShepherdRow(msgspec.Struct, frozen=True):
+    """Math-Shepherd's row: `input` is the question and the `Step k: ...` lines, each ending
+    with the step tag ` ки`; `label` is the same text with each tag replaced by `+` (a good
+    step) or `-` (a bad one); `task` is `GSM8K` or `MATH`."""
+
+    input: str
+    label: str
+    task: str
+
+    def to_dict(self) -> JSON:
+        return {"input": self.input, "label": self.label, "task": self.task}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> ShepherdRow:
+        return check(data, ShepherdRow, where)
+
+
+TrainingRow: TypeAlias = (
+    PromptCompletion | Alpaca | Conversation | Preference | StepLabels | ShepherdRow
+)
 
 
 class Tagged(msgspec.Struct, frozen=True):
@@ -138,7 +181,7 @@ class Tagged(msgspec.Struct, frozen=True):
         return out
 
 
-TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input")
+TRAINING_FIELDS = ("prompt", "messages", "instruction", "conversations", "input", "completions")
 
 
 def read_training(data: Mapping[str, Any], where: str) -> TrainingRow:
@@ -148,4 +191,8 @@ def read_training(data: Mapping[str, Any], where: str) -> TrainingRow:
         return Conversation.from_dict(data, where)
     if "chosen" in data or "preferred_output" in data:
         return Preference.from_dict(data, where)
+    if "completions" in data:
+        return StepLabels.from_dict(data, where)
+    if "label" in data and "input" in data:
+        return ShepherdRow.from_dict(data, where)
     return PromptCompletion.from_dict(data, where)

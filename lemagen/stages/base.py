@@ -52,6 +52,11 @@ class Stage(ABC, Generic[In]):
     @abstractmethod
     def read(self, data: dict[str, Any], where: str) -> In: ...
 
+    def read_fast(self, raw: bytes) -> In | None:
+        """The row of a raw line lemagen wrote itself, read in one pass (`records.fast`), or
+        None to have `read` read it. Must give what `read` gives, and count the same."""
+        return None
+
     @abstractmethod
     def run(self, rows: Iterable[In], hooks: Hooks) -> Iterator[Output]: ...
 
@@ -115,21 +120,32 @@ class EngineStage(Stage[In]):
             self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
         )
 
-    def dry_run(self, rows: Iterable[In]) -> str:
-        """What a run would send, given what the request store already holds."""
+    def dry_run(self, rows: Iterable[In], emit: Callable[[dict[str, Any]], None]) -> str:
+        """What a run would send, given what the request store already holds: each request
+        to `emit`, the counts and cost returned."""
         try:
-            return estimate(self.engine, map(self.calls, rows)).describe(self.name)
+            return estimate(self.engine, map(self.calls, rows), emit).describe(self.name)
         finally:
             self.engine.close()
 
     def requests_summary(self) -> str:
         st = self.engine.stats
         adapted = self.engine.adaptation()
+        parts = [f" ({st.cached_tokens} cached)" if st.cached_tokens else ""]
+        parts.append(f" ({st.reasoning_tokens} reasoning)" if st.reasoning_tokens else "")
+        prices = self.engine.prices()
+        batch = (
+            f" ({st.batch_requests} batch requests collected by this run, "
+            f"${st.batch_cost:.4f} at the batch price)"
+            if st.batch_requests
+            else ""
+        )
         return (
             f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
             f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
-            f"request store; tokens in {st.prompt_tokens}, out {st.completion_tokens}; "
-            f"{describe(st)}"
+            f"request store; tokens in {st.prompt_tokens}{parts[0]}, out "
+            f"{st.completion_tokens}{parts[1]}; {describe(st)}{batch}"
+            + (f"; prices: {prices}" if prices else "")
         )
 
     def check_exit(self) -> None:

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from lemagen.errors import InputError
-from lemagen.records.jsonl import read_records
+from lemagen.records.inputs import read_input
 from lemagen.records.problems import question_of
 
 DEFAULT_NGRAM = 8
@@ -40,12 +40,12 @@ class HeldOut:
     _where: list[str] = field(default_factory=list)
 
     def load(self, path: str) -> int:
-        """Index the questions of a test JSONL (field `question` or `problem`)."""
+        """Index the questions of a test set (any input format; field `question` or
+        `problem`)."""
         count = 0
-        for lineno, record in read_records(path):
+        for where, record in read_input(path):
             if isinstance(record, InputError):
                 raise record
-            where = f"{path}:{lineno}"
             text = question_of(record, where)
             norm = normalise(text)
             self._exact.setdefault(norm, where)

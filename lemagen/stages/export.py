@@ -14,7 +14,9 @@ Formats (each validated in tests against its target's documented schema):
 * `trl`        {"prompt", "completion"}, or {"messages"} with --chat (TRL SFTTrainer)
 * `dpo`        {"prompt", "chosen", "rejected"} (TRL DPOTrainer / SimPO / CPO)
 * `cot`        the full corrected chain of thought as a LEMA CoT record
-* `lemma`      a LEMMA Fix & Continue trajectory, alpaca-shaped (methods.md §2.4)
+* `lemma`      a LEMMA trajectory, Fix & Continue or Fresh & Restart (`trajectories`), alpaca
+* `prm`        {"prompt", "completions", "labels"} (TRL stepwise supervision, `step_labels`)
+* `math-shepherd` {"input", "label", "task"} (Math-Shepherd's step tags, `step_labels`)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lemagen.records import (
     Sample,
     Tagged,
     TrainingRow,
+    fast,
     read_sample_or_correction,
 )
 from lemagen.records.rows import Rejects, SetAside
@@ -45,38 +48,24 @@ from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.filter import Keep, pot_reason, unparseable_detail
 from lemagen.stages.formats import cot_prompt, cot_text, lema_correction, lema_cot
 from lemagen.stages.gold_cot import gold_cot
+from lemagen.stages.step_labels import STEP_FORMATS, step_row, wrong_prefix
+from lemagen.stages.trajectories import trajectory
 
-FORMATS = ("lema", "alpaca", "sharegpt", "openai", "openai-dpo", "trl", "dpo", "cot", "lemma")
+FORMATS = (
+    "lema",
+    "alpaca",
+    "sharegpt",
+    "openai",
+    "openai-dpo",
+    "trl",
+    "dpo",
+    "cot",
+    "lemma",
+    *STEP_FORMATS,
+)
 PAIR_FORMATS = ("dpo", "openai-dpo")
 ALPACA_SHAPED = ("alpaca", "lemma")
 DATASET_INFO_FORMATS = ("alpaca", "sharegpt", "lemma")
-
-# Our own transition phrases for Fix & Continue trajectories (LEMMA's idea, our wording).
-TRANSITIONS = (
-    "Hold on, that step does not look right. Let me check it again.",
-    "Wait, I should double-check that last step.",
-    "Hmm, let me go back over that calculation.",
-    "Let me pause and verify the step I just wrote.",
-    "Actually, that does not add up. Let me redo it carefully.",
-    "One moment: I want to make sure that step is correct.",
-    "Let me look at that again before going on.",
-    "That result seems off. Let me recheck the work.",
-    "Before continuing, let me verify what I just did.",
-    "Wait, something went wrong there. Let me fix it.",
-    "I think I made a slip in that step. Let me reconsider.",
-    "Let me re-examine that step more carefully.",
-)
-
-
-def lemma_output(record: Correction, phrase: str) -> str:
-    """The wrong prefix through the incorrect step, a transition, the explanation, the fix."""
-    k = record.incorrect_step or 1
-    original = record.original.steps
-    fixed = record.full_solution()[k - 1 :]
-    sep = " " if record.task == "gsm8k" else "\n"
-    explanation = (record.explanation or "").strip()
-    middle = f"{phrase} {explanation}".strip()
-    return sep.join([*original[:k], middle, *fixed])
 
 
 def sft_row(fmt: str, prompt: str, completion: str, chat: bool) -> TrainingRow:
@@ -119,8 +108,10 @@ class ExportStage(Stage[Sample | Correction]):
         gold_cot: Iterable[Problem] | None = None,
         cross_model: bool = False,
         require_pot: bool = False,
+        restart_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        self.restart_rate = restart_rate
         self.fmt = fmt
         self.keep_fields = keep_fields
         self.gold_cot = gold_cot
@@ -135,9 +126,13 @@ class ExportStage(Stage[Sample | Correction]):
         self._held: list[TrainingRow | Tagged] = []
         self._questions: dict[str, _Question] = {}
         self._seen_samples: set[str] = set()
+        self._solutions: set[str] = set()  # step formats: corrected solutions written
 
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         return read_sample_or_correction(data, where)
+
+    def read_fast(self, raw: bytes) -> Sample | Correction:
+        return fast.sample_or_correction(raw)
 
     def run(self, rows: Iterable[Sample | Correction], hooks: Hooks) -> Iterator[Output]:
         for record in rows:
@@ -157,6 +152,8 @@ class ExportStage(Stage[Sample | Correction]):
             return [], reason if isinstance(record, Correction) else None
         if out is None:
             return [], reason
+        if self.fmt in STEP_FORMATS:
+            return self._hold([self._tag(row, p) for row, p in self._step_rows(record)]), None
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
@@ -170,15 +167,43 @@ class ExportStage(Stage[Sample | Correction]):
             return [], None
         return [tagged], None
 
+    def _hold(self, rows: list[TrainingRow | Tagged]) -> list[TrainingRow | Tagged]:
+        """Rows to write now, or none when --mix holds them for the shuffle."""
+        if not self.mix:
+            return rows
+        self._held += rows
+        return []
+
+    def _step_rows(self, record: Sample | Correction) -> list[tuple[TrainingRow, Problem]]:
+        """Step-labelled rows: a kept correction's original through its incorrect step; and
+        a correct solution (a correct sample, a kept correction's whole corrected solution)
+        good at every step, once per question and solution."""
+        out: list[tuple[TrainingRow, Problem]] = []
+        if isinstance(record, Sample):
+            problem, solution = record.the_problem, list(record.steps)
+        else:
+            problem, solution = record.problem, record.full_solution()
+            steps, labels = wrong_prefix(record.original.steps, record.incorrect_step or 1)
+            out.append((step_row(self.fmt, problem.task, problem.question, steps, labels), problem))
+            self.made["mistake"] = self.made.get("mistake", 0) + 1
+        key = "\x1f".join([problem.id, *solution])
+        if key not in self._solutions:
+            self._solutions.add(key)
+            good = [True] * len(solution)
+            row = step_row(self.fmt, problem.task, problem.question, solution, good)
+            out.append((row, problem))
+            self.made["correct"] = self.made.get("correct", 0) + 1
+        return out
+
     def _sft_correction(self, record: Correction) -> TrainingRow:
         if self.fmt == "cot":
             return PromptCompletion(
                 cot_prompt(record.question), cot_text(record.task, record.full_solution())
             )
         if self.fmt == "lemma":
-            rng = random.Random(f"{self.seed}\x1f{record.correction_id}")
-            output = lemma_output(record, rng.choice(TRANSITIONS))
-            return sft_row("lemma", record.question, output, False)
+            made = trajectory(record, self.seed, self.restart_rate)
+            self.made[made.kind] = self.made.get(made.kind, 0) + 1
+            return sft_row("lemma", record.question, made.text, False)
         lema = lema_correction(record)
         return sft_row(self.fmt, lema.prompt, lema.completion, self.chat)
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.records import Correction, PromptCompletion, Sample, read_sample_or_correction
+from lemagen.records import Correction, PromptCompletion, Sample, fast, read_sample_or_correction
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.decontam import HeldOut
@@ -161,6 +161,11 @@ class FilterStage(Stage[Sample | Correction]):
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         self.counts["in"] += 1
         return read_sample_or_correction(data, where)
+
+    def read_fast(self, raw: bytes) -> Sample | Correction:
+        record = fast.sample_or_correction(raw)
+        self.counts["in"] += 1
+        return record
 
     def run(self, rows: Iterable[Sample | Correction], hooks: Hooks) -> Iterator[Output]:
         for record in rows:

@@ -22,16 +22,17 @@ from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import Hooks, Output, Stage, by_reason
 from lemagen.stages.formats import lema_correction
+from lemagen.stages.latex_mistakes import LatexSolution, inject_latex, parse_latex_solution
 from lemagen.stages.mistakes import Mistake, Solution, Unusable, inject, parse_solution
 from lemagen.stages.retry_text import RetryOptions, retry_text
 
 
 def correction_record(
-    problem: Problem, sol: Solution, mistake: Mistake, grader: Grader, seed: int
+    problem: Problem, sol: Solution | LatexSolution, mistake: Mistake, grader: Grader, seed: int
 ) -> Correction:
     """A record in exactly the shape `lemagen correct` writes, for `lemagen filter`."""
     task = problem.task
-    wrong = format_number(mistake.answer)
+    wrong = mistake.answer_text or format_number(mistake.answer)
     k = mistake.step + 1
     digest = hashlib.sha256(
         "\x1f".join([problem.id, mistake.error_type, *mistake.steps]).encode()
@@ -114,14 +115,34 @@ class InjectStage(Stage[Problem]):
                     self.counts["retries"] += len(made.mistakes)
                     yield made
                     continue
-                sol = parse_solution(problem)
-                for mistake in inject(sol, problem.question, self.types, self.per_question, rng):
+                solution, mistakes = self._mistakes(problem, rng)
+                for mistake in mistakes:
                     self.counts["records"] += 1
                     self.counts[mistake.error_type] += 1
-                    yield correction_record(problem, sol, mistake, self.grader, self.seed)
+                    yield correction_record(problem, solution, mistake, self.grader, self.seed)
             except Unusable as exc:
                 self.skipped[exc.reason] += 1
                 yield SetAside(exc.reason, problem)
+
+    def _mistakes(
+        self, problem: Problem, rng: random.Random
+    ) -> tuple[Solution | LatexSolution, list[Mistake]]:
+        """A MATH solution's mistakes are made in its LaTeX (`latex_mistakes`); when that finds
+        nothing usable, and for GSM8K, in plain `a op b = c` arithmetic (`mistakes`)."""
+        if problem.task == "math":
+            try:
+                latex = parse_latex_solution(problem)
+                return latex, inject_latex(
+                    latex, problem.question, self.types, self.per_question, rng
+                )
+            except Unusable as exc:
+                try:
+                    sol = parse_solution(problem)
+                    return sol, inject(sol, problem.question, self.types, self.per_question, rng)
+                except Unusable:
+                    raise exc from None
+        sol = parse_solution(problem)
+        return sol, inject(sol, problem.question, self.types, self.per_question, rng)
 
     def summary(self, rejects: Rejects) -> str:
         c = self.counts

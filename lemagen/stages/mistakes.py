@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -52,6 +53,7 @@ class Mistake:
     steps: list[str]  # the wrong solution
     answer: Fraction
     explanation: str
+    answer_text: str | None = None  # the final answer as written (LaTeX), when not a number
 
 
 def parse_solution(problem: Problem, *, need_arithmetic: bool = True) -> Solution:
@@ -84,7 +86,7 @@ def parse_solution(problem: Problem, *, need_arithmetic: bool = True) -> Solutio
 # ---------------------------------------------------------------- value changes
 
 
-def _slips(value: Fraction) -> list[Fraction]:
+def slips(value: Fraction) -> list[Fraction]:
     """Plausible miscalculations of a result: off by one, a digit slip, a wrong carry."""
     out = [value + 1, value - 1]
     if value.denominator == 1:
@@ -100,7 +102,7 @@ def _slips(value: Fraction) -> list[Fraction]:
     return [v for v in dict.fromkeys(out) if v != value and v > 0]
 
 
-def _miscopies(value: Fraction) -> list[Fraction]:
+def miscopies(value: Fraction) -> list[Fraction]:
     """Plausible wrong copies of a number: two digits swapped, one digit off by one."""
     if value.denominator != 1:
         return [v for v in (value + 1, value - 1) if v > 0]
@@ -190,12 +192,12 @@ def candidates(sol: Solution, question: str, types: tuple[str, ...]) -> list[tup
     computed: set[Fraction] = set()
     for i, eq in enumerate(sol.equations):
         if "calculation" in types:
-            out += [("calculation", (i, v)) for v in _slips(eq.result.value)]
+            out += [("calculation", (i, v)) for v in slips(eq.result.value)]
         if "copy" in types:
             for pos, operand in enumerate(eq.operands):
                 plain = operand.text.replace("$", "").replace(",", "")
                 if plain in question_numbers and operand.value not in computed:
-                    out += [("copy", (i, pos, v)) for v in _miscopies(operand.value)]
+                    out += [("copy", (i, pos, v)) for v in miscopies(operand.value)]
         if "operator" in types:
             out += [("operator", (i, pos)) for pos in range(len(eq.ops))]
         computed.add(eq.result.value)
@@ -274,6 +276,18 @@ def inject(
 ) -> list[Mistake]:
     """Up to `per_question` distinct mistakes for one solution, spread over the error types."""
     pool = candidates(sol, question, types)
+    return choose(pool, lambda k, s: make(sol, k, s), types, per_question, rng)
+
+
+def choose(
+    pool: list[tuple[str, Any]],
+    made_by: Callable[[str, Any], Mistake | None],
+    types: tuple[str, ...],
+    per_question: int,
+    rng: random.Random,
+) -> list[Mistake]:
+    """Up to `per_question` distinct mistakes from the candidates, spread over their types
+    (`made_by` turns a candidate into a mistake, or None when it is implausible)."""
     rng.shuffle(pool)
     by_type: dict[str, list[Any]] = {}
     for kind, spec in pool:
@@ -286,7 +300,7 @@ def inject(
         for kind in list(order):
             made = None
             while by_type[kind] and made is None:
-                made = make(sol, kind, by_type[kind].pop())
+                made = made_by(kind, by_type[kind].pop())
                 if made is not None and tuple(made.steps) in seen:
                     made = None
             if made is None:

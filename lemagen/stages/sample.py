@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -95,7 +96,8 @@ class SampleStage(EngineStage[Problem]):
     ) -> Iterator[Output]:
         """The samples of one problem: wrong ones (all with --keep all) to keep; truncated,
         unanswered and failed ones set aside, and with --explicit-answers-only those whose
-        answer was not marked as the answer; repeated wrong paths dropped."""
+        answer was not marked as the answer; a model's repeated wrong paths dropped, each
+        counted in the `meta.duplicates` of the one kept."""
         assert self.grader is not None
         if not problem.gold:  # --gold vote: the samples' majority answer is the gold
             voted = self.vote(problem, results)
@@ -104,12 +106,14 @@ class SampleStage(EngineStage[Problem]):
                 yield voted
                 return
             problem = voted
-        seen: set[tuple[str, str]] = set()  # (model, path): each model's own paths once
+        kept: dict[tuple[str, str], int] = {}  # (model, path) -> its sample in `out`
+        duplicates: Counter[tuple[str, str]] = Counter()
+        out: list[Output] = []
         counts = self.counts
         for model, result in zip(self.models, results, strict=True):
             if isinstance(result, RequestFailed):
                 counts[result.reason] += 1
-                yield SetAside(result.reason, FailedCall(problem, model, str(result)))
+                out.append(SetAside(result.reason, FailedCall(problem, model, str(result))))
                 continue
             counts["requests"] += result.requests
             for index, choice in enumerate(result.choices):
@@ -153,30 +157,39 @@ class SampleStage(EngineStage[Problem]):
                 )
                 if choice.finish_reason == "length" and not ran_on:
                     counts["truncated"] += 1
-                    yield SetAside("truncated", sample)
+                    out.append(SetAside("truncated", sample))
                 elif grade.verdict == "no_answer" or (
                     self.explicit_only and grade.extracted_by not in answers.EXPLICIT_METHODS
                 ):
                     reason = "no_answer" if grade.verdict == "no_answer" else "implicit_answer"
                     counts[reason] += 1
-                    yield SetAside(reason, sample)
+                    out.append(SetAside(reason, sample))
                 elif grade.verdict == "timeout":
                     counts["check_timeout"] += 1
-                    yield SetAside("check_timeout", sample)
+                    out.append(SetAside("check_timeout", sample))
                 elif grade.verdict == "correct":
                     counts["correct"] += 1
                     if self.keep_all:
                         counts["written"] += 1
-                        yield sample
+                        out.append(sample)
                 else:
                     key = (model, _path_key(sample.steps))
-                    if key in seen:
+                    if key in kept:
                         counts["duplicate"] += 1
+                        duplicates[key] += 1
                         continue
-                    seen.add(key)
+                    kept[key] = len(out)
                     counts["wrong"] += 1
                     counts["written"] += 1
-                    yield sample
+                    out.append(sample)
+        # Deduplicated after counting: the kept sample says how many it stands for.
+        for key, dropped in duplicates.items():
+            first = out[kept[key]]
+            assert isinstance(first, Sample)
+            assert isinstance(first.meta, Provenance)
+            meta = msgspec.structs.replace(first.meta, duplicates=dropped)
+            out[kept[key]] = msgspec.structs.replace(first, meta=meta)
+        yield from out
 
     def vote(
         self, problem: Problem, results: list[Generation | RequestFailed]

@@ -1,15 +1,20 @@
 """`lemagen stats`: what a run made, from any stage's output.
 
-Reads sample, correction (`correct` or `inject`), rejects and training (`filter`/`export`)
-records, in any mix, and reports the funnel (problems, samples, wrong, corrections, kept),
-accuracy per reasoner, where the incorrect step falls (absolute step and relative position,
+Reads sample, correction (`correct` or `inject`), analysis (`analyze`), ART (`art ask`/`art
+trust`), rejects and training (`filter`/`export`) records, in any mix, and reports the funnel
+(problems, samples, wrong, corrections, kept), accuracy per reasoner, the error types per
+reasoner (from `analyze`), where the incorrect step falls (absolute step and relative position,
 over the kept corrections), the reasons rows were dropped or set aside, and tokens and cost per
 kept row. Corrections are judged exactly as `lemagen filter` judges them.
+
+Counted is what was paid for: accuracy over every sample drawn (a kept sample's
+`meta.duplicates` adds the identical wrong samples `sample` dropped after counting them), and
+tokens and cost from the whole usage of every call seen in any record (kept, passed through
+or set aside in rejects), once per call, cached prompt tokens at the cached rate.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -17,21 +22,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.engine import price_for
+from lemagen.errors import InputError
 from lemagen.records import (
+    Analysis,
+    AskerRecord,
     Correction,
     Meta,
     Problem,
+    Provenance,
     Record,
     Reject,
     RetryText,
     Sample,
+    TrusterRecord,
+    fast,
+    kind_of,
     read_any,
 )
 from lemagen.records.rows import Rejects
 from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
+from lemagen.stages.report import Details
 
 RELATIVE_BINS = 10
+AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
 
 
 @dataclass
@@ -50,54 +64,81 @@ class RunStats:
     tokens_out: float = 0.0
     cost: float = 0.0
     unpriced: set[str] = field(default_factory=set)
+    error_types: dict[str, Counter[str]] = field(default_factory=dict)  # by reasoner
+    art: Counter[str] = field(default_factory=Counter)  # ART records by kind
     by: str | None = None  # the problem field the funnel is also broken down by
     groups: dict[str, Counter[str]] = field(default_factory=dict)
     _group_problems: dict[str, set[str]] = field(default_factory=dict)
     _samples_seen: set[str] = field(default_factory=set)
+    _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
+    details: Details = field(default_factory=Details)  # what the HTML page shows beyond this
 
-    def _group(self, problem: Problem, counter: str) -> None:
+    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
         key = "(none)" if value is None else str(value)
-        self.groups.setdefault(key, Counter())[counter] += 1
+        self.groups.setdefault(key, Counter())[counter] += count
         self._group_problems.setdefault(key, set()).add(problem.id)
 
-    def add(self, record: Record) -> None:
-        if isinstance(record, Correction):
+    def add(self, record: AnyRecord) -> None:
+        if isinstance(record, Analysis):
+            self._analysis(record)
+        elif isinstance(record, AskerRecord):
+            self.art["asker"] += 1
+            self._usage(record.meta, record.problem.question)
+        elif isinstance(record, TrusterRecord):
+            self.art["truster"] += 1
+        elif isinstance(record, Correction):
             self._correction(record)
         elif isinstance(record, Sample):
-            if self._sample(record.id, record.sample_id, record.meta, record.verdict):
-                self._group(record.the_problem, record.verdict)
+            drawn = self._sample(
+                record.id, record.question, record.sample_id, record.meta, record.verdict
+            )
+            if drawn:
+                self._group(record.the_problem, record.verdict, drawn)
+                self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
+            self._set_aside(record)
         elif isinstance(record, RetryText):
             self.problems.add(record.problem.id)
         else:
             self.training_rows += 1
 
-    def _sample(self, problem_id: str, sample_id: str | None, meta: Meta, verdict: str) -> bool:
-        """Count a sample once (False when it was counted already)."""
+    def _sample(
+        self, problem_id: str, question: str, sample_id: str | None, meta: Meta, verdict: str
+    ) -> int:
+        """Count a sample once: how many samples drawn it stands for (0 when it was counted
+        already)."""
         if str(sample_id) in self._samples_seen:
-            return False
+            return 0
         self._samples_seen.add(str(sample_id))
-        self.samples += 1
-        self.verdicts[verdict] += 1
+        # A kept wrong sample also stands for the identical ones `sample` dropped after it
+        # counted them: accuracy is over every sample drawn.
+        drawn = 1 + ((meta.duplicates or 0) if isinstance(meta, Provenance) else 0)
+        self.samples += drawn
+        self.verdicts[verdict] += drawn
         self.problems.add(problem_id)
         model = meta.model or "unknown"
-        self.by_model.setdefault(model, Counter())[verdict] += 1
-        self._usage(meta)
-        return True
+        self.by_model.setdefault(model, Counter())[verdict] += drawn
+        self._usage(meta, question)
+        return drawn
 
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        if self._sample(record.id, record.sample_id, record.original.meta, "wrong"):
-            self._group(record.problem, "wrong")
+        drawn = self._sample(
+            record.id, record.question, record.sample_id, record.original.meta, "wrong"
+        )
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
+            self.details.sample(record.problem, record.original.meta, "wrong", drawn)
         self._group(record.problem, "corrections")
-        self._usage(record.meta)
+        self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
+        self.details.correction(record, None if out is not None else reason or "dropped")
         if out is None:
             self.reasons[reason or "dropped"] += 1
             return
@@ -109,22 +150,84 @@ class RunStats:
         position = (k - 1) / max(1, n - 1)  # 0 = first step, 1 = last step
         self.step_rel[min(RELATIVE_BINS - 1, int(position * RELATIVE_BINS))] += 1
 
-    def _usage(self, meta: Meta) -> None:
-        """This record's share of its request's tokens (usage / choices)."""
-        usage = meta.usage
-        if not usage:
+    def _analysis(self, record: Analysis) -> None:
+        """A wrong sample with its error type: counted for its reasoner (and as a sample)."""
+        drawn = self._sample(
+            record.problem.id, record.problem.question, record.sample_id, record.original.meta,
+            "wrong",
+        )  # fmt: skip
+        if drawn:
+            self._group(record.problem, "wrong", drawn)
+        self.error_types.setdefault(record.reasoner, Counter())[record.error_type] += 1
+        self._usage(record.meta, record.problem.question, record.original.steps)
+
+    def _error_types(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for model, counts in sorted(self.error_types.items()):
+            total = sum(counts.values())
+            out[model] = {
+                "analysed": total,
+                "types": {
+                    t: {"count": n, "share": round(n / total, 4)}
+                    for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                },
+            }
+        return out
+
+    def _set_aside(self, reject: Reject) -> None:
+        """A sample set aside (truncated, no answer, ...) was paid for too: its call's usage
+        counts, once."""
+        data = reject.record
+        if data is None or kind_of(data) != "sample":
             return
-        share = 1 / max(1, meta.choices_in_usage or 1)
-        tokens_in = float(usage.get("prompt_tokens") or 0) * share
-        tokens_out = float(usage.get("completion_tokens") or 0) * share
+        try:
+            sample = Sample.from_dict(data, "(reject)")
+        except InputError:
+            return
+        if sample.problem is not None:
+            self._usage(sample.meta, sample.question)
+
+    def _usage(self, meta: Meta, question: str, steps: tuple[str, ...] = ()) -> None:
+        """The whole usage of the request(s) that produced this record, counted once: the
+        records of one call, and of identical calls the engine sent once (two reasoners'
+        identical wrong samples get one correction request), share what the request was
+        made of (the question, the steps corrected, the prompt file, model and parameters)
+        and its usage. So samples dropped as duplicates, correct samples not written and
+        samples set aside are paid for in the figures, and nothing twice."""
+        usage = meta.usage
+        if not usage or not isinstance(meta, Provenance):
+            return
+        call = (
+            question,
+            steps,
+            meta.stage,
+            meta.model,
+            meta.api,
+            meta.prompt_sha256,
+            meta.n,
+            meta.seed,
+            meta.temperature,
+            meta.top_p,
+            meta.max_tokens,
+            meta.system_sha256,
+            tuple(meta.stop or ()),
+            json.dumps(meta.extra_body, sort_keys=True) if meta.extra_body else None,
+            meta.requests,
+            tuple(sorted(usage.items())),
+        )
+        if call in self._calls_seen:
+            return
+        self._calls_seen.add(call)
+        tokens_in = float(usage.get("prompt_tokens") or 0)
+        tokens_out = float(usage.get("completion_tokens") or 0)
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         model = meta.model or "unknown"
         price = price_for(model)
         if price.known:
-            self.cost += price.cost(tokens_in, tokens_out)
+            self.cost += price.cost(tokens_in, tokens_out, usage.get("cached_tokens") or 0)
         else:
-            self.unpriced.add(model)
+            self.unpriced.add(meta.model or "unknown")
 
     def report(self) -> dict[str, Any]:
         kept = self.kept or self.training_rows
@@ -156,6 +259,8 @@ class RunStats:
                     f"{10 * b}-{10 * (b + 1)}%": self.step_rel[b] for b in range(RELATIVE_BINS)
                 },
             },
+            "error_types_by_reasoner": self._error_types(),
+            "art_records": {"asker": self.art["asker"], "truster": self.art["truster"]},
             "reasons": dict(self.reasons.most_common()),
             "tokens": {"prompt": round(self.tokens_in), "completion": round(self.tokens_out)},
             "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
@@ -205,6 +310,15 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append("  relative position in the solution")
     for band, count in report["incorrect_step"]["relative"].items():
         lines.append(f"    {band:<12}{count:>10}")
+    if report["error_types_by_reasoner"]:
+        lines.append("error types by reasoner (lemagen analyze)")
+        for model, row in report["error_types_by_reasoner"].items():
+            lines.append(f"  {model} ({row['analysed']} analysed)")
+            for name, t in row["types"].items():
+                lines.append(f"    {name:<28}{t['count']:>6}{t['share']:>8.1%}")
+    art = report["art_records"]
+    if art["asker"] or art["truster"]:
+        lines.append(f"ART records: asker {art['asker']}, truster {art['truster']}")
     lines.append("dropped or set aside")
     for reason, count in report["reasons"].items() or [("none", 0)]:
         lines.append(f"  {reason:<22}{count:>8}")
@@ -231,99 +345,6 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>lemagen report</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
-.chart svg { width: 100%; height: auto; }
-.bar { fill: #4c78a8; }
-.label { font-size: 12px; fill: #222; } .value { font-size: 12px; fill: #555; }
-table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; }
-</style>
-</head>
-<body data-charts="0">
-<h1>lemagen report</h1>
-<p>__SUMMARY__</p>
-<h2>Funnel</h2><div class="chart" id="funnel"></div>
-<h2>Accuracy by reasoner</h2><div class="chart" id="accuracy"></div>
-<h2>Incorrect step (kept corrections)</h2><div class="chart" id="step-absolute"></div>
-<h2>Relative position of the incorrect step</h2><div class="chart" id="step-relative"></div>
-<h2>Dropped or set aside</h2>__REASONS__
-<script type="application/json" id="report">__DATA__</script>
-<script>
-(function () {
-  var report = JSON.parse(document.getElementById("report").textContent);
-  var NS = "http://www.w3.org/2000/svg";
-  function el(name, attrs, text) {
-    var node = document.createElementNS(NS, name);
-    for (var k in attrs) node.setAttribute(k, attrs[k]);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function bars(id, rows, format) {
-    var max = 0;
-    rows.forEach(function (r) { max = Math.max(max, r[1]); });
-    var rowH = 24, labelW = 200, width = 700, svg = el("svg", {
-      viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
-      role: "img", "aria-label": id
-    });
-    rows.forEach(function (r, i) {
-      var w = max > 0 ? (width - labelW - 90) * r[1] / max : 0;
-      var y = i * rowH + 2;
-      svg.appendChild(el("text", {x: 0, y: y + 16, "class": "label"}, r[0]));
-      svg.appendChild(el("rect", {x: labelW, y: y, width: w.toFixed(1), height: rowH - 6,
-                                  "class": "bar", "data-value": r[1]}));
-      svg.appendChild(el("text", {x: labelW + w + 6, y: y + 16, "class": "value"}, format(r[1])));
-    });
-    document.getElementById(id).appendChild(svg);
-    document.body.setAttribute("data-charts",
-      String(Number(document.body.getAttribute("data-charts")) + 1));
-  }
-  function entries(obj) { return Object.keys(obj).map(function (k) { return [k, obj[k]]; }); }
-  var count = function (v) { return String(v); };
-  bars("funnel", entries(report.funnel), count);
-  bars("accuracy", entries(report.accuracy_by_reasoner).map(function (e) {
-    return [e[0], e[1].accuracy];
-  }), function (v) { return (100 * v).toFixed(1) + "%"; });
-  bars("step-absolute", entries(report.incorrect_step.absolute).map(function (e) {
-    return ["step " + e[0], e[1]];
-  }), count);
-  bars("step-relative", entries(report.incorrect_step.relative), count);
-})();
-</script>
-</body>
-</html>
-"""
-
-
-def render_html(report: dict[str, Any]) -> str:
-    """One self-contained page: data inline, charts drawn by inline script, no network."""
-    data = json.dumps(report).replace("</", "<\\/")
-    funnel = report["funnel"]
-    summary = (
-        f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
-        f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
-        f"cost ${report['cost_usd']:.4f}"
-    )
-    reasons = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in report["reasons"].items()
-    )
-    table = (
-        f"<table><tr><th>reason</th><th>rows</th></tr>{reasons}</table>"
-        if reasons
-        else "<p>none</p>"
-    )
-    return (
-        _PAGE.replace("__SUMMARY__", html.escape(summary))
-        .replace("__REASONS__", table)
-        .replace("__DATA__", data)
-    )
-
-
 @dataclass(frozen=True)
 class Report:
     """The report, as the one line `stats --json` writes."""
@@ -334,7 +355,7 @@ class Report:
         return self.data
 
 
-class StatsStage(Stage[Record]):
+class StatsStage(Stage[AnyRecord]):
     """Reads any records and writes nothing per row: its output is the report (one JSON line
     with `as_json`) and its summary the table."""
 
@@ -345,10 +366,13 @@ class StatsStage(Stage[Record]):
         self.stats = RunStats(by=by)
         self.as_json = as_json
 
-    def read(self, data: dict[str, Any], where: str) -> Record:
+    def read(self, data: dict[str, Any], where: str) -> AnyRecord:
         return read_any(data, where)
 
-    def run(self, rows: Iterable[Record], hooks: Hooks) -> Iterator[Output]:
+    def read_fast(self, raw: bytes) -> AnyRecord:
+        return fast.sample_or_correction(raw)
+
+    def run(self, rows: Iterable[AnyRecord], hooks: Hooks) -> Iterator[Output]:
         for record in rows:
             self.stats.add(record)
         return iter(())

@@ -1,0 +1,407 @@
+"""Provider Batch APIs (`--batch`, `lemagen batches`): submit the lines a pass collected,
+follow the batches, and store their results under the keys a synchronous call would use.
+
+Each remote step is recorded in the request store as soon as it returns (`batchstore`), so a
+run stopped anywhere resumes with the same command: a job's file is uploaded once and its
+batch created once. Batches go to the first --base-url (a batch belongs to the provider that
+holds its file); a job is always followed at the base URL it was submitted to.
+
+Results are booked at the batch price (`prices.Price.batch`); a line the batch did not answer
+(an error line, or none at all after the batch failed, expired or was cancelled) counts as a
+failure of its samples, which the next pass asks for again (`batching`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lemagen.engine.batching import BatchCollector, BatchConfig, Collected
+from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
+from lemagen.engine.engine import EngineConfig, Stats
+from lemagen.engine.prices import price_for
+from lemagen.engine.responses import error_message, read_choices
+from lemagen.engine.store import StoredSample
+from lemagen.errors import BatchPending, EndpointError
+
+FINISHED = frozenset({"completed", "expired", "cancelled", "failed"})
+NOT_RUN = {
+    "expired": "the batch expired before this request ran",
+    "cancelled": "the batch was cancelled before this request ran",
+    "completed": "the batch's output has no line for this request",
+}
+
+
+class BatchRunner:
+    """Submits, follows and collects the jobs of one command; books their usage in `stats`."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        stats: Stats,
+        *,
+        say: Callable[[str], None],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        assert config.cache_dir is not None
+        assert config.batch is not None
+        self.config = config
+        self.batch: BatchConfig = config.batch
+        self.stats = stats
+        self.ledger = BatchLedger(config.cache_dir)
+        self.say = say
+        self.sleep = sleep
+        self._clients: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.ledger.close()
+        for client in self._clients.values():
+            client.close()
+
+    def settle(self, collector: BatchCollector) -> None:
+        """Submit the lines a pass collected that no open job asks for, then follow every job
+        asking for any of them (and those the pass waits for) until all are collected
+        (--wait), or raise `BatchPending` while some still run."""
+        requests = collector.requests
+        jobs = set(collector.waiting)
+        with self.ledger.locked():  # another run on this store does not submit them too
+            holding = self.ledger.open_custom_ids()
+            keys = [k for r in requests.values() for k in r.keys]
+            held: dict[bytes, str] = {}
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                held.update(self.ledger.open_keys(keys[start : start + LOOKUP_CHUNK]))
+            new = []
+            for cid, request in requests.items():
+                owners = {held[k] for k in request.keys if k in held}
+                if cid in holding:
+                    owners.add(holding[cid])
+                if owners:  # a batch asks for these already: wait for it
+                    jobs |= owners
+                else:
+                    new.append(request)
+            files = 0
+            base_url = public_url(self.config.base_urls[0])
+            for group in split(new, self.batch.max_requests, self.batch.max_bytes):
+                files += 1
+                job = uuid.uuid4().hex
+                lines = [collector.request(c) for c in group]
+                self.ledger.prepare(job, base_url, group[0].endpoint, group[0].model, lines)
+                jobs.add(job)
+        if new:
+            self.say(
+                f"{len(new)} requests the request store lacks go into {files} new batch "
+                "input file(s)"
+            )
+        while True:
+            with self.ledger.locked():  # one run at a time takes a job's steps
+                running = [j for j in map(self.ledger.job, sorted(jobs)) if not self.advance(j)]
+                running = [self.ledger.job(j.job) for j in running]
+            if not running:
+                return
+            for still in running:
+                self.say(progress(still))
+            if not self.batch.wait:
+                ids = ", ".join(j.batch_id or j.job for j in running)
+                total = sum(j.counts.get("total", 0) for j in running)
+                raise BatchPending(
+                    f"{len(running)} batch(es) still running ({ids}; {total} requests): "
+                    "re-run the same command to collect the results (or add --wait)"
+                )
+            self.sleep(self.batch.poll_interval)
+
+    # ------------------------------------------------------------------ one job
+
+    def advance(self, job: Job) -> bool:
+        """Take `job` one step as far as it goes now; True once it is collected."""
+        if job.collected is not None:
+            return True
+        client = self.client(job.base_url)
+        if job.file_id is None:
+            name = f"lemagen-{job.job}.jsonl"
+            # "uploading": an earlier run may have uploaded it and stopped before the answer
+            found = _find_file(client, job.base_url, name) if job.status == "uploading" else None
+            if found is None:
+                self.ledger.mark(job.job, "uploading")
+                content = "".join(r.line + "\n" for r in self.ledger.requests(job.job))
+                found = _call(
+                    job.base_url,
+                    lambda: client.files.create(file=(name, content.encode()), purpose="batch"),
+                ).id
+            self.ledger.uploaded(job.job, found)
+            job = self.ledger.job(job.job)
+        if job.batch_id is None:
+            file_id = job.file_id
+            assert file_id is not None
+            batch = None
+            if job.status == "submitting":  # an earlier run may have created it
+                batch = _find_batch(client, job.base_url, file_id)
+            if batch is None:
+                self.ledger.mark(job.job, "submitting")
+                batch = _call(
+                    job.base_url,
+                    lambda: client.batches.create(
+                        input_file_id=file_id,
+                        endpoint=job.endpoint,
+                        completion_window=self.batch.completion_window,
+                        metadata={"lemagen_job": job.job},
+                    ),
+                )
+            self.ledger.submitted(job.job, batch.id, batch.status)
+            job = self.ledger.job(job.job)
+        assert job.batch_id is not None
+        batch = _call(job.base_url, lambda: client.batches.retrieve(job.batch_id))
+        self.ledger.seen(job.job, batch.status, _counts(batch))
+        if batch.status not in FINISHED:
+            return False
+        self.collect(job, batch)
+        return True
+
+    def collect(self, job: Job, batch: Any) -> None:
+        """Download a finished batch's output and error files and store every result (one
+        transaction), booking its usage at the batch price."""
+        client = self.client(job.base_url)
+        lines: dict[str, dict[str, Any]] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                text = str(_call(job.base_url, functools.partial(_content, client, file_id)))
+                for raw in text.splitlines():
+                    if raw.strip():
+                        line = json.loads(raw)
+                        lines[str(line.get("custom_id"))] = line
+        api = "chat" if job.endpoint.endswith("/chat/completions") else "completion"
+        cfg = self.config
+        price = price_for(job.model, cfg.price_in, cfg.price_out, cfg.price_cached).batch()
+        samples: list[tuple[bytes, StoredSample]] = []
+        failed: list[tuple[bytes, str]] = []
+        booked: list[StoredSample] = []  # one per line answered: its usage
+        for request in self.ledger.requests(job.job):
+            line = lines.get(request.custom_id)
+            if line is None:
+                reason = NOT_RUN.get(batch.status) or f"the batch failed: {_errors(batch)}"
+                failed.extend((key, reason) for key in request.keys)
+                continue
+            got, error = _read_line(line, api, request, f"{batch.id}:{request.custom_id}")
+            samples.extend(zip(request.keys, got, strict=False))
+            failed.extend((key, error) for key in request.keys[len(got) :])
+            if got:
+                booked.append(got[0])
+        self.ledger.collect(job.job, batch.status, samples, failed)
+        stats = self.stats
+        for usage in booked:
+            stats.prompt_tokens += usage.prompt_tokens
+            stats.completion_tokens += usage.completion_tokens
+            stats.cached_tokens += usage.cached_tokens
+            stats.reasoning_tokens += usage.reasoning_tokens
+            stats.batch_requests += 1
+            if price.known:
+                cost = price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+                stats.cost += cost
+                stats.batch_cost += cost
+            else:
+                stats.unpriced.add(job.model)
+        self.say(
+            f"batch {batch.id}: {batch.status}; stored {len(samples)} samples, "
+            f"{len(failed)} not returned"
+        )
+
+    def refresh(self, job: Job) -> None:
+        """Record a submitted job's current status and counts (nothing is collected)."""
+        if job.batch_id is None or job.collected is not None or job.status in FINISHED:
+            return
+        client = self.client(job.base_url)
+        batch = _call(job.base_url, lambda: client.batches.retrieve(job.batch_id))
+        self.ledger.seen(job.job, batch.status, _counts(batch))
+
+    def cancel(self, job: Job) -> str:
+        """Ask the provider to cancel a submitted job's batch; its status after asking."""
+        client = self.client(job.base_url)
+        batch = _call(job.base_url, lambda: client.batches.cancel(job.batch_id))
+        self.ledger.seen(job.job, batch.status, _counts(batch))
+        return str(batch.status)
+
+    def client(self, base_url: str) -> Any:
+        """A client for a job's (stored) base URL: the given --base-url it stands for, with the
+        user:password the store never holds, when there is one."""
+        client = self._clients.get(base_url)
+        if client is None:
+            import openai
+
+            given = [u for u in self.config.base_urls if public_url(u) == base_url]
+
+            client = openai.OpenAI(
+                base_url=given[0] if given else base_url,
+                api_key=self.config.api_key or "EMPTY",
+                timeout=self.config.timeout,
+                max_retries=self.config.max_retries,
+            )
+            self._clients[base_url] = client
+        return client
+
+
+def public_url(url: str) -> str:
+    """`url` without a user:password part (it would be a credential in the store)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def split(
+    requests: Sequence[Collected], max_requests: int, max_bytes: int
+) -> Iterator[list[Collected]]:
+    """Input files: one model each, at most `max_requests` lines and `max_bytes` bytes."""
+    by_model: dict[str, list[Collected]] = {}
+    for request in requests:
+        by_model.setdefault(request.model, []).append(request)
+    for group in by_model.values():
+        chunk: list[Collected] = []
+        size = 0
+        for request in group:
+            if chunk and (len(chunk) >= max_requests or size + request.size > max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(request)
+            size += request.size
+        if chunk:
+            yield chunk
+
+
+def _read_line(
+    line: dict[str, Any], api: str, request: BatchRequest, request_id: str
+) -> tuple[list[StoredSample], str]:
+    """One output or error line: its samples (each carrying the line's usage, as samples of
+    one synchronous request do) and the reason for those it lacks."""
+    response = line.get("response") or {}
+    error = line.get("error")
+    status = response.get("status_code") if isinstance(response, dict) else None
+    body = response.get("body") if isinstance(response, dict) else None
+    if status != 200 or not isinstance(body, dict):
+        if isinstance(error, dict) and error.get("message"):
+            return [], f"batch line error: {error.get('code')}: {error['message']}"
+        detail = error_message(json.dumps(body).encode()) if body is not None else "no response"
+        return [], f"batch line error: HTTP {status}: {detail}"
+    read = read_choices(json.dumps(body).encode(), api)
+    if read is None:
+        return [], "unreadable response in the batch output"
+    sent = json.loads(request.line)["body"]
+    prompt = read.prompt_tokens
+    if prompt is None:  # booked at the estimate, as a synchronous call's
+        text = sent.get("prompt") or "".join(str(m.get("content")) for m in sent["messages"])
+        prompt = len(text) // 4 + 8
+    completion = read.completion_tokens
+    if completion is None:
+        most = sent.get("max_tokens") or sent.get("max_completion_tokens") or 1024
+        completion = int(most) * int(sent.get("n", 1))
+    cached = min(read.cached_tokens, prompt)
+    reasoning = min(read.reasoning_tokens, completion)
+    per = [
+        StoredSample(text, reason, request_id, prompt, completion, cached, reasoning)
+        for text, reason in zip(read.texts, read.finish_reasons, strict=True)
+    ]
+    return per, f"the batch returned {len(per)} of {len(request.keys)} samples"
+
+
+LOOKUP_CHUNK = 500  # keys per store query
+LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one of ours
+
+
+def _find_file(client: Any, base_url: str, name: str) -> str | None:
+    """The id of an input file an earlier run uploaded under `name`, if any. A provider that
+    cannot list files gets the file again (a second copy costs nothing; a second batch
+    would, so `_find_batch` has no such way out)."""
+    try:
+        files = _call(base_url, lambda: list(itertools.islice(client.files.list(), LOOK_BACK)))
+    except EndpointError:
+        return None
+    for found in files:
+        if found.filename == name and found.purpose == "batch":
+            return str(found.id)
+    return None
+
+
+def _find_batch(client: Any, base_url: str, file_id: str) -> Any:
+    """A batch an earlier run created for `file_id`, if any."""
+    batches = _call(base_url, lambda: list(itertools.islice(client.batches.list(), LOOK_BACK)))
+    for found in batches:
+        if found.input_file_id == file_id:
+            return found
+    return None
+
+
+def _content(client: Any, file_id: str) -> str:
+    return str(client.files.content(file_id).text)
+
+
+def _counts(batch: Any) -> dict[str, int]:
+    counts = getattr(batch, "request_counts", None)
+    if counts is None:
+        return {}
+    return {k: int(v) for k, v in counts.model_dump().items() if isinstance(v, int)}
+
+
+def _errors(batch: Any) -> str:
+    errors = getattr(batch, "errors", None)
+    data = getattr(errors, "data", None) or []
+    return "; ".join(str(getattr(e, "message", e)) for e in data) or batch.status
+
+
+def progress(job: Job) -> str:
+    counts = job.counts
+    return (
+        f"batch {job.batch_id or '(not submitted)'} ({job.model}): {job.status}, "
+        f"{counts.get('completed', 0)}/{counts.get('total', 0)} done, "
+        f"{counts.get('failed', 0)} failed"
+    )
+
+
+def _call(base_url: str, do: Callable[[], Any]) -> Any:
+    """One Files or Batches API call; what the SDK's retries could not fix stops the run
+    (re-running resumes where it stopped)."""
+    import openai
+
+    try:
+        return do()
+    except openai.APIStatusError as exc:
+        raise EndpointError(
+            f"batch API at {base_url}: HTTP {exc.status_code}: "
+            f"{error_message(exc.response.content)}"
+        ) from None
+    except openai.APIError as exc:
+        raise EndpointError(f"batch API at {base_url}: {exc}") from None
+
+
+def describe_jobs(ledger: BatchLedger) -> Iterator[dict[str, Any]]:
+    """The jobs the store knows about, as `lemagen batches` lists them."""
+    for job in ledger.jobs():
+        yield {
+            "batch_id": job.batch_id,
+            "status": job.status,
+            "request_counts": job.counts,
+            "created": int(job.created),
+            "endpoint": job.endpoint,
+            "model": job.model,
+            "base_url": job.base_url,
+            "file_id": job.file_id,
+            "job": job.job,
+            "collected": job.collected is not None,
+        }
+
+
+def add_batch_usage(into: Stats, batch: Stats) -> None:
+    """Book what batches returned in this run into the run's stats (for the summary)."""
+    into.prompt_tokens += batch.prompt_tokens
+    into.completion_tokens += batch.completion_tokens
+    into.cached_tokens += batch.cached_tokens
+    into.reasoning_tokens += batch.reasoning_tokens
+    into.cost += batch.cost
+    into.batch_requests += batch.batch_requests
+    into.batch_cost += batch.batch_cost
+    into.unpriced |= batch.unpriced
