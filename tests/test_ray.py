@@ -70,7 +70,11 @@ def test_ray_pipeline_writes_the_records_the_commands_write(
     problems.insert(3, {"question": "A problem without its answer"})
     ds = ray.data.from_items(problems)
     small = {"concurrency": 1, "num_cpus": 0.25, "batch_size": 4}
+    # Materialized once: the comparison with the command below reads it again, and a lazy
+    # dataset would start a new sampling actor for that (seconds on a loaded machine).
+    # Chaining lazily is what the README example does (test_readme_ray_example_runs).
     samples = lemagen_ray.map_stage(ds, "sample", model="m", n=4, **small, **endpoint)
+    samples = samples.materialize()
     corrections = lemagen_ray.map_stage(samples, "correct", model="c", **small, **endpoint)
     train = lemagen_ray.map_stage(corrections, "filter", **small).materialize()
 
