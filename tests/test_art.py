@@ -131,3 +131,44 @@ def test_truster_records_prefer_what_reaches_gold(
     report = run("stats", str(out), str(samples), "--json", "-q")
     assert report.exit_code == 0, report.stderr
     assert json.loads(report.stdout)["art_records"] == {"asker": 0, "truster": 21}
+
+
+def test_a_correction_without_incorrect_step_is_bad_input_everywhere(tmp_path: Path) -> None:
+    """`correct` and `inject` always write `incorrect_step` (null only beside a
+    reject_reason); a record without the key is an error naming file:line in every command
+    that reads corrections, and with --skip-bad-rows it is set aside as missing_field. One
+    whose step is null or outside the sample is set aside by `art trust` as `filter` does."""
+    injected = run("inject", str(EXAMPLES / "gsm8k.jsonl"), "--per-question", "1", "-q")
+    rows = records(injected)
+    assert len(rows) >= 4
+    assert all(r["verdict"] == "correct" and r["original"]["verdict"] == "wrong" for r in rows)
+    missing = copy.deepcopy(rows[1])
+    del missing["incorrect_step"]
+    path = write_jsonl(tmp_path / "c.jsonl", [rows[0], missing, *rows[2:]])
+    commands = [["filter"], ["export", "-f", "lema"], ["art", "trust"], ["stats"]]
+    for command in commands:
+        result = run(*command, str(path))
+        assert result.exit_code == 1, (command, result.stderr)
+        assert f"{path.name}:2: missing field 'incorrect_step'" in result.stderr, command
+        assert "Traceback" not in result.stderr
+    rejects = tmp_path / "rejects.jsonl"
+    skipped = run("art", "trust", str(path), "--skip-bad-rows", "--rejects", str(rejects))
+    assert skipped.exit_code == 0, skipped.stderr
+    assert len(records(skipped)) == len(rows) - 1
+    assert [r["reason"] for r in load_jsonl(rejects)] == ["missing_field"]
+
+    # Present but null (no reject_reason) or past the last step: no step to refine from.
+    null, past = copy.deepcopy(rows[1]), copy.deepcopy(rows[2])
+    null["incorrect_step"] = None
+    past["incorrect_step"] = len(past["original"]["steps"]) + 1
+    path = write_jsonl(tmp_path / "odd.jsonl", [rows[0], null, past])
+    for command in (["art", "trust"], ["filter"], ["export", "-f", "lema"]):
+        rejects = tmp_path / f"{command[0]}.rejects.jsonl"
+        result = run(*command, str(path), "--rejects", str(rejects))
+        assert result.exit_code == 0, (command, result.stderr)
+        assert len(records(result)) == 1, command
+        reasons = [(r["reason"], r["record"]["correction_id"]) for r in load_jsonl(rejects)]
+        assert reasons == [
+            ("step_out_of_range", null["correction_id"]),
+            ("step_out_of_range", past["correction_id"]),
+        ], command

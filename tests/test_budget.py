@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import endpoint, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, RandomFaults
 
@@ -77,6 +79,53 @@ def test_sending_goes_on_while_the_worst_case_fits(fake: FakeOpenAI, tmp_path: P
     reasons = [json.loads(line)["reason"] for line in rejects.read_text().splitlines()]
     assert len(reasons) >= 1  # the calls read before the stop; later rows are not read
     assert set(reasons) == {"budget_exhausted"}
+    assert len(fake.served) + len(reasons) < 30
+    not_sent = f"{len(reasons)} request{'s' * (len(reasons) != 1)} not sent"
+    assert f"--max-cost reached: {not_sent} and input rows not read;" in result.stderr
+
+
+def test_the_stop_message_counts_requests_and_says_rows_were_unread_only_when_so(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Every row read before the budget ran out (10 rows, all in flight at once): the message
+    says how many requests were not sent, and nothing of input rows not read."""
+    fake.delay = 0.05
+    path = problems(tmp_path, 10)
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "sample", str(path), "-m", "r", "-n", "1", "--max-tokens", "40", "--price-in", "0",
+        "--price-out", "1000", "--max-cost", "0.14", "--rejects", str(rejects),
+        "--base-url", fake.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 5, result.stderr
+    unsent = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert {r["reason"] for r in unsent} == {"budget_exhausted"}
+    assert len(unsent) + len(fake.served) == 10
+    assert f"--max-cost reached: {len(unsent)} request" in result.stderr
+    assert "not read" not in result.stderr
+
+
+def test_the_stop_message_counts_a_shared_request_once(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """`art ask` sends one request per problem for all of its predictions: the message counts
+    requests not sent, not the predictions that waited for them."""
+    path = problems(tmp_path, 10)
+    sampled = run("sample", str(path), "-m", "r", "-n", "3", "--keep", "all", "-q",
+                  "--base-url", fake.base_url)  # fmt: skip
+    predictions = write_jsonl(tmp_path / "predictions.jsonl", records(sampled))
+    fake.served.clear()
+    rejects = tmp_path / "rejects.jsonl"
+    result = run(
+        "art", "ask", str(predictions), "-m", "a", "--max-tokens", "40", "--price-in", "0",
+        "--price-out", "1000", "--concurrency", "1", "--max-cost", "0.14",
+        "--rejects", str(rejects), "--base-url", fake.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 5, result.stderr
+    unsent = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert {r["reason"] for r in unsent} == {"budget_exhausted"}
+    requests = {r["record"]["question"] for r in unsent}
+    assert len(unsent) > len(requests) > 0  # requests not sent held several predictions
+    assert f"--max-cost reached: {len(requests)} request" in result.stderr
+    assert f" {len(unsent)} request" not in result.stderr
 
 
 def test_a_budget_of_twice_the_dry_run_estimate_completes(fake: FakeOpenAI, tmp_path: Path) -> None:
@@ -95,6 +144,37 @@ def test_a_budget_of_twice_the_dry_run_estimate_completes(fake: FakeOpenAI, tmp_
     assert "sample: 150 problems, 600 samples," in summary(result.stderr)
     assert len(fake.served) == 150
     assert fake.max_in_flight > 1
+
+
+@pytest.mark.parametrize(("rate", "completes"), [(0.6, True), (0.7, False)])
+def test_twice_the_estimate_and_heavy_drops(
+    fake: FakeOpenAI, tmp_path: Path, rate: float, completes: bool
+) -> None:
+    """README's qualification: each dropped attempt is possibly billed at its worst case and
+    retried, about p/(1-p) worst cases per request; against twice the estimate, 60% of
+    connections dropped still completes, 70% stops (exit 5) before the budget is passed."""
+    path = problems(tmp_path, 150)
+    args = ["sample", str(path), "-m", "gpt-4o-mini", "-n", "4", "--keep", "all",
+            "--retry-delay", "0", "--max-retries", "100", "--base-url", fake.base_url]  # fmt: skip
+    found = re.search(r"at most \$(\d+\.\d+)", run(*args, "--dry-run").stderr)
+    assert found
+    budget = 2 * float(found.group(1))
+    fake.faults = RandomFaults(rate_drop=rate, seed=1)
+    result = run(*args, "--max-cost", f"{budget:.6f}")
+    line = summary(result.stderr)
+    possible = re.search(r"possibly billed \$(\d+\.\d+) \((\d+) requests", line)
+    assert possible, line
+    drops = fake.injected.count("drop")
+    assert int(possible.group(2)) == drops > 150 * rate / (1 - rate) / 2
+    assert cost(result.stderr) + float(possible.group(1)) <= budget
+    if completes:
+        assert result.exit_code == 0, result.stderr
+        assert len(fake.served) == 150
+        assert float(possible.group(1)) > budget / 2  # more than the estimate, and it fits
+    else:
+        assert result.exit_code == 5, result.stderr
+        assert len(fake.served) < 150
+        assert "budget exhausted" in line
 
 
 def test_a_dropped_call_is_possibly_billed_apart(fake: FakeOpenAI, tmp_path: Path) -> None:

@@ -127,3 +127,22 @@ def test_the_requests_go_to_stdout_never_to_the_output_file(
     assert dry.exit_code == 0
     assert len(records(dry)) == 10
     assert out.read_text() == '{"kept": "from an earlier run"}\n'
+
+
+@pytest.mark.parametrize("command", ["sample", "analyze"])
+def test_a_dry_run_leaves_the_output_and_rejects_files_alone(
+    fake: FakeOpenAI, tmp_path: Path, command: str
+) -> None:
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "prev.rej"
+    out.write_text('{"kept": "from an earlier run"}\n')
+    rejects.write_text('{"reason": "truncated", "record": null}\n')
+    source = GSM8K
+    if command == "analyze":
+        sampled = run("sample", str(GSM8K), "-m", "r", "-q", "--base-url", fake.base_url)
+        source = write_jsonl(tmp_path / "samples.jsonl", records(sampled))
+    dry = run(command, str(source), "-m", "r", "-o", str(out), "--rejects", str(rejects),
+              "--base-url", fake.base_url, "--dry-run")  # fmt: skip
+    assert dry.exit_code == 0, dry.stderr
+    assert len(records(dry)) > 0
+    assert out.read_text() == '{"kept": "from an earlier run"}\n'
+    assert rejects.read_text() == '{"reason": "truncated", "record": null}\n'

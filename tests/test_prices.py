@@ -46,6 +46,83 @@ def test_a_cached_prompt_token_costs_the_cached_rate() -> None:
     )
 
 
+# (model name, the table entry it must take, or None: unknown). A prefix of another product
+# never prices it: o1-pro costs ten times o1, o3-pro and o3-deep-research are not o3.
+LOOKUPS = [
+    ("gpt-4o", "gpt-4o"),
+    ("gpt-4o-2024-08-06", "gpt-4o"),
+    ("gpt-4o-2024-11-20", "gpt-4o"),
+    ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # the first gpt-4o: $5/$15, not $2.5/$10
+    ("gpt-4o-mini", "gpt-4o-mini"),
+    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ("gpt-4o-audio-preview", None),
+    ("gpt-4o-realtime-preview-2024-12-17", None),
+    ("gpt-4", "gpt-4"),
+    ("gpt-4-0613", "gpt-4"),
+    ("gpt-4-32k", "gpt-4-32k"),
+    ("gpt-4-32k-0613", "gpt-4-32k"),
+    ("gpt-4-turbo-2024-04-09", "gpt-4-turbo"),
+    ("gpt-4-1106-preview", None),
+    ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+    ("gpt-3.5-turbo-0613", "gpt-3.5-turbo-0613"),
+    ("gpt-3.5-turbo-1106", "gpt-3.5-turbo-1106"),
+    ("gpt-3.5-turbo-16k", None),
+    ("gpt-3.5-turbo-instruct", None),
+    ("o1", "o1"),
+    ("o1-2024-12-17", "o1"),
+    ("o1-pro", "o1-pro"),
+    ("o1-pro-2025-03-19", "o1-pro"),
+    ("o1-preview", None),
+    ("o1-mini-2024-09-12", "o1-mini"),
+    ("o3", "o3"),
+    ("o3-2025-04-16", "o3"),
+    ("o3-pro", "o3-pro"),
+    ("o3-pro-2025-06-10", "o3-pro"),
+    ("o3-deep-research", None),
+    ("o3-deep-research-2025-06-26", None),
+    ("o3-mini-2025-01-31", "o3-mini"),
+    ("o4-mini-deep-research", None),
+    ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+    ("gpt-4.5-preview", None),
+    ("Qwen/Qwen2.5-Math-7B-Instruct", None),
+    ("gpt-4o-", None),
+    ("o1-", None),
+]
+
+
+@pytest.mark.parametrize(("model", "entry"), LOOKUPS)
+def test_a_name_takes_only_its_own_or_its_snapshots_price(model: str, entry: str | None) -> None:
+    assert listed(model) is (None if entry is None else PRICES[entry])
+    assert price_for(model).known is (entry is not None)
+
+
+def test_the_expensive_models_are_priced_as_published() -> None:
+    """Prices checked 2026-11-28 (OpenAI's pricing page as quoted by OpenRouter and others)."""
+    for model, per_in, per_out in [
+        ("o1-pro", 150, 600),
+        ("o3-pro", 20, 80),
+        ("gpt-4-32k", 60, 120),
+        ("gpt-4o-2024-05-13", 5, 15),
+    ]:
+        price = price_for(model)
+        assert (price.per_m_in, price.per_m_out) == (per_in, per_out), model
+
+
+def test_an_unknown_model_is_unknown_in_the_dry_run(fake: FakeOpenAI) -> None:
+    result = run("sample", GSM8K, "-m", "o3-deep-research", "-n", "1",
+                 "--dry-run", "--base-url", fake.base_url)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "--dry-run:" in line]
+    assert "no price for o3-deep-research: give --price-in/--price-out" in line
+    assert "o3 $2" not in line
+    assert fake.served == []
+    ran = run("sample", GSM8K, "-m", "o3-deep-research", "-n", "1", "--base-url", fake.base_url)
+    assert ran.exit_code == 0, ran.stderr
+    assert "+ unknown (no price for o3-deep-research: give --price-in/--price-out)" in summary(
+        ran.stderr
+    )
+
+
 def test_flags_override_each_rate_of_the_table() -> None:
     price = price_for("gpt-4o", price_in=3.0, price_cached=0.3)
     assert (price.per_m_in, price.per_m_cached, price.per_m_out) == (3.0, 0.3, 10.0)

@@ -16,7 +16,13 @@ import pytest
 
 from tests.conftest import EXAMPLES, load_jsonl, run
 from tests.fake_openai import FakeOpenAI, MathTutor
-from tests.mistake_models import MistakeModels, true_type
+from tests.mistake_models import (
+    ANALYSER_STYLES,
+    ASKER_STYLES,
+    TEACHER_STYLES,
+    MistakeModels,
+    true_type,
+)
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 CHROMIUM_FLAGS = [
@@ -428,3 +434,166 @@ def test_html_report_breaks_down_every_carried_field(tmp_path: Path) -> None:
     assert 'data-field="task"' in source
     assert len(rows) >= 10
     assert 'data-field="note"' in source  # 10 values: still a category
+
+
+def _billed(summary: str) -> dict[str, int]:
+    found = re.search(r"tokens in (\d+), out (\d+);", summary)
+    assert found, summary
+    return {"prompt": int(found.group(1)), "completion": int(found.group(2))}
+
+
+def _styled(fake: FakeOpenAI, styles: dict[str, str | None]) -> MistakeModels:
+    """The loopback server as analyser, teacher and asker, each example question given the
+    next of `styles` (so some replies are set aside)."""
+    tutor = fake.responder
+    if isinstance(tutor, MistakeModels):
+        tutor = tutor.tutor
+    assert isinstance(tutor, MathTutor)
+    models = MistakeModels(tutor)
+    names = list(styles)
+    for i, row in enumerate(load_jsonl(Path(GSM8K))):
+        models.styles[row["question"]] = names[i % len(names)]
+    fake.responder = models
+    return models
+
+
+def test_a_teachers_calls_count_once_and_its_mistakes_are_no_reasoners_samples(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """`inject --model`: a kept mistake's `meta` and `original.meta` are the same teacher call,
+    counted once; set-aside replies are paid for too; the injected solutions count for no
+    reasoner's accuracy. stats gives exactly the tokens inject's summary says were billed."""
+    teacher = _styled(fake, TEACHER_STYLES)
+    out, rejects = tmp_path / "inject.jsonl", tmp_path / "inject.rej"
+    made = run("inject", GSM8K, "-m", "gpt-4o", "--types", "calculation_error",
+               "--per-question", "2", "-o", str(out), "--rejects", str(rejects),
+               "--base-url", fake.base_url)  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    kept, set_aside = load_jsonl(out), load_jsonl(rejects)
+    assert len(kept) > 0
+    assert len(set_aside) > 0
+    assert len(kept) + len(set_aside) == teacher.asked["teacher"] == 20
+    billed = _billed(made.stderr)
+    assert billed == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    report = report_of(out, rejects)
+    assert report["tokens"] == billed
+    usage = [r["meta"]["usage"] for r in kept]
+    assert report_of(out)["tokens"] == {
+        "prompt": sum(u["prompt_tokens"] for u in usage),
+        "completion": sum(u["completion_tokens"] for u in usage),
+    }
+    assert report["accuracy_by_reasoner"] == {}
+    assert report["accuracy_note"] is None
+    assert report["funnel"]["samples"] == report["funnel"]["wrong"] == 0
+    assert report["funnel"]["corrections"] == len(kept)
+    assert report["funnel"]["kept"] == len(kept)  # the gold steps from the mistake on
+
+
+def test_mistakes_injected_offline_are_no_reasoners_samples(tmp_path: Path) -> None:
+    out = tmp_path / "inject.jsonl"
+    assert run("inject", GSM8K, "-o", str(out), "-q").exit_code == 0
+    made = load_jsonl(out)
+    assert len(made) > 0
+    report = report_of(out)
+    assert report["accuracy_by_reasoner"] == {}
+    assert report["accuracy_note"] is None
+    assert report["funnel"]["samples"] == 0
+    assert report["funnel"]["corrections"] == len(made)
+    table = run("stats", str(out)).stderr
+    assert "unknown" not in table
+    assert "0.0%" not in table
+
+
+def test_set_aside_analyses_and_asker_replies_are_paid_for(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The analyser's and the asker's calls whose replies were set aside count in stats'
+    tokens: over the outputs and rejects, exactly what the server billed."""
+    fake.tag_samples = True  # 2 right and 2 wrong samples per problem
+    samples = tmp_path / "samples.jsonl"
+    sampled = run("sample", GSM8K, "-m", "gpt-4o-mini", "-n", "4", "--keep", "all", "-o",
+                  str(samples), "--base-url", fake.base_url)  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    fake.tag_samples = False
+    _styled(fake, ANALYSER_STYLES)
+    analysis, rejects = tmp_path / "an.jsonl", tmp_path / "an.rej"
+    analysed = run("analyze", str(samples), "-m", "gpt-4o", "-o", str(analysis), "--rejects",
+                   str(rejects), "--base-url", fake.base_url)  # fmt: skip
+    assert analysed.exit_code == 0, analysed.stderr
+    set_aside = load_jsonl(rejects)
+    assert len(set_aside) == 6  # three problems given bad styles, two wrong samples each
+    assert all(r["record"]["analysis"]["meta"]["usage"] for r in set_aside)
+    billed = {
+        k: _billed(sampled.stderr)[k] + _billed(analysed.stderr)[k]
+        for k in ("prompt", "completion")
+    }
+    assert billed == {
+        "prompt": fake.billed_prompt_tokens,
+        "completion": fake.billed_completion_tokens,
+    }
+    assert report_of(analysis, rejects)["tokens"] == billed
+
+    _styled(fake, ASKER_STYLES)
+    asked, asker_rejects = tmp_path / "ask.jsonl", tmp_path / "ask.rej"
+    result = run("art", "ask", str(samples), "-m", "gpt-4o", "-o", str(asked), "--rejects",
+                 str(asker_rejects), "--base-url", fake.base_url)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    unparsed = [r for r in load_jsonl(asker_rejects) if r["reason"] == "unparseable"]
+    assert len(unparsed) == 4  # one problem given the bad style: four predictions, one call
+    assert all(r["record"]["asker"]["meta"]["usage"] for r in unparsed)
+    paid = report_of(samples, asked, asker_rejects)["tokens"]
+    assert paid == {
+        k: _billed(sampled.stderr)[k] + _billed(result.stderr)[k] for k in ("prompt", "completion")
+    }
+
+
+def test_stats_prices_a_run_that_used_price_flags(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A model the table does not list is priced by --price-in/--price-out: stats takes the
+    same flags and gives the run's cost; without them the cost is unknown, and the table,
+    --json and the HTML header say so (never $0)."""
+    samples = tmp_path / "samples.jsonl"
+    flags = ["--price-in", "3", "--price-out", "15"]
+    sampled = run("sample", GSM8K, "-m", "local-q", "-n", "2", "--keep", "all", *flags,
+                  "-o", str(samples), "--base-url", fake.base_url)  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    found = re.search(r"cost \$(\d+\.\d+)", sampled.stderr)
+    assert found, sampled.stderr
+    billed = (fake.billed_prompt_tokens * 3 + fake.billed_completion_tokens * 15) / 1e6
+    assert float(found.group(1)) == round(billed, 4) > 0
+
+    priced = run("stats", str(samples), *flags, "--json", "-q")
+    assert priced.exit_code == 0, priced.stderr
+    report = json.loads(priced.stdout)
+    assert report["cost_usd"] == round(billed, 6)
+    assert report["unpriced_models"] == []
+    assert report["cost_note"] is None
+
+    unpriced = report_of(samples)
+    assert unpriced["cost_usd"] is None
+    assert unpriced["cost_per_kept_row_usd"] is None
+    assert unpriced["unpriced_models"] == ["local-q"]
+    assert unpriced["cost_note"].startswith("unknown: no price for local-q (give stats --price-in")
+    page = tmp_path / "report.html"
+    table = run("stats", str(samples), "--html", str(page)).stderr
+    assert "cost: unknown; per kept row n/a (no price for local-q: give stats --price-in" in table
+    header = re.search(r"<p[^>]*>[^<]*problems, [^<]*</p>", page.read_text())
+    assert header, page.read_text()[:2000]
+    assert "cost unknown" in header.group(0)
+    assert "no price for local-q" in header.group(0)
+    assert "$0.0000" not in header.group(0)
+
+
+def test_one_price_flag_for_an_unlisted_model_is_named_in_the_summary(
+    fake: FakeOpenAI,
+) -> None:
+    result = run("sample", GSM8K, "-m", "local-q", "--price-in", "3", "--base-url",
+                 fake.base_url)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "cost $0.0000 + unknown (no price for local-q" in result.stderr
+    assert (
+        "prices: local-q no price (--price-in alone: a model not in the table needs both "
+        "--price-in and --price-out)" in result.stderr
+    )

@@ -76,6 +76,7 @@ def test_injected_mistakes_are_kept_or_set_aside_with_their_reason(
         assert meta["model"] == "gpt-4o"
         assert meta["injected_error_type"] in TYPES.split(",")
         assert meta["injected_step"] == k
+        assert meta["seed"] == 1  # inject's --seed, not the (unsent) sampling seed
         assert r["response"].startswith(f" Step {k}.\nExplanation: ")
     good = [q for q, s in responder.styles.items() if TEACHER_STYLES[s] is None]
     assert len(kept) >= len(good) == 25  # 7 good styles of 12 over 40 problems: 7+7+7+4

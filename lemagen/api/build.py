@@ -10,6 +10,7 @@ Model-calling builders take the endpoint options (`Endpoint`'s fields) as furthe
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import click
 
 from lemagen.api.endpoint import Endpoint
+from lemagen.engine import price_for
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.pot.sandbox import Limits
 from lemagen.records import TAXONOMY_IDS, Problem
@@ -445,6 +447,17 @@ def smooth_stage(
     )
 
 
-def stats_stage(*, by: str | None = None, as_json: bool = False) -> StatsStage:
-    """`lemagen stats`: `by` breaks the funnel down by a problem field."""
-    return StatsStage(as_json=as_json, by=by)
+def stats_stage(
+    *,
+    by: str | None = None,
+    as_json: bool = False,
+    price_in: float | None = None,
+    price_out: float | None = None,
+    price_cached: float | None = None,
+) -> StatsStage:
+    """`lemagen stats`: `by` breaks the funnel down by a problem field; `price_in`,
+    `price_out`, `price_cached` (dollars per million tokens) price every model read."""
+    price = functools.partial(
+        price_for, price_in=price_in, price_out=price_out, price_cached=price_cached
+    )
+    return StatsStage(as_json=as_json, by=by, price=price)

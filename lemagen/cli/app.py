@@ -64,6 +64,11 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Make learning-from-mistakes (LEMA) fine-tuning data for math reasoning models.
 
+    Corrections of wrong samples (sample, correct, filter, export) or of mistakes injected
+    into gold solutions (inject); LEMMA's error types (analyze, inject --model) and
+    trajectories (export -f lemma, smooth); step labels (export -f prm, math-shepherd); ART
+    asker and truster records (art); a report of a run (stats).
+
     \b
     Offline, no model needed (mistakes injected into gold solutions):
       lemagen inject problems.jsonl | lemagen filter > train.jsonl

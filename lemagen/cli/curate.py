@@ -8,7 +8,7 @@ import click
 
 from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, input_format_option, io_options
+from lemagen.cli.options import RunIO, input_format_option, io_options, price_options
 from lemagen.cli.running import run_stage
 from lemagen.errors import LemagenError
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP
@@ -69,9 +69,10 @@ def filter_cmd(
 ) -> None:
     """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
 
-    A correction is kept when it parsed, its incorrect step exists in the original solution,
-    the steps before that step are unchanged, that step and the solution are changed, and its
-    corrected final answer equals gold.
+    A correction is kept when it parsed, was not truncated, its incorrect step exists in the
+    original solution, the steps before that step are unchanged, that step and the solution
+    are changed, its corrected final answer equals gold, and it is not a duplicate of one
+    already kept (nor, with --decontaminate, overlapping a test question).
     Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
     (in, kept, dropped by reason) goes to stderr.
 
@@ -261,6 +262,7 @@ def export_cmd(
     help="Also break the funnel down by this field of the problems (task, or any input field "
     "carried in 'source', such as level).",
 )
+@price_options
 @input_format_option
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def stats_cmd(
@@ -268,21 +270,30 @@ def stats_cmd(
     as_json: bool,
     html_path: str | None,
     by: str | None,
+    price_in: float | None,
+    price_out: float | None,
+    price_cached: float | None,
     input_format: str,
     quiet: bool,
 ) -> None:
     """Report what a run made: funnel, accuracy per reasoner, incorrect-step positions,
-    drop reasons, tokens and cost per kept row.
+    error types per reasoner, ART records, drop reasons, tokens and cost per kept row.
 
-    INPUT... are any stages' outputs in any mix (sample, correct, inject, a --rejects file,
-    filter/export output); none or '-' reads stdin. The table goes to stderr, like every
-    summary, so stdout stays JSONL: --json writes the report there as one line.
+    INPUT... are any stages' outputs in any mix (sample, correct, inject, analyze, art, a
+    --rejects file, filter/export output); none or '-' reads stdin. Accuracy is over real
+    samples only (what inject makes is no reasoner's sample); tokens and cost count every call
+    once, set-aside replies in rejects files included. --price-in/--price-out/--price-cached
+    price every model read, as on the model-calling commands (give them for a run that used
+    them). The table goes to stderr, like every summary, so stdout stays JSONL: --json writes
+    the report there as one line.
 
     \b
     Example:
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
-    stage = build.stats_stage(as_json=as_json, by=by)
+    stage = build.stats_stage(
+        as_json=as_json, by=by, price_in=price_in, price_out=price_out, price_cached=price_cached
+    )
     run_stage(
         stage,
         inputs or ("-",),

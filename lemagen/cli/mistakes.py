@@ -94,7 +94,8 @@ def art_trust(io: RunIO) -> None:
     INPUT is `lemagen correct` (or `inject`) output: each correction's original solution is
     the initial prediction, its corrected solution the refined one, and the preferred one is
     the one that reaches gold. Pairs where both or neither do are set aside (no_preference),
-    as are unparseable corrections. No model is called.
+    as are unparseable corrections and those whose incorrect_step is null or not a step of
+    the sample (step_out_of_range, as filter drops them). No model is called.
 
     \b
     Example:

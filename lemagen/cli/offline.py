@@ -244,7 +244,7 @@ def grade(
     answer_field: str | None,
     id_field: str | None,
 ) -> None:
-    """Label existing model outputs: add 'pred' and 'verdict' to each record.
+    """Label existing model outputs: add 'pred', 'extracted_by' and 'verdict' to each record.
 
     For outputs sampled elsewhere (offline vLLM, another tool). Each record needs the output
     (--response-field) and a gold answer (GSM8K '#### N' rationale, MATH solution with

@@ -122,12 +122,50 @@ def io_options(func: F) -> F:
             is_flag=True,
             help="Set bad input rows aside (in --rejects) instead of stopping at the first.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="No progress bar and no summary (--dry-run still writes its estimate: it is "
+            "the dry run's result).",
+        ),
     ]
     decorated: Any = wrapper
     for option in reversed(options):
         decorated = option(decorated)
     return cast(F, decorated)
+
+
+# Prices, for every model a command calls (and every model whose usage `stats` reads).
+PRICE_OPTIONS = [
+    click.option(
+        "--price-in",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million prompt tokens [default: the built-in table "
+        "(lemagen/engine/prices.py, each price with the date it was checked), else "
+        "unknown; a model not in the table needs both --price-in and --price-out].",
+    ),
+    click.option(
+        "--price-out",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million completion tokens (reasoning tokens included).",
+    ),
+    click.option(
+        "--price-cached",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
+        "cached_tokens) [default: the table's cached rate, else the input price].",
+    ),
+]
+
+
+def price_options(func: F) -> F:
+    for option in reversed(PRICE_OPTIONS):
+        func = option(func)
+    return func
 
 
 def endpoint_options(
@@ -176,8 +214,14 @@ def endpoint_options(
                 type=click.FloatRange(0),
                 default=temperature_default,
                 show_default=True,
+                help="Sampling temperature, sent with every request.",
             ),
-            click.option("--top-p", type=click.FloatRange(0, 1), default=None),
+            click.option(
+                "--top-p",
+                type=click.FloatRange(0, 1),
+                default=None,
+                help="Nucleus sampling: sent as top_p when given, else the server's default.",
+            ),
             click.option(
                 "--system",
                 metavar="TEXT|@FILE",
@@ -205,7 +249,14 @@ def endpoint_options(
                 help="The request field for --max-tokens; auto: max_completion_tokens for the "
                 "models that refuse max_tokens (OpenAI o1, o3, o4, gpt-5), else max_tokens.",
             ),
-            click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
+            click.option(
+                "--max-tokens",
+                type=click.IntRange(1),
+                default=1024,
+                show_default=True,
+                help="Completion tokens allowed per sample (the request field: "
+                "--max-tokens-param); the worst case the budget and the dry-run estimate count.",
+            ),
             click.option(
                 "--seed", type=int, default=None, help="Sampling seed sent to the server."
             ),
@@ -264,27 +315,7 @@ def endpoint_options(
                 is_flag=True,
                 help="Neither read nor write the request store.",
             ),
-            click.option(
-                "--price-in",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million prompt tokens [default: the built-in table "
-                "(lemagen/engine/prices.py, each price with the date it was checked), else "
-                "unknown].",
-            ),
-            click.option(
-                "--price-out",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million completion tokens (reasoning tokens included).",
-            ),
-            click.option(
-                "--price-cached",
-                type=click.FloatRange(0),
-                metavar="USD",
-                help="Dollars per million cached prompt tokens (usage.prompt_tokens_details."
-                "cached_tokens) [default: the table's cached rate, else the input price].",
-            ),
+            *PRICE_OPTIONS,
             click.option(
                 "--max-cost",
                 type=click.FloatRange(0),
@@ -298,7 +329,7 @@ def endpoint_options(
                 is_flag=True,
                 help="Write the requests that would be sent as JSONL on stdout (those in the "
                 "request store left out), their counts and estimated cost (synchronous and "
-                "batch) on stderr; send nothing.",
+                "batch) on stderr, even with -q; send nothing.",
             ),
             click.option(
                 "--batch",

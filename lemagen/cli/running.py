@@ -71,7 +71,8 @@ def _run_pass(
             # Engine-driven stages flush whenever they would wait, not after every line.
             writer = open_output(output, flush_each=not isinstance(stage, EngineStage))
             stack.callback(writer.close)
-        rejected = Rejects(stack.enter_context(optional_writer(rejects)))
+        # A dry run opens neither -o nor --rejects: it would empty a file it never writes.
+        rejected = Rejects(stack.enter_context(optional_writer(None if dry_run else rejects)))
         rows = itertools.chain.from_iterable(
             iter_rows(
                 path,

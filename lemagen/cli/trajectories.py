@@ -41,7 +41,8 @@ def smooth(io: RunIO, model: str, restart_rate: float, prompt_name: str, **opts:
     --restart-rate (the wrong steps through the incorrect one, the explanation, then the fix
     or a fresh solution); the model rewrites it (our prompt `smooth`). A rewrite is written
     only if its final answer is still gold (else set aside as smooth_wrong_answer) and every
-    number of the kept steps is still in it (smooth_changed_values). Output: the alpaca rows
+    number of the trajectory (its steps, the wrong one included, and the explanation) is still
+    in it at least as often (else smooth_changed_values). Output: the alpaca rows
     `export -f lemma` writes, smoothed. Requests go through the request store, so a re-run
     pays nothing twice.
 

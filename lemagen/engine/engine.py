@@ -148,6 +148,8 @@ class Engine:
             ledger = BatchLedger(self.store.path.parent)
             self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
+        # Set by `run_rows` when it stopped reading (budget, store) with input rows left.
+        self.rows_unread = False
         self._prices: dict[str, Price] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="lemagen-engine", daemon=True)
@@ -252,8 +254,11 @@ class Engine:
 
     def prices(self) -> str:
         """The price of each model this run priced, and where it comes from (the table's
-        checked date or the flags), for --dry-run and the summary."""
-        return "; ".join(p.describe(m) for m, p in sorted(self._prices.items()) if p.known)
+        checked date or the flags), for --dry-run and the summary; and each model a single
+        --price-in or --price-out left unpriced, saying so."""
+        return "; ".join(
+            p.describe(m) for m, p in sorted(self._prices.items()) if p.known or p.half_given
+        )
 
     def adaptation(self) -> str:
         """Where each endpoint's concurrency settled, for the progress bar and the summary
@@ -566,10 +571,12 @@ async def _sleep(seconds: float) -> None:
 
 
 def describe(stats: Stats) -> str:
-    """`cost $0.0123` or `cost unknown (no price for m)`, for summaries."""
+    """`cost $0.0123` or `cost $0 + unknown (no price for m: give ...)`, for summaries."""
     if stats.unpriced:
         models = ", ".join(sorted(stats.unpriced))
-        text = f"cost ${stats.cost:.4f} + unknown (no price for {models})"
+        text = (
+            f"cost ${stats.cost:.4f} + unknown (no price for {models}: give --price-in/--price-out)"
+        )
     else:
         text = f"cost ${stats.cost:.4f}"
     if stats.possible_requests:

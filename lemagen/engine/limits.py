@@ -71,6 +71,7 @@ class Budget:
         self.in_flight = 0.0
         self.calls = 0  # requests holding a reservation
         self.stopped = False  # the budget ran out: send nothing more
+        self.refused = 0  # requests not sent for it
         self._released: asyncio.Event | None = None
 
     async def reserve(self, cost: float, spent: Callable[[], float]) -> None:
@@ -96,6 +97,7 @@ class Budget:
         self.calls += 1
 
     def _refusal(self, spent: float, limit: float) -> RequestFailed:
+        self.refused += 1
         return RequestFailed(
             f"not sent: spent ${spent:.4f} plus this request's worst case would pass "
             f"--max-cost ${limit:g}",

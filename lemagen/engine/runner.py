@@ -66,6 +66,8 @@ def run_rows(
             engine.submit_many([calls for _, calls in batch], deliver)
             pending += len(batch)
         if pending == 0:
+            if not exhausted and engine.stopped:
+                engine.rows_unread = _rows_left(source)
             break
         # Wait for one row, then take every other row already finished.
         try:
@@ -86,3 +88,15 @@ def run_rows(
             yield row, outcome
     if read_error is not None:
         raise read_error
+
+
+def _rows_left(source: Iterator[T]) -> bool:
+    """Whether reading stopped (the engine stopped) with input rows left: one more is read to
+    know, and dropped (a bad one counts as left)."""
+    try:
+        next(source)
+    except StopIteration:
+        return False
+    except Exception:  # noqa: BLE001 - a bad row is a row left unread
+        return True
+    return True

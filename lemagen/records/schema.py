@@ -436,6 +436,46 @@ class Reject(msgspec.Struct, frozen=True):
         r = check(data, RejectShape, where)
         return cls(r.reason, r.record, r.detail, r.where)
 
+    def replies(self, where: str) -> list[SetAsideReply]:
+        """The model replies set aside with this row (an analyser's, a teacher's or an
+        asker's: `REPLY_KEYS`), each with the call's meta, so their usage can be counted.
+        Rejects written before replies carried their meta give none."""
+        record = self.record
+        if not record:
+            return []
+        question = record.get("question")
+        steps = record.get("steps")
+        out = []
+        for key in REPLY_KEYS:
+            holder = record.get(key)
+            meta = holder.get("meta") if isinstance(holder, Mapping) else None
+            if not isinstance(meta, dict) or not isinstance(question, str):
+                continue
+            try:
+                provenance = Provenance.read(meta, where, f"record.{key}.meta.")
+            except InputError:
+                continue
+            # The analyser was asked about the sample's steps; the teacher and the asker
+            # about the problem alone (one asker call serves all its predictions).
+            about = steps if key == "analysis" and isinstance(steps, list) else []
+            out.append(SetAsideReply(question, tuple(map(str, about)), provenance))
+        return out
+
+
+# Where a set-aside row keeps a model's reply's call meta, as `KEY.meta`: `analyze` and
+# `inject --model` beside the reply (`analysis.reply`, `injection.reply`), `art ask` beside
+# its `asker_reply`.
+REPLY_KEYS = ("analysis", "injection", "asker")
+
+
+class SetAsideReply(msgspec.Struct, frozen=True):
+    """A model reply set aside: the question (and the steps) it was about, and its call's
+    meta."""
+
+    question: str
+    steps: tuple[str, ...]
+    meta: Provenance
+
 
 # ---------------------------------------------------------------- any record
 

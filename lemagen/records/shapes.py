@@ -56,7 +56,9 @@ class CorrectionShape(ProblemShape, kw_only=True):
     correction_id: str
     original: dict[str, Any]
     response: str | None = None
-    incorrect_step: int | None = None
+    # Required (null only in a correction whose reply could not be read, with its
+    # reject_reason): a record without it would be read as "no step" and dropped downstream.
+    incorrect_step: int | None
     explanation: str | None = None
     corrected_from: int | None = None
     elided: bool | None = None

@@ -53,6 +53,7 @@ TRUST_KEYS = [
     "initial_preferred",
     "no_preference",
     "unparseable",
+    "step_out_of_range",
     "not_a_correction",
     "bad_rows",
 ]
@@ -114,13 +115,6 @@ class AskStage(EngineStage[Sample]):
         reason, detail = parsed.error, parsed.detail
         if choice.finish_reason == "length":
             reason, detail = "truncated", "the asker's reply was cut at --max-tokens"
-        if reason is not None:
-            self.counts[reason] += 1
-            return SetAside(reason, {**sample.to_dict(), "asker_reply": choice.text}, detail)
-        assert sample.sample_id is not None
-        answers_all = sample.verdict == "correct"
-        self.counts["asker_records"] += 1
-        self.counts["answers_all"] += answers_all
         meta = Provenance(
             stage="art-ask",
             model=self.model,
@@ -136,6 +130,14 @@ class AskStage(EngineStage[Sample]):
             choices_in_usage=len(generation.choices),
             **self.request.meta(),
         )
+        if reason is not None:
+            self.counts[reason] += 1
+            kept = {"asker_reply": choice.text, "asker": {"meta": meta.to_dict()}}
+            return SetAside(reason, {**sample.to_dict(), **kept}, detail)
+        assert sample.sample_id is not None
+        answers_all = sample.verdict == "correct"
+        self.counts["asker_records"] += 1
+        self.counts["answers_all"] += answers_all
         return AskerRecord(
             problem=sample.the_problem,
             sample_id=sample.sample_id,
@@ -169,6 +171,10 @@ class TrustStage(Stage[Sample | Correction]):
         if c.reject_reason:
             self.counts["unparseable"] += 1
             return SetAside("unparseable", c, c.reject_reason)
+        k, steps = c.incorrect_step, len(c.original.steps)
+        if k is None or not 1 <= k <= steps:  # as filter: no refined solution to weigh
+            self.counts["step_out_of_range"] += 1
+            return SetAside("step_out_of_range", c, f"incorrect_step {k} of {steps} steps")
         initial = Prediction("\n".join(c.original.steps), c.original.pred, c.original.verdict)
         refined = Prediction("\n".join(c.full_solution()), c.pred, c.verdict)
         right = (initial.verdict == "correct", refined.verdict == "correct")

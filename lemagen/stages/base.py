@@ -166,10 +166,11 @@ class EngineStage(Stage[In]):
                 "re-run to send the rest"
             )
         if self.engine.stopped:
+            refused = self.engine.budget.refused
+            unread = " and input rows not read" if self.engine.rows_unread else ""
             raise BudgetReached(
-                f"--max-cost reached: {self.counts['budget_exhausted']} calls not sent and input "
-                "rows not read; finished rows are written; re-run with a higher --max-cost to "
-                "continue"
+                f"--max-cost reached: {refused} request{'s' * (refused != 1)} not sent{unread}; "
+                "finished rows are written; re-run with a higher --max-cost to continue"
             )
         failed = self.counts["request_failed"] + self.counts["no_choices"]
         if failed:

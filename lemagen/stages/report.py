@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine import price_for
+from lemagen.engine import Price, price_for
 from lemagen.records import Correction, Meta, Problem
 
 EXAMPLES = 12  # of each kind, kept and rejected
@@ -23,7 +24,9 @@ MAX_VALUES = 30  # a field with more distinct values is not a category: no break
 SEED = 0
 
 
-def usage_cost(meta: Meta) -> tuple[float, float, float | None]:
+def usage_cost(
+    meta: Meta, price_of: Callable[[str], Price] = price_for
+) -> tuple[float, float, float | None]:
     """A record's share of its request's prompt and completion tokens (usage / choices), and
     their cost in USD (None when its model has no known price)."""
     usage = meta.usage
@@ -33,8 +36,24 @@ def usage_cost(meta: Meta) -> tuple[float, float, float | None]:
     tokens_in = float(usage.get("prompt_tokens") or 0) * share
     tokens_out = float(usage.get("completion_tokens") or 0) * share
     cached = float(usage.get("cached_tokens") or 0) * share
-    price = price_for(meta.model or "unknown")
+    price = price_of(meta.model or "unknown")
     return tokens_in, tokens_out, price.cost(tokens_in, tokens_out, cached) if price.known else None
+
+
+def cost_text(report: dict[str, Any]) -> str:
+    """`$0.0123; per kept row $0.000123`, with what it leaves out when some models have no
+    price (`$0.0123 + unknown ...`, `unknown ...` when none has)."""
+    total, per = report["cost_usd"], report["cost_per_kept_row_usd"]
+    text = "unknown" if total is None else f"${total:.4f}"
+    if total is not None and report["unpriced_models"]:
+        text += " + unknown"
+    text += "; per kept row " + ("n/a" if per is None else f"${per:.6f}")
+    if report["unpriced_models"]:
+        text += (
+            f" (no price for {', '.join(report['unpriced_models'])}: give stats --price-in "
+            "and --price-out, as the run had)"
+        )
+    return text
 
 
 def who(meta: Meta) -> str:
@@ -56,8 +75,8 @@ class ModelRow:
     cost: float = 0.0
     priced: bool = True
 
-    def add_usage(self, meta: Meta) -> None:
-        tokens_in, tokens_out, cost = usage_cost(meta)
+    def add_usage(self, meta: Meta, price_of: Callable[[str], Price] = price_for) -> None:
+        tokens_in, tokens_out, cost = usage_cost(meta, price_of)
         self.tokens += tokens_in + tokens_out
         if cost is None:
             self.priced = False
@@ -94,6 +113,7 @@ class Details:
     seen: Counter[str] = field(default_factory=Counter)  # kept / rejected corrections seen
     _too_many: set[str] = field(default_factory=set)
     _random: random.Random = field(default_factory=lambda: random.Random(SEED))
+    price: Callable[[str], Price] = price_for  # stats --price-*: the flags, else the table
 
     def sample(self, problem: Problem | None, meta: Meta, verdict: str, drawn: int = 1) -> None:
         """A sample, counted once (a correction's original included), standing for `drawn`
@@ -101,7 +121,7 @@ class Details:
         row = self.reasoners.setdefault(who(meta), ModelRow())
         row.samples += drawn
         row.wrong += drawn if verdict == "wrong" else 0
-        row.add_usage(meta)
+        row.add_usage(meta, self.price)
         if problem is not None:
             self._count(problem, "samples", drawn)
             self._count(problem, verdict, drawn)
@@ -111,7 +131,7 @@ class Details:
         reasoner = self.reasoners.setdefault(who(record.original.meta), ModelRow())
         corrector = self.correctors.setdefault(who(record.meta), ModelRow())
         corrector.samples += 1
-        corrector.add_usage(record.meta)
+        corrector.add_usage(record.meta, self.price)
         for row in (reasoner, corrector):
             row.corrections += 1
             row.kept += reason is None

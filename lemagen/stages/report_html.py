@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from lemagen.stages.report import Details, Example
+from lemagen.stages.report import Details, Example, cost_text
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -75,9 +75,21 @@ __DETAILS__
     if (text !== undefined) node.textContent = text;
     return node;
   }
-  function bars(id, rows, format, labelWidth) {
-    var max = 0;
-    rows.forEach(function (r) { max = Math.max(max, r[1]); });
+  // A chart of counts scales to its largest value; one of shares (`scale` 1) to 100%, so a
+  // 50% bar is half the width however many bars there are. No rows, or counts that are all
+  // zero (the incorrect-step charts with no kept correction): the section says "none".
+  function bars(id, rows, format, labelWidth, scale) {
+    var max = scale || 0;
+    if (!scale) rows.forEach(function (r) { max = Math.max(max, r[1]); });
+    document.body.setAttribute("data-charts",
+      String(Number(document.body.getAttribute("data-charts")) + 1));
+    if (rows.length === 0 || (!scale && max === 0)) {
+      var none = document.createElement("p");
+      none.className = "none";
+      none.textContent = "none";
+      document.getElementById(id).appendChild(none);
+      return;
+    }
     var rowH = 24, labelW = labelWidth || 200, width = 700, svg = el("svg", {
       viewBox: "0 0 " + width + " " + Math.max(rowH, rows.length * rowH + 4),
       role: "img", "aria-label": id
@@ -91,15 +103,14 @@ __DETAILS__
       svg.appendChild(el("text", {x: labelW + w + 6, y: y + 16, "class": "value"}, format(r[1])));
     });
     document.getElementById(id).appendChild(svg);
-    document.body.setAttribute("data-charts",
-      String(Number(document.body.getAttribute("data-charts")) + 1));
   }
   function entries(obj) { return Object.keys(obj).map(function (k) { return [k, obj[k]]; }); }
   var count = function (v) { return String(v); };
+  var percent = function (v) { return (100 * v).toFixed(1) + "%"; };
   bars("funnel", entries(report.funnel), count);
   bars("accuracy", entries(report.accuracy_by_reasoner).map(function (e) {
     return [e[0], e[1].accuracy];
-  }), function (v) { return (100 * v).toFixed(1) + "%"; });
+  }), percent, 200, 1);
   bars("step-absolute", entries(report.incorrect_step.absolute).map(function (e) {
     return ["step " + e[0], e[1]];
   }), count);
@@ -108,7 +119,7 @@ __DETAILS__
   entries(report.error_types_by_reasoner).forEach(function (m) {
     entries(m[1].types).forEach(function (t) { types.push([m[0] + ": " + t[0], t[1].share]); });
   });
-  bars("error-types", types, function (v) { return (100 * v).toFixed(1) + "%"; }, 330);
+  bars("error-types", types, percent, 330, 1);
 })();
 </script>
 </body>
@@ -123,7 +134,7 @@ def render_html(report: dict[str, Any], details: Details | None = None) -> str:
     summary = (
         f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
         f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
-        f"cost ${report['cost_usd']:.4f}"
+        f"cost {cost_text(report)}"
     )
     reasons = "".join(
         f"<tr><td>{_e(k)}</td><td class=n>{v}</td></tr>" for k, v in report["reasons"].items()

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.engine import price_for
+from lemagen.engine import Price, price_for
 from lemagen.errors import InputError
 from lemagen.records import (
     Analysis,
@@ -42,7 +42,7 @@ from lemagen.records import (
 from lemagen.records.rows import Rejects
 from lemagen.stages.base import Hooks, Output, Stage
 from lemagen.stages.filter import Keep
-from lemagen.stages.report import Details
+from lemagen.stages.report import Details, cost_text
 
 RELATIVE_BINS = 10
 AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
@@ -63,7 +63,9 @@ class RunStats:
     tokens_in: float = 0.0
     tokens_out: float = 0.0
     cost: float = 0.0
+    priced: int = 0  # calls priced (their cost is in `cost`)
     unpriced: set[str] = field(default_factory=set)
+    price: Callable[[str], Price] = price_for  # stats --price-*: the flags, else the table
     error_types: dict[str, Counter[str]] = field(default_factory=dict)  # by reasoner
     art: Counter[str] = field(default_factory=Counter)  # ART records by kind
     by: str | None = None  # the problem field the funnel is also broken down by
@@ -73,6 +75,9 @@ class RunStats:
     _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
     details: Details = field(default_factory=Details)  # what the HTML page shows beyond this
+
+    def __post_init__(self) -> None:
+        self.details.price = self.price
 
     def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
@@ -129,12 +134,16 @@ class RunStats:
     def _correction(self, record: Correction) -> None:
         self.corrections += 1
         self.problems.add(record.id)
-        drawn = self._sample(
-            record.id, record.question, record.sample_id, record.original.meta, "wrong"
-        )
-        if drawn:
-            self._group(record.problem, "wrong", drawn)
-            self.details.sample(record.problem, record.original.meta, "wrong", drawn)
+        # An injected solution (`inject`, offline or by a teacher) is no reasoner's sample: it
+        # counts for no accuracy, and a teacher's call is the correction's own `meta`, whose
+        # usage is counted once below.
+        if not injected(record):
+            drawn = self._sample(
+                record.id, record.question, record.sample_id, record.original.meta, "wrong"
+            )
+            if drawn:
+                self._group(record.problem, "wrong", drawn)
+                self.details.sample(record.problem, record.original.meta, "wrong", drawn)
         self._group(record.problem, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
@@ -176,7 +185,10 @@ class RunStats:
 
     def _set_aside(self, reject: Reject) -> None:
         """A sample set aside (truncated, no answer, ...) was paid for too: its call's usage
-        counts, once."""
+        counts, once; so do the calls of the analyser, teacher or asker replies set aside
+        with it."""
+        for reply in reject.replies("(reject)"):
+            self._usage(reply.meta, reply.question, reply.steps)
         data = reject.record
         if data is None or kind_of(data) != "sample":
             return
@@ -214,6 +226,8 @@ class RunStats:
             json.dumps(meta.extra_body, sort_keys=True) if meta.extra_body else None,
             meta.requests,
             tuple(sorted(usage.items())),
+            # what else the call asked (`inject --model`: the error type and step)
+            json.dumps(meta.extra, sort_keys=True, default=str) if meta.extra else None,
         )
         if call in self._calls_seen:
             return
@@ -223,14 +237,26 @@ class RunStats:
         self.tokens_in += tokens_in
         self.tokens_out += tokens_out
         model = meta.model or "unknown"
-        price = price_for(model)
+        price = self.price(model)
         if price.known:
             self.cost += price.cost(tokens_in, tokens_out, usage.get("cached_tokens") or 0)
+            self.priced += 1
         else:
             self.unpriced.add(meta.model or "unknown")
 
+    def _cost_note(self) -> str | None:
+        """What the cost leaves out: the calls of models without a price."""
+        if not self.unpriced:
+            return None
+        what = "priced models only" if self.priced else "unknown"
+        return (
+            f"{what}: no price for {', '.join(sorted(self.unpriced))} (give stats --price-in "
+            "and --price-out, as the run had)"
+        )
+
     def report(self) -> dict[str, Any]:
         kept = self.kept or self.training_rows
+        cost = round(self.cost, 6) if self.priced or not self.unpriced else None
         accuracy = {
             model: {
                 "samples": sum(c.values()),
@@ -251,7 +277,7 @@ class RunStats:
             "verdicts": dict(self.verdicts),
             "accuracy_by_reasoner": accuracy,
             "accuracy_note": None
-            if self.verdicts["correct"]
+            if self.verdicts["correct"] or not self.verdicts["wrong"]
             else "no correct samples in the input (sample --keep wrong): accuracy reads as 0",
             "incorrect_step": {
                 "absolute": {str(k): v for k, v in sorted(self.step_abs.items())},
@@ -266,8 +292,12 @@ class RunStats:
             "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
             if kept
             else None,
-            "cost_usd": round(self.cost, 6),
-            "cost_per_kept_row_usd": round(self.cost / kept, 6) if kept else None,
+            # None when no call had a price: not $0.
+            "cost_usd": cost,
+            "cost_per_kept_row_usd": round(self.cost / kept, 6)
+            if kept and cost is not None
+            else None,
+            "cost_note": self._cost_note(),
             "unpriced_models": sorted(self.unpriced),
             "training_rows": self.training_rows,
         } | ({} if self.by is None else {"by": {"field": self.by, "groups": self._groups()}})
@@ -286,6 +316,12 @@ class RunStats:
                 "kept": c["kept"],
             }
         return out
+
+
+def injected(record: Correction) -> bool:
+    """Whether the correction's original is a mistake `inject` made (offline or by a teacher
+    model), not a reasoner's sample."""
+    return record.original.meta.stage == "inject"
 
 
 def _or_na(value: object) -> str:
@@ -333,15 +369,7 @@ def render_table(report: dict[str, Any]) -> str:
     tokens = report["tokens"]
     lines.append(f"tokens: prompt {tokens['prompt']}, completion {tokens['completion']}; "
                  f"per kept row {_or_na(report['tokens_per_kept_row'])}")  # fmt: skip
-    cost = f"cost: ${report['cost_usd']:.4f}; per kept row "
-    cost += (
-        "n/a"
-        if report["cost_per_kept_row_usd"] is None
-        else f"${report['cost_per_kept_row_usd']:.6f}"
-    )
-    if report["unpriced_models"]:
-        cost += f" (no price for {', '.join(report['unpriced_models'])})"
-    lines.append(cost)
+    lines.append(f"cost: {cost_text(report)}")
     return "\n".join(lines)
 
 
@@ -361,9 +389,15 @@ class StatsStage(Stage[AnyRecord]):
 
     name = "stats"
 
-    def __init__(self, *, as_json: bool = False, by: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        as_json: bool = False,
+        by: str | None = None,
+        price: Callable[[str], Price] = price_for,
+    ) -> None:
         super().__init__()
-        self.stats = RunStats(by=by)
+        self.stats = RunStats(by=by, price=price)
         self.as_json = as_json
 
     def read(self, data: dict[str, Any], where: str) -> AnyRecord:

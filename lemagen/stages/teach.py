@@ -209,7 +209,9 @@ class TeachStage(EngineStage[Problem]):
             stage="inject",
             model=self.model,
             api=self.api,
-            **self.sampling.as_meta(),
+            # `seed` is inject's own (--seed: which types and steps were drawn); no sampling
+            # seed is sent to the teacher.
+            **{**self.sampling.as_meta(), "seed": self.seed},
             n=1,
             sample_index=0,
             prompt=self.template.name,
@@ -220,11 +222,16 @@ class TeachStage(EngineStage[Problem]):
             choices_in_usage=len(generation.choices),
             checker=checker_info(problem.task),
             **self.request.meta(),
-            extra={"injected_error_type": error_type, "injected_step": k, "seed": self.seed},
+            extra={"injected_error_type": error_type, "injected_step": k},
         )
         if reason is not None:
             self.counts[reason] += 1
-            kept = {"reply": choice.text, "error_type": error_type, "step": k}
+            kept = {
+                "reply": choice.text,
+                "error_type": error_type,
+                "step": k,
+                "meta": meta.to_dict(),
+            }
             return SetAside(reason, {**problem.to_dict(), "injection": kept}, detail)
         self.counts["injected"] += 1
         self.counts[f"type:{error_type}"] += 1
