@@ -87,7 +87,7 @@ def test_readme_example_makes_the_same_records_as_the_commands(
     assert canonical(records(cli_train)) == canonical(train.dicts())
     # stats prices every model read by the given rates, as `lemagen stats --price-in ...`.
     both = cli_samples.stdout + cli_corrections.stdout
-    prices = {"price_in": 3.0, "price_out": 7.0, "price_cached": 1.0}
+    prices: dict[str, Any] = {"price_in": 3.0, "price_out": 7.0, "price_cached": 1.0}
     cli_stats = run("stats", "--json", "-q", *[f"--{k.replace('_', '-')}={v}" for k, v in
                     prices.items()], input=both)  # fmt: skip
     priced = lemagen.stats([*samples, *corrections], **prices)

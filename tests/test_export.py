@@ -193,6 +193,30 @@ def test_math_shepherd_tags_each_step(injected: Path) -> None:
         assert row["label"] == "".join(p + m for p, m in zip(parts, [*marks, ""], strict=True))
 
 
+def test_math_shepherd_has_one_line_per_math_step(tmp_path: Path) -> None:
+    """MATH steps may hold line breaks (`align*` blocks, figures): one line per step anyway."""
+    made = run("inject", str(DATA / "math500_slice.jsonl"), "--per-question", "3", "-q")
+    assert made.exit_code == 0, made.stderr
+    path = tmp_path / "injected.jsonl"
+    path.write_text(made.stdout)
+    multiline = sum(
+        any("\n" in s for s in r["original"]["steps"][: r["incorrect_step"]]) for r in records(made)
+    )
+    assert multiline >= 5  # the slice does have steps with line breaks
+    prm = export(path, "-f", "prm")
+    rows = export(path, "-f", "math-shepherd")
+    assert len(rows) == len(prm) > 40
+    for row, labelled in zip(rows, prm, strict=True):
+        assert row["task"] == "MATH"
+        lines = row["input"][len(labelled["prompt"]) + 1 :].split("\n")
+        assert len(lines) == len(labelled["completions"])
+        assert [line.split(": ", 1)[0] for line in lines] == [
+            f"Step {i}" for i in range(1, len(lines) + 1)
+        ]
+        assert all(line.endswith(" ки") for line in lines)
+        assert row["label"].count("\n") == len(lines) - 1
+
+
 def test_preference_pairs(corrections: Path, grader: Grader) -> None:
     rows = export(corrections, "-f", "dpo", "--max-pairs-per-question", "3")
     assert len(rows) == 30

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lemagen.math.arith import find_equations
+from lemagen.math.arith import EQUATION, find_equations, to_fraction
 from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
 from lemagen.stages.mistakes import parse_solution
@@ -92,6 +93,76 @@ def test_later_steps_are_recomputed_consistently(injected: list[dict[str, Any]])
             continue
         assert true_in_wrong == true_in_gold, wrong
         assert wrong[-1] == f"The answer is {record['original']['pred']}."
+
+
+_WORD_NUMBER = re.compile(r"(?<![\w.,$])\$?\d+(?:,\d{3})*(?:\.\d+)?%?")
+
+
+def _stale(gold: str, wrong: str) -> set[Fraction]:
+    """Values the wrong step's equations no longer hold that its words still state."""
+
+    def split(step: str) -> tuple[set[Fraction], set[Fraction]]:
+        matches = list(EQUATION.finditer(step))
+        words = step
+        for m in reversed(matches):
+            words = words[: m.start(1)] + " " + words[m.end(2) :]
+        held = {to_fraction(n.group()) for m in matches for n in _WORD_NUMBER.finditer(m[0])}
+        return held, {to_fraction(n.group()) for n in _WORD_NUMBER.finditer(words)}
+
+    (held_before, _), (held_after, said) = split(gold), split(wrong)
+    return (held_before - held_after) & said
+
+
+def test_the_words_of_a_changed_step_agree_with_its_equations(
+    injected: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """GSM8K test 6451ffd2e39d4c43 said 'he needs 15 4-packs so he will spend $5*35 = $175':
+    a mistake whose changed step states, in words, a value it changed is not made."""
+    row = {  # GSM8K test set (MIT licence, tests/data/GSM8K-LICENSE)
+        "question": "Terry eats 2 yogurts a day.  They are currently on sale at 4 yogurts for "
+        "$5.00.  How much does he spend on yogurt over 30 days?",
+        "answer": "He eats 2 yogurts a day so over 30 days he will need 2*30 = <<2*30=60>>60 "
+        "yogurts\nThe yogurt is sold as 4 units for $5.00 and he needs 60 yogurts so that\u2019s "
+        "60/4 = <<60/4=15>>15 4-packs\nEach 4-pack is $5.00 and he needs 15 4-packs so he will "
+        "spend $5*15 = $<<5*15=75>>75 on yogurt\n#### 75",
+    }
+    result = run("inject", str(write_jsonl(tmp_path / "t.jsonl", [row])), "--per-question", "20")
+    made = records(result)
+    assert len(made) >= 5
+    terry = parse_solution(ProblemReader().read(row, "t:1"), need_arithmetic=False).steps
+    # A step that states its own result in words says the new one (GSM8K train, as above).
+    pizza = {
+        "question": "Albert is wondering how much pizza he can eat in one day. He buys 2 large "
+        "pizzas and 2 small pizzas. A large pizza has 16 slices and a small pizza has 8 slices. "
+        "If he eats it all, how many pieces does he eat that day?",
+        "answer": "He eats 32 from the largest pizzas because 2 x 16 = <<2*16=32>>32\nHe eats 16 "
+        "from the small pizza because 2 x 8 = <<2*8=16>>16\nHe eats 48 pieces because 32 + 16 = "
+        "<<32+16=48>>48\n#### 48",
+    }
+    pizzas = records(
+        run("inject", str(write_jsonl(tmp_path / "p.jsonl", [pizza])), "--per-question", "20")
+    )
+    said = [r["original"]["steps"][2] for r in pizzas if r["incorrect_step"] == 3]
+    assert len(said) >= 3
+    for step in said:
+        found = re.fullmatch(r"He eats (\d+) pieces because 32 [-+] 16 = (\d+)", step)
+        assert found is not None, step
+        assert found[1] == found[2] != "48"
+    checked = 0
+    for record in [*made, *injected]:
+        if record["meta"]["error_type"] == "skip":
+            continue
+        gold = terry if record in made else gold_steps(record)
+        k = record["incorrect_step"]
+        for i, (before, after) in enumerate(zip(gold, record["original"]["steps"], strict=True)):
+            if before == after:
+                continue
+            stale = _stale(before, after)
+            if record["meta"]["error_type"] == "copy" and i == k - 1:  # words say the question
+                stale -= {to_fraction(record["explanation"].split(" copies ")[1].split()[0])}
+            assert not stale, (record["explanation"], after)
+            checked += 1
+    assert checked >= 150
 
 
 def _numbers(text: str) -> set[str]:

@@ -3,6 +3,7 @@ solution text), and `inject` on real MATH-500 rows (tests/data/math500_slice.jso
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from lemagen.math.answers import find_boxed
 from lemagen.math.grading import Grader
 from lemagen.math.latex_arith import find_parts, latex_value, render
 from lemagen.stages.latex_mistakes import analyse, math_steps
+from lemagen.stages.mistakes import slips
 from tests.conftest import DATA, load_jsonl, records, run, write_jsonl
 
 SLICE = DATA / "math500_slice.jsonl"
@@ -105,6 +107,7 @@ def test_numeric_gold_answers(gold: str, value: Fraction | None) -> None:
         pytest.param(F(5, 2), "2.25", {}, "2.5", id="decimal"),
         pytest.param(F(1, 3), "2.25", {}, r"\frac{1}{3}", id="no-exact-decimal"),
         pytest.param(F(73, 100), r"\$ 0.72", {}, r"\$0.73", id="money"),
+        pytest.param(F(673, 10**7), ".0000672", {}, ".0000673", id="decimal-places-kept"),
     ],
 )
 def test_values_are_written_like_the_number_they_replace(
@@ -135,7 +138,81 @@ def _balanced(text: str) -> bool:
         depth += (c == "{") - (c == "}")
         if depth < 0:
             return False
-    return depth == 0 and text.replace("\\$", "").count("$") % 2 == 0
+    return (
+        depth == 0
+        and text.replace("\\$", "").count("$") % 2 == 0
+        and text.count("\\begin{") == text.count("\\end{")
+        and text.count("\\[") == text.count("\\]")
+    )
+
+
+def test_no_math_step_starts_or_ends_inside_math() -> None:
+    """Every step of every solution of the slice opens and closes its math: `align*`, `cases`,
+    `$...$` over a line break, `\\[...\\]` before an `[asy]` figure."""
+    rows = load_jsonl(SLICE)
+    steps = [s for row in rows for s in math_steps(row["answer"])]
+    assert len(rows) == 60
+    assert len(steps) > 200
+    assert sum("\\begin{" in s for s in steps) >= 10
+    assert [s for s in steps if not _balanced(s)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(  # MATH-500 d517fc5b12cd2d94
+            "The sum is\n\\begin{align*}\n1+2 &= 3 \\\\\n&= 2^2\\cdot5\\cdot11.\n\\end{align*}"
+            "Here we have used the observation. So it is $3.$",
+            [
+                "The sum is",
+                "\\begin{align*}\n1+2 &= 3 \\\\\n&= 2^2\\cdot5\\cdot11.\n\\end{align*}"
+                "Here we have used the observation.",
+                "So it is $3.$",
+            ],
+            id="align-star",
+        ),
+        pytest.param(
+            "So $f(x) = \\begin{cases} 1. & x > 0, \\\\ 2. & x \\le 0. \\end{cases}$. "
+            "Next, f(1) = 1.",
+            [
+                "So $f(x) = \\begin{cases} 1. & x > 0, \\\\ 2. & x \\le 0. \\end{cases}$.",
+                "Next, f(1) = 1.",
+            ],
+            id="cases-in-inline-math",
+        ),
+        pytest.param(
+            "Then \\begin{pmatrix} 1. \\begin{matrix} 2. A \\end{matrix} B. \\end{pmatrix} "
+            "So. Then.",
+            [
+                "Then \\begin{pmatrix} 1. \\begin{matrix} 2. A \\end{matrix} B. \\end{pmatrix} So.",
+                "Then.",
+            ],
+            id="nested-environments",
+        ),
+        pytest.param(
+            "\\begin{eqnarray} a. B \\end{eqnarray} So. \\begin{gather} c. D \\end{gather} E.",
+            ["\\begin{eqnarray} a. B \\end{eqnarray} So.", "\\begin{gather} c. D \\end{gather} E."],
+            id="eqnarray-gather",
+        ),
+        pytest.param(
+            "The box reads \\boxed{\\text{Yes. 5}}. Then stop.",
+            ["The box reads \\boxed{\\text{Yes. 5}}.", "Then stop."],
+            id="braces-outside-math",
+        ),
+        pytest.param(
+            "Because  $\\left(120 -\nk^2\\right)^2$ is positive. So $\\boxed{11}$.",
+            ["Because  $\\left(120 -\nk^2\\right)^2$ is positive.", "So $\\boxed{11}$."],
+            id="inline-math-over-a-line-break",
+        ),
+        pytest.param(
+            "so its area is \\[\n2 = \\boxed{2}.\n\\][asy]\nunitsize(2cm);\n[/asy]",
+            ["so its area is \\[\n2 = \\boxed{2}.\n\\]", "[asy]\nunitsize(2cm);\n[/asy]"],
+            id="figure-after-display-math",
+        ),
+    ],
+)
+def test_math_steps_never_cut_inside_an_environment(text: str, expected: list[str]) -> None:
+    assert math_steps(text) == expected
 
 
 def test_a_large_share_of_math_problems_gets_mistakes(injected: list[dict[str, Any]]) -> None:
@@ -278,3 +355,117 @@ def test_a_result_equal_to_its_operand_is_never_altered(tmp_path: Path) -> None:
     assert {r["incorrect_step"] for r in made} == {2, 3}
     for record in made:
         assert record["original"]["steps"][0] == "First, $2^1 = 2$."
+
+
+def test_the_box_keeps_the_answers_style(tmp_path: Path) -> None:
+    """MATH-500 85c8689ba3cc568b: a decimal answer stays a decimal (`.0000672`, no leading
+    zero, seven places), never `\\frac{312521}{312500}`."""
+    made = _inject_one(
+        tmp_path,
+        "A terminating decimal can be written in the form $\\frac{a}{10^b}$, where $a$ and $b$ "
+        "are integers. So we try to get a denominator of the form $10^b$: "
+        "$$\\frac{21}{2^2\\cdot5^7}\\cdot\\frac{2^5}{2^5}=\\frac{21\\cdot32}{10^7}="
+        "\\frac{672}{10^7}=\\boxed{.0000672}.$$",
+        "Convert $\\frac{21}{2^2 \\cdot 5^7}$ to a terminating decimal.",
+    )
+    assert len(made) >= 3
+    for record in made:
+        pred = record["original"]["pred"]
+        assert re.fullmatch(r"\.\d+", pred), record["explanation"]
+        assert f"\\boxed{{{pred}}}" in record["original"]["response"]
+    calculations = [r["original"]["pred"] for r in made if r["meta"]["error_type"] == "calculation"]
+    assert ".0000673" in calculations  # a wrong last digit
+
+
+@pytest.mark.parametrize(
+    ("value", "like", "kept", "never"),
+    [
+        pytest.param(F(243, 625), r"\frac{243}{625}", [F(244, 625), F(243, 626)], [], id="frac"),
+        pytest.param(F(5, 9), r"\frac{5}{9}", [F(4, 9), F(5, 8)], [F(2, 3)], id="not-reduced"),
+        pytest.param(F(15, 100), "0.15", [F(16, 100), F(14, 100)], [], id="last-digit"),
+        pytest.param(F(17, 3), r"\frac{17}{3}", [F(16, 3), F(17, 4)], [], id="improper"),
+        pytest.param(F(5, 2), "2.5", [F(26, 10), F(7, 2)], [], id="decimal-above-two"),
+    ],
+)
+def test_slips_of_a_non_whole_result_are_believable(
+    value: Fraction, like: str, kept: list[Fraction], never: list[Fraction]
+) -> None:
+    made = slips(value, like)
+    assert len(made) >= 4
+    assert all(v in made for v in kept), made
+    assert not any(v in made for v in never)
+    assert all(v.denominator != 1 for v in made)  # not whole stays not whole
+    if value < 1:
+        assert value + 1 not in made
+        assert all(0 < v < 1 for v in made)  # a proper fraction stays proper
+
+
+def test_operator_mistakes_write_a_product_in_latex(tmp_path: Path) -> None:
+    made = _inject_one(
+        tmp_path,
+        "Each of the $5$ parts is $360/5 = 72$ degrees, so the angle is $\\boxed{72}$.",
+        "A full turn of 360 degrees is cut into 5 equal parts. How large is each part?",
+        "--types",
+        "operator",
+    )
+    (record,) = made
+    assert "$360\\times 5 = 1800$" in record["original"]["steps"][0]
+    assert "*" not in record["original"]["response"]
+    cdot = _inject_one(
+        tmp_path,
+        "We have $2 \\cdot 3 = 6$, and $360/6 = \\boxed{60}$.",
+        "What is 360 divided by the product of 2 and 3?",
+        "--types",
+        "operator",
+    )
+    assert any("360\\cdot 6" in r["original"]["response"] for r in cdot)
+    assert not any("*" in r["original"]["response"] for r in cdot)
+
+
+def test_a_probability_stays_between_zero_and_one(tmp_path: Path) -> None:
+    """MATH-500 cfddf62e62a9ac21 gave a probability of 81/2 (`(9/2)/9` made `(9/2) * 9`)."""
+    made = _inject_one(
+        tmp_path,
+        "The area where it works is $9 - 2 \\cdot 2 - \\frac{1}{2} = \\frac{9}{2}$. "
+        "So the probability is $(9/2)/9 = \\boxed{\\frac{1}{2}}$.",
+        "Two numbers are picked from $(0,3)$. What is the probability that it works?",
+    )
+    assert len(made) >= 2
+    for record in made:
+        assert 0 < latex_value(record["original"]["pred"]) < 1, record["explanation"]  # type: ignore[operator]
+
+
+def test_a_copy_mistake_copies_a_number_of_the_question(tmp_path: Path) -> None:
+    """MATH-500 31b2c01cda8b5f61: the 1 of `50(-1)` comes from 1 - 2, not from the question."""
+    path = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "problem": "Compute: $1-2+3-4+5- \\dots +99-100$.",
+                "solution": "$(1-2)+(3-4)+ \\dots +(97-98)+(99-100) = 50(-1) = \\boxed{-50}.$",
+            }
+        ],
+    )
+    result = run("inject", str(path), "--types", "copy", "--per-question", "20")
+    assert result.exit_code == 0, result.stderr
+    assert records(result) == []
+    assert "no_valid_mistake" in result.stderr
+
+
+def test_a_fraction_answer_stays_a_fraction(tmp_path: Path) -> None:
+    """MATH-500 1419fab9719c1c2c: `$3/24=\\boxed{\\frac{1}{8}}$` made `$3*24=\\boxed{72}$`."""
+    path = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {
+                "problem": "Compute $3/24$. Express your answer as a common fraction.",
+                "solution": "It is $3/24=\\boxed{\\frac{1}{8}}$.",
+            }
+        ],
+    )
+    result = run("inject", str(path), "--types", "operator,calculation", "--per-question", "20")
+    assert result.exit_code == 0, result.stderr
+    made = records(result)
+    assert len(made) >= 3
+    assert all(r["meta"]["error_type"] == "calculation" for r in made)
+    assert all(r["original"]["pred"].startswith("\\frac") for r in made)

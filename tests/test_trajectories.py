@@ -123,6 +123,25 @@ def test_restart_rate_is_for_lemma_only(injected: Path) -> None:
         pytest.param("Steps 2-3 repeat it", 2, "These steps repeat it", id="range-across"),
         pytest.param("Step 3's result is off.", 3, "This step's result is off.", id="possessive"),
         pytest.param("Two steps later it adds 5.", 1, "Two steps later it adds 5.", id="no-number"),
+        pytest.param(
+            "STEP 1 is right; STEP 2 adds.", 2,
+            "An earlier step is right; this step adds.", id="upper-case",
+        ),
+        pytest.param(
+            "Step two adds 4 to the total of step one.", 2,
+            "This step adds 4 to the total of an earlier step.", id="spelled-out",
+        ),
+        pytest.param(
+            "Steps one and two are right", 3, "The earlier steps are right", id="spelled-out-list"
+        ),
+        pytest.param(
+            "The error is in Step 2's sum.", 2, "The error is in that step's sum.",
+            id="possessive-after-in",
+        ),
+        pytest.param(
+            "Step 10 adds what step nine found", 10, "This step adds what an earlier step found",
+            id="ten-and-nine",
+        ),
     ],
 )  # fmt: skip
 def test_step_references_read_without_numbers(explanation: str, k: int, expected: str) -> None:

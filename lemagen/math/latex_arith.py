@@ -185,14 +185,35 @@ def render(value: Fraction, like: str, *, tight: bool = False, in_sum: bool = Fa
             digits = f"{v.numerator:,}".replace(",", sep)
         body = digits
     elif "." in like and (2**10 * 5**10) % v.denominator == 0:
-        text = f"{float(v):.10f}".rstrip("0")
-        body = text if len(text.split(".")[1]) <= 4 else _frac(v, like)
+        text = _decimal(v)
+        places = re.search(r"\.(\d+)", like)
+        limit = max(4, len(places.group(1)) if places else 0)  # `.0000672` keeps its 7
+        body = text if len(text.split(".")[1]) <= limit else _frac(v, like)
+        if body.startswith("0.") and re.match(r"\s*(?:\\\$\s*)?\.\d", like):
+            body = body[1:]  # `.0000672`: no leading zero, as in `like`
     else:
         body = _frac(v, like)
     out = f"{sign}{prefix}{body}"
     if (sign and (tight or in_sum)) or (tight and v.denominator != 1):
         return f"({out})"
     return out
+
+
+def _decimal(v: Fraction) -> str:
+    """A fraction whose denominator divides 10^10, as an exact decimal."""
+    scaled = v * 10**10
+    whole, rest = divmod(scaled.numerator // scaled.denominator, 10**10)
+    return f"{whole}.{rest:010d}".rstrip("0")
+
+
+def style(text: str) -> str:
+    """How a number is written: `decimal` (`0.15`, `.0000672`), `fraction` (`\\frac{14}{3}`,
+    `3/4`) or `integer`; a changed final answer keeps the style of the one it replaces."""
+    if re.search(r"\d?\.\d", text):
+        return "decimal"
+    if re.search(r"\\[dt]?frac|\d\s*/\s*\d", text):
+        return "fraction"
+    return "integer"
 
 
 def _frac(v: Fraction, like: str) -> str:

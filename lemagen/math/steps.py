@@ -2,7 +2,9 @@
 
 Order of preference: explicit `Step k:` markers; else non-empty lines (a display-math block that
 spans lines stays one step); else sentences. A sentence never ends inside a number (`1.5`,
-`$2.50`), inside `$...$` / `\\(...\\)` / `\\[...\\]` math, or after an abbreviation (`Mr.`, `e.g.`).
+`$2.50`), inside `$...$` / `\\(...\\)` / `\\[...\\]` math or a `\\begin{...}...\\end{...}`
+environment (`align*`, `cases`, `matrix`...), inside braces, or after an abbreviation (`Mr.`,
+`e.g.`).
 """
 
 from __future__ import annotations
@@ -110,13 +112,15 @@ def _math_open(chunk: str) -> bool:
     return len(re.findall(r"\\begin\{", chunk)) > len(re.findall(r"\\end\{", chunk))
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of one paragraph, math- and number-aware."""
+def split_sentences(text: str, *, latex: bool = False) -> list[str]:
+    """Sentences of one paragraph, math- and number-aware. In `latex` text a bare `$` always
+    opens math (a dollar sign is `\\$`), even when the math goes on over a line break."""
     sentences: list[str] = []
     start = 0
     i = 0
     n = len(text)
     in_math: str | None = None
+    depth = 0  # open braces outside math (`\\text{...}`, `\\boxed{...}`)
     while i < n:
         c = text[i]
         if in_math is not None:
@@ -129,6 +133,15 @@ def split_sentences(text: str) -> list[str]:
                 continue
             i += 1
             continue
+        if c == "\\" and text.startswith("\\begin{", i):
+            end = _environment_end(text, i)
+            if end is not None:
+                i = end
+                continue
+        if c == "{":
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
         if c == "\\" and i + 1 < n:
             if text[i + 1] in "([":
                 in_math = "\\)" if text[i + 1] == "(" else "\\]"
@@ -141,11 +154,11 @@ def split_sentences(text: str) -> list[str]:
                 in_math = "$$"
                 i += 2
                 continue
-            if _opens_inline_math(text, i):
+            if (latex and "$" in text[i + 1 :]) or _opens_inline_math(text, i):
                 in_math = "$"
             i += 1
             continue
-        if c in ".!?" and _sentence_ends(text, i):
+        if c in ".!?" and not depth and _sentence_ends(text, i):
             sentence = text[start : i + 1].strip()
             if sentence:
                 sentences.append(sentence)
@@ -155,6 +168,20 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         sentences.append(tail)
     return sentences
+
+
+_ENVIRONMENT = re.compile(r"\\(begin|end)\{([^{}]*)\}")
+
+
+def _environment_end(text: str, i: int) -> int | None:
+    """Where the environment that begins at `i` ends (after its `\\end{...}`), nested ones
+    counted; None if it is never closed."""
+    depth = 0
+    for match in _ENVIRONMENT.finditer(text, i):
+        depth += 1 if match.group(1) == "begin" else -1
+        if depth == 0:
+            return match.end()
+    return None
 
 
 def _opens_inline_math(text: str, i: int) -> bool:

@@ -10,7 +10,8 @@ Every later part whose numbers include a changed value is recomputed (and the in
 recomputed part carry to the rest of its chain: `2 \\cdot 7 + 3 = 14 + 3`), so the wrong
 solution stays consistent; the final answer, and its `\\boxed{}`, change. The result is then
 read back and checked with exact arithmetic: every chain agrees except, for a calculation
-mistake, the one altered equation, and the last `\\boxed{}` holds the new final answer.
+mistake, the one altered equation, and the last `\\boxed{}` holds the new final answer, written
+in the gold answer's style (a decimal stays a decimal, a fraction a fraction).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from lemagen.math.answers import find_boxed
 from lemagen.math.arith import replace_spans
-from lemagen.math.latex_arith import Part, find_parts, latex_value, render
+from lemagen.math.latex_arith import Part, find_parts, latex_value, render, style
 from lemagen.math.latex_parse import Leaf
 from lemagen.math.steps import split_sentences, split_steps
 from lemagen.records import Problem
@@ -32,7 +33,7 @@ from lemagen.stages.mistakes import Mistake, Unusable, choose, miscopies, slips
 _ANSWER_IS = re.compile(r"\s*The answer is:?\s*[^\n]*\s*$")
 _SWAP = {"+": "-", "-": "+", "*": "/", "/": "*"}
 _SWAP_TEXT = {"+": "-", "-": "+", "\\times": "\\div", "\\cdot": "\\div", "\\div": "\\times"}
-_SWAP_TEXT |= {"*": "/", "/": "*"}
+_SWAP_TEXT |= {"*": "/", "/": "\\times "}  # a product in LaTeX, never a bare `*`
 _OP_WORDS = {"+": "addition", "-": "subtraction", "*": "multiplication", "/": "division"}
 _UNSURE = (Fraction(0), Fraction(1))  # too common to tell a result from a constant
 
@@ -47,23 +48,44 @@ class LatexSolution:
     gold_text: str
     disagree: int  # adjacent numeric parts of a chain that differ (a misread, not arithmetic)
     boxed: bool  # the solution boxes its final answer
+    share: bool = False  # the answer is a probability or a fraction of a whole: stays in (0, 1)
 
 
 def math_steps(body: str) -> list[str]:
-    """Lines, each cut into sentences (never inside math); an `[asy]` figure stays one step."""
+    """Lines, each cut into sentences (never inside math: `$...$` spanning lines, display math,
+    `\\begin{...}...\\end{...}` environments); an `[asy]` figure stays one step."""
     out: list[str] = []
     figure: list[str] = []
-    for line in split_steps(body):
+    for line in _joined_inline_math(split_steps(body)):
+        if not figure and "[asy]" in line and not line.startswith("[asy]"):
+            cut = line.index("[asy]")
+            out += split_sentences(line[:cut], latex=True)
+            line = line[cut:]
         if figure or line.startswith("[asy]"):
             figure.append(line)
             if "[/asy]" in line:
                 out.append("\n".join(figure))
                 figure = []
             continue
-        out += split_sentences(line)
+        out += split_sentences(line, latex=True)
     if figure:
         out.append("\n".join(figure))
     return out
+
+
+def _joined_inline_math(lines: list[str]) -> list[str]:
+    """Lines, a `$...$` that goes on over a line break joined into one (in LaTeX a bare `$` is
+    always math; a dollar sign is `\\$`)."""
+    out: list[str] = []
+    for line in lines:
+        if out and _INLINE_DOLLAR.sub("", out[-1]).count("$") % 2:
+            out[-1] += "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+_INLINE_DOLLAR = re.compile(r"\\\$|\$\$")  # what is not an inline-math `$`
 
 
 def analyse(steps: list[str]) -> tuple[list[Part], dict[int, int], int]:
@@ -119,7 +141,11 @@ def parse_latex_solution(problem: Problem) -> LatexSolution:
         problem.gold,
         disagree,
         boxed is not None and latex_value(boxed) == gold,
+        0 < gold < 1 and _SHARE.search(problem.question) is not None,
     )
+
+
+_SHARE = re.compile(r"probability|chance|what fraction|percent", re.IGNORECASE)
 
 
 def _question_numbers(question: str) -> set[Fraction]:
@@ -135,13 +161,18 @@ def candidates(sol: LatexSolution, question: str, types: tuple[str, ...]) -> lis
         for i, before in sorted(sol.prev.items()):
             part = sol.parts[i]
             if part.literal and not sol.parts[before].literal and part.value not in _UNSURE:
-                wrong = slips(part.value) if part.value > 0 else [-v for v in slips(-part.value)]
+                text = part.text
+                wrong = (
+                    slips(part.value, text)
+                    if part.value > 0
+                    else [-v for v in slips(-part.value, text)]
+                )
                 out += [("calculation", (i, v)) for v in wrong]
     given = _question_numbers(question)
     for head in heads:
         part = sol.parts[head]
         if "copy" in types:
-            earlier = {p.value for p in sol.parts[:head]}
+            earlier = {abs(v) for p in sol.parts[:head] for v in (p.value, *p.trace)}
             for pos, leaf in enumerate(part.leaves):
                 if leaf.value in given and leaf.value not in earlier:
                     out += [("copy", (head, pos, v)) for v in miscopies(leaf.value)]
@@ -187,7 +218,7 @@ def _propagate(
         if result is None:
             return None
         new, trace = result
-        wrong = _part_text(part, sol.steps[part.step], values, ops)
+        wrong = _part_text(part, sol, values, ops)
         edits[part.step] = [(part.start, part.end, wrong)]
     if part.value in _UNSURE or new == part.value or not _plausible(part.value, new):
         return None
@@ -274,11 +305,15 @@ def _checked(sol: LatexSolution, steps: list[str], final: Fraction, kind: str) -
     if disagree != sol.disagree + (kind == "calculation"):
         return None
     if not sol.boxed:
-        return render(final, sol.gold_text)
-    boxed = find_boxed("\n".join(steps))
-    if boxed is None or latex_value(boxed) != final:
-        return None
-    return boxed
+        answer = render(final, sol.gold_text)
+    else:
+        boxed = find_boxed("\n".join(steps))
+        if boxed is None or latex_value(boxed) != final:
+            return None
+        answer = boxed
+    if style(answer) != style(sol.gold_text):
+        return None  # a decimal stays a decimal, a fraction a fraction, an integer an integer
+    return answer
 
 
 def make(sol: LatexSolution, kind: str, spec: Any) -> Mistake | None:
@@ -296,6 +331,8 @@ def make(sol: LatexSolution, kind: str, spec: Any) -> Mistake | None:
     if made is None:
         return None
     steps, final, new = made
+    if sol.share and not 0 < final < 1:
+        return None  # a probability of 81/2
     answer = _checked(sol, steps, final, kind)
     if answer is None:
         return None
@@ -309,7 +346,7 @@ def make(sol: LatexSolution, kind: str, spec: Any) -> Mistake | None:
             f"${before.text} = {old_shown}$."
         )
     else:
-        wrong = _part_text(part, sol.steps[part.step], values, ops)
+        wrong = _part_text(part, sol, values, ops)
         if kind == "copy":
             leaf = part.leaves[spec[1]]
             miscopied = render(spec[2], leaf.text)
@@ -328,14 +365,20 @@ def make(sol: LatexSolution, kind: str, spec: Any) -> Mistake | None:
     return Mistake(kind, part.step, steps, final, explanation, answer)
 
 
-def _part_text(part: Part, step: str, values: list[Fraction], ops: list[str]) -> str:
-    """The part written with other leaf values and operators."""
+def _part_text(part: Part, sol: LatexSolution, values: list[Fraction], ops: list[str]) -> str:
+    """The part written with other leaf values and operators (a product as the solution writes
+    one: `\\cdot` if it uses it, else `\\times`)."""
+    step = sol.steps[part.step]
+    cdot = any("\\cdot" in s for s in sol.steps)
     edits: Edits = {}
     _leaf_edits(part, values, edits)
     spans = edits.get(part.step, [])
     for pos, (start, end) in enumerate(part.op_spans):
         if ops[pos] != part.ops[pos]:
-            spans.append((start, end, _SWAP_TEXT[step[start:end]]))
+            swapped = _SWAP_TEXT[step[start:end]]
+            if swapped == "\\times " and cdot:
+                swapped = "\\cdot "
+            spans.append((start, end, swapped))
     return replace_spans(part.text, [(s - part.start, e - part.start, t) for s, e, t in spans])
 
 

@@ -2,8 +2,11 @@
 
 A gold solution (GSM8K rationale, or any solution whose steps carry `a op b = c` arithmetic) is
 read as a chain of equations. One is altered, and every later equation that uses its result is
-recomputed, so the wrong solution is internally consistent and reaches a wrong final answer:
-- calculation: a computed result is off (a digit slip, off by one, a wrong carry);
+recomputed, so the wrong solution is internally consistent and reaches a wrong final answer (a
+step's result stated in its words changes with it; a mistake is not made when a changed step's
+words state another value it changes, `needs 15 packs so 5*35 = 175`):
+- calculation: a computed result is off (a digit slip, off by one, a wrong carry; a decimal's
+  wrong last digit; a fraction's numerator or denominator off);
 - copy: a number from the question is copied wrongly into a step;
 - operator: one operator swapped (+ and -, * and /);
 - skip: a later step moved up before a step it depends on (the fake mistake of Physics of LMs
@@ -12,6 +15,7 @@ recomputed, so the wrong solution is internally consistent and reaches a wrong f
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable
@@ -20,7 +24,15 @@ from fractions import Fraction
 from typing import Any
 
 from lemagen.math.answers import format_number
-from lemagen.math.arith import Equation, evaluate, find_equations, render_like, replace_spans, show
+from lemagen.math.arith import (
+    Equation,
+    evaluate,
+    find_equations,
+    render_like,
+    replace_spans,
+    show,
+    to_fraction,
+)
 from lemagen.math.steps import is_answer_step, split_steps
 from lemagen.records import Problem
 
@@ -86,20 +98,59 @@ def parse_solution(problem: Problem, *, need_arithmetic: bool = True) -> Solutio
 # ---------------------------------------------------------------- value changes
 
 
-def slips(value: Fraction) -> list[Fraction]:
-    """Plausible miscalculations of a result: off by one, a digit slip, a wrong carry."""
-    out = [value + 1, value - 1]
+def slips(value: Fraction, like: str = "") -> list[Fraction]:
+    """Plausible miscalculations of a positive result written as `like`: for a whole number,
+    off by one, a digit slip, a wrong carry; for a decimal, a wrong last digit, a digit slip or
+    a wrong carry among its decimals; for a fraction, its numerator or denominator off by one or
+    with a digit slip (written in lowest terms, so the slip is what is written). A result that
+    is not whole stays not whole, and a proper fraction (a probability, a share) stays proper."""
+    out: list[Fraction]
     if value.denominator == 1:
+        out = [value + 1, value - 1, *map(Fraction, _digit_slips(value.numerator))]
         digits = str(abs(value.numerator))
-        for pos in range(len(digits)):
-            for delta in (-2, -1, 1, 2):
-                d = int(digits[pos]) + delta
-                if not 0 <= d <= 9 or (pos == 0 and d == 0 and len(digits) > 1):
-                    continue
-                out.append(Fraction(int(digits[:pos] + str(d) + digits[pos + 1 :])))
         for k in range(1, len(digits)):
             out += [value + 10**k, value - 10**k]
-    return [v for v in dict.fromkeys(out) if v != value and v > 0]
+        return [v for v in dict.fromkeys(out) if v != value and v > 0]
+    places = re.search(r"\d?\.(\d+)", like)
+    if places:
+        last = Fraction(1, 10 ** len(places.group(1)))
+        out = [value + last * d for d in (-2, -1, 1, 2)]
+        out += [value + last * d * 10**k for k in range(1, len(places.group(1))) for d in (-1, 1)]
+        if value > 2:
+            out += [value + 1, value - 1]
+    else:
+        num, den = value.numerator, value.denominator
+        out = [Fraction(n, den) for n in (num + 1, num - 1, *_digit_slips(num)) if n > 0]
+        out += [
+            Fraction(num, d)
+            for d in (den + 1, den - 1, *_digit_slips(den))
+            if d > 1 and math.gcd(num, d) == 1
+        ]
+        out = [v for v in out if _lowest(v, num, den)]
+    proper = value < 1
+    return [
+        v
+        for v in dict.fromkeys(out)
+        if v != value and v > 0 and v.denominator != 1 and (not proper or v < 1)
+    ]
+
+
+def _lowest(v: Fraction, num: int, den: int) -> bool:
+    """`v` is written with the slipped numerator or denominator itself (not reduced away)."""
+    return v.numerator == num or v.denominator == den
+
+
+def _digit_slips(n: int) -> list[int]:
+    """`n` with one digit off by one or two (no new leading zero)."""
+    digits = str(abs(n))
+    out = []
+    for pos in range(len(digits)):
+        for delta in (-2, -1, 1, 2):
+            d = int(digits[pos]) + delta
+            if not 0 <= d <= 9 or (pos == 0 and d == 0 and len(digits) > 1):
+                continue
+            out.append(int(digits[:pos] + str(d) + digits[pos + 1 :]))
+    return out
 
 
 def miscopies(value: Fraction) -> list[Fraction]:
@@ -177,8 +228,41 @@ def _propagate(
     final = results.get(sol.final, sol.gold)
     if final == sol.gold:
         return None
+    for i in list(edits):
+        # The words of a changed step must agree with its equations. A number in words that
+        # is this step's own result (`He eats 48 pieces because 32 + 16 = 48`) changes with
+        # it; any other changed value in words (`needs 15 4-packs so ... 5*15`: 15 may be the
+        # packs or another quantity that equals it) means the mistake is not made.
+        own = {
+            sol.equations[j].result.value: value
+            for j, value in results.items()
+            if sol.equations[j].step == i
+        }
+        for match in _prose_numbers(sol, i):
+            old = to_fraction(match.group())
+            if old not in changed:
+                continue
+            if own.get(old) != changed[old]:
+                return None
+            text = render_like(changed[old], match.group())
+            if text is None:
+                return None
+            edits[i].append((match.start(), match.end(), text))
     steps = [replace_spans(s, edits.get(i, [])) for i, s in enumerate(sol.steps[:-1])]
     return [*steps, f"The answer is {format_number(final)}."], final
+
+
+def _prose_numbers(sol: Solution, step: int) -> list[re.Match[str]]:
+    """The numbers step `step` states outside its equations (`he needs 15 4-packs`)."""
+    spans = [(eq.operands[0].start, eq.result.end) for eq in sol.equations if eq.step == step]
+    return [
+        m
+        for m in _PROSE_NUMBER.finditer(sol.steps[step])
+        if not any(start <= m.start() < end for start, end in spans)
+    ]
+
+
+_PROSE_NUMBER = re.compile(r"(?<![\w.,$])\$?\d+(?:,\d{3})*(?:\.\d+)?%?")
 
 
 def _plausible(old: Fraction, new: Fraction) -> bool:
@@ -192,7 +276,7 @@ def candidates(sol: Solution, question: str, types: tuple[str, ...]) -> list[tup
     computed: set[Fraction] = set()
     for i, eq in enumerate(sol.equations):
         if "calculation" in types:
-            out += [("calculation", (i, v)) for v in slips(eq.result.value)]
+            out += [("calculation", (i, v)) for v in slips(eq.result.value, eq.result.text)]
         if "copy" in types:
             for pos, operand in enumerate(eq.operands):
                 plain = operand.text.replace("$", "").replace(",", "")

@@ -7,12 +7,13 @@ corrected solution) is good at every step.
 
 * `prm`: TRL's stepwise supervision (`PRMTrainer`): `{"prompt", "completions", "labels"}`.
 * `math-shepherd`: Math-Shepherd's `{"input", "label", "task"}`: the question, then one
-  `Step k: ...` line per step ending with the step tag ` ки`; `label` is that text with each
-  tag replaced by `+` or `-`.
+  `Step k: ...` line per step ending with the step tag ` ки` (a step's own line breaks become
+  spaces); `label` is that text with each tag replaced by `+` or `-`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from lemagen.records import ShepherdRow, StepLabels, TrainingRow
@@ -33,10 +34,16 @@ def step_row(
     """One labelled solution in `fmt` (`prm` or `math-shepherd`)."""
     if fmt == "prm":
         return StepLabels(question, tuple(steps), tuple(labels))
-    lines = [f"Step {i}: {step}" for i, step in enumerate(steps, 1)]
+    lines = [f"Step {i}: {_one_line(step)}" for i, step in enumerate(steps, 1)]
     tagged = "\n".join(f"{line} {STEP_TAG}" for line in lines)
     marked = "\n".join(
         f"{line} {'+' if good else '-'}" for line, good in zip(lines, labels, strict=True)
     )
     name = "GSM8K" if task == "gsm8k" else "MATH"
     return ShepherdRow(f"{question} {tagged}", f"{question} {marked}", name)
+
+
+def _one_line(step: str) -> str:
+    """A step on one line (a MATH step may hold an `align*` block or a figure): its line
+    breaks, with the spaces around them, become one space."""
+    return re.sub(r"\s*\n\s*", " ", step.strip())

@@ -4,7 +4,8 @@ fresh solution from the start (Fresh & Restart). The transition phrases are our 
 
 A trajectory is one unnumbered text, so the explanation's step numbers ("Step 3 multiplies
 ...", "found in Step 1") are rewritten to read there: the incorrect step becomes "this step",
-an earlier one "an earlier step", a later one "a later step".
+an earlier one "an earlier step", a later one "a later step" (any case, `Step 2` or `step
+two`).
 """
 
 from __future__ import annotations
@@ -45,16 +46,26 @@ RESTARTS = (
     "This line of work is unreliable now, so I will solve the problem anew.",
 )
 
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_NUMBER = r"(?:\d+|" + "|".join(_NUMBER_WORDS) + r")\b"
 _REF = re.compile(
-    r"\b(?P<word>[Ss]teps?)\s+(?P<first>\d+)(?P<more>(?:\s*(?:,|and|or|-|\u2013|to|through)\s*\d+)*)"
+    r"\b(?P<word>steps?)\s+(?P<first>" + _NUMBER + r")"
+    r"(?P<more>(?:\s*(?:,|and|or|-|\u2013|to|through)\s*" + _NUMBER + r")*)",
+    re.IGNORECASE,
 )
+
+
+def _step_number(word: str) -> int:
+    word = word.lower()
+    return int(word) if word.isdigit() else _NUMBER_WORDS.index(word) + 1
 
 
 def unnumbered(text: str, incorrect: int) -> str:
     """`text` with its step numbers rewritten for a trajectory that has none."""
 
     def name(match: re.Match[str]) -> str:
-        numbers = [int(n) for n in re.findall(r"\d+", match.group("first") + match.group("more"))]
+        found = re.findall(_NUMBER, match.group("first") + " " + match.group("more"), re.I)
+        numbers = [_step_number(n) for n in found]
         if numbers == [incorrect]:
             words = "this step"
         elif all(n < incorrect for n in numbers):
@@ -69,8 +80,10 @@ def unnumbered(text: str, incorrect: int) -> str:
         return words
 
     out = _REF.sub(name, text)
-    # `in this step` for the step just written reads better as `in the last step`.
-    return re.sub(r"\b(in|at|of) this step\b", r"\1 the step above", out)
+    # `in this step` for the step just written reads better as `in the step above`; its
+    # possessive (`in Step 2's sum`) as `in that step's sum`.
+    out = re.sub(r"\b(in|at|of) this step(?=['\u2019]s\b)", r"\1 that step", out)
+    return re.sub(r"\b(in|at|of) this step\b(?!['\u2019])", r"\1 the step above", out)
 
 
 @dataclass(frozen=True)
