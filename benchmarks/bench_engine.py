@@ -8,7 +8,7 @@ Every client runs in its own process against a server in another process; what i
   start-up and imports are left out for every client alike;
 * CPU per request: the client process's user + system time from its first request to its exit,
   divided by the requests (read from /proc, so start-up is left out here too);
-* peak RSS of the client process (ru_maxrss).
+* peak RSS of the client process (VmHWM, read while it runs).
 
 Clients, all posting the same chat-completion JSON:
 * `aiohttp`: a bare aiohttp loop with a semaphore that retries a failed call after its
@@ -25,7 +25,8 @@ Scenarios (`--only`):
 * `limit`: a token bucket of 150 requests/s (429 with `retry-after-ms` until the next token,
   `x-ratelimit-*` headers), C=256: wall time against the ideal N/150, 429s, rows set aside;
 * `resume`: 100,000 problems against a server answering at once: a fresh run, then a run that
-  finds 99% in the store, then one that finds everything (wall time of the whole process);
+  finds 99% in the store, then one that finds everything (wall time of the whole process, and
+  its whole CPU time per row: on a shared machine the wall time is mostly waiting for a core);
   outputs compared (sorted) with the fresh run's.
 """
 
@@ -269,18 +270,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
+# Clients run from bytecode, as an installed package does: a machine that sets
+# PYTHONDONTWRITEBYTECODE would otherwise time compiling every module on each run.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_lemagen() -> None:
+    """Compile the lemagen that the clients import (this checkout, or the one first on
+    PYTHONPATH) once, before anything is timed."""
+    code = "import compileall, lemagen, os; compileall.compile_dir(os.path.dirname(lemagen.__file__), quiet=1)"  # noqa: E501
+    subprocess.run([sys.executable, "-c", code], check=True, env=ENV)
+
+
+def high_water_kb(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM, which starts again at exec). Not ru_maxrss: that
+    counts the moment between fork and exec, when the child is a copy of this process, which
+    holds the outputs of earlier runs (about 180 MB by the resume runs)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
     server.reset()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV)
         cpu_at_first = None
         status = usage = None
+        peak_kb = 0
         while status is None:
             pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 status, usage = st, ru
-            elif cpu_at_first is None and server.stats()["requests"]:
+                break
+            peak_kb = high_water_kb(proc.pid) or peak_kb
+            if cpu_at_first is None and server.stats()["requests"]:
                 cpu_at_first = cpu_seconds(proc.pid)
             else:
                 time.sleep(0.002 if cpu_at_first is None else 0.05)
@@ -304,7 +334,8 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
         "wall": wall,
         "limited": stats["limited"],
         "cpu": cpu_total - (cpu_at_first or 0.0),
-        "rss_mb": usage.ru_maxrss / 1024,
+        "cpu_total": cpu_total,
+        "rss_mb": (peak_kb or usage.ru_maxrss) / 1024,
     }
 
 
@@ -433,7 +464,8 @@ def resume(tmp: Path, scale: int, rows: list[str]) -> None:
     for name, r in (("fresh", fresh), ("99% stored", partial), ("all stored", done)):
         same = sorted(r["stdout"].splitlines()) == expected
         rows.append(
-            f"| resume | lemagen, {name} | {n} | 128 | - | - | {r['wall']:.1f} | - | - | - | "
+            f"| resume | lemagen, {name} | {n} | 128 | - | - | {r['wall']:.1f} | - | "
+            f"{1000 * r['cpu_total'] / n:.3f} | - | "
             f"{r['rss_mb']:.0f} | {lines_out(r)}{'' if same else ' (DIFFERS)'} | {r['rc']} |"
         )
         report_failure(name, r)
@@ -448,6 +480,7 @@ def main() -> None:
     scale = 4 if args.quick else 1
     tmp = Path(tempfile.mkdtemp(prefix="lemagen-bench-"))
     rows: list[str] = []
+    compile_lemagen()
     try:
         if "throughput" in args.only:
             cases = [(2000 // scale, 128), (6000 // scale, 512)]

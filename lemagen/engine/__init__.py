@@ -16,7 +16,7 @@ from lemagen.engine.calls import (
 )
 from lemagen.engine.engine import Engine, EngineConfig, Stats, describe
 from lemagen.engine.prices import Price, price_for
-from lemagen.engine.runner import run_rows
+from lemagen.engine.runner import run_batches, run_rows
 from lemagen.engine.store import default_cache_dir
 from lemagen.engine.transports import TRANSPORTS
 
@@ -36,5 +36,6 @@ __all__ = [
     "default_cache_dir",
     "describe",
     "price_for",
+    "run_batches",
     "run_rows",
 ]

@@ -281,11 +281,16 @@ class Engine:
     # ------------------------------------------------------------------ calls
 
     def _spawn(self, rows: list[list[Call]], deliver: Deliver) -> None:
-        """Plan a batch, then start one task per row. Runs on the loop, in one go, so no
-        other call can slip in between a store lookup and its plan."""
+        """Plan a batch, then deliver the rows the store holds whole at once and start one
+        task per other row. Runs on the loop, in one go, so no other call can slip in between
+        a store lookup and its plan."""
         plans, cached = self._planner.plan_rows(rows)
         self.stats.cached += cached
         for index, row in enumerate(plans):
+            if not any(plan.owned or plan.waits for plan in row):
+                # Every sample is in the store: no task, no await (a re-run serves most rows so).
+                deliver(index, [generation(plan.samples) for plan in row])
+                continue
             task = self._loop.create_task(self._row(row))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._deliver, deliver, index))

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from lemagen.redact import redact
 
 
@@ -34,9 +36,12 @@ class Reply:
 def read_choices(data: bytes, api: str) -> Reply | None:
     """The choices of a completion, or None when the body is not one."""
     try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
+        payload = _decode(data)  # msgspec: several times cheaper than json.loads
+    except msgspec.DecodeError:
+        try:
+            payload = json.loads(data)  # what msgspec refuses and json reads (NaN, deep nesting)
+        except (ValueError, RecursionError):
+            return None
     if not isinstance(payload, dict):
         return None
     raw = payload.get("choices")
@@ -85,6 +90,9 @@ def _detail(details: Any, name: str) -> int:
     if not isinstance(details, dict):
         return 0
     return _count(details.get(name)) or 0
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 def _with_thinking(message: dict[str, Any], content: Any) -> Any:

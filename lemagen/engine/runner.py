@@ -21,8 +21,22 @@ def run_rows(
     max_pending: int,
     on_wait: Callable[[], None] | None = None,
 ) -> Iterator[tuple[T, list[Result]]]:
-    """Yield `(row, results)` for every row, results in the order of `calls_for(row)`; a row
-    with no calls comes back at once with `[]`.
+    """`run_batches`, one row at a time."""
+    for batch in run_batches(engine, rows, calls_for, max_pending=max_pending, on_wait=on_wait):
+        yield from batch
+
+
+def run_batches(
+    engine: Engine,
+    rows: Iterable[T],
+    calls_for: Callable[[T], list[Call]],
+    *,
+    max_pending: int,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[list[tuple[T, list[Result]]]]:
+    """Yield `(row, results)` for every row, results in the order of `calls_for(row)`, in
+    lists of the rows that finished together (so a caller can look up what they need in one
+    go); a row with no calls comes back at once, alone, with `[]`.
 
     At most `max_pending` rows are in flight, so memory does not grow with the input. Reading
     stops when the engine stops (budget). An exception from reading `rows` (a bad input row)
@@ -52,7 +66,7 @@ def run_rows(
             if calls:
                 batch.append((row, calls))
             else:
-                yield row, []
+                yield [(row, [])]
         if batch:
             rows_sent = [row for row, _ in batch]
 
@@ -82,10 +96,14 @@ def run_rows(
             except queue.Empty:
                 break
         pending -= len(finished)
+        ready: list[tuple[T, list[Result]]] = []
         for row, outcome in finished:
             if isinstance(outcome, BaseException):
+                if ready:
+                    yield ready
                 raise outcome
-            yield row, outcome
+            ready.append((row, outcome))
+        yield ready
     if read_error is not None:
         raise read_error
 

@@ -17,11 +17,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from importlib import metadata
 from typing import Literal
+
+import msgspec
 
 from lemagen import __version__
 from lemagen.math import answers
@@ -29,13 +30,17 @@ from lemagen.math import answers
 Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
 VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
 
+# The version of answer checking: extraction (`answers`), comparison (here) and what picks the
+# text they read (`thinking.split_thinking`, `answers.cut_run_on`). Grades kept from earlier
+# runs are keyed by it (`gradebook`): bump it with every change that can change a grade.
+GRADER_VERSION = 1
+
 DEFAULT_CHECK_TIMEOUT = 3.0
 _STARTUP_TIMEOUT = 60.0
 _GRACE = 5.0  # beyond the limit, before a worker that does not answer is replaced
 
 
-@dataclass(frozen=True)
-class Grade:
+class Grade(msgspec.Struct, frozen=True):
     pred: str | None
     verdict: Verdict
     extracted_by: answers.Method | None = None  # how `pred` was found (answers.Extraction)

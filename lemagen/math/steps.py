@@ -84,6 +84,8 @@ def _one_line(chunk: str) -> str:
 
 def _math_aware_lines(text: str) -> list[str]:
     """Non-empty lines, joining lines that sit inside an open `$$`, `\\[` or `\\begin` block."""
+    if "$$" not in text and "\\[" not in text and "\\begin" not in text:
+        return [line for line in (raw.strip() for raw in text.split("\n")) if line]  # no block
     out: list[str] = []
     pending: list[str] = []
     for raw in text.split("\n"):

@@ -10,14 +10,14 @@ it. A block that never closes holds no answer (cut at the token limit, it is `tr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+import msgspec
 
 _OPEN = re.compile(r"^\s*<(think|thinking|reasoning)>", re.IGNORECASE)
 _CLOSE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Thought:
+class Thought(msgspec.Struct, frozen=True):
     thinking: str | None  # None: the reply did not think aloud
     answer: str
     closed: bool = True  # False: the thinking never ended, so there is no answer part

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import msgspec
 
@@ -125,10 +125,12 @@ class RecordWriter:
 
     def write_line(self, line: str) -> None:
         """Write one line already encoded with `encode`."""
-        with self._writing():
+        try:  # as `_writing` does, without a context manager per line
             self._stream.write(redact(line) + "\n")
             if self._flush_each:
                 self._stream.flush()
+        except OSError as exc:
+            self._failed(exc)
         self.count += 1
 
     def write(self, record: dict[str, Any]) -> None:
@@ -153,28 +155,59 @@ class RecordWriter:
     def _writing(self) -> Iterator[None]:
         try:
             yield
-        except BrokenPipeError:
-            raise OutputClosed from None
         except OSError as exc:
-            if self._owned:
-                with suppress(OSError):
-                    self._stream.close()  # its buffer cannot be written either
-            raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
+            self._failed(exc)
 
-
-_ENCODER = msgspec.json.Encoder()
+    def _failed(self, exc: OSError) -> NoReturn:
+        if isinstance(exc, BrokenPipeError):
+            raise OutputClosed from None
+        if self._owned:
+            with suppress(OSError):
+                self._stream.close()  # its buffer cannot be written either
+        raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _dumps(value: Any) -> str:
-    """One compact JSON line, non-ASCII kept as is: the bytes `json.dumps(value,
-    ensure_ascii=False, separators=(",", ":"))` gives, except that floats below 1e-4 or from
-    1e16 up are written without an exponent sign or padding (`0.00001` for `1e-05`, `1e16` for
-    `1e+16`: the same values). Several times faster than `json.dumps`, which was a tenth of the
-    time of a whole `grade` or `filter` run (benchmarks/bench_stages.py)."""
+    """`value` as compact JSON, exactly as `json.dumps(ensure_ascii=False)` writes it, by
+    msgspec where that gives the same text (about four times faster, benchmarks/bench_engine.py
+    resume): everything but floats the two spell differently (`1e+16` and `1e16`, `1e-05` and
+    `0.00001`, NaN and null), which go to json."""
+    if type(value) is dict and not _odd(value.values()):
+        try:
+            return _encode(value).decode()
+        except (TypeError, UnicodeEncodeError):  # a lone surrogate, a key msgspec does not take
+            pass
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     try:
-        return _ENCODER.encode(value).decode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a model's reply: written \u-escaped
         return json.dumps(value, separators=(",", ":"))
+    return text
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _odd(values: Iterable[Any]) -> bool:
+    """Whether `values` hold a float json and msgspec write differently (json writes
+    `repr(x)`, which has an exponent outside 1e-4 <= |x| < 1e16, and NaN / Infinity), or a
+    type other than the JSON ones."""
+    for v in values:
+        t = type(v)
+        if t is str or t is int or v is None or t is bool:
+            continue
+        if t is float:
+            if not (1e-4 <= v < 1e16 or -1e16 < v <= -1e-4 or v == 0.0):
+                return True
+        elif t is dict:
+            if _odd(v.values()):
+                return True
+        elif t is list:
+            if _odd(v):
+                return True
+        else:
+            return True
+    return False
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from lemagen.engine import Call, Engine, EngineConfig, describe, run_rows
+from lemagen.engine import Call, Engine, EngineConfig, describe, run_batches, run_rows
 from lemagen.engine.estimate import estimate
 from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
 from lemagen.math.grading import Grader
@@ -117,6 +117,14 @@ class EngineStage(Stage[In]):
     def sent(self, rows: Iterable[In], hooks: Hooks) -> Iterator[tuple[In, list[Any]]]:
         """`(row, results)` as rows finish."""
         return run_rows(
+            self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
+        )
+
+    def sent_batches(
+        self, rows: Iterable[In], hooks: Hooks
+    ) -> Iterator[list[tuple[In, list[Any]]]]:
+        """`(row, results)` as rows finish, in lists of the rows that finished together."""
+        return run_batches(
             self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
         )
 

@@ -10,13 +10,15 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import msgspec
 
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math import answers, steps
-from lemagen.math.grading import Grader, checker_info
+from lemagen.math.gradebook import GradeBook, Item
+from lemagen.math.grading import Grade, Grader, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
@@ -77,6 +79,18 @@ class SampleStage(EngineStage[Problem]):
         self.thinking = thinking
         self.min_agreement = min_agreement
         self.explicit_only = explicit_only
+        self.grades = GradeBook(None)
+        # The provenance every sample of the run shares, built once.
+        self._meta: dict[str, Any] = {
+            "stage": "sample",
+            "api": self.api,
+            **self.sampling.as_meta(),
+            "n": self.n,
+            "prompt": self.template.name,
+            "prompt_sha256": self.template.sha256,
+            **self.request.meta(),
+        }
+        self._known: dict[Item, Grade] = {}  # grades kept for the rows being written
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
@@ -85,11 +99,39 @@ class SampleStage(EngineStage[Problem]):
         prompt = self.template.render(question=row.question)
         return [self.request.call(model, prompt, self.n, self.sampling) for model in self.models]
 
+    def start(self, stack: ExitStack) -> None:
+        super().start(stack)
+        self.grades = GradeBook(self.config.cache_dir)
+        stack.callback(self.grades.close)
+
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
-        for problem, results in self.sent(rows, hooks):
-            yield from self.outcome(problem, results)
-            self.counts["problems"] += 1
-            hooks.on_row(1)
+        for batch in self.sent_batches(rows, hooks):
+            self._known = self.grades.get_many(
+                [
+                    (problem.task, problem.gold, choice.text)
+                    for problem, results in batch
+                    if problem.gold
+                    for result in results
+                    if not isinstance(result, RequestFailed)
+                    for choice in result.choices
+                ]
+            )
+            for problem, results in batch:
+                yield from self.outcome(problem, results)
+                self.counts["problems"] += 1
+            hooks.on_row(len(batch))
+            self.grades.flush()
+
+    def _grade(self, problem: Problem, raw: str, text: str) -> Grade:
+        """The grade of `text` (the answer part of the sample `raw`): kept from an earlier
+        run (`gradebook`), else checked now and kept."""
+        item = (problem.task, problem.gold, raw)
+        grade = self._known.get(item)
+        if grade is None:
+            assert self.grader is not None
+            grade = self.grader.grade(problem.task, problem.gold, text)
+            self.grades.add(item, grade)
+        return grade
 
     def outcome(
         self, problem: Problem, results: list[Generation | RequestFailed]
@@ -124,7 +166,7 @@ class SampleStage(EngineStage[Problem]):
                 # whole solution: judged on what came before the cut, never as truncated.
                 ran_on = answer != thought.answer
                 text = answer.strip()
-                grade = self.grader.grade(problem.task, problem.gold, text)
+                grade = self._grade(problem, choice.text, text)
                 thinking = None if self.thinking == "drop" else thought.thinking
                 chain = text
                 if self.thinking == "steps" and thought.thinking:
@@ -138,20 +180,14 @@ class SampleStage(EngineStage[Problem]):
                     extracted_by=grade.extracted_by,
                     verdict=grade.verdict,
                     meta=Provenance(
-                        stage="sample",
                         model=model,
-                        api=self.api,
-                        **self.sampling.as_meta(),
-                        n=self.n,
+                        **self._meta,
                         sample_index=index,
-                        prompt=self.template.name,
-                        prompt_sha256=self.template.sha256,
                         finish_reason=choice.finish_reason,
                         usage=dict(result.usage),
                         requests=result.requests,
                         choices_in_usage=len(result.choices),
                         checker=checker_info(problem.task),
-                        **self.request.meta(),
                     ),
                     thinking=thinking,
                 )
@@ -252,4 +288,7 @@ def _sample_id(problem_id: str, model: str, prompt_sha: str, index: int) -> str:
 
 
 def _path_key(path: tuple[str, ...]) -> str:
-    return re.sub(r"\s+", " ", " ".join(path)).strip().lower()
+    return _SPACES.sub(" ", " ".join(path)).strip().lower()
+
+
+_SPACES = re.compile(r"\s+")
