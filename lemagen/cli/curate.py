@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
 from lemagen.cli.options import RunIO, input_format_option, io_options, price_options
 from lemagen.cli.running import run_stage
-from lemagen.engine import price_for
 from lemagen.errors import LemagenError
-from lemagen.records.problems import ProblemReader
-from lemagen.records.rows import Rejects, iter_rows
-from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
-from lemagen.stages.export import (
-    DATASET_INFO_FORMATS,
-    FORMATS,
-    PAIR_FORMATS,
-    ExportStage,
-    write_dataset_info,
-)
-from lemagen.stages.filter import FilterStage
+from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP
+from lemagen.stages.export import DATASET_INFO_FORMATS, FORMATS, write_dataset_info
 from lemagen.stages.report_html import render_html
-from lemagen.stages.stats import StatsStage
-from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
 
 
 @cli.command(name="filter", epilog=EPILOG)
@@ -92,13 +80,13 @@ def filter_cmd(
     Example:
       lemagen filter corrections.jsonl --rejects dropped.jsonl > train.jsonl
     """
-    held_out = None
-    if test_sets:
-        held_out = HeldOut(ngram, overlap)
-        for path in test_sets:
-            held_out.load(path)
-    stage = FilterStage(
-        with_cot=with_cot, with_meta=with_meta, held_out=held_out, require_pot=require_pot
+    stage = build.filter_stage(
+        with_cot=with_cot,
+        with_meta=with_meta,
+        decontaminate=test_sets,
+        ngram=ngram,
+        overlap=overlap,
+        require_pot_agreement=require_pot,
     )
     io.run(stage)
 
@@ -230,37 +218,23 @@ def export_cmd(
       lemagen export corrections.jsonl -f sharegpt -o data/lema.jsonl \\
         --dataset-info data/dataset_info.json
     """
-    if chat and fmt != "trl":
-        raise click.UsageError("--chat applies to --format trl only")
-    if restart_rate is not None and fmt != "lemma":
-        raise click.UsageError("--restart-rate applies to --format lemma only")
-    if mix and fmt in PAIR_FORMATS:
-        raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
-    if cross_model and fmt not in PAIR_FORMATS:
-        raise click.UsageError("--cross-model applies to --format dpo and openai-dpo")
-    if gold_cot_path is not None and not (fmt == "cot" or mix):
-        raise click.UsageError("--gold-cot applies to --format cot, or to any format with --mix")
-    gold = None
-    if gold_cot_path is not None:
-        reader = ProblemReader()
-        gold = iter_rows(gold_cot_path, reader.read, skip_bad_rows=False, rejects=Rejects(None))
+    stage = build.export_stage(
+        format=fmt,
+        chat=chat,
+        mix=mix,
+        gold_cot=gold_cot_path,
+        seed=seed,
+        max_pairs_per_question=max_pairs_per_question,
+        cross_model=cross_model,
+        keep_fields=[f.strip() for f in keep_fields.split(",") if f.strip()],
+        require_pot_agreement=require_pot,
+        restart_rate=restart_rate,
+    )
     if dataset_info is not None:
         if fmt not in DATASET_INFO_FORMATS:
             raise click.UsageError("--dataset-info applies to alpaca, sharegpt and lemma")
         if io.output == "-":
             raise click.UsageError("--dataset-info needs -o: the entry names the data file")
-    stage = ExportStage(
-        fmt,
-        chat=chat,
-        mix=mix,
-        seed=seed,
-        max_pairs=max_pairs_per_question,
-        keep_fields=tuple(f.strip() for f in keep_fields.split(",") if f.strip()),
-        gold_cot=gold,
-        cross_model=cross_model,
-        require_pot=require_pot,
-        restart_rate=DEFAULT_RESTART_RATE if restart_rate is None else restart_rate,
-    )
     io.run(stage)
     if dataset_info is not None:
         write_dataset_info(dataset_info, dataset_name, io.output, fmt)
@@ -317,10 +291,9 @@ def stats_cmd(
     Example:
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
-    price = functools.partial(
-        price_for, price_in=price_in, price_out=price_out, price_cached=price_cached
+    stage = build.stats_stage(
+        as_json=as_json, by=by, price_in=price_in, price_out=price_out, price_cached=price_cached
     )
-    stage = StatsStage(as_json=as_json, by=by, price=price)
     run_stage(
         stage,
         inputs or ("-",),

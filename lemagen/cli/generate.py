@@ -6,24 +6,9 @@ from typing import Any
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import (
-    RunIO,
-    endpoint_options,
-    engine_config,
-    io_options,
-    max_pending,
-    problem_reader,
-    request_shape,
-    sampling,
-    task_options,
-    template,
-)
-from lemagen.pot.sandbox import Limits
-from lemagen.stages.correct import CorrectStage
-from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
-from lemagen.stages.evolve import EVOLVE_VARIABLES, EvolveStage
-from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
+from lemagen.cli.options import RunIO, endpoint, endpoint_options, io_options, task_options
 
 
 @cli.command(epilog=EPILOG)
@@ -119,22 +104,19 @@ def sample(
       OPENAI_BASE_URL=http://localhost:8000/v1 \\
         lemagen sample examples/gsm8k.jsonl -m Qwen/Qwen2.5-0.5B-Instruct -n 4 > wrong.jsonl
     """
-    stage = SampleStage(
-        problem_reader(
-            task, question_field, answer_field, id_field, gold_optional=gold_mode == "vote"
-        ),
-        engine_config(opts, models),
-        template=template(prompt_name, SAMPLE_VARIABLES),
-        models=list(models),
-        n=opts["n"],
-        sampling=sampling(opts),
-        keep_all=keep == "all",
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
+    stage = build.sample_stage(
+        model=models,
+        keep=keep,
         thinking=thinking,
+        gold=gold_mode,
         min_agreement=min_agreement,
-        explicit_only=explicit_answers_only,
+        prompt=prompt_name,
+        explicit_answers_only=explicit_answers_only,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
+        **endpoint(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])
 
@@ -191,17 +173,8 @@ def correct(
     Example:
       lemagen correct wrong.jsonl -m gpt-4o > corrections.jsonl
     """
-    stage = CorrectStage(
-        engine_config(opts, [model]),
-        model=model,
-        prompt_name=prompt_name,
-        n=opts["n"],
-        sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        reask=reask,
-        json_mode=json_mode,
-        request=request_shape(opts),
+    stage = build.correct_stage(
+        model=model, prompt=prompt_name, reask=reask, json_mode=json_mode, **endpoint(opts)
     )
     io.run(stage, dry_run=opts["dry_run"])
 
@@ -265,19 +238,13 @@ def evolve(
       lemagen evolve corrections.jsonl -m gpt-4o --samples 1000 > evolved.jsonl
       lemagen sample evolved.jsonl -m MODEL | lemagen correct -m gpt-4o | lemagen filter
     """
-    stage = EvolveStage(
-        engine_config(opts, [model]),
+    stage = build.evolve_stage(
         model=model,
-        template=template(prompt_name, EVOLVE_VARIABLES),
-        answer_template=template(answer_prompt, SAMPLE_VARIABLES),
         samples=samples,
         votes=votes,
-        seed=opts["seed"] or 0,
-        sampling=sampling(opts),
-        vote_sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
+        prompt=prompt_name,
+        answer_prompt=answer_prompt,
+        **endpoint(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])
 
@@ -344,16 +311,12 @@ def crosscheck(
     Example:
       lemagen crosscheck corrections.jsonl -m Qwen/Qwen2.5-Coder-7B-Instruct > checked.jsonl
     """
-    seconds = max(1, int(program_timeout + 0.999))
-    stage = CrosscheckStage(
-        engine_config(opts, [model]),
+    stage = build.crosscheck_stage(
         model=model,
-        template=template(prompt_name, CROSSCHECK_VARIABLES),
-        sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        limits=Limits(timeout=program_timeout, cpu=seconds, memory=program_memory << 20),
+        prompt=prompt_name,
         check_all=check_all,
-        request=request_shape(opts),
+        program_timeout=program_timeout,
+        program_memory=program_memory,
+        **endpoint(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])

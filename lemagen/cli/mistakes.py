@@ -7,19 +7,9 @@ from typing import Any
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import (
-    RunIO,
-    endpoint_options,
-    engine_config,
-    io_options,
-    max_pending,
-    request_shape,
-    sampling,
-    template,
-)
-from lemagen.stages.analyze import ANALYZE_VARIABLES, AnalyzeStage
-from lemagen.stages.art import ASK_VARIABLES, AskStage, TrustStage
+from lemagen.cli.options import RunIO, endpoint, endpoint_options, io_options
 
 
 @cli.command(epilog=EPILOG)
@@ -52,15 +42,7 @@ def analyze(io: RunIO, model: str, prompt_name: str, **opts: Any) -> None:
     Example:
       lemagen analyze wrong.jsonl -m gpt-4o > analysis.jsonl
     """
-    stage = AnalyzeStage(
-        engine_config(opts, [model]),
-        model=model,
-        template=template(prompt_name, ANALYZE_VARIABLES),
-        sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
-    )
+    stage = build.analyze_stage(model=model, prompt=prompt_name, **endpoint(opts))
     io.run(stage, dry_run=opts["dry_run"])
 
 
@@ -100,15 +82,7 @@ def art_ask(io: RunIO, model: str, prompt_name: str, **opts: Any) -> None:
     Example:
       lemagen art ask samples.jsonl -m gpt-4o > asker.jsonl
     """
-    stage = AskStage(
-        engine_config(opts, [model]),
-        model=model,
-        template=template(prompt_name, ASK_VARIABLES),
-        sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
-    )
+    stage = build.art_ask_stage(model=model, prompt=prompt_name, **endpoint(opts))
     io.run(stage, dry_run=opts["dry_run"])
 
 
@@ -127,4 +101,4 @@ def art_trust(io: RunIO) -> None:
     Example:
       lemagen art trust corrections.jsonl > truster.jsonl
     """
-    io.run(TrustStage())
+    io.run(build.art_trust_stage())

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import (
-    RunIO,
-    endpoint_options,
-    engine_config,
-    io_options,
-    max_pending,
-    problem_reader,
-    request_shape,
-    sampling,
-    task_options,
-    template,
-)
+from lemagen.cli.options import RunIO, endpoint, endpoint_options, io_options, task_options
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TAXONOMY_IDS
-from lemagen.records.analysis import error_type_counts
-from lemagen.stages.grade import GradeStage
-from lemagen.stages.inject import InjectStage
 from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
-from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
-from lemagen.stages.teach import TEACH_VARIABLES, TeachStage, TypeDraw
+from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE
 
 
 def _types(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -171,23 +156,23 @@ def inject_cmd(
       lemagen inject examples/gsm8k.jsonl --per-question 2 | lemagen filter > lema.jsonl
       lemagen inject train.jsonl -m gpt-4o --types-from analysis.jsonl | lemagen filter
     """
-    reader = problem_reader(task, question_field, answer_field, id_field)
     if model is not None:
-        io.run(
-            _teacher(
-                model,
-                types,
-                types_from,
-                question_types,
-                prompt_name,
-                per_question,
-                seed,
-                fmt,
-                reader,
-                opts,
-            ),
-            dry_run=opts["dry_run"],
+        teacher = build.inject_stage(
+            model=model,
+            types=types,
+            types_from=types_from,
+            question_types=question_types,
+            prompt=prompt_name,
+            per_question=per_question,
+            seed=seed,
+            format=fmt,
+            task=task,
+            question_field=question_field,
+            answer_field=answer_field,
+            id_field=id_field,
+            **endpoint(opts),
         )
+        io.run(teacher, dry_run=opts["dry_run"])
         return
     teacher_only = {"types_from", "question_types", "prompt_name", *opts}
     given = [
@@ -197,13 +182,18 @@ def inject_cmd(
     ]
     if given:
         raise click.UsageError(f"{', '.join(given)}: only with --model (a teacher)")
-    stage = InjectStage(
-        reader,
-        fmt=fmt,
+    stage = build.inject_stage(
         types=types,
         per_question=per_question,
         seed=seed,
-        retry=RetryOptions(rate=retry_rate, fake=fake, marker=marker),
+        format=fmt,
+        retry_rate=retry_rate,
+        fake=fake,
+        marker=marker,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
     )
     io.run(stage)
 
@@ -214,41 +204,6 @@ def _set(name: str | None) -> bool:
         return False
     source = click.get_current_context().get_parameter_source(name)
     return source is click.core.ParameterSource.COMMANDLINE
-
-
-def _teacher(
-    model: str,
-    types: tuple[str, ...],
-    types_from: str | None,
-    question_types: bool,
-    prompt_name: str,
-    per_question: int,
-    seed: int,
-    fmt: str,
-    reader: Any,
-    opts: dict[str, Any],
-) -> TeachStage:
-    if fmt != "lema":
-        raise click.UsageError("--model writes corrections: --format retry is offline only")
-    if bool(types) == bool(types_from):
-        raise click.UsageError("--model needs --types or --types-from (one of them)")
-    if question_types and not types_from:
-        raise click.UsageError("--question-types needs --types-from")
-    by_problem = error_type_counts(types_from) if types_from else {}
-    weights = sum(by_problem.values(), Counter()) if types_from else Counter(types)
-    return TeachStage(
-        engine_config(opts, [model]),
-        reader=reader,
-        model=model,
-        template=template(prompt_name, TEACH_VARIABLES),
-        types=TypeDraw(weights, by_problem if question_types else None),
-        per_question=per_question,
-        seed=seed,
-        sampling=sampling({**opts, "seed": None}),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
-    )
 
 
 # ---------------------------------------------------------------- grade
@@ -270,11 +225,20 @@ def _teacher(
     show_default=True,
     help="Seconds allowed for one symbolic answer check (then: timeout).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Symbolic answer checks run in N processes at once; output stays in input order "
+    "[default: the number of cores].",
+)
 @task_options
 def grade(
     io: RunIO,
     response_field: str,
     check_timeout: float,
+    workers: int | None,
     task: str | None,
     question_field: str | None,
     answer_field: str | None,
@@ -290,9 +254,13 @@ def grade(
     Example:
       lemagen grade outputs.jsonl --response-field completion > graded.jsonl
     """
-    stage = GradeStage(
-        problem_reader(task, question_field, answer_field, id_field, require_question=False),
+    stage = build.grade_stage(
         response_field=response_field,
         check_timeout=check_timeout,
+        workers=workers,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
     )
     io.run(stage)

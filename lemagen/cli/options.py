@@ -1,11 +1,11 @@
-"""Options shared by several commands, and what they build (engine config, sampling)."""
+"""Options shared by several commands. What they build (the stage, its engine configuration)
+is `lemagen.api.build`, shared with the Python API."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -13,24 +13,13 @@ from typing import Any, TypeVar, cast
 import click
 
 from lemagen.cli.running import run_stage
-from lemagen.engine import (
-    DEFAULT_BASE_URL,
-    TRANSPORTS,
-    EngineConfig,
-    RequestShape,
-    Sampling,
-    default_cache_dir,
-    price_for,
-)
-from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS, BatchConfig
+from lemagen.engine import DEFAULT_BASE_URL, TRANSPORTS
+from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS
 from lemagen.errors import EXIT_BATCH_PENDING, EXIT_BUDGET
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
 from lemagen.records.inputs import INPUT_FORMATS
 from lemagen.records.parquet import is_parquet
-from lemagen.records.problems import ProblemReader
-from lemagen.redact import remember
-from lemagen.stages import templates
 from lemagen.stages.base import Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -452,126 +441,10 @@ def task_options(func: F) -> F:
     return func
 
 
-def engine_config(opts: dict[str, Any], models: Iterable[str]) -> EngineConfig:
-    if opts["max_cost"] is not None:
-        unpriced = ", ".join(
-            m
-            for m in models
-            if not price_for(m, opts["price_in"], opts["price_out"], opts["price_cached"]).known
-        )
-        if unpriced:
-            raise click.UsageError(
-                f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
-            )
-    api_key = os.environ.get(opts["api_key_env"]) or None
-    remember(api_key)
-    batch = None
-    if opts["batch"]:
-        if opts["no_cache"]:
-            raise click.UsageError("--batch needs the request store: drop --no-cache")
-        batch = BatchConfig(
-            completion_window=opts["completion_window"],
-            wait=opts["wait"],
-            poll_interval=opts["poll_interval"],
-            fallback=opts["batch_fallback"],
-            max_requests=opts["batch_max_requests"],
-            max_bytes=opts["batch_max_bytes"],
-        )
-    return EngineConfig(
-        base_urls=base_urls(opts["base_urls"]),
-        api_key=api_key,
-        api_key_env=opts["api_key_env"],
-        api=opts["api"],
-        timeout=opts["timeout"],
-        max_retries=opts["max_retries"],
-        retry_delay=opts["retry_delay"],
-        concurrency=opts["concurrency"],
-        rpm=opts["rpm"],
-        tpm=opts["tpm"],
-        cache_dir=None if opts["no_cache"] else (opts["cache_dir"] or default_cache_dir()),
-        transport=opts["transport"],
-        price_in=opts["price_in"],
-        price_out=opts["price_out"],
-        price_cached=opts["price_cached"],
-        max_cost=opts["max_cost"],
-        batch=batch,
-    )
-
-
-def base_urls(given: tuple[str, ...]) -> list[str]:
-    """The endpoints to use. An empty one (`--base-url ""`, `OPENAI_BASE_URL=`) is a usage
-    error, never a silent fall back to the hosted default; so is one that is not http(s)."""
-    env = os.environ.get("OPENAI_BASE_URL")
-    if not given and env is not None and not env.strip():
-        raise click.UsageError(
-            "OPENAI_BASE_URL is set but empty: give an endpoint URL, or unset it to use "
-            f"{DEFAULT_BASE_URL}"
-        )
-    for url in given:
-        if not url.strip():
-            raise click.UsageError(
-                f"--base-url is empty: give an endpoint URL such as {DEFAULT_BASE_URL}"
-            )
-        if not url.startswith(("http://", "https://")):
-            raise click.UsageError(f"--base-url {url!r} is not an http:// or https:// URL")
-    return list(given) or [DEFAULT_BASE_URL]
-
-
-def max_pending(opts: dict[str, Any]) -> int:
-    return 2 * int(opts["concurrency"]) * max(1, len(opts["base_urls"])) + 16
-
-
-COMPLETION_STOPS = ("\n\nQuestion:", "\n\nProblem:")
-
-
-def request_shape(opts: dict[str, Any]) -> RequestShape:
-    """--system, --stop, --extra-body and --max-tokens-param, checked."""
-    system = opts["system"]
-    if system is not None and system.startswith("@"):
-        try:
-            system = Path(system[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise click.BadParameter(
-                f"{system[1:]}: {exc.strerror}", param_hint="--system"
-            ) from None
-    extra = None
-    if opts["extra_body"] is not None:
-        try:
-            extra = json.loads(opts["extra_body"])
-        except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--extra-body") from None
-        if not isinstance(extra, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--extra-body")
-    return RequestShape(system, extra, opts["max_tokens_param"], stops(opts))
-
-
-def stops(opts: dict[str, Any]) -> tuple[str, ...]:
-    if opts["stop"]:
-        return tuple(opts["stop"])
-    return COMPLETION_STOPS if opts["api"] == "completion" else ()
-
-
-def sampling(opts: dict[str, Any]) -> Sampling:
-    return Sampling(
-        temperature=opts["temperature"],
-        top_p=opts["top_p"],
-        max_tokens=opts["max_tokens"],
-        seed=opts["seed"],
-        stop=stops(opts),
-    )
-
-
-def template(name: str, variables: set[str]) -> templates.Template:
-    template = templates.load(name)
-    template.check(variables)
-    return template
-
-
-def problem_reader(
-    task: str | None,
-    question_field: str | None,
-    answer_field: str | None,
-    id_field: str | None,
-    **kw: Any,
-) -> ProblemReader:
-    return ProblemReader(task, question_field, answer_field, id_field=id_field, **kw)
+def endpoint(opts: dict[str, Any]) -> dict[str, Any]:
+    """A model-calling command's options as the keywords of its stage builder
+    (`lemagen.api.build`): the endpoint options (`lemagen.api.Endpoint`), `n` and
+    `temperature`; `--dry-run` stays with the command."""
+    kwargs = {k: v for k, v in opts.items() if k not in ("dry_run", "base_urls")}
+    kwargs["base_url"] = list(opts["base_urls"])
+    return kwargs

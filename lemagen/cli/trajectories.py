@@ -6,18 +6,9 @@ from typing import Any
 
 import click
 
+from lemagen.api import build
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import (
-    RunIO,
-    endpoint_options,
-    engine_config,
-    io_options,
-    max_pending,
-    request_shape,
-    sampling,
-    template,
-)
-from lemagen.stages.smooth import SMOOTH_VARIABLES, SmoothStage
+from lemagen.cli.options import RunIO, endpoint, endpoint_options, io_options
 from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
 
 
@@ -59,15 +50,7 @@ def smooth(io: RunIO, model: str, restart_rate: float, prompt_name: str, **opts:
     Example:
       lemagen smooth corrections.jsonl -m gpt-4o --rejects rough.jsonl > lemma.jsonl
     """
-    stage = SmoothStage(
-        engine_config(opts, [model]),
-        model=model,
-        template=template(prompt_name, SMOOTH_VARIABLES),
-        seed=opts["seed"] or 0,
-        restart_rate=restart_rate,
-        sampling=sampling(opts),
-        check_timeout=opts["check_timeout"],
-        max_pending=max_pending(opts),
-        request=request_shape(opts),
+    stage = build.smooth_stage(
+        model=model, restart_rate=restart_rate, prompt=prompt_name, **endpoint(opts)
     )
     io.run(stage, dry_run=opts["dry_run"])

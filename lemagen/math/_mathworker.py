@@ -1,13 +1,15 @@
 """Worker process for symbolic answer checks: `python -m lemagen.math._mathworker`.
 
-Reads one JSON array `[gold, pred, timeout]` per line on stdin and answers one JSON line per
-request: `{"equal": bool, "gold_parsed": bool}`, or `{"timeout": true}`. It runs Math-Verify
+Reads one JSON array `[id, gold, pred, timeout]` per line on stdin and answers one JSON line per
+request, with its id: `{"id": id, "equal": bool, "gold_parsed": bool}`, or `{"id": id,
+"timeout": true}`. Replies come as checks end, not in request order. It runs Math-Verify
 with its own signal-based timeouts turned off (a signal cannot interrupt a long C-level sympy
 call; a kill can).
 
-Where the OS can fork, the checks run in a child forked from this warm process (Math-Verify and
-sympy already imported): when a check runs out of time the child is killed and a new one forked
-in milliseconds, so a timed-out check costs its limit and not a restart of the imports. Without
+Where the OS can fork, the checks run in children forked from this warm process (Math-Verify and
+sympy already imported), as many at once as the first argument says (`--workers`): when a check
+runs out of time its child is killed and a new one forked in milliseconds, so a timed-out check
+costs its limit and not a restart of the imports. Without
 fork, checks run here and the grader kills and restarts this process on a timeout.
 """
 
@@ -22,6 +24,8 @@ import os
 import select
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -70,15 +74,14 @@ class _Child:
         self.requests: IO[str] = os.fdopen(req_w, "w")
         self.replies: IO[str] = os.fdopen(rep_r, "r")
 
-    def ask(self, gold: str, pred: str, timeout: float) -> dict[str, object] | None:
+    def send(self, gold: str, pred: str) -> bool:
+        """Hand the child one check; False if it is gone."""
         try:
             self.requests.write(json.dumps([gold, pred]) + "\n")
             self.requests.flush()
         except BrokenPipeError:
-            return None
-        ready, _, _ = select.select([self.replies], [], [], timeout)
-        line = self.replies.readline() if ready else ""
-        return json.loads(line) if line else None
+            return False
+        return True
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -88,32 +91,96 @@ class _Child:
         self.replies.close()
 
 
+class _Lines:
+    """Lines from a file descriptor, read without Python's buffering so `select` tells the
+    truth about what is waiting."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.closed = False
+
+    def read(self) -> list[bytes]:
+        """The complete lines that arrived (call when `select` says the fd is readable)."""
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.closed = True
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return lines
+
+
+def _serve_pool(parse: Fn, verify: Fn, idle: list[_Child], out: IO[str]) -> None:
+    """Requests `[id, gold, pred, timeout]` from stdin, checked by the forked children at
+    once; each reply (with its id) as soon as its check ends. A check past its limit has its
+    child killed and replaced."""
+    busy: dict[int, tuple[_Child, object, float]] = {}  # reply fd -> child, id, deadline
+    waiting: deque[list[Any]] = deque()
+    stdin = _Lines(sys.stdin.fileno())
+
+    def answer(request_id: object, reply: dict[str, object]) -> None:
+        out.write(json.dumps({"id": request_id, **reply}) + "\n")
+
+    while not stdin.closed or busy or waiting:
+        while waiting and idle:
+            request_id, gold_text, pred_text, timeout = waiting.popleft()
+            child = idle.pop()
+            if child.send(gold_text, pred_text):
+                busy[child.replies.fileno()] = (child, request_id, time.monotonic() + timeout)
+            else:  # the child died between checks: a fresh one, and the check again
+                child.kill()
+                idle.append(_Child(parse, verify))
+                waiting.appendleft([request_id, gold_text, pred_text, timeout])
+        out.flush()
+        fds = list(busy) + ([] if stdin.closed else [stdin.fd])
+        now = time.monotonic()
+        wait = max(0.0, min(d for _, _, d in busy.values()) - now) if busy else None
+        ready, _, _ = select.select(fds, [], [], wait)
+        for fd in ready:
+            if fd == stdin.fd:
+                waiting.extend(json.loads(line) for line in stdin.read() if line.strip())
+                continue
+            child, request_id, _ = busy.pop(fd)
+            line = child.replies.readline()
+            if line:
+                answer(request_id, json.loads(line))
+                idle.append(child)
+            else:  # the child died (out of memory): a fresh one
+                child.kill()
+                idle.append(_Child(parse, verify))
+                answer(request_id, {"timeout": True})
+        now = time.monotonic()
+        for fd, (child, request_id, deadline) in list(busy.items()):
+            if now >= deadline:
+                del busy[fd]
+                child.kill()
+                idle.append(_Child(parse, verify))
+                answer(request_id, {"timeout": True})
+    out.flush()
+    for child in idle:
+        child.kill()
+
+
 def main() -> None:
     logging.disable(logging.WARNING)  # Math-Verify warns on every call that its timeout is off
     from math_verify import parse, verify
 
     _check(parse, verify, "\\frac{1}{2}", "0.5")  # warm the parser up once; children inherit it
-    can_fork = hasattr(os, "fork")
-    child = _Child(parse, verify) if can_fork else None
+    size = max(1, int(sys.argv[1])) if len(sys.argv) > 1 else 1
+    children = [_Child(parse, verify) for _ in range(size)] if hasattr(os, "fork") else []
     out = sys.stdout
     out.write('{"ready": true}\n')
     out.flush()
-    for line in sys.stdin:
-        gold_text, pred_text, timeout = json.loads(line)
-        if child is None:
-            reply: dict[str, object] | None = _check(parse, verify, gold_text, pred_text)
-        else:
-            reply = child.ask(gold_text, pred_text, timeout)
-            if reply is None:  # out of time, or the child died (out of memory): a fresh one
-                child.kill()
-                child = _Child(parse, verify)
-                reply = {"timeout": True}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
-    if child is not None:
-        child.kill()
+    if children:
+        _serve_pool(parse, verify, children, out)
+    else:
+        for line in sys.stdin:  # no fork: one check at a time, here; a timeout restarts us
+            request_id, gold_text, pred_text, _ = json.loads(line)
+            out.write(json.dumps({"id": request_id, **_check(parse, verify, gold_text, pred_text)}))
+            out.write("\n")
+            out.flush()
     # Skip the interpreter's teardown of sympy and Math-Verify (most of a second): the grader
-    # waits for this process to end when a run finishes.
+    # waits for this process to end when a run finishes. The pool's children are gone by now.
     out.flush()
     os._exit(0)
 

@@ -9,15 +9,18 @@ so it is safe from any thread and a pathological answer costs at most `timeout` 
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import lru_cache
 from importlib import metadata
-from typing import IO, Literal
+from typing import Literal
 
 import msgspec
 
@@ -140,64 +143,91 @@ def _bounds(part: str) -> tuple[str | None, str | None] | None:
 
 
 class _Worker:
-    """One long-lived `lemagen.math._mathworker` process, restarted after a timeout."""
+    """One long-lived `lemagen.math._mathworker` process with `children` checker children,
+    restarted when it stops answering."""
 
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
+    def __init__(self, children: int = 1) -> None:
+        self.children = children
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
         self._lock = threading.Lock()
 
-    def _start(self) -> subprocess.Popen[str]:
+    def _start(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lemagen.math._mathworker"],
+            [sys.executable, "-m", "lemagen.math._mathworker", str(self.children)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
         )
-        assert proc.stdout is not None
-        if self._readline(proc.stdout, _STARTUP_TIMEOUT) is None:
+        self._buffer = b""
+        if self._readline(proc, _STARTUP_TIMEOUT) is None:
             self._stop(proc)
             raise RuntimeError("the Math-Verify worker process did not start")
         return proc
 
     @staticmethod
-    def _stop(proc: subprocess.Popen[str]) -> None:
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         proc.wait()
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
 
-    @staticmethod
-    def _readline(stream: IO[str], timeout: float) -> str | None:
-        ready, _, _ = select.select([stream], [], [], timeout)
-        if not ready:
-            return None
-        line = stream.readline()
-        return line or None
+    def _readline(self, proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
+        """The worker's next line, or None if none came within `timeout` or it ended. Read
+        unbuffered, so that lines already arrived are never left waiting behind `select`."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(0.0, left))
+            if not ready:
+                return None
+            data = os.read(fd, 1 << 16)
+            if not data:
+                return None
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
 
     def equal(self, gold: str, pred: str, timeout: float) -> bool | None:
-        """True/False, or None when the check ran out of time. The worker enforces the limit
-        itself (in a forked child, so it stays warm); if it does not answer within a grace
-        period after the limit, it is replaced."""
+        """True/False, or None when the check ran out of time."""
+        return self.equal_many([(gold, pred)], timeout)[0]
+
+    def equal_many(self, pairs: list[tuple[str, str]], timeout: float) -> list[bool | None]:
+        """`equal` for every pair, in order, up to two per checker child in flight at once.
+        The worker enforces each limit itself (in its forked children, so it stays warm); if
+        it sends nothing for a grace period past the limit, it is replaced and the checks it
+        held count as timeouts."""
+        results: dict[int, bool | None] = {}
+        window = 2 * self.children
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
-            proc = self._proc
-            assert proc.stdin is not None
-            assert proc.stdout is not None
-            proc.stdin.write(json.dumps([gold, pred, timeout]) + "\n")
-            proc.stdin.flush()
-            line = self._readline(proc.stdout, timeout + _GRACE)
-            if line is None:
-                self._stop(proc)
-                self._proc = None
-                return None
-            reply = json.loads(line)
-            if reply.get("timeout"):
-                return None
-            return bool(reply["equal"])
+            sent = 0
+            outstanding: set[int] = set()
+            while len(results) < len(pairs):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = self._start()
+                proc = self._proc
+                assert proc.stdin is not None
+                while sent < len(pairs) and len(outstanding) < window:
+                    gold, pred = pairs[sent]
+                    proc.stdin.write(json.dumps([sent, gold, pred, timeout]).encode() + b"\n")
+                    outstanding.add(sent)
+                    sent += 1
+                proc.stdin.flush()
+                line = self._readline(proc, timeout + _GRACE)
+                if line is None:
+                    self._stop(proc)
+                    self._proc = None
+                    results.update(dict.fromkeys(outstanding))
+                    outstanding.clear()
+                    continue
+                reply = json.loads(line)
+                index = int(reply["id"])
+                outstanding.discard(index)
+                results[index] = None if reply.get("timeout") else bool(reply["equal"])
+        return [results[i] for i in range(len(pairs))]
 
     def close(self) -> None:
         with self._lock:
@@ -206,8 +236,8 @@ class _Worker:
                 self._proc = None
 
     @staticmethod
-    def _finish(proc: subprocess.Popen[str]) -> None:
-        """End the worker the way it ends its own checker child: by closing its input."""
+    def _finish(proc: subprocess.Popen[bytes]) -> None:
+        """End the worker the way it ends its own checker children: by closing its input."""
         assert proc.stdin is not None
         try:
             proc.stdin.close()
@@ -218,11 +248,16 @@ class _Worker:
 
 
 class Grader:
-    """Grades answers for one run. Thread-safe; caches results by (task, gold, pred)."""
+    """Grades answers for one run. Thread-safe; caches results by (task, gold, pred).
 
-    def __init__(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
+    Symbolic checks run in `workers` checker processes at once (`--workers`); `grade_many`
+    keeps them all busy and hands the grades back in input order, each the same as `grade`
+    would give."""
+
+    def __init__(self, timeout: float = DEFAULT_CHECK_TIMEOUT, workers: int = 1) -> None:
         self.timeout = timeout
-        self._worker = _Worker()
+        self.workers = max(1, workers)
+        self._worker = _Worker(self.workers)
         self._cache: dict[tuple[str, str, str], Verdict] = {}
 
     def __enter__(self) -> Grader:
@@ -241,17 +276,66 @@ class Grader:
             return Grade(None, "no_answer")
         return Grade(pred, self.compare(task, gold, pred), method)
 
+    def grade_many(self, items: Iterable[tuple[str, str, str]]) -> Iterator[Grade]:
+        """`grade(task, gold, text)` for each item, in order, with the symbolic checks of
+        a batch of items spread over the checker processes. An error reading `items` is
+        raised after the items before it are graded."""
+        batch: list[tuple[str, str, str]] = []
+        try:
+            for item in items:
+                batch.append(item)
+                if len(batch) >= 32 * self.workers:
+                    yield from self._grade_batch(batch)
+                    batch = []
+        except Exception:
+            yield from self._grade_batch(batch)  # what came before a bad input row
+            raise
+        yield from self._grade_batch(batch)
+
+    def _grade_batch(self, batch: list[tuple[str, str, str]]) -> list[Grade]:
+        found = [answers.extract_how(task, text) for task, _, text in batch]
+        symbolic: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for (task, gold, _), (pred, _) in zip(batch, found, strict=True):
+            key = (task, gold, pred or "")
+            if pred is None or key in self._cache or key in symbolic:
+                continue
+            fast = self._fast(task, gold, pred)
+            if isinstance(fast, tuple):
+                symbolic[key] = fast
+            else:
+                self._remember(key, fast)
+        if symbolic:
+            checked = self._worker.equal_many(list(symbolic.values()), self.timeout)
+            for key, equal in zip(symbolic, checked, strict=True):
+                self._remember(key, "timeout" if equal is None else _verdict(equal))
+        return [
+            Grade(None, "no_answer")
+            if pred is None
+            else Grade(
+                pred, self._cache.get((task, gold, pred)) or self.compare(task, gold, pred), method
+            )
+            for (task, gold, _), (pred, method) in zip(batch, found, strict=True)
+        ]
+
     def compare(self, task: str, gold: str, pred: str) -> Verdict:
         key = (task, gold, pred)
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._compare(task, gold, pred)
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[key] = cached
+            fast = self._fast(task, gold, pred)
+            if isinstance(fast, tuple):
+                equal = self._worker.equal(*fast, self.timeout)
+                fast = "timeout" if equal is None else _verdict(equal)
+            cached = self._remember(key, fast)
         return cached
 
-    def _compare(self, task: str, gold: str, pred: str) -> Verdict:
+    def _remember(self, key: tuple[str, str, str], verdict: Verdict) -> Verdict:
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[key] = verdict
+        return verdict
+
+    def _fast(self, task: str, gold: str, pred: str) -> Verdict | tuple[str, str]:
+        """The verdict where no symbolic check is needed, else the (gold, pred) to check."""
         if task == "gsm8k":
             g, p = answers.parse_number(gold), answers.parse_number(pred)
             return "correct" if g is not None and p is not None and g == p else "wrong"
@@ -270,7 +354,8 @@ class Grader:
             pred = as_interval(pred) or pred
         elif _INTERVAL_LIKE.search(pred):
             gold = as_interval(gold) or gold
-        equal = self._worker.equal(gold, pred, self.timeout)
-        if equal is None:
-            return "timeout"
-        return "correct" if equal else "wrong"
+        return gold, pred
+
+
+def _verdict(equal: bool) -> Verdict:
+    return "correct" if equal else "wrong"

@@ -1,0 +1,197 @@
+"""What a model-calling stage is told about its endpoints and requests: the options that the
+CLI's `--base-url ... --check-timeout` declare and the Python API takes as keyword arguments,
+with the CLI's defaults, turned into the engine's configuration, the sampling parameters and
+the request shape. One definition for both, so a script and a command send the same requests
+(and hit the same request store)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lemagen.engine import (
+    DEFAULT_BASE_URL,
+    EngineConfig,
+    RequestShape,
+    Sampling,
+    default_cache_dir,
+    price_for,
+)
+from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS, BatchConfig, Fallback
+from lemagen.engine.calls import Api
+from lemagen.engine.transports import Kind
+from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
+from lemagen.redact import remember
+
+COMPLETION_STOPS = ("\n\nQuestion:", "\n\nProblem:")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Endpoint and request options of a model-calling stage (each is the CLI option of the
+    same name; see `lemagen sample --help`).
+
+    `base_url` is one URL or several (requests go to the least loaded); None reads
+    `OPENAI_BASE_URL`, else OpenAI. The key is `api_key`, else the environment variable
+    named by `api_key_env`; it is never written anywhere. `cache_dir` None is
+    `LEMAGEN_CACHE_DIR`, else the user cache directory; `no_cache` uses no request store.
+    `extra_body` is a dict or its JSON text; `system` is text or `@FILE`. `price_in`,
+    `price_out` and `price_cached` (dollars per million tokens) override the built-in price
+    table. `batch` and the options after it are the CLI's `--batch` (provider Batch APIs):
+    the commands run a batched stage in passes; the Python API does not (it raises).
+    """
+
+    base_url: str | Sequence[str] | None = None
+    api_key: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api: Api = "chat"
+    top_p: float | None = None
+    system: str | None = None
+    stop: Sequence[str] = ()
+    extra_body: str | dict[str, Any] | None = None
+    max_tokens_param: str = "auto"
+    max_tokens: int = 1024
+    seed: int | None = None
+    concurrency: int = 64
+    timeout: float = 120.0
+    max_retries: int = 10
+    retry_delay: float = 1.0
+    rpm: float | None = None
+    tpm: float | None = None
+    cache_dir: str | Path | None = None
+    no_cache: bool = False
+    price_in: float | None = None
+    price_out: float | None = None
+    price_cached: float | None = None
+    max_cost: float | None = None
+    batch: bool = False
+    wait: bool = False
+    poll_interval: float = 60.0
+    completion_window: str = "24h"
+    batch_fallback: Fallback = "batch"
+    batch_max_requests: int = MAX_REQUESTS
+    batch_max_bytes: int = MAX_BYTES
+    transport: Kind = "aiohttp"
+    check_timeout: float = DEFAULT_CHECK_TIMEOUT
+
+    def base_urls(self) -> list[str]:
+        """The endpoints to use. An empty one (`--base-url ""`, `OPENAI_BASE_URL=`) is a usage
+        error, never a silent fall back to the hosted default; so is one that is not
+        http(s)."""
+        given = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or ())
+        env = os.environ.get("OPENAI_BASE_URL")
+        if not given and env is not None:
+            if not env.strip():
+                raise click.UsageError(
+                    "OPENAI_BASE_URL is set but empty: give an endpoint URL, or unset it to use "
+                    f"{DEFAULT_BASE_URL}"
+                )
+            given = env.split()
+        for url in given:
+            if not url.strip():
+                raise click.UsageError(
+                    f"--base-url is empty: give an endpoint URL such as {DEFAULT_BASE_URL}"
+                )
+            if not url.startswith(("http://", "https://")):
+                raise click.UsageError(f"--base-url {url!r} is not an http:// or https:// URL")
+        return given or [DEFAULT_BASE_URL]
+
+    def engine_config(self, models: Iterable[str]) -> EngineConfig:
+        """The engine's configuration for calls to `models`."""
+        if self.max_cost is not None:
+            unpriced = ", ".join(
+                m
+                for m in models
+                if not price_for(m, self.price_in, self.price_out, self.price_cached).known
+            )
+            if unpriced:
+                raise click.UsageError(
+                    f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
+                )
+        api_key = self.api_key or os.environ.get(self.api_key_env) or None
+        remember(api_key)
+        cache_dir = None
+        if not self.no_cache:
+            given = self.cache_dir or os.environ.get("LEMAGEN_CACHE_DIR")
+            cache_dir = Path(given) if given else default_cache_dir()
+        batch = None
+        if self.batch:
+            if self.no_cache:
+                raise click.UsageError("--batch needs the request store: drop --no-cache")
+            if self.batch_fallback not in ("batch", "sync"):
+                raise click.UsageError(
+                    f"--batch-fallback {self.batch_fallback!r}: choose from batch, sync"
+                )
+            batch = BatchConfig(
+                completion_window=self.completion_window,
+                wait=self.wait,
+                poll_interval=self.poll_interval,
+                fallback=self.batch_fallback,
+                max_requests=self.batch_max_requests,
+                max_bytes=self.batch_max_bytes,
+            )
+        return EngineConfig(
+            base_urls=self.base_urls(),
+            api_key=api_key,
+            api_key_env=self.api_key_env,
+            api=self.api,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            retry_delay=self.retry_delay,
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            cache_dir=cache_dir,
+            transport=self.transport,
+            price_in=self.price_in,
+            price_out=self.price_out,
+            price_cached=self.price_cached,
+            max_cost=self.max_cost,
+            batch=batch,
+        )
+
+    def max_pending(self) -> int:
+        """Rows in flight at most: about two rounds of every endpoint's concurrency."""
+        return 2 * self.concurrency * max(1, len(self.base_urls())) + 16
+
+    def stops(self) -> tuple[str, ...]:
+        """--stop, else with --api completion the blank line before a new few-shot item."""
+        if self.stop:
+            return tuple(self.stop)
+        return COMPLETION_STOPS if self.api == "completion" else ()
+
+    def sampling(self, temperature: float) -> Sampling:
+        """The sampling parameters of every call, at the stage's `temperature`."""
+        return Sampling(
+            temperature=temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            stop=self.stops(),
+        )
+
+    def request_shape(self) -> RequestShape:
+        """--system, --stop, --extra-body and --max-tokens-param, checked."""
+        system = self.system
+        if system is not None and system.startswith("@"):
+            try:
+                system = Path(system[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(
+                    f"{system[1:]}: {exc.strerror}", param_hint="--system"
+                ) from None
+        extra = self.extra_body
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra)
+            except ValueError as exc:
+                raise click.BadParameter(f"not JSON: {exc}", param_hint="--extra-body") from None
+        if extra is not None and not isinstance(extra, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--extra-body")
+        return RequestShape(system, extra, self.max_tokens_param, self.stops())
