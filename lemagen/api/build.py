@@ -14,36 +14,36 @@ import functools
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from lemagen.api.endpoint import Endpoint
 from lemagen.engine import price_for
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
-from lemagen.pot.sandbox import Limits
 from lemagen.records import TAXONOMY_IDS, Problem
 from lemagen.records.analysis import error_type_counts
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, ToDict, iter_rows
 from lemagen.stages import templates
-from lemagen.stages.analyze import ANALYZE_VARIABLES, AnalyzeStage
-from lemagen.stages.art import ASK_VARIABLES, AskStage, TrustStage
-from lemagen.stages.correct import CorrectStage
-from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
 from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP, HeldOut
-from lemagen.stages.evolve import EVOLVE_VARIABLES, EvolveStage
-from lemagen.stages.export import FORMATS, PAIR_FORMATS, ExportStage
-from lemagen.stages.filter import FilterStage
-from lemagen.stages.grade import GradeStage
-from lemagen.stages.inject import InjectStage
-from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
 from lemagen.stages.retry_text import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
-from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
-from lemagen.stages.smooth import SMOOTH_VARIABLES, SmoothStage
-from lemagen.stages.stats import StatsStage
-from lemagen.stages.teach import TEACH_VARIABLES, TeachStage, TypeDraw
 from lemagen.stages.trajectories import DEFAULT_RESTART_RATE
+
+if TYPE_CHECKING:  # the stages are imported where they are built: a command loads its own
+    from lemagen.stages.analyze import AnalyzeStage
+    from lemagen.stages.art import AskStage, TrustStage
+    from lemagen.stages.correct import CorrectStage
+    from lemagen.stages.crosscheck import CrosscheckStage
+    from lemagen.stages.evolve import EvolveStage
+    from lemagen.stages.export import ExportStage
+    from lemagen.stages.filter import FilterStage
+    from lemagen.stages.grade import GradeStage
+    from lemagen.stages.inject import InjectStage
+    from lemagen.stages.sample import SampleStage
+    from lemagen.stages.smooth import SmoothStage
+    from lemagen.stages.stats import StatsStage
+    from lemagen.stages.teach import TeachStage
 
 
 def template(name: str, variables: set[str]) -> templates.Template:
@@ -84,6 +84,8 @@ def sample_stage(
     **endpoint: Any,
 ) -> SampleStage:
     """`lemagen sample`: `model` is one reasoner or several."""
+    from lemagen.stages.sample import SAMPLE_VARIABLES, SampleStage
+
     models = _models(model)
     calls = Endpoint(**endpoint)
     return SampleStage(
@@ -120,6 +122,8 @@ def correct_stage(
     **endpoint: Any,
 ) -> CorrectStage:
     """`lemagen correct`: `prompt` None picks correct.gsm8k or correct.math by task."""
+    from lemagen.stages.correct import CorrectStage
+
     calls = Endpoint(**endpoint)
     return CorrectStage(
         calls.engine_config(_models(model)),
@@ -146,6 +150,9 @@ def evolve_stage(
     **endpoint: Any,
 ) -> EvolveStage:
     """`lemagen evolve`: draws are seeded by the endpoint option `seed` (None: 0)."""
+    from lemagen.stages.evolve import EVOLVE_VARIABLES, EvolveStage
+    from lemagen.stages.sample import SAMPLE_VARIABLES
+
     calls = Endpoint(**endpoint)
     return EvolveStage(
         calls.engine_config(_models(model)),
@@ -174,6 +181,9 @@ def crosscheck_stage(
     **endpoint: Any,
 ) -> CrosscheckStage:
     """`lemagen crosscheck`: `program_memory` in MB."""
+    from lemagen.pot.sandbox import Limits
+    from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
+
     calls = Endpoint(**endpoint)
     seconds = max(1, int(program_timeout + 0.999))
     return CrosscheckStage(
@@ -199,6 +209,8 @@ def filter_stage(
     require_pot_agreement: bool = False,
 ) -> FilterStage:
     """`lemagen filter`: `decontaminate` lists test-set JSONL paths."""
+    from lemagen.stages.filter import FilterStage
+
     held_out = None
     if decontaminate:
         held_out = HeldOut(ngram, overlap)
@@ -227,6 +239,8 @@ def export_stage(
 ) -> ExportStage:
     """`lemagen export`: `gold_cot` is a problems JSONL path or problem rows; `restart_rate`
     (lemma only; None: 0.5) is the share of Fresh & Restart trajectories."""
+    from lemagen.stages.export import FORMATS, PAIR_FORMATS, ExportStage
+
     fmt = _choice("--format", format, FORMATS)
     if chat and fmt != "trl":
         raise click.UsageError("--chat applies to --format trl only")
@@ -273,6 +287,8 @@ def grade_stage(
     workers: int | None = None,
 ) -> GradeStage:
     """`lemagen grade`: `workers` checker processes (None: one per core)."""
+    from lemagen.stages.grade import GradeStage
+
     return GradeStage(
         ProblemReader(
             task, question_field, answer_field, id_field=id_field, require_question=False
@@ -315,6 +331,9 @@ def inject_stage(
     [default: calculation, copy, operator]. With a teacher `model`: `types` of LEMMA's
     taxonomy, or `types_from` a `lemagen analyze` output to draw them by frequency
     (`question_types`: per problem); the endpoint options apply (`seed` is the draws')."""
+    from lemagen.stages.inject import InjectStage
+    from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES
+
     reader = ProblemReader(task, question_field, answer_field, id_field=id_field)
     if model is not None:
         return _teacher(
@@ -360,6 +379,8 @@ def _teacher(
     temperature: float,
     endpoint: dict[str, Any],
 ) -> TeachStage:
+    from lemagen.stages.teach import TEACH_VARIABLES, TeachStage, TypeDraw
+
     if fmt != "lema":
         raise click.UsageError("--model writes corrections: --format retry is offline only")
     if bool(types) == bool(types_from):
@@ -390,6 +411,8 @@ def analyze_stage(
     *, model: str, temperature: float = 0.0, prompt: str = "analyze", **endpoint: Any
 ) -> AnalyzeStage:
     """`lemagen analyze`: the first erroneous step and its LEMMA error type per wrong sample."""
+    from lemagen.stages.analyze import ANALYZE_VARIABLES, AnalyzeStage
+
     calls = Endpoint(**endpoint)
     return AnalyzeStage(
         calls.engine_config([model]),
@@ -406,6 +429,8 @@ def art_ask_stage(
     *, model: str, temperature: float = 0.0, prompt: str = "art-ask", **endpoint: Any
 ) -> AskStage:
     """`lemagen art ask`: Asker records (sub-questions written by `model`)."""
+    from lemagen.stages.art import ASK_VARIABLES, AskStage
+
     calls = Endpoint(**endpoint)
     return AskStage(
         calls.engine_config([model]),
@@ -420,6 +445,8 @@ def art_ask_stage(
 
 def art_trust_stage() -> TrustStage:
     """`lemagen art trust`: Truster records; no model."""
+    from lemagen.stages.art import TrustStage
+
     return TrustStage()
 
 
@@ -433,6 +460,8 @@ def smooth_stage(
 ) -> SmoothStage:
     """`lemagen smooth`: LEMMA trajectories rewritten by `model`; the endpoint option `seed`
     (None: 0) picks the trajectories as `export --format lemma --seed` does."""
+    from lemagen.stages.smooth import SMOOTH_VARIABLES, SmoothStage
+
     calls = Endpoint(**endpoint)
     return SmoothStage(
         calls.engine_config([model]),
@@ -457,6 +486,8 @@ def stats_stage(
 ) -> StatsStage:
     """`lemagen stats`: `by` breaks the funnel down by a problem field; `price_in`,
     `price_out`, `price_cached` (dollars per million tokens) price every model read."""
+    from lemagen.stages.stats import StatsStage
+
     price = functools.partial(
         price_for, price_in=price_in, price_out=price_out, price_cached=price_cached
     )
