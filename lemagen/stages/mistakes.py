@@ -105,12 +105,12 @@ def slips(value: Fraction, like: str = "") -> list[Fraction]:
     with a digit slip (written in lowest terms, so the slip is what is written). A result that
     is not whole stays not whole, and a proper fraction (a probability, a share) stays proper."""
     out: list[Fraction]
-    if value.denominator == 1:
-        out = [value + 1, value - 1, *map(Fraction, _digit_slips(value.numerator))]
-        digits = str(abs(value.numerator))
-        for k in range(1, len(digits)):
-            out += [value + 10**k, value - 10**k]
-        return [v for v in dict.fromkeys(out) if v != value and v > 0]
+    if value.denominator == 1:  # in ints: hashing Fractions was a tenth of `inject`'s time
+        n = value.numerator
+        whole = [n + 1, n - 1, *_digit_slips(n)]
+        for k in range(1, len(str(abs(n)))):
+            whole += [n + 10**k, n - 10**k]
+        return [Fraction(v) for v in dict.fromkeys(whole) if v != n and v > 0]
     places = re.search(r"\d?\.(\d+)", like)
     if places:
         last = Fraction(1, 10 ** len(places.group(1)))
