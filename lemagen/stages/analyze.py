@@ -15,9 +15,9 @@ from typing import Any
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
-from lemagen.records import TAXONOMY, Analysis, Problem, Provenance, Sample
+from lemagen.records import TAXONOMY, Analysis, Problem, Sample
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts, one_call_provenance
 from lemagen.stages.mistake_replies import parse_analysis
 from lemagen.stages.templates import Template
 
@@ -119,21 +119,16 @@ class AnalyzeStage(EngineStage[Sample]):
             detail = f"step {parsed.step} of a {len(sample.steps)}-step solution"
         problem = sample.the_problem
         assert sample.sample_id is not None
-        meta = Provenance(
-            stage="analyze",
+        meta = one_call_provenance(
+            "analyze",
             model=self.model,
             api=self.api,
-            **self.sampling.as_meta(),
-            n=1,
-            sample_index=0,
-            prompt=self.template.name,
-            prompt_sha256=self.template.sha256,
-            finish_reason=choice.finish_reason,
-            usage=dict(generation.usage),
-            requests=generation.requests,
-            choices_in_usage=len(generation.choices),
+            sampling=self.sampling.as_meta(),
+            template=self.template,
+            choice=choice,
+            generation=generation,
+            request=self.request,
             checker=checker_info(problem.task),
-            **self.request.meta(),
         )
         if reason is not None:
             self.counts[reason] += 1

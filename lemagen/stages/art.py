@@ -20,7 +20,6 @@ from lemagen.records import (
     AskerRecord,
     Correction,
     Prediction,
-    Provenance,
     Sample,
     TrusterRecord,
     read_sample_or_correction,
@@ -28,7 +27,7 @@ from lemagen.records import (
 from lemagen.records.art import Preferred
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.analyze import reference_text
-from lemagen.stages.base import EngineStage, Hooks, Output, Stage, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, Stage, fmt_counts, one_call_provenance
 from lemagen.stages.mistake_replies import parse_sub_questions
 from lemagen.stages.templates import Template
 
@@ -115,20 +114,15 @@ class AskStage(EngineStage[Sample]):
         reason, detail = parsed.error, parsed.detail
         if choice.finish_reason == "length":
             reason, detail = "truncated", "the asker's reply was cut at --max-tokens"
-        meta = Provenance(
-            stage="art-ask",
+        meta = one_call_provenance(
+            "art-ask",
             model=self.model,
             api=self.api,
-            **self.sampling.as_meta(),
-            n=1,
-            sample_index=0,
-            prompt=self.template.name,
-            prompt_sha256=self.template.sha256,
-            finish_reason=choice.finish_reason,
-            usage=dict(generation.usage),
-            requests=generation.requests,
-            choices_in_usage=len(generation.choices),
-            **self.request.meta(),
+            sampling=self.sampling.as_meta(),
+            template=self.template,
+            choice=choice,
+            generation=generation,
+            request=self.request,
         )
         if reason is not None:
             self.counts[reason] += 1

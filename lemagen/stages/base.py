@@ -16,11 +16,23 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from lemagen.engine import Call, Engine, EngineConfig, describe, run_batches, run_rows
+from lemagen.engine import (
+    Call,
+    Choice,
+    Engine,
+    EngineConfig,
+    Generation,
+    RequestShape,
+    describe,
+    run_batches,
+    run_rows,
+)
 from lemagen.engine.estimate import estimate
 from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
 from lemagen.math.grading import Grader
+from lemagen.records import Provenance
 from lemagen.records.rows import Rejects, SetAside, ToDict
+from lemagen.stages.templates import Template
 
 In = TypeVar("In")
 Output = ToDict | SetAside
@@ -186,3 +198,37 @@ class EngineStage(Stage[In]):
                 f"{failed} requests failed (see --rejects); "
                 "re-running the same command retries only those"
             )
+
+
+def one_call_provenance(
+    stage: str,
+    *,
+    model: str,
+    api: str,
+    sampling: dict[str, Any],
+    template: Template,
+    choice: Choice,
+    generation: Generation,
+    request: RequestShape,
+    checker: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Provenance:
+    """The `meta` of a record made from one choice of one call (analyze, art ask, a
+    teacher's mistake): model, parameters, prompt and the call's usage."""
+    return Provenance(
+        stage=stage,
+        model=model,
+        api=api,
+        **sampling,
+        n=1,
+        sample_index=0,
+        prompt=template.name,
+        prompt_sha256=template.sha256,
+        finish_reason=choice.finish_reason,
+        usage=dict(generation.usage),
+        requests=generation.requests,
+        choices_in_usage=len(generation.choices),
+        checker=checker or {},
+        **request.meta(),
+        extra=extra or {},
+    )

@@ -29,7 +29,7 @@ from lemagen.math.thinking import split_thinking
 from lemagen.records import BY_ID, Correction, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts, one_call_provenance
 from lemagen.stages.formats import lema_correction
 from lemagen.stages.gold_cot import render_gsm8k, render_math
 from lemagen.stages.mistake_replies import parse_injection
@@ -205,23 +205,18 @@ class TeachStage(EngineStage[Problem]):
                 reason = {"correct": "answer_unchanged"}.get(graded.verdict, graded.verdict)
                 reason = "check_timeout" if reason == "timeout" else reason
                 detail = f"the injected solution's answer {graded.pred!r} is not wrong"
-        meta = Provenance(
-            stage="inject",
+        meta = one_call_provenance(
+            "inject",
             model=self.model,
             api=self.api,
             # `seed` is inject's own (--seed: which types and steps were drawn); no sampling
             # seed is sent to the teacher.
-            **{**self.sampling.as_meta(), "seed": self.seed},
-            n=1,
-            sample_index=0,
-            prompt=self.template.name,
-            prompt_sha256=self.template.sha256,
-            finish_reason=choice.finish_reason,
-            usage=dict(generation.usage),
-            requests=generation.requests,
-            choices_in_usage=len(generation.choices),
+            sampling={**self.sampling.as_meta(), "seed": self.seed},
+            template=self.template,
+            choice=choice,
+            generation=generation,
+            request=self.request,
             checker=checker_info(problem.task),
-            **self.request.meta(),
             extra={"injected_error_type": error_type, "injected_step": k},
         )
         if reason is not None:
