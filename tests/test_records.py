@@ -134,7 +134,7 @@ def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     for name in parents:
         target = target[name]
     if value is _DELETE:
-        del target[last]
+        target.pop(last, None)
     else:
         target[last] = value
     return out
@@ -299,22 +299,9 @@ def _mutants(rng: random.Random, base: dict[str, Any], count: int) -> list[bytes
         path = rng.choice(paths)
         if rng.random() < 0.2:  # a key lemagen does not know, beside `path`
             path = path.rsplit(".", 1)[0] + ".extra" if "." in path else "reviewer"
-        row = _with_anywhere(base, path, rng.choice(values))
+        row = _with(base, path, rng.choice(values))
         compact = rng.random() < 0.7
         out.append(json.dumps(row, separators=(",", ":") if compact else None).encode())
-    return out
-
-
-def _with_anywhere(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json.dumps(base))
-    *parents, last = path.split(".")
-    target = out
-    for name in parents:
-        target = target[name]
-    if value is _DELETE:
-        target.pop(last, None)
-    else:
-        target[last] = value
     return out
 
 
