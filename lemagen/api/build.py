@@ -483,12 +483,14 @@ def stats_stage(
     price_in: float | None = None,
     price_out: float | None = None,
     price_cached: float | None = None,
+    details: bool = False,
 ) -> StatsStage:
     """`lemagen stats`: `by` breaks the funnel down by a problem field; `price_in`,
-    `price_out`, `price_cached` (dollars per million tokens) price every model read."""
+    `price_out`, `price_cached` (dollars per million tokens) price every model read;
+    `details`: also collect what the HTML page shows (examples, per-model tables)."""
     from lemagen.stages.stats import StatsStage
 
     price = functools.partial(
         price_for, price_in=price_in, price_out=price_out, price_cached=price_cached
     )
-    return StatsStage(as_json=as_json, by=by, price=price)
+    return StatsStage(as_json=as_json, by=by, price=price, details=details)

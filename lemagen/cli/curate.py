@@ -292,7 +292,12 @@ def stats_cmd(
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
     stage = build.stats_stage(
-        as_json=as_json, by=by, price_in=price_in, price_out=price_out, price_cached=price_cached
+        as_json=as_json,
+        by=by,
+        price_in=price_in,
+        price_out=price_out,
+        price_cached=price_cached,
+        details=html_path is not None,
     )
     run_stage(
         stage,

@@ -74,10 +74,13 @@ class RunStats:
     _samples_seen: set[str] = field(default_factory=set)
     _calls_seen: set[tuple[Any, ...]] = field(default_factory=set)
     _keep: Keep = field(default_factory=Keep)
-    details: Details = field(default_factory=Details)  # what the HTML page shows beyond this
+    # What the HTML page shows beyond the report (examples, per-model tables, breakdowns):
+    # collected only for --html (a tenth of a stats run's time otherwise spent for nothing).
+    details: Details | None = None
 
     def __post_init__(self) -> None:
-        self.details.price = self.price
+        if self.details is not None:
+            self.details.price = self.price
 
     def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
         if self.by is None:
@@ -103,7 +106,8 @@ class RunStats:
             )
             if drawn:
                 self._group(record.the_problem, record.verdict, drawn)
-                self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
+                if self.details is not None:
+                    self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)
@@ -143,11 +147,13 @@ class RunStats:
             )
             if drawn:
                 self._group(record.problem, "wrong", drawn)
-                self.details.sample(record.problem, record.original.meta, "wrong", drawn)
+                if self.details is not None:
+                    self.details.sample(record.problem, record.original.meta, "wrong", drawn)
         self._group(record.problem, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
-        self.details.correction(record, None if out is not None else reason or "dropped")
+        if self.details is not None:
+            self.details.correction(record, None if out is not None else reason or "dropped")
         if out is None:
             self.reasons[reason or "dropped"] += 1
             return
@@ -395,9 +401,10 @@ class StatsStage(Stage[AnyRecord]):
         as_json: bool = False,
         by: str | None = None,
         price: Callable[[str], Price] = price_for,
+        details: bool = False,
     ) -> None:
         super().__init__()
-        self.stats = RunStats(by=by, price=price)
+        self.stats = RunStats(by=by, price=price, details=Details() if details else None)
         self.as_json = as_json
 
     def read(self, data: dict[str, Any], where: str) -> AnyRecord:
