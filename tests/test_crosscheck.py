@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lemagen.pot import sandbox
 from lemagen.pot.programs import extract_program, printed_answer
 from lemagen.records import Correction, Pot, Sample, read_sample_or_correction
 from tests.conftest import EXAMPLES, load_jsonl, records, run
@@ -242,3 +244,32 @@ def test_pot_fields_round_trip(corrections: Path) -> None:
     assert record.pot == Pot("print(1)\n", "1", "disagree", {"model": "coder"})
     assert record.to_dict() == data
     assert isinstance(record, (Sample, Correction))
+
+
+def test_programs_run_in_several_sandboxes_at_once(
+    fake: FakeOpenAI, corrections: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 2: the first two programs wait for each other inside the sandbox call (a
+    barrier that a one-at-a-time run never passes: it breaks after 30 s and the run fails),
+    and every record is still written once."""
+    fake.responder = Coder(lambda q: "agree")
+    barrier = threading.Barrier(2, timeout=30)
+    lock = threading.Lock()
+    calls = 0
+    real = sandbox.run
+
+    def first_two_together(*args: Any, **kwargs: Any) -> sandbox.Outcome:
+        nonlocal calls
+        with lock:
+            calls += 1
+            waits = calls <= 2
+        if waits:
+            barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox, "run", first_two_together)
+    rows = crosscheck(fake, corrections, "--workers", "2")
+    assert calls == 40
+    assert not barrier.broken
+    assert len(rows) == 40
+    assert {r["pot_verdict"] for r in rows} == {"agree"}

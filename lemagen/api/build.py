@@ -178,9 +178,11 @@ def crosscheck_stage(
     check_all: bool = False,
     program_timeout: float = 5.0,
     program_memory: int = 1024,
+    workers: int | None = None,
     **endpoint: Any,
 ) -> CrosscheckStage:
-    """`lemagen crosscheck`: `program_memory` in MB."""
+    """`lemagen crosscheck`: `program_memory` in MB; programs run in `workers` sandboxes at
+    once (None: one per core)."""
     from lemagen.pot.sandbox import Limits
     from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES, CrosscheckStage
 
@@ -196,6 +198,7 @@ def crosscheck_stage(
         limits=Limits(timeout=program_timeout, cpu=seconds, memory=program_memory << 20),
         check_all=check_all,
         request=calls.request_shape(),
+        workers=workers or default_workers(),
     )
 
 

@@ -285,6 +285,13 @@ def evolve(
     metavar="MB",
     help="Address-space limit of each program.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Programs run in N sandboxes at once [default: the number of cores].",
+)
 @endpoint_options(n_default=None, temperature_default=0.0)
 def crosscheck(
     io: RunIO,
@@ -293,6 +300,7 @@ def crosscheck(
     check_all: bool,
     program_timeout: float,
     program_memory: int,
+    workers: int | None,
     **opts: Any,
 ) -> None:
     """Cross-check chains of thought with programs (CoTnPoT).
@@ -317,6 +325,7 @@ def crosscheck(
         check_all=check_all,
         program_timeout=program_timeout,
         program_memory=program_memory,
+        workers=workers,
         **endpoint(opts),
     )
     io.run(stage, dry_run=opts["dry_run"])

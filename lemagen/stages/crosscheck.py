@@ -13,6 +13,8 @@ record with an answer. Others pass through unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -77,9 +79,11 @@ class CrosscheckStage(EngineStage[Record]):
         limits: sandbox.Limits | None = None,
         check_all: bool = False,
         request: RequestShape | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
         template.check(CROSSCHECK_VARIABLES)
+        self.workers = workers
         self.api = config.api
         self.model = model
         self.template = template
@@ -101,19 +105,35 @@ class CrosscheckStage(EngineStage[Record]):
         return [self.request.call(self.model, query, 1, self.sampling)]
 
     def run(self, rows: Iterable[Record], hooks: Hooks) -> Iterator[Output]:
-        for record, results in self.sent(rows, hooks):
-            hooks.on_row(1)
-            if not results:
-                self.counts["passed_through"] += 1
-                yield record
-                continue
-            result = results[0]
-            if isinstance(result, RequestFailed):
-                self.counts[result.reason] += 1
-                yield SetAside(result.reason, record, str(result))
-                continue
-            self.counts["checked"] += 1
-            yield self.checked(record, result)
+        """Each finished row's program runs in one of `workers` sandboxes at once (each is a
+        process: the threads only wait on it); rows are written in the order they finished."""
+        pending: deque[Future[tuple[Output, tuple[str, ...]]]] = deque()
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for group in self.sent_batches(rows, hooks):
+                for record, results in group:
+                    pending.append(pool.submit(self._one, record, results))
+                while pending and (pending[0].done() or len(pending) > 2 * self.workers):
+                    yield self._done(pending.popleft(), hooks)
+            while pending:
+                yield self._done(pending.popleft(), hooks)
+
+    def _done(self, future: Future[tuple[Output, tuple[str, ...]]], hooks: Hooks) -> Output:
+        item, counted = future.result()
+        hooks.on_row(1)
+        self.counts.update(counted)
+        return item
+
+    def _one(self, record: Record, results: list[Any]) -> tuple[Output, tuple[str, ...]]:
+        """What a finished row gives, and the counts it adds to (counted by the caller: this
+        runs in a worker thread)."""
+        if not results:
+            return record, ("passed_through",)
+        result = results[0]
+        if isinstance(result, RequestFailed):
+            return SetAside(result.reason, record, str(result)), (result.reason,)
+        checked = self.checked(record, result)
+        assert checked.pot is not None
+        return checked, ("checked", checked.pot.verdict)
 
     def checked(self, record: Record, generation: Generation) -> Record:
         """`record` with the program the coder wrote, what it printed and the verdict."""
@@ -143,7 +163,6 @@ class CrosscheckStage(EngineStage[Record]):
                     verdict = "agree" if same == "correct" else "disagree"
                     if same == "timeout":
                         verdict, detail = "error", "comparing the answers timed out"
-        self.counts[verdict] += 1
         meta = Provenance(
             stage="crosscheck",
             model=self.model,
