@@ -3,7 +3,8 @@
 One row per sample (not per HTTP request), keyed by a hash of the model, the exact prompt,
 every sampling parameter and the sample's index, so raising `-n` from 4 to 8 asks only for
 samples 4-7, and changing anything downstream of the request asks for nothing. The API key
-and the endpoint URL are never part of a key or of anything stored.
+is never stored, and the endpoint URL is never part of a key; a `--batch` job keeps the base
+URL it was submitted to (without any user:password) so a re-run follows it there.
 
 SQLite in WAL mode. Writes go through one writer thread that commits whatever has arrived
 in one transaction (group commit) with `synchronous=FULL`, so a response is on disk within
