@@ -12,8 +12,8 @@ record with an answer. Others pass through unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
