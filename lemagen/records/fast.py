@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from lemagen.records.meta import InjectMeta, Meta, Provenance
-from lemagen.records.schema import Correction, Pot, Problem, Sample
+from lemagen.records.schema import Correction, Sample
 from lemagen.records.shapes import CorrectionShape, OriginalShape, SampleShape
 
 
@@ -69,52 +69,15 @@ def _meta(meta: Provenance | _InjectMeta | None) -> Meta:
 def sample(raw: bytes) -> Sample:
     """A sample line (`Sample.from_dict`)."""
     s = _sample(raw)
-    return Sample(
-        problem=Problem.of(s),
-        sample_id=s.sample_id,
-        response=s.response,
-        steps=s.steps,
-        pred=s.pred,
-        verdict=s.verdict,
-        meta=_meta(s.meta),
-        thinking=s.thinking,
-        pot=Pot.read(s),
-        extracted_by=s.extracted_by,
-    )
+    return Sample.of(s, _meta(s.meta), {})
 
 
 def correction(raw: bytes) -> Correction:
     """A correction line (`Correction.from_dict`)."""
     # A made mistake's metas are `InjectMeta`s, a model's `Provenance`s: one decoder each.
     c = _inject_correction(raw) if b'"stage":"inject"' in raw else _correction(raw)
-    o = c.original
-    return Correction(
-        problem=Problem.of(c),
-        sample_id=c.sample_id,
-        correction_id=c.correction_id,
-        original=Sample(
-            problem=None,
-            sample_id=o.sample_id,
-            response=o.response,
-            steps=o.steps,
-            pred=o.pred,
-            verdict=o.verdict,
-            meta=_meta(o.meta),
-            thinking=o.thinking,
-            extracted_by=o.extracted_by,
-        ),
-        response=c.response or "",
-        incorrect_step=c.incorrect_step,
-        explanation=c.explanation,
-        corrected_from=c.corrected_from,
-        elided=bool(c.elided),
-        corrected_steps=c.corrected_steps,
-        pred=c.pred,
-        verdict=c.verdict,
-        reject_reason=c.reject_reason,
-        meta=_meta(c.meta),
-        pot=Pot.read(c),
-    )
+    original = Sample.original_of(c.original, _meta(c.original.meta), {})
+    return Correction.of(c, original, _meta(c.meta), {})
 
 
 def sample_or_correction(raw: bytes) -> Sample | Correction:

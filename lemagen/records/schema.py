@@ -181,6 +181,11 @@ class Sample(msgspec.Struct, frozen=True):
         s = check(data, SampleShape, where, hint=hint)
         if strict and not s.steps:
             raise InputError(f"{where}: field 'steps' must be a non-empty list", reason="bad_row")
+        return cls.of(s, read_meta(s.meta, where), unknown_keys(data, cls._ALL_KEYS))
+
+    @classmethod
+    def of(cls, s: SampleShape, meta: Meta, extra: dict[str, Any]) -> Sample:
+        """A sample from its checked shape (`from_dict`, and `records.fast`'s one-pass reader)."""
         return cls(
             problem=Problem.of(s),
             sample_id=s.sample_id,
@@ -188,8 +193,8 @@ class Sample(msgspec.Struct, frozen=True):
             steps=s.steps,
             pred=s.pred,
             verdict=s.verdict,
-            meta=read_meta(s.meta, where),
-            extra=unknown_keys(data, cls._ALL_KEYS),
+            meta=meta,
+            extra=extra,
             thinking=s.thinking,
             pot=Pot.read(s),
             extracted_by=s.extracted_by,
@@ -199,6 +204,12 @@ class Sample(msgspec.Struct, frozen=True):
     def embedded(cls, data: Mapping[str, Any], where: str) -> Sample:
         """The `original` inside a correction."""
         o = check(data, OriginalShape, where, "original.")
+        meta = read_meta(o.meta, where, "original.meta.")
+        return cls.original_of(o, meta, unknown_keys(data, cls._KEYS))
+
+    @classmethod
+    def original_of(cls, o: OriginalShape, meta: Meta, extra: dict[str, Any]) -> Sample:
+        """A correction's `original` from its checked shape."""
         return cls(
             problem=None,
             sample_id=o.sample_id,
@@ -206,8 +217,8 @@ class Sample(msgspec.Struct, frozen=True):
             steps=o.steps,
             pred=o.pred,
             verdict=o.verdict,
-            meta=read_meta(o.meta, where, "original.meta."),
-            extra=unknown_keys(data, cls._KEYS),
+            meta=meta,
+            extra=extra,
             thinking=o.thinking,
             extracted_by=o.extracted_by,
         )
@@ -296,11 +307,19 @@ class Correction(msgspec.Struct, frozen=True):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Correction:
         c = check(data, CorrectionShape, where)
+        original = Sample.embedded(c.original, where)
+        return cls.of(c, original, read_meta(c.meta, where), unknown_keys(data, cls._KEYS))
+
+    @classmethod
+    def of(
+        cls, c: CorrectionShape, original: Sample, meta: Meta, extra: dict[str, Any]
+    ) -> Correction:
+        """A correction from its checked shape (`from_dict`, and `records.fast`)."""
         return cls(
             problem=Problem.of(c),
             sample_id=c.sample_id,
             correction_id=c.correction_id,
-            original=Sample.embedded(c.original, where),
+            original=original,
             response=c.response or "",
             incorrect_step=c.incorrect_step,
             explanation=c.explanation,
@@ -310,8 +329,8 @@ class Correction(msgspec.Struct, frozen=True):
             pred=c.pred,
             verdict=c.verdict,
             reject_reason=c.reject_reason,
-            meta=read_meta(c.meta, where),
-            extra=unknown_keys(data, cls._KEYS),
+            meta=meta,
+            extra=extra,
             pot=Pot.read(c),
         )
 
