@@ -12,14 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
+from lemagen.engine import Call, Generation, RequestFailed
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.records import TAXONOMY, Analysis, Problem, Sample
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts, one_call_provenance
+from lemagen.stages.base import (
+    Hooks,
+    Output,
+    PromptedStage,
+    fmt_counts,
+    one_call_provenance,
+)
 from lemagen.stages.mistake_replies import parse_analysis
-from lemagen.stages.templates import Template
 
 ANALYZE_VARIABLES = {"question", "gold", "reference", "steps", "taxonomy"}
 SUMMARY_KEYS = [
@@ -51,29 +56,11 @@ def reference_text(problem: Problem) -> str:
     return f"\nReference solution:\n{problem.reference.strip()}\n"
 
 
-class AnalyzeStage(EngineStage[Sample]):
+class AnalyzeStage(PromptedStage[Sample]):
     name = "analyze"
     unit = "sample"
-
-    def __init__(
-        self,
-        config: EngineConfig,
-        *,
-        model: str,
-        template: Template,
-        sampling: Sampling,
-        check_timeout: float,
-        max_pending: int,
-        request: RequestShape | None = None,
-    ) -> None:
-        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
-        template.check(ANALYZE_VARIABLES)
-        self.api = config.api
-        self.model = model
-        self.template = template
-        self.sampling = sampling
-        self.request = request or RequestShape()
-        self._taxonomy = taxonomy_text()
+    variables = ANALYZE_VARIABLES
+    _taxonomy = taxonomy_text()
 
     def read(self, data: dict[str, Any], where: str) -> Sample:
         return Sample.from_dict(data, where, strict=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
+from lemagen.engine import Call, Generation, RequestFailed
 from lemagen.records import (
     AskerRecord,
     Correction,
@@ -27,9 +27,15 @@ from lemagen.records import (
 from lemagen.records.art import Preferred
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.analyze import reference_text
-from lemagen.stages.base import EngineStage, Hooks, Output, Stage, fmt_counts, one_call_provenance
+from lemagen.stages.base import (
+    Hooks,
+    Output,
+    PromptedStage,
+    Stage,
+    fmt_counts,
+    one_call_provenance,
+)
 from lemagen.stages.mistake_replies import parse_sub_questions
-from lemagen.stages.templates import Template
 
 ASK_VARIABLES = {"question", "reference"}
 ASK_KEYS = [
@@ -58,28 +64,10 @@ TRUST_KEYS = [
 ]
 
 
-class AskStage(EngineStage[Sample]):
+class AskStage(PromptedStage[Sample]):
     name = "art ask"
     unit = "sample"
-
-    def __init__(
-        self,
-        config: EngineConfig,
-        *,
-        model: str,
-        template: Template,
-        sampling: Sampling,
-        check_timeout: float,
-        max_pending: int,
-        request: RequestShape | None = None,
-    ) -> None:
-        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
-        template.check(ASK_VARIABLES)
-        self.api = config.api
-        self.model = model
-        self.template = template
-        self.sampling = sampling
-        self.request = request or RequestShape()
+    variables = ASK_VARIABLES
 
     def read(self, data: dict[str, Any], where: str) -> Sample:
         return Sample.from_dict(data, where, strict=True)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from lemagen.engine import (
     Call,
@@ -23,6 +23,7 @@ from lemagen.engine import (
     EngineConfig,
     Generation,
     RequestShape,
+    Sampling,
     describe,
     run_batches,
     run_rows,
@@ -198,6 +199,32 @@ class EngineStage(Stage[In]):
                 f"{failed} requests failed (see --rejects); "
                 "re-running the same command retries only those"
             )
+
+
+class PromptedStage(EngineStage[In]):
+    """An engine stage that asks one model with one prompt file (`variables`: what the
+    prompt must use): analyze, art ask, crosscheck, inject --model."""
+
+    variables: ClassVar[set[str]]
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        model: str,
+        template: Template,
+        sampling: Sampling,
+        check_timeout: float,
+        max_pending: int,
+        request: RequestShape | None = None,
+    ) -> None:
+        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
+        template.check(self.variables)
+        self.api = config.api
+        self.model = model
+        self.template = template
+        self.sampling = sampling
+        self.request = request or RequestShape()
 
 
 def one_call_provenance(

@@ -34,7 +34,7 @@ from lemagen.records import (
     read_sample_or_correction,
 )
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.base import Hooks, Output, PromptedStage, fmt_counts
 from lemagen.stages.templates import Template
 
 CROSSCHECK_VARIABLES = {"question", "solution"}
@@ -63,9 +63,10 @@ def chain_of_thought(record: Record, check_all: bool) -> tuple[list[str], str] |
     return list(record.steps), record.pred
 
 
-class CrosscheckStage(EngineStage[Record]):
+class CrosscheckStage(PromptedStage[Record]):
     name = "crosscheck"
     unit = "record"
+    variables = CROSSCHECK_VARIABLES
 
     def __init__(
         self,
@@ -81,16 +82,18 @@ class CrosscheckStage(EngineStage[Record]):
         request: RequestShape | None = None,
         workers: int = 1,
     ) -> None:
-        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
-        template.check(CROSSCHECK_VARIABLES)
+        super().__init__(
+            config,
+            model=model,
+            template=template,
+            sampling=sampling,
+            check_timeout=check_timeout,
+            max_pending=max_pending,
+            request=request,
+        )
         self.workers = workers
-        self.api = config.api
-        self.model = model
-        self.template = template
-        self.sampling = sampling
         self.limits = limits or sandbox.Limits()
         self.check_all = check_all
-        self.request = request or RequestShape()
         sandbox.bwrap()  # no sandbox, no run: fail before any request is paid for
 
     def read(self, data: dict[str, Any], where: str) -> Record:

@@ -29,7 +29,13 @@ from lemagen.math.thinking import split_thinking
 from lemagen.records import BY_ID, Correction, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts, one_call_provenance
+from lemagen.stages.base import (
+    Hooks,
+    Output,
+    PromptedStage,
+    fmt_counts,
+    one_call_provenance,
+)
 from lemagen.stages.formats import lema_correction
 from lemagen.stages.gold_cot import render_gsm8k, render_math
 from lemagen.stages.mistake_replies import parse_injection
@@ -98,9 +104,10 @@ class TypeDraw:
         return rng.choices(types, weights)[0]
 
 
-class TeachStage(EngineStage[Problem]):
+class TeachStage(PromptedStage[Problem]):
     name = "inject"
     unit = "problem"
+    variables = TEACH_VARIABLES
 
     def __init__(
         self,
@@ -117,17 +124,19 @@ class TeachStage(EngineStage[Problem]):
         max_pending: int,
         request: RequestShape | None = None,
     ) -> None:
-        super().__init__(config, check_timeout=check_timeout, max_pending=max_pending)
-        template.check(TEACH_VARIABLES)
+        super().__init__(
+            config,
+            model=model,
+            template=template,
+            sampling=sampling,
+            check_timeout=check_timeout,
+            max_pending=max_pending,
+            request=request,
+        )
         self.reader = reader
-        self.api = config.api
-        self.model = model
-        self.template = template
         self.types = types
         self.per_question = per_question
         self.seed = seed
-        self.sampling = sampling
-        self.request = request or RequestShape()
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
