@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lemagen.api import build
 from lemagen.api.run import Collected, read_rows
 from lemagen.records.jsonl import RecordWriter
-from lemagen.records.rows import SetAside
+from lemagen.records.rows import Encoded, SetAside
 from lemagen.redact import redact
 from lemagen.stages.base import Hooks, Stage
 
@@ -77,6 +77,9 @@ class StageMapper:
         for item in self.stage.run(read, Hooks()):
             if isinstance(item, SetAside):
                 rejected.add(item)
+            elif isinstance(item, Encoded):  # a line the stage encoded itself
+                records.append(item.text)
+                reasons.append(item.reason)
             else:
                 records.append(redact(RecordWriter.encode(item.to_dict())))
                 reasons.append(None)

@@ -7,7 +7,7 @@ import pytest
 
 from lemagen.errors import InputError
 from lemagen.records import Correction
-from lemagen.records.rows import Rejects, SetAside
+from lemagen.records.rows import Encoded, Rejects, SetAside
 from lemagen.stages.base import Hooks
 from lemagen.stages.filter import FilterStage
 from lemagen.stages.formats import lema_correction
@@ -26,6 +26,7 @@ def judge(
     [out] = stage.run([stage.read(record, where)], Hooks())
     if isinstance(out, SetAside):
         return None, out.reason
+    assert not isinstance(out, Encoded)
     return out.to_dict(), None
 
 

@@ -4,15 +4,20 @@ byte for byte a fresh run's, and a new grader version grades again."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lemagen.engine.store import STORE_FILE
 from lemagen.math import grading
 from lemagen.math.gradebook import GRADES_FILE
+from lemagen.records.rows import Encoded
+from lemagen.stages.rowbook import ROWS_FILE, Kept, pack, unpack
 from tests.conftest import EXAMPLES, endpoint, run
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import Answer, FakeOpenAI, Reply
 
 PROBLEMS = [EXAMPLES / "gsm8k.jsonl", EXAMPLES / "math.jsonl"]
 
@@ -57,13 +62,179 @@ def test_grades_are_kept_until_the_grader_version_changes(
         assert kept == len({(s["id"], s["response"]) for s in samples}) >= len(fresh) // 2
         conn.execute("UPDATE grades SET pred = 'kept', extracted_by = 'kept'")
     conn.close()
-    # The kept grades are used as they are: nothing is checked again.
+    # The kept grades are used as they are (with the finished rows gone): nothing is
+    # checked again.
+    (cache / ROWS_FILE).unlink()
     again = sample(fake, PROBLEMS[0], cache)
     assert len(again) == len(fresh)
     assert all('"pred":"kept","extracted_by":"kept"' in line for line in again)
     # A new grader version checks everything again (and keeps those grades too).
     monkeypatch.setattr(grading, "GRADER_VERSION", grading.GRADER_VERSION + 1)
+    (cache / ROWS_FILE).unlink()
     assert sample(fake, PROBLEMS[0], cache) == fresh
     with sqlite3.connect(book) as conn:
         assert conn.execute("SELECT count(*) FROM grades").fetchone()[0] == 2 * kept
     conn.close()
+
+
+# ---------------------------------------------------------------- finished rows kept
+
+
+def sample_run(
+    fake: FakeOpenAI, problems: Path, cache: Path, *extra: str
+) -> tuple[list[str], list[str], str]:
+    """`sample` with --rejects: sorted output lines, sorted reject lines, the summary."""
+    rejects = cache.parent / f"rejects-{cache.name}.jsonl"
+    result = run(
+        "sample", str(problems), "-m", "reasoner", "-n", "3", "--seed", "7",
+        "--cache-dir", str(cache), "--concurrency", "4", "--base-url", fake.base_url,
+        "--rejects", str(rejects), *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    return sorted(result.stdout.splitlines()), sorted(rejects.read_text().splitlines()), summary
+
+
+def kept_rows(cache: Path) -> dict[bytes, Kept]:
+    with sqlite3.connect(cache / ROWS_FILE) as conn:
+        found = {key: unpack(blob) for key, blob in conn.execute("SELECT key, entry FROM rows")}
+    conn.close()
+    return found
+
+
+def tamper(cache: Path) -> str:
+    """Every kept row's records get `"tampered":true`: what a run that writes kept rows as
+    they are shows. Returns the marker."""
+    with sqlite3.connect(cache / ROWS_FILE) as conn:
+        for key, blob in list(conn.execute("SELECT key, entry FROM rows")):
+            kept = unpack(blob)
+            lines = [
+                Encoded('{"tampered":true,' + line.text[1:], line.reason, line.about)
+                for line in kept.lines
+            ]
+            new = pack(Kept(kept.sources, lines, kept.counts))
+            conn.execute("UPDATE rows SET entry = ? WHERE key = ?", (new, key))
+    conn.close()
+    return '{"tampered":true,'
+
+
+def test_a_rerun_writes_each_finished_row_as_it_was(fake: FakeOpenAI, tmp_path: Path) -> None:
+    problems = PROBLEMS[1]  # MATH: graded by Math-Verify
+    tutor = fake.responder
+
+    def cut(prompt: str, n: int) -> list[Reply]:  # every third sample runs out of tokens
+        return [
+            (text, "length" if i == 2 else end) for i, (text, end) in enumerate(tutor(prompt, n))
+        ]
+
+    fake.responder = cut
+    cache = tmp_path / "cache"
+    fresh, fresh_rejects, _ = sample_run(fake, problems, cache, "--keep", "all")
+    sent = len(fake.requests)
+    rows = len(problems.read_text(encoding="utf-8").splitlines())
+    assert len(kept_rows(cache)) == rows
+    assert len(fresh) == 2 * rows  # both kinds of line are kept and written again
+    assert len(fresh_rejects) == rows
+    # Served from the store with the rows rebuilt, then with the kept rows: the same lines,
+    # the same summary, nothing sent.
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy)
+    (copy / ROWS_FILE).unlink()
+    rebuilt = sample_run(fake, problems, copy, "--keep", "all")
+    replayed = sample_run(fake, problems, cache, "--keep", "all")
+    assert rebuilt == replayed
+    assert replayed[:2] == (fresh, fresh_rejects)
+    assert f"{3 * rows} samples from the request store" in replayed[2]
+    assert len(fake.requests) == sent
+    # The kept lines are what a re-run writes (not rebuilt behind them).
+    marker = tamper(cache)
+    again, again_rejects, _ = sample_run(fake, problems, cache, "--keep", "all")
+    assert all(line.startswith(marker) for line in again + again_rejects)
+
+
+def test_kept_rows_follow_every_option_that_changes_a_record(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    problems = PROBLEMS[0]
+    cache = tmp_path / "cache"
+    sample_run(fake, problems, cache, "--keep", "all")
+    marker = tamper(cache)
+    sent = len(fake.requests)
+    # Another --keep, --thinking or checker is another row: made from the store, not the book.
+    for option, other in (
+        (["--keep", "wrong"], tmp_path / "wrong"),
+        (["--keep", "all", "--thinking", "drop"], tmp_path / "drop"),
+    ):
+        made = sample_run(fake, problems, cache, *option)
+        assert not any(marker in line for line in made[0])
+        assert made[:2] == sample_run(fake, problems, other, *option)[:2]
+    monkeypatch.setattr(grading, "GRADER_VERSION", grading.GRADER_VERSION + 1)
+    made = sample_run(fake, problems, cache, "--keep", "all")
+    assert made[0]
+    assert not any(marker in line for line in made[0])
+    monkeypatch.undo()
+    # Another prompt (--seed changes every call's identity) asks the server again.
+    sample_run(fake, problems, cache, "--keep", "all", "--seed", "8")
+    assert len(fake.requests) > sent
+    assert all(line.startswith(marker) for line in sample_run(fake, problems, cache, "--keep",
+                                                              "all")[0])  # fmt: skip
+
+
+def test_a_kept_row_needs_its_samples_in_the_store(fake: FakeOpenAI, tmp_path: Path) -> None:
+    problems = PROBLEMS[0]
+    cache = tmp_path / "cache"
+    fresh = sample_run(fake, problems, cache, "--keep", "all")
+    marker = tamper(cache)
+    rows = len(problems.read_text(encoding="utf-8").splitlines())
+    sent = len(fake.requests)
+    (cache / STORE_FILE).unlink()  # the store is gone, the row book stays
+    again = sample_run(fake, problems, cache, "--keep", "all")
+    assert len(fake.requests) == sent + rows  # asked for again: nothing came from the book
+    assert not any(marker in line for line in again[0])
+    assert again[:2] == fresh[:2]  # the loopback server answers the same again
+
+
+def test_a_row_with_a_failed_call_is_not_kept(fake: FakeOpenAI, tmp_path: Path) -> None:
+    problems = PROBLEMS[0]
+    first = json.loads(problems.read_text(encoding="utf-8").splitlines()[0])["question"]
+
+    def refuse(body: dict[str, Any]) -> Answer | None:
+        text = json.dumps(body["messages"])
+        return (400, {"error": {"message": "no"}}) if json.dumps(first)[1:-1] in text else None
+
+    fake.rule = refuse
+    cache = tmp_path / "cache"
+    result = run(
+        "sample", str(problems), "-m", "reasoner", "-n", "3", "--seed", "7", "--keep", "all",
+        "--cache-dir", str(cache), *endpoint(fake),
+    )  # fmt: skip
+    assert result.exit_code == 4
+    rows = len(problems.read_text(encoding="utf-8").splitlines())
+    assert len(kept_rows(cache)) == rows - 1
+    fake.rule = None
+    sent = len(fake.requests)
+    resumed = sample(fake, problems, cache)
+    assert len(fake.requests) == sent + 1  # the failed row only, tried again
+    assert resumed == sample(fake, problems, tmp_path / "fresh")
+    assert len(kept_rows(cache)) == rows
+
+
+def test_kept_rows_never_hold_the_api_key(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that echoes the key, an input row that holds it: the lines kept are the
+    redacted lines written."""
+    fake.echo_auth = "200"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-echoed-secret-5678")
+    problems = tmp_path / "problems.jsonl"
+    lines = PROBLEMS[0].read_text(encoding="utf-8").splitlines()
+    row = {**json.loads(lines[0]), "note": "sk-echoed-secret-5678"}
+    problems.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    fresh = sample(fake, problems, cache)
+    assert all("Bearer [redacted]" in line for line in fresh)
+    assert sum('"note":"[redacted]"' in line for line in fresh) == 3
+    assert len(kept_rows(cache)) == len(lines)
+    for path in cache.glob(ROWS_FILE + "*"):  # the file, and its log if one is left
+        assert b"sk-echoed-secret" not in path.read_bytes()
+    assert sample(fake, problems, cache) == fresh

@@ -22,7 +22,7 @@ from lemagen.engine import Engine, Stats
 from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
 from lemagen.records.parquet import Writer, is_parquet, open_output
-from lemagen.records.rows import Rejects, SetAside, iter_rows
+from lemagen.records.rows import Encoded, Rejects, SetAside, iter_rows
 from lemagen.stages.base import EngineStage, Hooks, Stage
 
 tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough
@@ -89,6 +89,8 @@ def _run_pass(
             stack.callback(requests.close)
             click.echo(stage.dry_run(rows, requests.write), err=True)
             return rejected
+        if isinstance(stage, EngineStage):
+            stage.keep_rows = True  # lines are written: kept rows can be written again
         stage.start(stack)
         total = count_rows(paths[0], input_format) if len(paths) == 1 else None
         bar = Progress(
@@ -99,7 +101,12 @@ def _run_pass(
             on_wait=writer.flush if writer is not None else Hooks.on_wait, on_row=bar.update
         )
         for item in itertools.chain(stage.run(rows, hooks), stage.finish()):
-            if isinstance(item, SetAside):
+            if isinstance(item, Encoded):  # a line encoded by the stage, or kept from a run
+                if item.reason is not None:
+                    rejected.add_line(item)
+                elif writer is not None:
+                    writer.write_line(item.text)
+            elif isinstance(item, SetAside):
                 rejected.add(item)
             elif writer is not None:
                 writer.write(item.to_dict())

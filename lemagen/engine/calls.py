@@ -30,6 +30,7 @@ class Generation:
     usage: dict[str, int] = field(default_factory=dict)
     requests: int = 0  # HTTP requests that produced these choices (in this or an earlier run)
     cached: int = 0  # choices read from the request store instead of being sent for
+    sources: list[str] = field(default_factory=list)  # the request id of each choice
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,9 @@ class Call(msgspec.Struct, frozen=True):
             ident["stop"] = list(self.sampling.stop)
         return json.dumps(ident, sort_keys=True)
 
-    def keys(self, api: str) -> list[bytes]:
-        """One store key per sample index."""
-        base = self.identity(api)
+    def keys(self, api: str, identity: bytes | None = None) -> list[bytes]:
+        """One store key per sample index (`identity`: the call's, when already known)."""
+        base = self.identity(api) if identity is None else identity
         return [hashlib.sha256(base + i.to_bytes(4, "big")).digest() for i in range(self.n)]
 
     def body(self, api: str, n: int, first_index: int) -> dict[str, Any]:

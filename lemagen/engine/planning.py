@@ -220,6 +220,7 @@ def generation(samples: dict[int, StoredSample]) -> Generation:
     for i in sorted(samples):
         sample = samples[i]
         out.choices.append(Choice(sample.text, sample.finish_reason))
+        out.sources.append(sample.request)
         if sample.request not in seen:
             seen.add(sample.request)
             prompt += sample.prompt_tokens

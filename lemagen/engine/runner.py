@@ -36,7 +36,7 @@ def run_batches(
 ) -> Iterator[list[tuple[T, list[Result]]]]:
     """Yield `(row, results)` for every row, results in the order of `calls_for(row)`, in
     lists of the rows that finished together (so a caller can look up what they need in one
-    go); a row with no calls comes back at once, alone, with `[]`.
+    go); rows with no calls come back at once, together, with `[]`.
 
     At most `max_pending` rows are in flight, so memory does not grow with the input. Reading
     stops when the engine stops (budget). An exception from reading `rows` (a bad input row)
@@ -52,7 +52,13 @@ def run_batches(
     while True:
         # Read up to the limit and hand the new rows over in one batch (one wake-up).
         batch: list[tuple[T, list[Call]]] = []
-        while not exhausted and pending + len(batch) < max_pending and not engine.stopped:
+        callless: list[tuple[T, list[Result]]] = []  # rows with nothing to send
+        while (
+            not exhausted
+            and pending + len(batch) < max_pending
+            and len(callless) < max_pending
+            and not engine.stopped
+        ):
             try:
                 row = next(source)
             except StopIteration:
@@ -66,7 +72,7 @@ def run_batches(
             if calls:
                 batch.append((row, calls))
             else:
-                yield [(row, [])]
+                callless.append((row, []))
         if batch:
             rows_sent = [row for row, _ in batch]
 
@@ -79,8 +85,14 @@ def run_batches(
 
             engine.submit_many([calls for _, calls in batch], deliver)
             pending += len(batch)
+        if callless:
+            yield callless
         if pending == 0:
-            if not exhausted and engine.stopped:
+            if not exhausted and not engine.stopped:
+                if on_wait is not None:  # reading more may wait: what is written goes out
+                    on_wait()
+                continue
+            if not exhausted:
                 engine.rows_unread = _rows_left(source)
             break
         # Wait for one row, then take every other row already finished.

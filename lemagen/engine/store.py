@@ -51,6 +51,7 @@ from lemagen.engine.calls import RequestFailed
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
 STORE_FILE = "requests-v1.sqlite"  # the file keeps its name: a v1 store is migrated in place
 GROUP_COMMIT_WINDOW = 0.005  # seconds
+LOOKUP_CHUNK = 500  # keys per query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -199,6 +200,18 @@ class RequestStore:
             list(keys),
         )
         return {row[0]: StoredSample(*row[1:]) for row in rows}
+
+    def requests_of(self, keys: Sequence[bytes]) -> dict[bytes, str]:
+        """The id of the request that produced each stored sample of `keys` (absent: not
+        stored), in queries of `LOOKUP_CHUNK` keys."""
+        found: dict[bytes, str] = {}
+        conn = self._reader()
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = list(keys[start : start + LOOKUP_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, request FROM samples WHERE key IN ({marks})"
+            found.update(conn.execute(query, chunk))
+        return found
 
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM samples").fetchone()[0])

@@ -32,6 +32,7 @@ class Writer(Protocol):
     count: int
 
     def write(self, record: dict[str, Any]) -> None: ...
+    def write_line(self, line: str) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -70,6 +71,10 @@ class ParquetRecordWriter:
         except OSError as exc:
             raise LemagenError(f"{path}: cannot write: {exc.strerror}") from None
         os.remove(self._part(0))
+
+    def write_line(self, line: str) -> None:
+        """A record already encoded as a JSONL line."""
+        self.write(json.loads(line))
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False)

@@ -14,6 +14,7 @@ from lemagen.records import JSON, Reject
 from lemagen.records.fast import FALLBACK
 from lemagen.records.inputs import input_format, open_bytes, read_input, source_name
 from lemagen.records.jsonl import RecordWriter, raw_lines, record_of
+from lemagen.redact import redact
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,6 +38,23 @@ class SetAside(msgspec.Struct, frozen=True):
         return Reject(self.reason, None if record is None else dict(record), self.detail)
 
 
+class Encoded(msgspec.Struct, array_like=True, frozen=True):
+    """A line already encoded (and redacted) as the writer writes it: a record (`reason`
+    None) or a set-aside row (its `Reject` line), with the words that name it in the -v log.
+    What a stage kept from an earlier run (`stages.rowbook`) comes back as these."""
+
+    text: str
+    reason: str | None = None
+    about: str = ""
+
+    @classmethod
+    def of(cls, item: ToDict | SetAside) -> Encoded:
+        if isinstance(item, SetAside):
+            line = redact(RecordWriter.encode(item.reject().to_dict()))
+            return cls(line, item.reason, _about(item))
+        return cls(redact(RecordWriter.encode(item.to_dict())))
+
+
 class Rejects:
     """Rows set aside, each written to `--rejects` (when given) as a `Reject` record and
     counted by reason."""
@@ -53,6 +71,15 @@ class Rejects:
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
             self.writer.write(reject.to_dict())  # redacted by the writer
+
+    def add_line(self, item: Encoded) -> None:
+        """A set-aside row already encoded (`Encoded` with a reason)."""
+        assert item.reason is not None
+        self.counts[item.reason] += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info("set aside (%s): %s", item.reason, item.about)
+        if self.writer is not None:
+            self.writer.write_line(item.text)
 
 
 def _about(item: SetAside | Reject) -> str:

@@ -16,6 +16,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+import msgspec
+
 from lemagen.engine import (
     Call,
     Choice,
@@ -32,11 +34,20 @@ from lemagen.engine.estimate import estimate
 from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
 from lemagen.math.grading import Grader
 from lemagen.records import Provenance
-from lemagen.records.rows import Rejects, SetAside, ToDict
+from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
+from lemagen.stages.rowbook import ROWS_VERSION, Kept, RowBook, row_key
 from lemagen.stages.templates import Template
 
 In = TypeVar("In")
-Output = ToDict | SetAside
+Output = ToDict | SetAside | Encoded
+REPLAY_CHUNK = 500  # input rows looked up in the row book at once
+
+
+class Replayed(msgspec.Struct, frozen=True):
+    """An input row the row book knew: what it wrote, and how many samples it was made of."""
+
+    kept: Kept
+    samples: int
 
 
 def _nothing() -> None:
@@ -99,7 +110,18 @@ def by_reason(counts: Counter[str]) -> str:
 
 
 class EngineStage(Stage[In]):
-    """A stage whose rows become model calls, sent by the request engine."""
+    """A stage whose rows become model calls, sent by the request engine.
+
+    A stage that gives `replay_options` keeps what each finished row wrote in the row book
+    (`stages.rowbook`) when the command loop asks for it (`keep_rows`): a re-run writes a
+    kept row's lines again instead of rebuilding them. Its `run` passes rows through
+    `replaying`, hands each `Replayed` to `replay`, and each new row's output to `finished`.
+    """
+
+    # Reasons that are not kept: a re-run must try the row again.
+    NOT_KEPT: ClassVar[frozenset[str]] = frozenset(
+        {"request_failed", "no_choices", "budget_exhausted", "store_unwritable", "check_timeout"}
+    )
 
     def __init__(self, config: EngineConfig, *, check_timeout: float, max_pending: int) -> None:
         super().__init__()
@@ -108,6 +130,15 @@ class EngineStage(Stage[In]):
         self.check_timeout = check_timeout
         self.max_pending = max_pending
         self.grader: Grader | None = None
+        self.keep_rows = False  # set by the command loop: output goes out as encoded lines
+        self._rows = RowBook(None)
+        self._options = b""
+        self._fresh: dict[int, tuple[bytes, list[Call]]] = {}  # id(row) -> its key and calls
+
+    def replay_options(self) -> dict[str, Any] | None:
+        """Everything besides the calls that changes what a row writes, or None: this stage
+        does not keep rows."""
+        return None
 
     @abstractmethod
     def calls(self, row: In) -> list[Call]:
@@ -126,6 +157,14 @@ class EngineStage(Stage[In]):
         stack.callback(engine.close)
         self.grader = stack.enter_context(Grader(self.check_timeout))
         stack.enter_context(engine)
+        options = self.replay_options() if self.keep_rows else None
+        if options is not None and engine.store is not None and self.config.batch is None:
+            self._rows = RowBook(self.config.cache_dir)
+            stack.callback(self._rows.close)
+            import lemagen
+
+            options |= {"lemagen": lemagen.__version__, "rowbook": ROWS_VERSION}
+            self._options = msgspec.msgpack.encode(options)
 
     def sent(self, rows: Iterable[In], hooks: Hooks) -> Iterator[tuple[In, list[Any]]]:
         """`(row, results)` as rows finish."""
@@ -134,12 +173,108 @@ class EngineStage(Stage[In]):
         )
 
     def sent_batches(
-        self, rows: Iterable[In], hooks: Hooks
-    ) -> Iterator[list[tuple[In, list[Any]]]]:
-        """`(row, results)` as rows finish, in lists of the rows that finished together."""
+        self, rows: Iterable[In | Replayed], hooks: Hooks
+    ) -> Iterator[list[tuple[Any, list[Any]]]]:
+        """`(row, results)` as rows finish, in lists of the rows that finished together; a
+        `Replayed` row comes back as it went in, with no results."""
         return run_batches(
-            self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
+            self.engine, rows, self._calls_of, max_pending=self.max_pending, on_wait=hooks.on_wait
         )
+
+    def _calls_of(self, row: Any) -> list[Call]:
+        if type(row) is Replayed:
+            return []
+        fresh = self._fresh.get(id(row))
+        return fresh[1] if fresh is not None else self.calls(row)
+
+    # ------------------------------------------------------------------ kept rows
+
+    def replaying(self, rows: Iterable[In]) -> Iterator[In | Replayed]:
+        """`rows`, each one the row book knows (and whose samples the store still holds
+        under the same requests) replaced by a `Replayed`. Rows are looked up in chunks of
+        at most `max_pending` (the rows the engine reads ahead anyway)."""
+        if not self._rows.on:
+            yield from rows
+            return
+        source = iter(rows)
+        size = max(1, min(REPLAY_CHUNK, self.max_pending))
+        while True:
+            chunk: list[In] = []
+            error: Exception | None = None
+            try:
+                for row in source:
+                    chunk.append(row)
+                    if len(chunk) >= size:
+                        break
+            except Exception as exc:  # noqa: BLE001 - raised after the rows before it
+                error = exc
+            yield from self._replayed(chunk)
+            if error is not None:
+                raise error
+            if len(chunk) < size:
+                return
+
+    def _replayed(self, chunk: list[In]) -> Iterator[In | Replayed]:
+        api = self.config.api
+        keyed = []
+        for row in chunk:
+            calls = self.calls(row)
+            identities = [call.identity(api) for call in calls]
+            key = row_key(self._options, self.row_bytes(row), identities)
+            keyed.append((row, calls, key, identities))
+        found = self._rows.get_many([key for _, calls, key, _ in keyed if calls])
+        wanted = {
+            key: [
+                k for call, ident in zip(calls, idents, strict=True) for k in call.keys(api, ident)
+            ]
+            for _, calls, key, idents in keyed
+            if key in found
+        }
+        store = self.engine.store
+        assert store is not None
+        stored = store.requests_of([k for keys in wanted.values() for k in keys])
+        for row, calls, key, _ in keyed:
+            kept = found.get(key)
+            if kept is not None and [stored.get(k) for k in wanted[key]] == kept.sources:
+                yield Replayed(kept, len(kept.sources))
+            else:
+                self._fresh[id(row)] = (key, calls)
+                yield row
+
+    def counted(self) -> Counter[str] | None:
+        """The counts before a new row is made, when the row book keeps rows (else None)."""
+        return self.counts.copy() if self._rows.on else None
+
+    def row_bytes(self, row: In) -> bytes:
+        """The row as read, for its key in the row book."""
+        return msgspec.msgpack.encode(row)
+
+    def replay(self, row: Replayed) -> list[Output]:
+        """A kept row's lines, its counts added to this run's."""
+        self.counts.update(row.kept.counts)
+        self.engine.stats.cached += row.samples
+        return list(row.kept.lines)
+
+    def finished(
+        self, row: In, results: list[Any], out: list[Output], before: Counter[str] | None
+    ) -> list[Output]:
+        """A new row's output (`before`: the counts before it was made, from `counted`):
+        when the command writes lines, encoded, and kept in the row book when the row is
+        complete."""
+        fresh = self._fresh.pop(id(row), None)
+        if not self.keep_rows:
+            return out
+        lines = [item if isinstance(item, Encoded) else Encoded.of(item) for item in out]
+        if fresh is None or before is None:
+            return list(lines)
+        counts = self.counts - before
+        if self.NOT_KEPT.intersection(counts) or any(
+            not isinstance(result, Generation) for result in results
+        ):
+            return list(lines)
+        sources = [source for result in results for source in result.sources]
+        self._rows.add(fresh[0], Kept(sources, lines, dict(counts)))
+        return list(lines)
 
     def dry_run(self, rows: Iterable[In], emit: Callable[[dict[str, Any]], None]) -> str:
         """What a run would send, given what the request store already holds: each request

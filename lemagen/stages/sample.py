@@ -11,19 +11,20 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
-from lemagen.math import answers, steps
+from lemagen.math import answers, grading, steps
 from lemagen.math.gradebook import GradeBook, Item
 from lemagen.math.grading import Grade, Grader, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
+from lemagen.records.common import Task
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts
 from lemagen.stages.templates import Template
 
 SAMPLE_VARIABLES = {"question"}
@@ -104,21 +105,38 @@ class SampleStage(EngineStage[Problem]):
         self.grades = GradeBook(self.config.cache_dir)
         stack.callback(self.grades.close)
 
+    def replay_options(self) -> dict[str, Any]:
+        return {
+            **self._meta,
+            "models": self.models,
+            "keep_all": self.keep_all,
+            "thinking": self.thinking,
+            "min_agreement": self.min_agreement,
+            "explicit_only": self.explicit_only,
+            "grader": grading.GRADER_VERSION,
+            "checkers": [checker_info(task) for task in get_args(Task)],
+        }
+
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
-        for batch in self.sent_batches(rows, hooks):
+        for batch in self.sent_batches(self.replaying(rows), hooks):
             self._known = self.grades.get_many(
                 [
                     (problem.task, problem.gold, choice.text)
                     for problem, results in batch
-                    if problem.gold
+                    if type(problem) is not Replayed and problem.gold
                     for result in results
                     if not isinstance(result, RequestFailed)
                     for choice in result.choices
                 ]
             )
             for problem, results in batch:
-                yield from self.outcome(problem, results)
+                if type(problem) is Replayed:
+                    yield from self.replay(problem)
+                    continue
+                before = self.counted()
+                out = list(self.outcome(problem, results))
                 self.counts["problems"] += 1
+                yield from self.finished(problem, results, out, before)
             hooks.on_row(len(batch))
             self.grades.flush()
 

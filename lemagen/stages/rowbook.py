@@ -1,0 +1,163 @@
+"""What a finished row wrote, kept so that a re-run writes it again without rebuilding it.
+
+A re-run of a stage over the same input finds every sample in the request store, and used to
+rebuild every record from them: parse, grade, split into steps, encode. The row book keeps,
+for each input row whose calls all succeeded, the lines the row wrote (records and set-aside
+rows, already encoded and redacted), what it added to the summary's counts, and the request
+id of every sample it was made from. A re-run looks rows up in chunks and writes a kept row's
+lines as they are; only rows the book does not know go through the engine and the stage.
+
+A kept row is used only when it is exactly what a run would write again:
+* its key is a hash of the stage's output options (`EngineStage.replay_options`: everything
+  besides the request that changes a record, the grader's version and the checker's
+  included), lemagen's version, the input row as read, and the identity of every call it
+  makes (so a changed prompt, model or sampling parameter is a different key);
+* every sample it was made from is still in the request store under the same request id
+  (a store that was deleted, or a sample another process stored first, is a miss).
+
+Rows with a failed call, or a check that timed out, are not kept: a re-run retries them.
+
+It is a cache, like the grade book: `rows-v1.sqlite` beside the request store, written
+without syncing, and any SQLite error turns it off (the run goes on without it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from lemagen.records.rows import Encoded
+
+ROWS_FILE = "rows-v1.sqlite"
+ROWS_VERSION = 1  # bump when what a kept row holds, or how its key is made, changes
+LOOKUP_CHUNK = 500  # keys per query
+FLUSH_EVERY = 500  # rows kept in memory before they are written
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    key BLOB PRIMARY KEY,   -- sha256 of the stage's options, the row and its calls
+    entry BLOB NOT NULL     -- a msgpack `Kept`
+);
+-- A rowid table, not WITHOUT ROWID: rows of about a kilobyte went in four times faster
+-- (new rows are appended; only the key's index takes random inserts). Not compressed:
+-- zlib cost more than the rest of keeping a row.
+"""
+
+
+class Kept(msgspec.Struct, array_like=True, frozen=True):
+    """What one row wrote and counted, and the samples it was made from."""
+
+    sources: list[str]  # the request id of each sample of each call, in order
+    lines: list[Encoded]  # records and set-aside rows, as written
+    counts: dict[str, int]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Kept).decode
+
+
+def pack(kept: Kept) -> bytes:
+    return _encode(kept)
+
+
+def unpack(blob: bytes) -> Kept:
+    return _decode(blob)
+
+
+def row_key(options: bytes, row: bytes, identities: Sequence[bytes]) -> bytes:
+    """The key of a row: the stage's options, the row as read, the identity of each call."""
+    digest = hashlib.sha256(options)
+    digest.update(len(row).to_bytes(8, "big"))
+    digest.update(row)
+    for identity in identities:
+        digest.update(identity)
+    return digest.digest()
+
+
+class RowBook:
+    """Kept rows by key: `get_many` in a few queries, `add` a finished row, `flush` in one
+    transaction (`add` does, every `FLUSH_EVERY` rows). Used from one thread. Without a
+    directory, it keeps nothing."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.path = None if directory is None else directory / ROWS_FILE
+        self._conn: sqlite3.Connection | None = None
+        self._new: list[tuple[bytes, bytes]] = []
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            self._off(exc)
+            return
+        self._conn = conn
+
+    @property
+    def on(self) -> bool:
+        return self._conn is not None
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Kept]:
+        conn = self._conn
+        if conn is None or not keys:
+            return {}
+        found: dict[bytes, Kept] = {}
+        try:
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = list(keys[start : start + LOOKUP_CHUNK])
+                rows = conn.execute(
+                    f"SELECT key, entry FROM rows WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for key, blob in rows:
+                    try:
+                        found[key] = unpack(blob)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        continue  # a damaged entry is a miss: the row is made again
+        except sqlite3.Error as exc:
+            self._off(exc)
+            return {}
+        return found
+
+    def add(self, key: bytes, kept: Kept) -> None:
+        """Keep a row; every `FLUSH_EVERY` rows are written in one transaction."""
+        if self._conn is not None:
+            self._new.append((key, pack(kept)))
+            if len(self._new) >= FLUSH_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        conn, new = self._conn, self._new
+        if conn is None or not new:
+            return
+        self._new = []
+        try:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", new)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._off(exc)
+
+    def close(self) -> None:
+        self.flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _off(self, exc: BaseException) -> None:
+        log.info("%s: finished rows are not kept (%s)", self.path, exc)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
