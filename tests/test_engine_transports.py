@@ -161,3 +161,19 @@ def test_thinking_returned_apart_is_put_back_as_a_think_block(field: str) -> Non
     read = read_choices(json.dumps({"choices": [{"message": blank}]}).encode(), "chat")
     assert read is not None
     assert read.texts == ["The answer is 4."]
+
+
+def test_the_engine_runs_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    from lemagen.engine.engine import new_event_loop
+
+    monkeypatch.delenv("LEMAGEN_EVENT_LOOP", raising=False)
+    loop = new_event_loop()
+    assert isinstance(loop, uvloop.Loop)
+    loop.close()
+    monkeypatch.setenv("LEMAGEN_EVENT_LOOP", "asyncio")
+    loop = new_event_loop()
+    assert not isinstance(loop, uvloop.Loop)
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    loop.close()
