@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,3 +220,30 @@ def test_closing_with_calls_in_flight_cancels_them(server: FakeOpenAI) -> None:
     engine.close()  # closing twice is harmless
     assert time.monotonic() - start < 4.0  # did not wait for the answer
     assert [(i, type(outcome).__name__) for i, outcome in outcomes] == [(0, "CancelledError")]
+
+
+# ---------------------------------------------------------------- reading rows
+
+
+def test_rows_go_to_the_engine_in_batches_not_one_by_one(server: FakeOpenAI) -> None:
+    """With 64 rows in flight at most, new rows are read once 8 slots are free: every batch
+    the engine is handed but the first and the last holds at least 8 rows (one wake-up, one
+    store lookup and one lease transaction each), and every row comes back."""
+    server.delay = 0.002
+    calls = [ask(f"question {i}") for i in range(640)]
+    sizes: list[int] = []
+    with Engine(config(server, concurrency=16)) as engine:
+        submit = engine.submit_many
+
+        def counted(rows: list[list[Call]], deliver: Any) -> None:
+            sizes.append(len(rows))
+            submit(rows, deliver)
+
+        engine.submit_many = counted  # type: ignore[method-assign]
+        got = dict(run_rows(engine, range(len(calls)), lambda i: [calls[i]], max_pending=64))
+    assert sorted(got) == list(range(640))
+    assert all(isinstance(results[0], Generation) for results in got.values())
+    assert sizes[0] == 64
+    assert sum(sizes) == 640
+    assert min(sizes[1:-1]) >= 8
+    assert len(sizes) <= 1 + 576 // 8 + 1
