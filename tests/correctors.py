@@ -8,6 +8,12 @@ table test of `parse_reply` (`tests/test_replies.py`) and the loopback corrector
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import Counter
+
+from tests.fake_openai import MathTutor, Reply
+
 EXPLANATION = "The total was added up wrongly."
 CHATTER = "I hope this helps! Let me know if you have any other questions."
 
@@ -67,3 +73,38 @@ def reply(kind: str, k: int, original: list[str], fixed: list[str]) -> str:
     if kind == "unparseable":
         return " I could not find any error in this solution."
     raise ValueError(kind)
+
+
+K = 2  # MathTutor's wrong samples: "We work through it." / "The total comes to W." / answer W
+
+
+def original_steps(prompt: str) -> list[str]:
+    query = prompt.rsplit("Original Solution:\n{\n", 1)[1].split("\n}", 1)[0]
+    return re.findall(r"(?m)^Step \d+: (.*)$", query)
+
+
+def fixed_steps(gold: str) -> list[str]:
+    return [f"The total comes to {gold}.", f"The answer is {gold}."]
+
+
+class Corrector:
+    """Answers sampling prompts as MathTutor and correction prompts as a corrector of `kind`;
+    with `first`, the first reply for each question is that kind's instead (for --reask)."""
+
+    def __init__(self, tutor: MathTutor, kind: str, first: str | None = None) -> None:
+        self.tutor, self.kind, self.first = tutor, kind, first
+        self.asked: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, prompt: str, n: int) -> list[Reply]:
+        if "Original Solution:" not in prompt:
+            return self.tutor(prompt, n)
+        question = prompt.rsplit("Question: ", 1)[1].split("\nOriginal Solution:", 1)[0]
+        gold = self.tutor.answers[question][1]
+        out = []
+        for _ in range(n):
+            with self.lock:
+                self.asked[question] += 1
+                kind = self.first if self.first and self.asked[question] == 1 else self.kind
+            out.append((reply(kind, K, original_steps(prompt), fixed_steps(gold)), "stop"))
+        return out

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +17,8 @@ import pytest
 from lemagen.engine import Call, Sampling
 from lemagen.engine.calls import KEY_VERSION
 from tests.conftest import EXAMPLES, endpoint, load_jsonl, records, run
-from tests.correctors import EXPLANATION, GOOD, reply
-from tests.fake_openai import FakeOpenAI, MathTutor, Reply
-
-K = 2  # MathTutor's wrong samples: "We work through it." / "The total comes to W." / answer W
-
-
-def original_steps(prompt: str) -> list[str]:
-    query = prompt.rsplit("Original Solution:\n{\n", 1)[1].split("\n}", 1)[0]
-    return re.findall(r"(?m)^Step \d+: (.*)$", query)
-
-
-def fixed_steps(gold: str) -> list[str]:
-    return [f"The total comes to {gold}.", f"The answer is {gold}."]
-
-
-class Corrector:
-    """Answers sampling prompts as MathTutor and correction prompts as a corrector of `kind`;
-    with `first`, the first reply for each question is that kind's instead (for --reask)."""
-
-    def __init__(self, tutor: MathTutor, kind: str, first: str | None = None) -> None:
-        self.tutor, self.kind, self.first = tutor, kind, first
-        self.asked: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    def __call__(self, prompt: str, n: int) -> list[Reply]:
-        if "Original Solution:" not in prompt:
-            return self.tutor(prompt, n)
-        question = prompt.rsplit("Question: ", 1)[1].split("\nOriginal Solution:", 1)[0]
-        gold = self.tutor.answers[question][1]
-        out = []
-        for _ in range(n):
-            with self.lock:
-                self.asked[question] += 1
-                kind = self.first if self.first and self.asked[question] == 1 else self.kind
-            out.append((reply(kind, K, original_steps(prompt), fixed_steps(gold)), "stop"))
-        return out
+from tests.correctors import EXPLANATION, GOOD, Corrector, K, fixed_steps
+from tests.fake_openai import FakeOpenAI, MathTutor
 
 
 def pipeline(fake: FakeOpenAI, tmp_path: Path, *correct_args: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from lemagen.math.gradebook import GRADES_FILE
 from lemagen.records.rows import Encoded
 from lemagen.stages.rowbook import ROWS_FILE, Kept, pack, unpack
 from tests.conftest import EXAMPLES, endpoint, run
-from tests.fake_openai import Answer, FakeOpenAI, Reply
+from tests.correctors import Corrector
+from tests.fake_openai import Answer, FakeOpenAI, MathTutor, Reply
 
 PROBLEMS = [EXAMPLES / "gsm8k.jsonl", EXAMPLES / "math.jsonl"]
 
@@ -238,3 +239,64 @@ def test_kept_rows_never_hold_the_api_key(
     for path in cache.glob(ROWS_FILE + "*"):  # the file, and its log if one is left
         assert b"sk-echoed-secret" not in path.read_bytes()
     assert sample(fake, problems, cache) == fresh
+
+
+def correct_run(
+    fake: FakeOpenAI, samples: Path, cache: Path, *extra: str
+) -> tuple[list[str], list[str], str]:
+    """`correct` with --rejects: sorted output lines, sorted reject lines, the summary."""
+    rejects = cache.parent / f"correct-rejects-{cache.name}.jsonl"
+    result = run(
+        "correct", str(samples), "-m", "corrector", "--cache-dir", str(cache),
+        "--base-url", fake.base_url, "--rejects", str(rejects), *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    return sorted(result.stdout.splitlines()), sorted(rejects.read_text().splitlines()), summary
+
+
+def sampled(fake: FakeOpenAI, tmp_path: Path) -> Path:
+    """Samples of both datasets, right and wrong ones (`correct` passes the right ones on)."""
+    path = tmp_path / "samples.jsonl"
+    lines = [line for problems in PROBLEMS for line in sample(fake, problems, tmp_path / "s")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_correct_rerun_writes_each_finished_row_as_it_was(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    samples = sampled(fake, tmp_path)
+    wrong = sum('"verdict":"wrong"' in line for line in samples.read_text().splitlines())
+    cache = tmp_path / "cache"
+    fresh = correct_run(fake, samples, cache)
+    sent = len(fake.requests)
+    assert len(kept_rows(cache)) == wrong > 0  # the wrong samples; passed-on ones are not kept
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy)
+    (copy / ROWS_FILE).unlink()
+    rebuilt = correct_run(fake, samples, copy)
+    replayed = correct_run(fake, samples, cache)
+    assert rebuilt == replayed
+    assert replayed[:2] == fresh[:2]
+    assert len(fake.requests) == sent
+    marker = tamper(cache)
+    again = correct_run(fake, samples, cache)[0]
+    assert sum(line.startswith(marker) for line in again) == len(fresh[0]) - (
+        len(samples.read_text().splitlines()) - wrong
+    )  # every correction, none of the samples passed on
+    # Another sampling parameter is another call: asked, not taken from the book.
+    other = correct_run(fake, samples, cache, "--temperature", "0.3")[0]
+    assert not any(marker in line for line in other)
+    assert len(fake.requests) == sent + wrong
+
+
+def test_a_correct_row_asked_again_is_not_kept(fake: FakeOpenAI, tmp_path: Path) -> None:
+    samples = sampled(fake, tmp_path)
+    assert isinstance(fake.responder, MathTutor)
+    fake.responder = Corrector(fake.responder, "lema", first="unparseable")
+    cache = tmp_path / "cache"
+    first = correct_run(fake, samples, cache, "--reask", "1")
+    assert "asked again" in first[2]
+    assert kept_rows(cache) == {}  # every row's first reply was asked again
+    assert correct_run(fake, samples, cache, "--reask", "1")[:2] == first[:2]

@@ -256,16 +256,23 @@ class EngineStage(Stage[In]):
         return list(row.kept.lines)
 
     def finished(
-        self, row: In, results: list[Any], out: list[Output], before: Counter[str] | None
+        self,
+        row: In,
+        results: list[Any],
+        out: list[Output],
+        before: Counter[str] | None,
+        *,
+        keep: bool = True,
     ) -> list[Output]:
         """A new row's output (`before`: the counts before it was made, from `counted`):
         when the command writes lines, encoded, and kept in the row book when the row is
-        complete."""
+        complete (every call answered, `keep`); a row with no calls is not kept (it costs
+        nothing to make again)."""
         fresh = self._fresh.pop(id(row), None)
         if not self.keep_rows:
             return out
         lines = [item if isinstance(item, Encoded) else Encoded.of(item) for item in out]
-        if fresh is None or before is None:
+        if fresh is None or before is None or not keep or not results:
             return list(lines)
         counts = self.counts - before
         if self.NOT_KEPT.intersection(counts) or any(

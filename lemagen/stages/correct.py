@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from lemagen.engine import (
     Call,
@@ -21,13 +21,15 @@ from lemagen.engine import (
     Sampling,
     run_rows,
 )
+from lemagen.math import grading
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.math.thinking import split_thinking
 from lemagen.records import Correction, Provenance, Sample, Verdict
+from lemagen.records.common import Task
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages import templates
-from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts
 from lemagen.stages.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.stages.templates import Template
 
@@ -139,17 +141,40 @@ class CorrectStage(EngineStage[Sample]):
                 return as_text
         return parsed
 
+    def replay_options(self) -> dict[str, Any]:
+        return {
+            "stage": "correct",
+            "api": self.api,
+            "model": self.model,
+            "prompts": {task: self.template(task).sha256 for task in get_args(Task)},
+            "n": self.n,
+            **self.sampling.as_meta(),
+            "reask": self.reask,
+            "json": self.json_mode,
+            **self.request.meta(),
+            "grader": grading.GRADER_VERSION,
+            "checkers": [checker_info(task) for task in get_args(Task)],
+        }
+
     def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
         counts = self.counts
         reasks: list[_Reask] = []
-        for sample, results in self.sent(rows, hooks):
-            hooks.on_row(1)
-            if not results:
-                counts["passed_through"] += 1
-                yield sample
-                continue
-            counts["wrong_samples"] += 1
-            yield from self.read_result(sample, results[0], 0, self.n, reasks)
+        for batch in self.sent_batches(self.replaying(rows), hooks):
+            for sample, results in batch:
+                if type(sample) is Replayed:
+                    yield from self.replay(sample)
+                    continue
+                before = self.counted()
+                if not results:
+                    counts["passed_through"] += 1
+                    yield from self.finished(sample, results, [sample], before, keep=False)
+                    continue
+                counts["wrong_samples"] += 1
+                waiting = len(reasks)
+                out = list(self.read_result(sample, results[0], 0, self.n, reasks))
+                # A row with replies to ask for again is not kept: its output is not complete.
+                yield from self.finished(sample, results, out, before, keep=len(reasks) == waiting)
+            hooks.on_row(len(batch))
         # --reask: ask again, as new sample indices (the store keeps every reply), for the
         # replies that could not be parsed, up to `reask` more times each.
         for _ in range(self.reask):
