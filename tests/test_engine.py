@@ -324,6 +324,66 @@ def test_finished_rows_reach_a_reader_while_the_run_waits(fake: FakeOpenAI, tmp_
     assert complete_lines() == 10
 
 
+def test_stdout_is_written_when_the_run_flushes_even_when_python_is_unbuffered() -> None:
+    """PYTHONUNBUFFERED=1 (usual in containers) makes sys.stdout write each line at once; the
+    engine stages' writer keeps its own buffer, so lines go out when it flushes: a line
+    written before a marker that goes straight to the file descriptor comes out after it."""
+    code = (
+        "import os\n"
+        "from lemagen.records.jsonl import RecordWriter\n"
+        "w = RecordWriter('-', flush_each=False)\n"
+        "w.write_line('{\"row\":1}')\n"
+        "os.write(1, b'MARK\\n')\n"
+        "w.flush()\n"
+        "w.write_line('{\"row\":2}')\n"
+        "w.close()\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, check=True, timeout=60
+    )
+    assert out.stdout.decode().splitlines() == ["MARK", '{"row":1}', '{"row":2}']
+
+
+def test_rows_reach_a_reader_of_stdout_while_the_run_waits(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """As above, to stdout under PYTHONUNBUFFERED=1: the rows finished before the run waits
+    are in the pipe while it waits."""
+    path = problems(tmp_path, 10)
+    released = threading.Event()
+    held: list[bool] = []
+
+    def hold(body: dict[str, object]) -> None:
+        if len(fake.served) >= 3:
+            held.append(True)
+            released.wait(120)
+
+    fake.rule = hold
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable, "-m", "lemagen", "sample", str(path), "-m", "r", "-n", "1",
+        "--keep", "all", "--concurrency", "1", "--base-url", fake.base_url, "-q",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    lines: list[bytes] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_until(lambda: bool(held), "the 4th request")
+        wait_until(lambda: len(lines) >= 3, "the first 3 rows on stdout", timeout=30)
+        assert len(lines) == 3
+        assert proc.poll() is None
+    finally:
+        released.set()
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == 0
+    assert len(lines) == 10
+
+
 # ---------------------------------------------------------------- cost
 
 

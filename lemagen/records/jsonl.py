@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -106,7 +107,7 @@ class RecordWriter:
         self.path = path
         self.name = "<stdout>" if path in (None, "-") else str(path)
         if path in (None, "-"):
-            self._stream: IO[str] = sys.stdout
+            self._stream: IO[str] = sys.stdout if flush_each else _buffered_stdout()
             self._owned = False
         else:
             assert path is not None
@@ -165,6 +166,20 @@ class RecordWriter:
             with suppress(OSError):
                 self._stream.close()  # its buffer cannot be written either
         raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
+
+
+def _buffered_stdout() -> IO[str]:
+    """stdout with a buffer of its own, flushed only when the writer flushes: whether or not
+    Python runs unbuffered (PYTHONUNBUFFERED=1, usual in containers, makes every line a
+    write call of its own). UTF-8, as every JSONL file lemagen writes. sys.stdout itself
+    where it is not a file (a test's capture)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
+    sys.stdout.flush()
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw, 1 << 16), encoding="utf-8")
 
 
 def _dumps(value: Any) -> str:
