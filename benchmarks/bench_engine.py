@@ -279,7 +279,7 @@ def compile_lemagen() -> None:
     """Compile the lemagen that the clients import (this checkout, or the one first on
     PYTHONPATH) once, before anything is timed."""
     code = "import compileall, lemagen, os; compileall.compile_dir(os.path.dirname(lemagen.__file__), quiet=1)"  # noqa: E501
-    subprocess.run([sys.executable, "-c", code], check=True, env=ENV)
+    subprocess.run([sys.executable, "-c", code], check=True, env=ENV, cwd=tempfile.gettempdir())
 
 
 def high_water_kb(pid: int) -> int:
@@ -300,7 +300,9 @@ def measure(server: Server, cmd: list[str]) -> dict[str, Any]:
     server.reset()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV)
+        # Not from this checkout's directory: `python -m` puts the working directory first on
+        # the path, ahead of a PYTHONPATH naming another checkout to measure.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV, cwd=tempfile.gettempdir())
         cpu_at_first = None
         status = usage = None
         peak_kb = 0
