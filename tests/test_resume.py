@@ -113,7 +113,7 @@ def tamper(cache: Path) -> str:
                 Encoded('{"tampered":true,' + line.text[1:], line.reason, line.about)
                 for line in kept.lines
             ]
-            new = pack(Kept(kept.sources, lines, kept.counts))
+            new = pack(Kept(kept.keys, kept.sources, lines, kept.counts))
             conn.execute("UPDATE rows SET entry = ? WHERE key = ?", (new, key))
     conn.close()
     return '{"tampered":true,'

@@ -44,10 +44,16 @@ REPLAY_CHUNK = 500  # input rows looked up in the row book at once
 
 
 class Replayed(msgspec.Struct, frozen=True):
-    """An input row the row book knew: what it wrote, and how many samples it was made of."""
+    """Input rows the row book knew (of one chunk, handed on as one item): what they wrote,
+    and how many samples they were made of."""
 
-    kept: Kept
+    kept: list[Kept]
     samples: int
+
+
+def rows_in(batch: list[tuple[Any, list[Any]]]) -> int:
+    """How many input rows a batch from `sent_batches` stands for (progress)."""
+    return sum(len(row.kept) if type(row) is Replayed else 1 for row, _ in batch)
 
 
 def _nothing() -> None:
@@ -220,26 +226,21 @@ class EngineStage(Stage[In]):
         for row in chunk:
             calls = self.calls(row)
             identities = [call.identity(api) for call in calls]
-            key = row_key(self._options, self.row_bytes(row), identities)
-            keyed.append((row, calls, key, identities))
-        found = self._rows.get_many([key for _, calls, key, _ in keyed if calls])
-        wanted = {
-            key: [
-                k for call, ident in zip(calls, idents, strict=True) for k in call.keys(api, ident)
-            ]
-            for _, calls, key, idents in keyed
-            if key in found
-        }
+            keyed.append((row, calls, row_key(self._options, self.row_bytes(row), identities)))
+        found = self._rows.get_many([key for _, calls, key in keyed if calls])
         store = self.engine.store
         assert store is not None
-        stored = store.requests_of([k for keys in wanted.values() for k in keys])
-        for row, calls, key, _ in keyed:
+        stored = store.requests_of([k for kept in found.values() for k in kept.keys])
+        hits: list[Kept] = []
+        for row, calls, key in keyed:
             kept = found.get(key)
-            if kept is not None and [stored.get(k) for k in wanted[key]] == kept.sources:
-                yield Replayed(kept, len(kept.sources))
+            if kept is not None and [stored.get(k) for k in kept.keys] == kept.sources:
+                hits.append(kept)
             else:
                 self._fresh[id(row)] = (key, calls)
                 yield row
+        if hits:
+            yield Replayed(hits, sum(len(kept.sources) for kept in hits))
 
     def counted(self) -> Counter[str] | None:
         """The counts before a new row is made, when the row book keeps rows (else None)."""
@@ -250,10 +251,15 @@ class EngineStage(Stage[In]):
         return msgspec.msgpack.encode(row)
 
     def replay(self, row: Replayed) -> list[Output]:
-        """A kept row's lines, its counts added to this run's."""
-        self.counts.update(row.kept.counts)
+        """Kept rows' lines, their counts added to this run's."""
+        counts = self.counts
+        lines: list[Output] = []
+        for kept in row.kept:
+            for name, count in kept.counts.items():
+                counts[name] += count
+            lines.extend(kept.lines)
         self.engine.stats.cached += row.samples
-        return list(row.kept.lines)
+        return lines
 
     def finished(
         self,
@@ -279,8 +285,10 @@ class EngineStage(Stage[In]):
             not isinstance(result, Generation) for result in results
         ):
             return list(lines)
+        api = self.config.api
+        keys = [key for call in fresh[1] for key in call.keys(api)]
         sources = [source for result in results for source in result.sources]
-        self._rows.add(fresh[0], Kept(sources, lines, dict(counts)))
+        self._rows.add(fresh[0], Kept(keys, sources, lines, dict(counts)))
         return list(lines)
 
     def dry_run(self, rows: Iterable[In], emit: Callable[[dict[str, Any]], None]) -> str:

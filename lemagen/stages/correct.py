@@ -29,7 +29,7 @@ from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.common import Task
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages import templates
-from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts, rows_in
 from lemagen.stages.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.stages.templates import Template
 
@@ -174,7 +174,7 @@ class CorrectStage(EngineStage[Sample]):
                 out = list(self.read_result(sample, results[0], 0, self.n, reasks))
                 # A row with replies to ask for again is not kept: its output is not complete.
                 yield from self.finished(sample, results, out, before, keep=len(reasks) == waiting)
-            hooks.on_row(len(batch))
+            hooks.on_row(rows_in(batch))
         # --reask: ask again, as new sample indices (the store keeps every reply), for the
         # replies that could not be parsed, up to `reask` more times each.
         for _ in range(self.reask):

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS rows (
 class Kept(msgspec.Struct, array_like=True, frozen=True):
     """What one row wrote and counted, and the samples it was made from."""
 
-    sources: list[str]  # the request id of each sample of each call, in order
+    keys: list[bytes]  # the store key of each sample of each call, in order
+    sources: list[str]  # the request id of each of those samples
     lines: list[Encoded]  # records and set-aside rows, as written
     counts: dict[str, int]
 

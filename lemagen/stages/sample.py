@@ -24,7 +24,7 @@ from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.common import Task
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts
+from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts, rows_in
 from lemagen.stages.templates import Template
 
 SAMPLE_VARIABLES = {"question"}
@@ -137,7 +137,7 @@ class SampleStage(EngineStage[Problem]):
                 out = list(self.outcome(problem, results))
                 self.counts["problems"] += 1
                 yield from self.finished(problem, results, out, before)
-            hooks.on_row(len(batch))
+            hooks.on_row(rows_in(batch))
             self.grades.flush()
 
     def _grade(self, problem: Problem, raw: str, text: str) -> Grade:
