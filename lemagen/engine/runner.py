@@ -51,7 +51,7 @@ def run_batches(
     read_error: Exception | None = None
     # Rows are read again once this many slots are free, not one by one: fewer, larger
     # batches (one wake-up of the engine, one store lookup and lease transaction each), while
-    # the rows in flight stay above three quarters of the limit (about 1.5x the concurrency).
+    # the rows in flight stay above 7/8 of the limit (about 1.75x the concurrency).
     refill = max(1, max_pending // 8)
     while True:
         # Read up to the limit and hand the new rows over in one batch (one wake-up).
