@@ -12,21 +12,16 @@ file) is checked again, so writes are not synced and any SQLite error turns the 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from lemagen.math import grading
 from lemagen.math.grading import Grade, checker_info
+from lemagen.sidecache import SideCache
 
 GRADES_FILE = "grades-v1.sqlite"
-LOOKUP_CHUNK = 500  # keys per query
 Item = tuple[str, str, str]  # task, gold, the sample's text
-
-log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS grades (
@@ -52,67 +47,23 @@ class GradeBook:
 
     def __init__(self, directory: Path | None) -> None:
         self.path = None if directory is None else directory / GRADES_FILE
-        self._conn: sqlite3.Connection | None = None
-        self._new: list[tuple[bytes, str | None, str | None, str]] = []
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")
-            conn.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            self._off(exc)
-            return
-        self._conn = conn
+        self._cache = SideCache(
+            self.path, _SCHEMA, "grades", off_message="grades are not kept", flush_every=5000
+        )
 
     def get_many(self, items: Sequence[Item]) -> dict[Item, Grade]:
-        conn = self._conn
-        if conn is None or not items:
+        if not self._cache.on or not items:
             return {}
         by_key = {grade_key(item): item for item in items}
-        keys = list(by_key)
-        found: dict[Item, Grade] = {}
-        try:
-            for start in range(0, len(keys), LOOKUP_CHUNK):
-                chunk = keys[start : start + LOOKUP_CHUNK]
-                rows = conn.execute(
-                    "SELECT key, pred, extracted_by, verdict FROM grades "
-                    f"WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for key, pred, method, verdict in rows:
-                    found[by_key[key]] = Grade(pred, verdict, method)
-        except sqlite3.Error as exc:
-            self._off(exc)
-        return found
+        rows = self._cache.select("key, pred, extracted_by, verdict", list(by_key))
+        return {by_key[key]: Grade(pred, verdict, method) for key, pred, method, verdict in rows}
 
     def add(self, item: Item, grade: Grade) -> None:
-        if self._conn is not None and grade.verdict != "timeout":
-            self._new.append((grade_key(item), grade.pred, grade.extracted_by, grade.verdict))
+        if self._cache.on and grade.verdict != "timeout":
+            self._cache.add((grade_key(item), grade.pred, grade.extracted_by, grade.verdict))
 
     def flush(self) -> None:
-        conn, new = self._conn, self._new
-        if conn is None or not new:
-            return
-        self._new = []
-        try:
-            conn.execute("BEGIN")
-            conn.executemany("INSERT OR REPLACE INTO grades VALUES (?, ?, ?, ?)", new)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._off(exc)
+        self._cache.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _off(self, exc: BaseException) -> None:
-        log.info("%s: grades are not kept (%s)", self.path, exc)
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._cache.close()

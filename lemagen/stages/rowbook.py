@@ -23,23 +23,18 @@ without syncing, and any SQLite error turns it off (the run goes on without it).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
 from lemagen.records.rows import Encoded
+from lemagen.sidecache import SideCache
 
 ROWS_FILE = "rows-v1.sqlite"
 ROWS_VERSION = 1  # bump when what a kept row holds, or how its key is made, changes
-LOOKUP_CHUNK = 500  # keys per query
 FLUSH_EVERY = 500  # rows kept in memory before they are written
-
-log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -84,81 +79,39 @@ def row_key(options: bytes, row: bytes, identities: Sequence[bytes]) -> bytes:
 
 
 class RowBook:
-    """Kept rows by key: `get_many` in a few queries, `add` a finished row, `flush` in one
-    transaction (`add` does, every `FLUSH_EVERY` rows). Used from one thread. Without a
+    """Kept rows by key: `get_many` in a few queries, `add` a finished row (written in one
+    transaction every `FLUSH_EVERY` rows, and at `flush`). Used from one thread. Without a
     directory, it keeps nothing."""
 
     def __init__(self, directory: Path | None) -> None:
         self.path = None if directory is None else directory / ROWS_FILE
-        self._conn: sqlite3.Connection | None = None
-        self._new: list[tuple[bytes, bytes]] = []
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")
-            conn.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            self._off(exc)
-            return
-        self._conn = conn
+        self._cache = SideCache(
+            self.path,
+            _SCHEMA,
+            "rows",
+            off_message="finished rows are not kept",
+            flush_every=FLUSH_EVERY,
+        )
 
     @property
     def on(self) -> bool:
-        return self._conn is not None
+        return self._cache.on
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Kept]:
-        conn = self._conn
-        if conn is None or not keys:
-            return {}
         found: dict[bytes, Kept] = {}
-        try:
-            for start in range(0, len(keys), LOOKUP_CHUNK):
-                chunk = list(keys[start : start + LOOKUP_CHUNK])
-                rows = conn.execute(
-                    f"SELECT key, entry FROM rows WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for key, blob in rows:
-                    try:
-                        found[key] = unpack(blob)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        continue  # a damaged entry is a miss: the row is made again
-        except sqlite3.Error as exc:
-            self._off(exc)
-            return {}
+        for key, blob in self._cache.select("key, entry", keys):
+            try:
+                found[key] = unpack(blob)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # a damaged entry is a miss: the row is made again
         return found
 
     def add(self, key: bytes, kept: Kept) -> None:
-        """Keep a row; every `FLUSH_EVERY` rows are written in one transaction."""
-        if self._conn is not None:
-            self._new.append((key, pack(kept)))
-            if len(self._new) >= FLUSH_EVERY:
-                self.flush()
+        if self._cache.on:
+            self._cache.add((key, pack(kept)))
 
     def flush(self) -> None:
-        conn, new = self._conn, self._new
-        if conn is None or not new:
-            return
-        self._new = []
-        try:
-            conn.execute("BEGIN")
-            conn.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", new)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._off(exc)
+        self._cache.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _off(self, exc: BaseException) -> None:
-        log.info("%s: finished rows are not kept (%s)", self.path, exc)
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._cache.close()
