@@ -286,20 +286,27 @@ def test_interrupted_run_resumes_without_paying_twice(
     assert sorted(reference.stdout.decode().splitlines()) == sorted(lines)
 
 
+def hold_after(fake: FakeOpenAI, answered: int) -> tuple[threading.Event, list[bool]]:
+    """The server answers `answered` requests, then holds each next one until the event is
+    set; the list says whether one is held."""
+    released = threading.Event()
+    held: list[bool] = []
+
+    def hold(body: dict[str, object]) -> None:
+        if len(fake.served) >= answered:
+            held.append(True)
+            released.wait(120)
+
+    fake.rule = hold
+    return released, held
+
+
 def test_finished_rows_reach_a_reader_while_the_run_waits(fake: FakeOpenAI, tmp_path: Path) -> None:
     """`sample` buffers its output but flushes whenever it waits for the engine, so a reader
     downstream gets rows as they finish, not at the end. The server answers 3 requests (one
     at a time) and holds the 4th: the reader must already have those 3 rows."""
     path = problems(tmp_path, 10)
-    released = threading.Event()
-    held: list[bool] = []
-
-    def hold(body: dict[str, object]) -> None:
-        if len(fake.served) >= 3:
-            held.append(True)
-            released.wait(120)
-
-    fake.rule = hold
+    released, held = hold_after(fake, 3)
     out = tmp_path / "out.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     cmd = [
@@ -351,15 +358,7 @@ def test_rows_reach_a_reader_of_stdout_while_the_run_waits(
     """As above, to stdout under PYTHONUNBUFFERED=1: the rows finished before the run waits
     are in the pipe while it waits."""
     path = problems(tmp_path, 10)
-    released = threading.Event()
-    held: list[bool] = []
-
-    def hold(body: dict[str, object]) -> None:
-        if len(fake.served) >= 3:
-            held.append(True)
-            released.wait(120)
-
-    fake.rule = hold
+    released, held = hold_after(fake, 3)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [
         sys.executable, "-m", "lemagen", "sample", str(path), "-m", "r", "-n", "1",
