@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,9 +17,11 @@ from lemagen.engine import (
     Generation,
     RequestFailed,
     Sampling,
+    run_batches,
     run_rows,
 )
 from lemagen.engine.calls import Api, RequestShape
+from lemagen.engine.runner import CALLLESS_GROUP
 from lemagen.errors import EndpointError
 from tests.fake_openai import FakeOpenAI
 
@@ -225,25 +226,12 @@ def test_closing_with_calls_in_flight_cancels_them(server: FakeOpenAI) -> None:
 # ---------------------------------------------------------------- reading rows
 
 
-def test_rows_go_to_the_engine_in_batches_not_one_by_one(server: FakeOpenAI) -> None:
-    """With 64 rows in flight at most, new rows are read once 8 slots are free: every batch
-    the engine is handed but the first and the last holds at least 8 rows (one wake-up, one
-    store lookup and one lease transaction each), and every row comes back."""
-    server.delay = 0.002
-    calls = [ask(f"question {i}") for i in range(640)]
-    sizes: list[int] = []
-    with Engine(config(server, concurrency=16)) as engine:
-        submit = engine.submit_many
-
-        def counted(rows: list[list[Call]], deliver: Any) -> None:
-            sizes.append(len(rows))
-            submit(rows, deliver)
-
-        engine.submit_many = counted  # type: ignore[method-assign]
-        got = dict(run_rows(engine, range(len(calls)), lambda i: [calls[i]], max_pending=64))
-    assert sorted(got) == list(range(640))
-    assert all(isinstance(results[0], Generation) for results in got.values())
-    assert sizes[0] == 64
-    assert sum(sizes) == 640
-    assert min(sizes[1:-1]) >= 8
-    assert len(sizes) <= 1 + 576 // 8 + 1
+def test_rows_with_nothing_to_send_come_back_in_small_groups(server: FakeOpenAI) -> None:
+    """Rows with no calls (a sample `correct` passes on, a chunk of rows written from the row
+    book) are handed back at once in groups of at most CALLLESS_GROUP, so what they hold is
+    written before more is read, and every one comes back."""
+    with Engine(config(server)) as engine:
+        batches = list(run_batches(engine, range(100), lambda i: [], max_pending=64))
+    assert [row for batch in batches for row, _ in batch] == list(range(100))
+    assert max(len(batch) for batch in batches) == CALLLESS_GROUP
+    assert server.requests == []

@@ -11,6 +11,9 @@ from lemagen.engine.calls import Call
 from lemagen.engine.engine import Engine, Result
 
 T = TypeVar("T")
+# Rows with nothing to send are handed back in groups of at most this many items (an item
+# may itself stand for many rows: a chunk of rows a stage wrote from its row book).
+CALLLESS_GROUP = 8
 
 
 def run_rows(
@@ -49,19 +52,14 @@ def run_batches(
     pending = 0
     exhausted = False
     read_error: Exception | None = None
-    # Rows are read again once this many slots are free, not one by one: fewer, larger
-    # batches (one wake-up of the engine, one store lookup and lease transaction each), while
-    # the rows in flight stay above 7/8 of the limit (about 1.75x the concurrency).
-    refill = max(1, max_pending // 8)
     while True:
         # Read up to the limit and hand the new rows over in one batch (one wake-up).
         batch: list[tuple[T, list[Call]]] = []
         callless: list[tuple[T, list[Result]]] = []  # rows with nothing to send
         while (
             not exhausted
-            and (pending == 0 or max_pending - pending >= refill)
             and pending + len(batch) < max_pending
-            and len(callless) < max_pending
+            and len(callless) < CALLLESS_GROUP
             and not engine.stopped
         ):
             try:
@@ -92,6 +90,10 @@ def run_batches(
             pending += len(batch)
         if callless:
             yield callless
+            if len(callless) >= CALLLESS_GROUP and not exhausted and not engine.stopped:
+                if pending == 0 and on_wait is not None:  # reading more may wait
+                    on_wait()
+                continue  # a full group: read on before waiting, as for a single row
         if pending == 0:
             if not exhausted and not engine.stopped:
                 if on_wait is not None:  # reading more may wait: what is written goes out
