@@ -4,6 +4,7 @@ are right, and its corrected solution is right and reaches the gold answer."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -280,3 +281,21 @@ def test_base_model_run_on_is_cut_at_the_invented_question(
     assert answers.cut_run_on(completion) == " Ann has 3 + 4 = 7 pens. The answer is 7."
     result = grader.grade(task, "7", completion)
     assert (result.pred, result.verdict, result.extracted_by) == ("7", "correct", "answer_is")
+
+
+def test_render_fills_every_placeholder_as_a_substitution_would() -> None:
+    """`render` splits a prompt once; what it writes is what substituting each placeholder
+    in place writes (the request store's keys hash the prompt), for every shipped prompt,
+    with values that look like regex replacement syntax."""
+    from lemagen.stages.templates import _PLACEHOLDER, load, shipped_names
+
+    for name in shipped_names():
+        template = load(name)
+        values = {key: f"<{key} \\1 \\g<0> $&>" for key in template.variables()}
+        expected = _PLACEHOLDER.sub(functools.partial(_fill, values), template.text)
+        assert template.render(**values) == expected, name
+        assert template.render(**values) == expected  # the split is kept, not redone wrongly
+
+
+def _fill(values: dict[str, str], match: re.Match[str]) -> str:
+    return values[match.group(1)]

@@ -49,13 +49,22 @@ class Template:
             raise PromptError(f"{self.name}: the prompt never uses {{{{question}}}}")
 
     def render(self, **values: str) -> str:
-        def fill(match: re.Match[str]) -> str:
-            key = match.group(1)
+        parts = self._parts
+        out = [parts[0]]
+        for i in range(1, len(parts), 2):  # a placeholder's name, then the text after it
+            key = parts[i]
             if key not in values:
                 raise PromptError(f"{self.name}: prompt needs variable {key!r}")
-            return values[key]
+            out.append(values[key])
+            out.append(parts[i + 1])
+        return "".join(out)
 
-        return _PLACEHOLDER.sub(fill, self.text)
+    @functools.cached_property
+    def _parts(self) -> list[str]:
+        """The text split once at its placeholders: text, name, text, ..., text (a prompt
+        with few-shot examples is kilobytes long; scanning it again for every row cost more
+        than the rest of building a call)."""
+        return _PLACEHOLDER.split(self.text)
 
 
 def shipped_names() -> list[str]:
