@@ -15,7 +15,9 @@ A kept row is used only when it is exactly what a run would write again:
 * every sample it was made from is still in the request store under the same request id
   (a store that was deleted, or a sample another process stored first, is a miss).
 
-Rows with a failed call, or a check that timed out, are not kept: a re-run retries them.
+Rows with a failed call, a check that timed out or (`correct --reask`) a reply still to ask
+again are not kept, nor rows with no call: a re-run makes them again. Used by `sample` and
+`correct` (`EngineStage.replay_options`; the other stages give None).
 
 It is a cache, like the grade book: `rows-v1.sqlite` beside the request store, written
 without syncing, and any SQLite error turns it off (the run goes on without it).
