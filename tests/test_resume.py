@@ -14,7 +14,9 @@ import pytest
 from lemagen.engine.store import STORE_FILE
 from lemagen.math import grading
 from lemagen.math.gradebook import GRADES_FILE
+from lemagen.math.grading import Grade, Grader
 from lemagen.records.rows import Encoded
+from lemagen.stages import base, templates
 from lemagen.stages.rowbook import ROWS_FILE, Kept, pack, unpack
 from tests.conftest import EXAMPLES, endpoint, run
 from tests.correctors import Corrector
@@ -300,3 +302,71 @@ def test_a_correct_row_asked_again_is_not_kept(fake: FakeOpenAI, tmp_path: Path)
     assert "asked again" in first[2]
     assert kept_rows(cache) == {}  # every row's first reply was asked again
     assert correct_run(fake, samples, cache, "--reask", "1")[:2] == first[:2]
+
+
+# ---------------------------------------------------------------- what a kept row depends on
+
+
+def test_a_correct_row_whose_check_timed_out_is_not_kept(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = sampled(fake, tmp_path)
+    real = Grader.grade
+
+    def out_of_time(self: Grader, task: str, gold: str, text: str) -> Grade:
+        return Grade(real(self, task, gold, text).pred, "timeout")
+
+    monkeypatch.setattr(Grader, "grade", out_of_time)
+    cache = tmp_path / "cache"
+    timed_out = correct_run(fake, samples, cache)
+    assert any('"verdict":"timeout"' in line for line in timed_out[0])
+    assert kept_rows(cache) == {}  # every wrong sample's check ran out of time
+    monkeypatch.undo()
+    again = correct_run(fake, samples, cache)
+    assert not any('"verdict":"timeout"' in line for line in again[0])
+    assert again[:2] == correct_run(fake, samples, tmp_path / "fresh")[:2]
+
+
+def test_a_correct_row_follows_the_prompt_name(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """The same prompt text under another name is another record (`meta.prompt`)."""
+    samples = sampled(fake, tmp_path)
+    text = templates.load("correct.gsm8k").text
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text(text, encoding="utf-8")
+    second.write_text(text, encoding="utf-8")
+    cache = tmp_path / "cache"
+    correct_run(fake, samples, cache, "--prompt", str(first))
+    again = correct_run(fake, samples, cache, "--prompt", str(second))[0]
+    named = [json.loads(line)["meta"]["prompt"] for line in again if '"correction_id"' in line]
+    assert named
+    assert set(named) == {str(second)}
+
+
+def test_other_code_makes_every_row_again(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade (or any edit) of lemagen changes `code_digest`: nothing kept is used."""
+    cache = tmp_path / "cache"
+    sample_run(fake, PROBLEMS[0], cache, "--keep", "all")
+    marker = tamper(cache)
+    assert all(line.startswith(marker) for line in sample_run(fake, PROBLEMS[0], cache,
+                                                              "--keep", "all")[0])  # fmt: skip
+    monkeypatch.setattr(base, "code_digest", lambda: "another lemagen")
+    again = sample_run(fake, PROBLEMS[0], cache, "--keep", "all")[0]
+    assert again
+    assert not any(marker in line for line in again)
+
+
+def test_a_voted_row_whose_comparison_timed_out_is_not_kept(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [json.loads(line) for line in PROBLEMS[0].read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps({"question": r["question"]}) + "\n" for r in rows))
+    monkeypatch.setattr(Grader, "compare", lambda self, task, gold, pred: "timeout")
+    cache = tmp_path / "cache"
+    sample_run(fake, path, cache, "--task", "gsm8k", "--gold", "vote", "--keep", "all")
+    assert kept_rows(cache) == {}  # no vote could be trusted
+    monkeypatch.undo()
+    sample_run(fake, path, cache, "--task", "gsm8k", "--gold", "vote", "--keep", "all")
+    assert len(kept_rows(cache)) == len(rows)

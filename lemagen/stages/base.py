@@ -35,7 +35,7 @@ from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
 from lemagen.math.grading import Grader
 from lemagen.records import Provenance
 from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
-from lemagen.stages.rowbook import ROWS_VERSION, Kept, RowBook, row_key
+from lemagen.stages.rowbook import ROWS_VERSION, Kept, RowBook, code_digest, row_key
 from lemagen.stages.templates import Template
 
 In = TypeVar("In")
@@ -169,7 +169,11 @@ class EngineStage(Stage[In]):
             stack.callback(self._rows.close)
             import lemagen
 
-            options |= {"lemagen": lemagen.__version__, "rowbook": ROWS_VERSION}
+            options |= {
+                "lemagen": lemagen.__version__,
+                "code": code_digest(),
+                "rowbook": ROWS_VERSION,
+            }
             self._options = msgspec.msgpack.encode(options)
 
     def sent(self, rows: Iterable[In], hooks: Hooks) -> Iterator[tuple[In, list[Any]]]:
@@ -232,15 +236,19 @@ class EngineStage(Stage[In]):
         assert store is not None
         stored = store.requests_of([k for kept in found.values() for k in kept.keys])
         hits: list[Kept] = []
+        misses = []
         for row, calls, key in keyed:
             kept = found.get(key)
             if kept is not None and [stored.get(k) for k in kept.keys] == kept.sources:
                 hits.append(kept)
             else:
                 self._fresh[id(row)] = (key, calls)
-                yield row
+                misses.append(row)
+        # Kept rows first: they cost nothing, and a run that stops reading (--max-cost)
+        # still writes them.
         if hits:
             yield Replayed(hits, sum(len(kept.sources) for kept in hits))
+        yield from misses
 
     def counted(self) -> Counter[str] | None:
         """The counts before a new row is made, when the row book keeps rows (else None)."""

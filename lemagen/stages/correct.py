@@ -146,7 +146,10 @@ class CorrectStage(EngineStage[Sample]):
             "stage": "correct",
             "api": self.api,
             "model": self.model,
-            "prompts": {task: self.template(task).sha256 for task in get_args(Task)},
+            "prompts": {
+                task: (self.template(task).name, self.template(task).sha256)
+                for task in get_args(Task)
+            },
             "n": self.n,
             **self.sampling.as_meta(),
             "reask": self.reask,
@@ -172,8 +175,12 @@ class CorrectStage(EngineStage[Sample]):
                 counts["wrong_samples"] += 1
                 waiting = len(reasks)
                 out = list(self.read_result(sample, results[0], 0, self.n, reasks))
-                # A row with replies to ask for again is not kept: its output is not complete.
-                yield from self.finished(sample, results, out, before, keep=len(reasks) == waiting)
+                # Not kept: a row with replies to ask again (its output is not complete), or
+                # whose check ran out of time (a re-run checks again).
+                complete = len(reasks) == waiting and not any(
+                    isinstance(item, Correction) and item.verdict == "timeout" for item in out
+                )
+                yield from self.finished(sample, results, out, before, keep=complete)
             hooks.on_row(rows_in(batch))
         # --reask: ask again, as new sample indices (the store keeps every reply), for the
         # replies that could not be parsed, up to `reask` more times each.

@@ -177,7 +177,7 @@ class EvolveStage(EngineStage[Sample | Correction]):
             self.counts[result.reason] += 1
             yield SetAside(result.reason, problem, str(result))
             return
-        voted = _vote(problem, results, self.grader, min_agreement=0.0)
+        voted = _vote(problem, results, self.grader.compare, min_agreement=0.0)
         if isinstance(voted, SetAside) or (voted.gold_vote or {}).get("votes", 0) < 2:
             self.counts["no_agreement"] += 1
             detail = voted.detail if isinstance(voted, SetAside) else "no two answers agree"

@@ -10,8 +10,9 @@ lines as they are; only rows the book does not know go through the engine and th
 A kept row is used only when it is exactly what a run would write again:
 * its key is a hash of the stage's output options (`EngineStage.replay_options`: everything
   besides the request that changes a record, the grader's version and the checker's
-  included), lemagen's version, the input row as read, and the identity of every call it
-  makes (so a changed prompt, model or sampling parameter is a different key);
+  included), lemagen's own source and the versions of the libraries that shape a record
+  (`code_digest`), the input row as read, and the identity of every call it makes (so a
+  changed prompt, model or sampling parameter is a different key);
 * every sample it was made from is still in the request store under the same request id
   (a store that was deleted, or a sample another process stored first, is a miss).
 
@@ -25,8 +26,10 @@ without syncing, and any SQLite error turns it off (the run goes on without it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import msgspec
@@ -68,6 +71,24 @@ def pack(kept: Kept) -> bytes:
 
 def unpack(blob: bytes) -> Kept:
     return _decode(blob)
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of lemagen's own source and of the libraries that shape a record: what makes a
+    row's lines besides its input, so that any other code (an upgrade, an install from git,
+    a local edit) makes every row again. Read once per run (about 170 files)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    for name in ("msgspec", "sympy", "math-verify"):
+        try:
+            digest.update(f"{name}={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{name}=-".encode())
+    return digest.hexdigest()
 
 
 def row_key(options: bytes, row: bytes, identities: Sequence[bytes]) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any, get_args
 
@@ -18,7 +18,7 @@ import msgspec
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math import answers, grading, steps
 from lemagen.math.gradebook import GradeBook, Item
-from lemagen.math.grading import Grade, Grader, checker_info
+from lemagen.math.grading import Grade, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.common import Task
@@ -92,6 +92,7 @@ class SampleStage(EngineStage[Problem]):
             **self.request.meta(),
         }
         self._known: dict[Item, Grade] = {}  # grades kept for the rows being written
+        self._timed_out = False  # a --gold vote comparison of the row being made ran out of time
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
         return self.reader.read(data, where)
@@ -134,9 +135,10 @@ class SampleStage(EngineStage[Problem]):
                     yield from self.replay(problem)
                     continue
                 before = self.counted()
+                self._timed_out = False
                 out = list(self.outcome(problem, results))
                 self.counts["problems"] += 1
-                yield from self.finished(problem, results, out, before)
+                yield from self.finished(problem, results, out, before, keep=not self._timed_out)
             hooks.on_row(rows_in(batch))
             self.grades.flush()
 
@@ -249,7 +251,15 @@ class SampleStage(EngineStage[Problem]):
         self, problem: Problem, results: list[Generation | RequestFailed]
     ) -> Problem | SetAside:
         assert self.grader is not None
-        return _vote(problem, results, self.grader, self.min_agreement)
+        grader = self.grader
+
+        def compare(task: str, gold: str, pred: str) -> str:
+            verdict = grader.compare(task, gold, pred)
+            if verdict == "timeout":  # counted as unequal: a re-run may vote otherwise
+                self._timed_out = True
+            return verdict
+
+        return _vote(problem, results, compare, self.min_agreement)
 
     def summary(self, rejects: Rejects) -> str:
         self.counts["bad_rows"] = rejects.bad_rows
@@ -262,7 +272,7 @@ class SampleStage(EngineStage[Problem]):
 def _vote(
     problem: Problem,
     results: list[Generation | RequestFailed],
-    grader: Grader,
+    compare: Callable[[str, str, str], str],
     min_agreement: float,
 ) -> Problem | SetAside:
     """The problem with the samples' majority answer as gold (answers that grade as equal count
@@ -279,7 +289,7 @@ def _vote(
             if pred is None:
                 continue
             for group in groups:
-                if grader.compare(problem.task, group[0], pred) == "correct":
+                if compare(problem.task, group[0], pred) == "correct":
                     group.append(pred)
                     break
             else:
