@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lemagen.api import build
 from lemagen.api.run import Collected, read_rows
-from lemagen.records.jsonl import RecordWriter
 from lemagen.records.rows import Encoded, SetAside
-from lemagen.redact import redact
 from lemagen.stages.base import Hooks, Stage
 
 try:
@@ -81,10 +79,10 @@ class StageMapper:
                 records.append(item.text)
                 reasons.append(item.reason)
             else:
-                records.append(redact(RecordWriter.encode(item.to_dict())))
+                records.append(Encoded.of(item).text)
                 reasons.append(None)
         for reject in rejected.items:
-            records.append(redact(RecordWriter.encode(reject.to_dict())))
+            records.append(Encoded.of(reject).text)
             reasons.append(reject.reason)
         for row in passed:
             records.append(row["record"])

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import msgspec
 
@@ -32,8 +32,10 @@ from lemagen.engine import (
 )
 from lemagen.engine.estimate import estimate
 from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
-from lemagen.math.grading import Grader
+from lemagen.math import grading
+from lemagen.math.grading import Grader, checker_info
 from lemagen.records import Provenance
+from lemagen.records.common import Task
 from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
 from lemagen.stages.rowbook import ROWS_VERSION, Kept, RowBook, code_digest, row_key
 from lemagen.stages.templates import Template
@@ -139,7 +141,8 @@ class EngineStage(Stage[In]):
         self.keep_rows = False  # set by the command loop: output goes out as encoded lines
         self._rows = RowBook(None)
         self._options = b""
-        self._fresh: dict[int, tuple[bytes, list[Call]]] = {}  # id(row) -> its key and calls
+        # id(row) -> its key in the row book, its calls and their identities
+        self._fresh: dict[int, tuple[bytes, list[Call], list[bytes]]] = {}
 
     def replay_options(self) -> dict[str, Any] | None:
         """Everything besides the calls that changes what a row writes, or None: this stage
@@ -170,6 +173,8 @@ class EngineStage(Stage[In]):
             import lemagen
 
             options |= {
+                "grader": grading.GRADER_VERSION,
+                "checkers": [checker_info(task) for task in get_args(Task)],
                 "lemagen": lemagen.__version__,
                 "code": code_digest(),
                 "rowbook": ROWS_VERSION,
@@ -230,19 +235,20 @@ class EngineStage(Stage[In]):
         for row in chunk:
             calls = self.calls(row)
             identities = [call.identity(api) for call in calls]
-            keyed.append((row, calls, row_key(self._options, self.row_bytes(row), identities)))
-        found = self._rows.get_many([key for _, calls, key in keyed if calls])
+            key = row_key(self._options, self.row_bytes(row), identities)
+            keyed.append((row, calls, key, identities))
+        found = self._rows.get_many([key for _, calls, key, _ in keyed if calls])
         store = self.engine.store
         assert store is not None
         stored = store.requests_of([k for kept in found.values() for k in kept.keys])
         hits: list[Kept] = []
         misses = []
-        for row, calls, key in keyed:
+        for row, calls, key, identities in keyed:
             kept = found.get(key)
             if kept is not None and [stored.get(k) for k in kept.keys] == kept.sources:
                 hits.append(kept)
             else:
-                self._fresh[id(row)] = (key, calls)
+                self._fresh[id(row)] = (key, calls, identities)
                 misses.append(row)
         # Kept rows first: they cost nothing, and a run that stops reading (--max-cost)
         # still writes them.
@@ -293,10 +299,13 @@ class EngineStage(Stage[In]):
             not isinstance(result, Generation) for result in results
         ):
             return list(lines)
+        key, calls, identities = fresh
         api = self.config.api
-        keys = [key for call in fresh[1] for key in call.keys(api)]
+        keys = [
+            k for call, ident in zip(calls, identities, strict=True) for k in call.keys(api, ident)
+        ]
         sources = [source for result in results for source in result.sources]
-        self._rows.add(fresh[0], Kept(keys, sources, lines, dict(counts)))
+        self._rows.add(key, Kept(keys, sources, lines, dict(counts)))
         return list(lines)
 
     def dry_run(self, rows: Iterable[In], emit: Callable[[dict[str, Any]], None]) -> str:

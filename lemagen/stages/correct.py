@@ -21,7 +21,6 @@ from lemagen.engine import (
     Sampling,
     run_rows,
 )
-from lemagen.math import grading
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered
 from lemagen.math.thinking import split_thinking
@@ -155,8 +154,6 @@ class CorrectStage(EngineStage[Sample]):
             "reask": self.reask,
             "json": self.json_mode,
             **self.request.meta(),
-            "grader": grading.GRADER_VERSION,
-            "checkers": [checker_info(task) for task in get_args(Task)],
         }
 
     def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
@@ -170,7 +167,7 @@ class CorrectStage(EngineStage[Sample]):
                 before = self.counted()
                 if not results:
                     counts["passed_through"] += 1
-                    yield from self.finished(sample, results, [sample], before, keep=False)
+                    yield from self.finished(sample, results, [sample], before)
                     continue
                 counts["wrong_samples"] += 1
                 waiting = len(reasks)

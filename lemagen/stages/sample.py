@@ -11,17 +11,16 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from typing import Any, get_args
+from typing import Any
 
 import msgspec
 
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
-from lemagen.math import answers, grading, steps
+from lemagen.math import answers, steps
 from lemagen.math.gradebook import GradeBook, Item
 from lemagen.math.grading import Grade, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
-from lemagen.records.common import Task
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts, rows_in
@@ -114,8 +113,6 @@ class SampleStage(EngineStage[Problem]):
             "thinking": self.thinking,
             "min_agreement": self.min_agreement,
             "explicit_only": self.explicit_only,
-            "grader": grading.GRADER_VERSION,
-            "checkers": [checker_info(task) for task in get_args(Task)],
         }
 
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
