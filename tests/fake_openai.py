@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -177,18 +178,28 @@ class FakeOpenAI:
     billed_prompt_tokens: int = 0
     billed_completion_tokens: int = 0
     billed_cached_tokens: int = 0
+    # HTTP/1.1 keep-alive connections (the default is HTTP/1.0: one connection per request),
+    # closed by the server after `idle_timeout` seconds without a request.
+    keep_alive: bool = False
+    idle_timeout: float | None = None
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this context
+    peers: list[int] = field(default_factory=list)  # the client port of each request
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def start(self) -> FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            timeout = fake.idle_timeout
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -220,6 +231,8 @@ class FakeOpenAI:
                 self.wfile.flush()
 
             def exchange(self) -> None:
+                with fake._lock:
+                    fake.peers.append(self.client_address[1])
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
                 if self.path.startswith(("/v1/files", "/v1/batches")):
@@ -292,6 +305,8 @@ class FakeOpenAI:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )

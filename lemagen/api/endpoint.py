@@ -77,7 +77,7 @@ class Endpoint:
     batch_fallback: Fallback = "batch"
     batch_max_requests: int = MAX_REQUESTS
     batch_max_bytes: int = MAX_BYTES
-    transport: Kind = "aiohttp"
+    transport: Kind = "http"
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
 
     def base_urls(self) -> list[str]:

@@ -102,7 +102,7 @@ class EngineConfig:
     rpm: float | None = None
     tpm: float | None = None
     cache_dir: Path | None = None  # None: no request store
-    transport: Kind = "aiohttp"
+    transport: Kind = "http"
     price_in: float | None = None
     price_out: float | None = None
     price_cached: float | None = None

@@ -1,5 +1,6 @@
-"""How one request goes over the wire: plain JSON over aiohttp (the default, the cheapest per
-request), or the official openai SDK for gateways that need what it adds.
+"""How one request goes over the wire: lemagen's own HTTP/1.1 client (`http1`, the default:
+the least CPU per request), aiohttp, or the official openai SDK for gateways that need what
+it adds.
 
 Redirects are never followed: an API call that is redirected (to another host, port or
 scheme) would carry the key and the prompt where the user did not send them, so a 3xx is an
@@ -23,8 +24,8 @@ import msgspec
 
 from lemagen.errors import EndpointError
 
-Kind = Literal["aiohttp", "openai"]
-TRANSPORTS: tuple[str, ...] = ("aiohttp", "openai")
+Kind = Literal["http", "aiohttp", "openai"]
+TRANSPORTS: tuple[str, ...] = ("http", "aiohttp", "openai")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                    "all_proxy")  # fmt: skip
 
@@ -91,15 +92,23 @@ def encode_body(body: dict[str, Any]) -> bytes:
 _encode = msgspec.json.Encoder().encode
 
 
+def proxy_in_environment() -> bool:
+    """Whether a proxy variable is set (then aiohttp carries the requests, honouring it)."""
+    return any(os.environ.get(v) for v in PROXY_VARIABLES)
+
+
 def make_transport(kind: Kind, api_key: str | None, timeout: float) -> Transport:
+    if kind == "http":
+        from lemagen.engine.http1 import Http1Transport
+
+        return Http1Transport(api_key, timeout)
     if kind == "aiohttp":
         return AiohttpTransport(api_key, timeout)
     return OpenAITransport(api_key, timeout)
 
 
 class AiohttpTransport:
-    """Plain JSON over one aiohttp session: the cheapest client per request (see
-    benchmarks/bench_engine.py)."""
+    """Plain JSON over one aiohttp session (and the `http` transport's way through a proxy)."""
 
     def __init__(self, api_key: str | None, timeout: float) -> None:
         self._headers = {"Content-Type": "application/json"}
@@ -122,7 +131,7 @@ class AiohttpTransport:
             headers=self._headers,
             # Proxy variables are honoured when set; otherwise trust_env would read ~/.netrc
             # on every request (measured: most of the client's CPU).
-            trust_env=any(os.environ.get(v) for v in PROXY_VARIABLES),
+            trust_env=proxy_in_environment(),
         )
         return self._session
 

@@ -1,0 +1,331 @@
+"""lemagen's own HTTP/1.1 client for the one thing the engine does: POST a JSON body, read the
+status, headers and body back, over keep-alive connections.
+
+Why not aiohttp for this: at 512 requests in flight the engine is bound by the interpreter
+lock, and aiohttp's request path (session, request and response objects, payload registry,
+cookie jar, timers) costs about 0.2 ms of CPU per request, four times what a protocol on
+the event loop's own transports costs (measured: `benchmarks/bench_engine.py`). Responses
+are parsed by httptools (llhttp, the parser of Node.js: chunked bodies, keep-alive rules, and
+malformed answers are its job, not ours).
+
+What it does not do, it hands to aiohttp: a proxy (any `*_PROXY` variable set) or a URL with a
+user name. Redirects are returned, never followed (the caller refuses them). Every request
+has one deadline (connect, send and answer together), like aiohttp's `total` timeout.
+
+A request that never got an answer raises `TransportError`: a connection that could not be
+made was not sent (`refused`); one lost after the request was written may have been (`sent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from lemagen import __version__
+from lemagen.engine.transports import (
+    AiohttpTransport,
+    TransportError,
+    check_redirect,
+    encode_body,
+    proxy_in_environment,
+)
+
+DNS_TTL = 300.0  # seconds a host's addresses are reused for new connections
+Answer = tuple[int, dict[str, str], bytes]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a base URL's requests go, and the fixed start of each request's head."""
+
+    host: str
+    port: int
+    tls: bool
+    prefix: str  # the base URL's path, e.g. /v1
+    head: bytes  # Host, User-Agent, Authorization, ... up to "Content-Length: "
+
+
+def parse_origin(base_url: str, api_key: str | None) -> Origin | None:
+    """The origin of `base_url`, or None when this client does not handle it (a scheme other
+    than http(s), a user name or a query string in the URL)."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username or parts.query or parts.fragment:
+        return None
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    if port != (443 if tls else 80):
+        shown += f":{port}"
+    lines = [
+        f"Host: {shown}",
+        f"User-Agent: lemagen/{__version__}",
+        "Accept: application/json",
+        "Accept-Encoding: gzip, deflate",
+        "Content-Type: application/json",
+    ]
+    if api_key:
+        lines.append(f"Authorization: Bearer {api_key}")
+    head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+    return Origin(host, port, tls, parts.path.rstrip("/"), head)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, its answer parsed as it arrives."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.closed = False
+        self.reusable = True
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+        self.headers_done = False
+        self.length_known = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"unreadable HTTP answer ({exc})")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.headers_done and not self.length_known:  # a body that ends with the connection
+            self._complete()
+            return
+        reason = type(exc).__name__ if exc is not None else "the server closed the connection"
+        waiter.set_exception(TransportError(f"connection dropped: {reason}", sent=True))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = {}
+        self.chunks = []
+        self.headers_done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        headers = self.headers
+        self.headers_done = True
+        self.length_known = "content-length" in headers or "chunked" in headers.get(
+            "transfer-encoding", ""
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:  # 100 Continue, 103 Early Hints: more follows
+            return
+        self.reusable = self.parser.should_keep_alive()
+        self._complete()
+
+    def _complete(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            self._fail("an answer no request was waiting for")
+            return
+        data = b"".join(self.chunks)
+        coding = self.headers.get("content-encoding")
+        if coding is not None and coding != "identity":
+            try:
+                data = _decode(data, coding)
+            except (zlib.error, ValueError) as exc:
+                self._fail(f"unreadable {coding} body ({exc})")
+                return
+        waiter.set_result((self.parser.get_status_code(), self.headers, data))
+
+    def _fail(self, message: str) -> None:
+        self.reusable = False
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransportError(f"connection dropped: {message}", sent=True))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def time_out(self, message: str) -> None:
+        self.reusable = False
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransportError(message, sent=True))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _decode(data: bytes, coding: str) -> bytes:
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+    if coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
+        try:
+            return zlib.decompress(data)
+        except zlib.error:
+            return zlib.decompress(data, -zlib.MAX_WBITS)
+    raise ValueError(f"content encoding {coding!r} was not asked for")
+
+
+class Http1Transport:
+    """Keep-alive connections per origin, reused last-in first-out; unlimited in number (the
+    engine bounds the requests in flight)."""
+
+    def __init__(self, api_key: str | None, timeout: float) -> None:
+        self._api_key = api_key
+        self._timeout = timeout
+        self._origins: dict[str, Origin | None] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._addresses: dict[tuple[str, int], tuple[float, asyncio.Future[list[Any]]]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._fallback: AiohttpTransport | None = None  # for what this client does not do
+        self._open: set[_Connection] = set()
+        self._heads: dict[tuple[Origin, str], bytes] = {}  # the request line and fixed headers
+
+    async def start(self) -> None:
+        """Nothing: connections open with the first request to each origin."""
+
+    async def post(
+        self, base_url: str, path: str, body: dict[str, Any]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        if base_url in self._origins:
+            origin = self._origins[base_url]
+        else:
+            origin = self._origins[base_url] = self._origin_of(base_url)
+        if origin is None:
+            return await self._aiohttp().post(base_url, path, body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        data = encode_body(body)
+        idle = self._idle.get(origin)
+        conn = None
+        while idle:
+            candidate = idle.pop()
+            if not candidate.closed:
+                conn = candidate
+                break
+            self._open.discard(candidate)
+        if conn is None:
+            conn = await self._connect(origin, deadline)
+        assert conn.transport is not None
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        conn.waiter = waiter
+        timer = loop.call_at(deadline, conn.time_out, f"timed out after {self._timeout:g} s")
+        head = self._heads.get((origin, path))
+        if head is None:
+            target = (origin.prefix + path).encode("ascii")
+            head = self._heads[(origin, path)] = b"POST %s HTTP/1.1\r\n%s" % (target, origin.head)
+        conn.transport.write(b"%s%d\r\n\r\n%s" % (head, len(data), data))
+        try:
+            status, headers, answer = await waiter
+        finally:
+            timer.cancel()
+            conn.waiter = None
+            if conn.reusable and not conn.closed and waiter.done() and not waiter.cancelled():
+                self._idle.setdefault(origin, []).append(conn)
+            else:
+                self._drop(conn)
+        check_redirect(base_url + path, status, headers)
+        return status, headers, answer
+
+    def _origin_of(self, base_url: str) -> Origin | None:
+        if proxy_in_environment():
+            return None
+        return parse_origin(base_url, self._api_key)
+
+    def _aiohttp(self) -> AiohttpTransport:
+        if self._fallback is None:
+            self._fallback = AiohttpTransport(self._api_key, self._timeout)
+        return self._fallback
+
+    async def _connect(self, origin: Origin, deadline: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(self._dial(origin), max(deadline - loop.time(), 0))
+        except (asyncio.TimeoutError, TimeoutError):  # not sent; a timeout, not a refusal
+            raise TransportError(f"timed out after {self._timeout:g} s", sent=False) from None
+        except OSError as exc:  # refused, unreachable, no such host, TLS failure
+            refused = exc.errno == errno.ECONNREFUSED
+            message = "connection refused" if refused else (str(exc) or type(exc).__name__)
+            raise TransportError(message.splitlines()[0], sent=False, refused=True) from None
+
+    async def _dial(self, origin: Origin) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context = None
+        if origin.tls:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
+        last: OSError | None = None
+        for address in await self._resolve(origin.host, origin.port):
+            try:
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    address[0],
+                    origin.port,
+                    ssl=context,
+                    server_hostname=origin.host if context is not None else None,
+                )
+            except OSError as exc:
+                last = exc
+                continue
+            self._open.add(conn)
+            return conn
+        assert last is not None
+        raise last
+
+    async def _resolve(self, host: str, port: int) -> list[Any]:
+        """The host's addresses, looked up once per DNS_TTL however many connections open at
+        once (a burst of 512 new connections asks the resolver one question)."""
+        loop = asyncio.get_running_loop()
+        cached = self._addresses.get((host, port))
+        if cached is not None and cached[0] > loop.time():
+            future = cached[1]
+            if not future.done() or future.exception() is None:
+                return await asyncio.shield(future)
+        future = loop.create_future()
+        self._addresses[(host, port)] = (loop.time() + DNS_TTL, future)
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: others waiting re-raise it
+            raise
+        addresses = [info[4] for info in infos]
+        future.set_result(addresses)
+        return addresses
+
+    def _drop(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+        if conn.transport is not None and not conn.closed:
+            conn.transport.abort()
+
+    async def close(self) -> None:
+        """Close every connection at once (a TLS goodbye would need the loop to run on)."""
+        for conn in list(self._open):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self._open.clear()
+        self._idle.clear()
+        if self._fallback is not None:
+            await self._fallback.close()
