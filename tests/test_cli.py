@@ -328,8 +328,14 @@ def test_grade_custom_fields_and_timeout(tmp_path: Path) -> None:
     [
         pytest.param(
             ['{"question": "q", "answer": "#### 1"}', "{not json"],
-            "Error: {path}:2: invalid JSON: Expecting property name enclosed in double quotes",
+            "Error: {path}:2: invalid JSON: Expecting property name enclosed in double quotes "
+            "(column 2)",
             id="malformed-json",
+        ),
+        pytest.param(
+            ['{"question": "a\x01b", "answer": "#### 1"}'],
+            "Error: {path}:1: invalid JSON: Invalid control character (column 16)",
+            id="control-character",  # json's message ends in "at": the column is said instead
         ),
         pytest.param(
             ['["a list"]'], "Error: {path}:1: expected a JSON object, got list", id="not-object"
@@ -394,7 +400,10 @@ def test_skip_bad_rows_sets_them_aside(fake: FakeOpenAI, tmp_path: Path) -> None
     assert result.exit_code == 0
     assert len(records(result)) == 2
     assert [(r["reason"], r["detail"]) for r in load_jsonl(rejects)] == [
-        ("bad_json", f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"),
+        (
+            "bad_json",
+            f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+        ),
         ("missing_field", f"{path}:3: missing field 'answer'"),
     ]
     assert "2 bad rows" in result.stderr

@@ -93,7 +93,8 @@ def test_error_line_numbers_count_blank_lines(
     result = run(command, str(path), *args)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"Error: {path}:3: invalid JSON: Expecting property name enclosed in double quotes"
+        f"Error: {path}:3: invalid JSON: Expecting property name enclosed in double quotes "
+        "(column 2)"
     ]
 
     path = tmp_path / "bad_record.jsonl"  # read fine, refused by the command: line 5

@@ -85,8 +85,8 @@ def _why_not_json(raw: bytes) -> str | None:
         json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return "invalid UTF-8"
-    except json.JSONDecodeError as exc:
-        return f"invalid JSON: {exc.msg}"
+    except json.JSONDecodeError as exc:  # some messages end in "at", the position cut off
+        return f"invalid JSON: {exc.msg.removesuffix(' at')} (column {exc.colno})"
     except ValueError as exc:  # an integer of more digits than Python converts
         return f"invalid JSON: {exc}"
     except RecursionError:
