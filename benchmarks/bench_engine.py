@@ -16,7 +16,9 @@ Clients, all posting the same chat-completion JSON:
   reference every other row is a fraction of;
 * `openai-sdk` (`--sdk`): a bare `AsyncOpenAI` + semaphore loop (the SDK's default transport);
 * `lemagen`: the whole CLI, `lemagen sample problems.jsonl -n 1 --concurrency C`, reading,
-  grading, writing JSONL and storing every response in the request store.
+  grading, writing JSONL and storing every response in the request store, over its default
+  transport (its own HTTP/1.1 client); `--transports` adds the CLI over aiohttp
+  (`--transport aiohttp`) to the throughput scenarios.
 
 Scenarios (`--only`):
 * `throughput`: a server answering after 200 ms, C=128 and C=512;
@@ -395,7 +397,7 @@ def report_failure(name: str, r: dict[str, Any]) -> None:
 
 
 def throughput(tmp: Path, rows: list[str], scenario: str, delay: float,
-               cases: list[tuple[int, int]], sdk: bool) -> None:  # fmt: skip
+               cases: list[tuple[int, int]], sdk: bool, transports: bool) -> None:  # fmt: skip
     server = Server(delay=delay)
     try:
         for n, c in cases:
@@ -405,9 +407,14 @@ def throughput(tmp: Path, rows: list[str], scenario: str, delay: float,
                 results["openai-sdk"] = measure(server, bare_cmd("openai", server, n, c))
             cache = tmp / f"cache-{scenario}-{n}-{c}"
             results["lemagen"] = measure(server, lemagen_cmd(server, problems, c, cache))
+            if transports:  # the same CLI over aiohttp: what lemagen's own client saves
+                cache = tmp / f"cache-{scenario}-{n}-{c}-aiohttp"
+                results["lemagen --transport aiohttp"] = measure(
+                    server, lemagen_cmd(server, problems, c, cache, "--transport", "aiohttp")
+                )
             ref = results["aiohttp"]
             for name, r in results.items():
-                lines = lines_out(r) if name == "lemagen" else r["ok"]
+                lines = lines_out(r) if name.startswith("lemagen") else r["ok"]
                 rows.append(row(scenario, name, n, c, r, n / ref["span"], ref["span"], lines))
                 report_failure(name, r)
     finally:
@@ -478,6 +485,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of N, for a smoke run")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--sdk", action="store_true", help="also the bare openai SDK loop")
+    parser.add_argument(
+        "--transports",
+        action="store_true",
+        help="also lemagen with --transport aiohttp (throughput and fast server)",
+    )
     args = parser.parse_args()
     scale = 4 if args.quick else 1
     tmp = Path(tempfile.mkdtemp(prefix="lemagen-bench-"))
@@ -486,9 +498,10 @@ def main() -> None:
     try:
         if "throughput" in args.only:
             cases = [(2000 // scale, 128), (6000 // scale, 512)]
-            throughput(tmp, rows, "throughput", 0.2, cases, args.sdk)
+            throughput(tmp, rows, "throughput", 0.2, cases, args.sdk, args.transports)
         if "fast" in args.only:
-            throughput(tmp, rows, "fast server", 0.001, [(6000 // scale, 128)], args.sdk)
+            fast = [(6000 // scale, 128)]
+            throughput(tmp, rows, "fast server", 0.001, fast, args.sdk, args.transports)
         if "faults" in args.only:
             faults(tmp, scale, rows)
         if "limit" in args.only:
