@@ -463,6 +463,21 @@ def test_bad_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stderr.strip().endswith("; set MY_KEY")
 
 
+@pytest.mark.parametrize("key", ["sk-secret\n", "sk-sec ret", "sk-s\u00e9cret"])
+def test_a_key_no_header_can_carry_is_a_usage_error(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("MY_KEY", key)
+    result = run("sample", GSM8K, "-m", "gpt-x", "--api-key-env", "MY_KEY", *endpoint(fake))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: the API key from $MY_KEY holds a space, a line break or a non-ASCII character, "
+        "which an HTTP header cannot carry (a newline left over from a file?)"
+    )
+    assert "secret" not in result.stdout + result.stderr
+    assert fake.requests == []
+
+
 def test_unknown_model(fake: FakeOpenAI) -> None:
     fake.models = {"known"}
     result = run("sample", GSM8K, "-m", "nope", *endpoint(fake))

@@ -61,8 +61,9 @@ class RawServer:
     """Answers the n-th request with the n-th canned bytes, then closes the connection if
     told to; keeps every request's bytes."""
 
-    def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
+    def __init__(self, answers: list[tuple[bytes, bool]], *, greet: bytes | None = None) -> None:
         self.answers = list(answers)
+        self.greet = greet  # sent as soon as a connection is taken, then it is closed
         self.requests: list[bytes] = []
         self.connections = 0
         self.sock = socket.socket()
@@ -82,6 +83,9 @@ class RawServer:
 
     def _connection(self, conn: socket.socket) -> None:
         with conn:
+            if self.greet is not None:
+                conn.sendall(self.greet)
+                return
             buffer = b""
             while self.answers:
                 while b"\r\n\r\n" not in buffer:
@@ -441,3 +445,187 @@ def test_a_proxy_variable_sends_requests_through_the_proxy(
     status, _, _ = post_once(target)
     assert status == 200
     assert keep_alive.requests[0]["path"] == target + "/chat/completions"  # a proxy's request
+
+
+# ---------------------------------------------------------------- what review found
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_an_answer_before_the_request_is_the_answer(
+    loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server shedding load answers 503 and closes as soon as it accepts."""
+    if loop == "asyncio":
+        monkeypatch.setenv("LEMAGEN_EVENT_LOOP", "asyncio")
+    body = b'{"error": {"message": "overloaded"}}'
+    shed = response(
+        body, f"Content-Length: {len(body)}", "Connection: close", status="503 Unavailable"
+    )
+    server = RawServer([], greet=shed)
+
+    async def main(t: Http1Transport) -> list[int | str]:
+        got: list[int | str] = []
+        for _ in range(5):
+            await asyncio.sleep(0.05)  # the answer is in before the request goes
+            try:
+                got.append((await t.post(server.url, "/chat/completions", BODY))[0])
+            except TransportError as exc:  # the close beat the answer: a drop, never a crash
+                got.append(str(exc))
+        return got
+
+    try:
+        got = run(main, timeout=2.0)
+    finally:
+        server.close()
+    assert got.count(503) >= 3, got
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_server_that_closes_on_accept_fails_each_request_at_once(
+    loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if loop == "asyncio":
+        monkeypatch.setenv("LEMAGEN_EVENT_LOOP", "asyncio")
+    server = RawServer([], greet=b"")
+
+    async def main(t: Http1Transport) -> list[TransportError]:
+        failures = []
+        for _ in range(5):
+            with pytest.raises(TransportError) as failed:
+                await t.post(server.url, "/chat/completions", BODY)
+            failures.append(failed.value)
+        return failures
+
+    started = time.monotonic()
+    try:
+        failures = run(main, timeout=5.0)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 2.0  # not a timeout each
+    assert all(str(f).startswith("connection dropped: ") for f in failures)
+    assert not any(f.refused for f in failures)
+
+
+def test_a_drop_after_a_bodiless_answer_is_not_that_answer_again() -> None:
+    """A keep-alive 204 with no length, then the next request's connection drops: the second
+    request fails; it does not get the 204's status and headers back."""
+    server = RawServer([(b"HTTP/1.1 204 No Content\r\n\r\n", False), (b"", True)])
+
+    async def main(t: Http1Transport) -> int:
+        status = (await t.post(server.url, "/chat/completions", BODY))[0]
+        with pytest.raises(TransportError):
+            await t.post(server.url, "/chat/completions", BODY)
+        return status
+
+    try:
+        assert run(main) == 204
+    finally:
+        server.close()
+
+
+def test_a_cut_chunked_body_named_in_capitals_is_not_taken_whole() -> None:
+    cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n40\r\n" + ok_body()[:20]
+    server = RawServer([(cut, True)])
+    try:
+        with pytest.raises(TransportError) as failed:
+            post_once(server.url)
+    finally:
+        server.close()
+    assert failed.value.sent
+
+
+@pytest.mark.parametrize("name", ["gzip", "GZIP"])
+def test_every_gzip_member_is_read_whatever_the_case(name: str) -> None:
+    data = ok_body("two members")
+    packed = gzip.compress(data[:15]) + gzip.compress(data[15:])
+    answer = response(packed, f"Content-Encoding: {name}", f"Content-Length: {len(packed)}")
+    server = RawServer([(answer, False)])
+    try:
+        status, _, got = post_once(server.url)
+    finally:
+        server.close()
+    assert (status, got) == (200, data)
+
+
+def test_a_failed_lookup_is_asked_again(keep_alive: FakeOpenAI) -> None:
+    url = keep_alive.base_url.replace("127.0.0.1", "localhost")
+    calls: list[str] = []
+
+    async def main(t: Http1Transport) -> int:
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def flaky(host: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(host)
+            if len(calls) == 1:
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            return await real(host, *args, **kwargs)
+
+        loop.getaddrinfo = flaky  # type: ignore[method-assign, assignment]
+        with pytest.raises(TransportError) as failed:
+            await t.post(url, "/chat/completions", BODY)
+        assert failed.value.refused
+        assert "Temporary failure" in str(failed.value)
+        return (await t.post(url, "/chat/completions", BODY))[0]
+
+    assert run(main) == 200
+    assert calls == ["localhost", "localhost"]
+
+
+def test_a_request_that_gives_up_on_a_slow_lookup_leaves_it_to_the_others(
+    keep_alive: FakeOpenAI,
+) -> None:
+    url = keep_alive.base_url.replace("127.0.0.1", "localhost")
+    calls: list[str] = []
+
+    async def main(t: Http1Transport) -> int:
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def slow(host: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(host)
+            await asyncio.sleep(0.3)
+            return await real(host, *args, **kwargs)
+
+        loop.getaddrinfo = slow  # type: ignore[method-assign, assignment]
+        first = asyncio.ensure_future(t.post(url, "/chat/completions", BODY))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        status = (await t.post(url, "/chat/completions", BODY))[0]
+        status2 = (await t.post(url, "/chat/completions", BODY))[0]
+        assert first.cancelled()
+        return status + status2
+
+    assert run(main) == 400
+    assert calls == ["localhost"]  # one lookup, not cut short by the cancelled request
+
+
+def test_a_base_url_no_request_can_go_to_is_refused_with_why() -> None:
+    with pytest.raises(TransportError) as failed:
+        post_once("http://127.0.0.1:99999/v1")
+    assert failed.value.refused
+    assert not failed.value.sent
+    assert "Port out of range" in str(failed.value)
+    with pytest.raises(TransportError) as failed:
+        post_once(f"http://{'a' * 70}.example/v1")
+    assert failed.value.refused
+    assert "label" in str(failed.value)
+
+
+def test_non_ascii_paths_and_hosts_go_out_encoded() -> None:
+    server = RawServer([(response(ok_body(), f"Content-Length: {len(ok_body())}"), True)])
+    try:
+        status, _, _ = post_once(server.url.replace("/v1", "/v\u00e9"))
+    finally:
+        server.close()
+    assert status == 200
+    assert server.requests[0].split(b"\r\n")[0] == b"POST /v%C3%A9/chat/completions HTTP/1.1"
+    origin = parse_origin("https://\u043f\u0440\u0438\u043c\u0435\u0440.com/v1", None)
+    assert origin is not None
+    assert origin.head.split(b"\r\n")[0] == b"Host: xn--e1afmkfd.com"
+
+
+@pytest.mark.parametrize("key", ["sk-a\nX-Injected: 1", "sk-\u20ac"])
+def test_a_key_that_would_break_the_header_is_never_written(key: str) -> None:
+    with pytest.raises(ValueError, match="API key"):
+        parse_origin("http://127.0.0.1:8000/v1", key)

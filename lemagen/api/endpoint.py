@@ -116,6 +116,7 @@ class Endpoint:
                 )
         api_key = self.api_key or os.environ.get(self.api_key_env) or None
         remember(api_key)
+        check_api_key(api_key, "api_key" if self.api_key else f"${self.api_key_env}")
         cache_dir = None
         if not self.no_cache:
             given = self.cache_dir or os.environ.get("LEMAGEN_CACHE_DIR")
@@ -195,3 +196,13 @@ class Endpoint:
         if extra is not None and not isinstance(extra, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--extra-body")
         return RequestShape(system, extra, self.max_tokens_param, self.stops())
+
+
+def check_api_key(api_key: str | None, source: str) -> None:
+    """A key goes into an HTTP header: a space, a line break or a non-ASCII character there
+    would break the request (or, a line break, start another header). Never shows the key."""
+    if api_key is not None and not all(33 <= ord(c) < 127 for c in api_key):
+        raise click.UsageError(
+            f"the API key from {source} holds a space, a line break or a non-ASCII character, "
+            "which an HTTP header cannot carry (a newline left over from a file?)"
+        )

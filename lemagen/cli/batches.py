@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lemagen.api.endpoint import check_api_key
 from lemagen.cli.app import EPILOG, cli
 from lemagen.engine import EngineConfig, default_cache_dir
 from lemagen.engine.batches import BatchRunner, describe_jobs
@@ -19,6 +20,7 @@ from lemagen.redact import remember
 def _runner(cache_dir: Path | None, api_key_env: str) -> BatchRunner:
     api_key = os.environ.get(api_key_env) or None
     remember(api_key)
+    check_api_key(api_key, f"${api_key_env}")
     directory = cache_dir or default_cache_dir()
     config = EngineConfig(
         base_urls=["(each batch's own)"], api_key=api_key, cache_dir=directory, batch=BatchConfig()

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import gzip
 import socket
 import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -56,15 +58,19 @@ class Origin:
 
 def parse_origin(base_url: str, api_key: str | None) -> Origin | None:
     """The origin of `base_url`, or None when this client does not handle it (a scheme other
-    than http(s), a user name or a query string in the URL)."""
+    than http(s), a user name or a query string in the URL). Raises ValueError for a URL no
+    request can go to (a port out of range, a host name that is not one)."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     if parts.username or parts.query or parts.fragment:
         return None
     tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    host = parts.hostname
+    port = parts.port or (443 if tls else 80)  # ValueError: "Port out of range 0-65535"
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")  # an international name
+    except UnicodeError as exc:
+        raise ValueError(f"host name {parts.hostname!r}: {exc}") from None
     shown = f"[{host}]" if ":" in host else host
     if port != (443 if tls else 80):
         shown += f":{port}"
@@ -77,8 +83,17 @@ def parse_origin(base_url: str, api_key: str | None) -> Origin | None:
     ]
     if api_key:
         lines.append(f"Authorization: Bearer {api_key}")
-    head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
-    return Origin(host, port, tls, parts.path.rstrip("/"), head)
+    if any(c in "\r\n" for c in api_key or ""):  # it would end the header (checked before too)
+        raise ValueError("the API key holds a line break")
+    try:
+        head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("the API key holds a character an HTTP header cannot carry") from None
+    prefix = quote(parts.path.rstrip("/"), safe=_PATH_SAFE)  # non-ASCII: percent-encoded
+    return Origin(host, port, tls, prefix, head)
+
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # what a path keeps as it is (RFC 3986 pchar)
 
 
 class _Connection(asyncio.Protocol):
@@ -90,10 +105,18 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Answer] | None = None
         self.closed = False
         self.reusable = True
+        self.asked = False  # a request was written on it
+        self.early: Answer | None = None  # an answer that came before any request
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
         self.headers_done = False
         self.length_known = False
+
+    @property
+    def usable(self) -> bool:
+        """Open, and not told to close (an answer to no request, a drop on its way)."""
+        transport = self.transport
+        return not self.closed and transport is not None and not transport.is_closing()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,8 +154,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         headers = self.headers
         self.headers_done = True
-        self.length_known = "content-length" in headers or "chunked" in headers.get(
-            "transfer-encoding", ""
+        self.length_known = (
+            "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
         )
 
     def on_body(self, body: bytes) -> None:
@@ -143,18 +166,25 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = self.parser.should_keep_alive()
         self._complete()
+        self.headers_done = False  # a drop before the next answer is not this one's end
 
     def _complete(self) -> None:
         waiter = self.waiter
+        if waiter is None and not self.asked and self.early is None:
+            # An answer on a new connection before any request (a 503 and close from a server
+            # shedding load): it is the answer the first request would get, as aiohttp sees it.
+            self.early = (self.parser.get_status_code(), self.headers, b"".join(self.chunks))
+            self.reusable = False
+            return
         if waiter is None or waiter.done():
             self._fail("an answer no request was waiting for")
             return
         data = b"".join(self.chunks)
         coding = self.headers.get("content-encoding")
-        if coding is not None and coding != "identity":
+        if coding is not None and coding.lower() != "identity":
             try:
-                data = _decode(data, coding)
-            except (zlib.error, ValueError) as exc:
+                data = _decode(data, coding.lower())
+            except (zlib.error, OSError, EOFError, ValueError) as exc:
                 self._fail(f"unreadable {coding} body ({exc})")
                 return
         waiter.set_result((self.parser.get_status_code(), self.headers, data))
@@ -178,7 +208,7 @@ class _Connection(asyncio.Protocol):
 
 def _decode(data: bytes, coding: str) -> bytes:
     if coding in ("gzip", "x-gzip"):
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+        return gzip.decompress(data)  # every member, where zlib stops after the first
     if coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
         try:
             return zlib.decompress(data)
@@ -194,9 +224,9 @@ class Http1Transport:
     def __init__(self, api_key: str | None, timeout: float) -> None:
         self._api_key = api_key
         self._timeout = timeout
-        self._origins: dict[str, Origin | None] = {}
+        self._origins: dict[str, Origin | str | None] = {}
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._addresses: dict[tuple[str, int], tuple[float, asyncio.Future[list[Any]]]] = {}
+        self._addresses: dict[tuple[str, int], tuple[float, asyncio.Task[list[Any]]]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._fallback: AiohttpTransport | None = None  # for what this client does not do
         self._open: set[_Connection] = set()
@@ -214,44 +244,67 @@ class Http1Transport:
             origin = self._origins[base_url] = self._origin_of(base_url)
         if origin is None:
             return await self._aiohttp().post(base_url, path, body)
+        if isinstance(origin, str):
+            raise TransportError(origin, sent=False, refused=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         data = encode_body(body)
+        head = self._heads.get((origin, path))
+        if head is None:
+            target = quote(origin.prefix + path, safe=_PATH_SAFE).encode("ascii")
+            head = self._heads[(origin, path)] = b"POST %s HTTP/1.1\r\n%s" % (target, origin.head)
         idle = self._idle.get(origin)
         conn = None
         while idle:
             candidate = idle.pop()
-            if not candidate.closed:
+            if candidate.usable:
                 conn = candidate
                 break
-            self._open.discard(candidate)
+            self._drop(candidate)
         if conn is None:
             conn = await self._connect(origin, deadline)
-        assert conn.transport is not None
+            if conn.early is not None:  # answered before it was asked: that is the answer
+                self._drop(conn)
+                status, headers, answer = conn.early
+                check_redirect(base_url + path, status, headers)
+                return status, headers, answer
+            if not conn.usable:  # closed by the server before the request was written
+                self._drop(conn)
+                raise TransportError(
+                    "connection dropped: the server closed the connection at once", sent=False
+                )
+        transport = conn.transport
+        assert transport is not None
         waiter: asyncio.Future[Answer] = loop.create_future()
         conn.waiter = waiter
+        conn.asked = True
+        conn.chunks = []
+        conn.headers_done = False
         timer = loop.call_at(deadline, conn.time_out, f"timed out after {self._timeout:g} s")
-        head = self._heads.get((origin, path))
-        if head is None:
-            target = (origin.prefix + path).encode("ascii")
-            head = self._heads[(origin, path)] = b"POST %s HTTP/1.1\r\n%s" % (target, origin.head)
-        conn.transport.write(b"%s%d\r\n\r\n%s" % (head, len(data), data))
         try:
+            try:
+                transport.write(b"%s%d\r\n\r\n%s" % (head, len(data), data))
+            except RuntimeError:  # closed under us (uvloop refuses the write): nothing went
+                raise TransportError("connection dropped: closed", sent=False) from None
             status, headers, answer = await waiter
         finally:
             timer.cancel()
             conn.waiter = None
-            if conn.reusable and not conn.closed and waiter.done() and not waiter.cancelled():
+            if conn.reusable and conn.usable and waiter.done() and not waiter.cancelled():
                 self._idle.setdefault(origin, []).append(conn)
             else:
                 self._drop(conn)
         check_redirect(base_url + path, status, headers)
         return status, headers, answer
 
-    def _origin_of(self, base_url: str) -> Origin | None:
+    def _origin_of(self, base_url: str) -> Origin | str | None:
+        """The URL's origin; None: aiohttp carries it; a string: why no request can go there."""
         if proxy_in_environment():
             return None
-        return parse_origin(base_url, self._api_key)
+        try:
+            return parse_origin(base_url, self._api_key)
+        except ValueError as exc:
+            return str(exc)
 
     def _aiohttp(self) -> AiohttpTransport:
         if self._fallback is None:
@@ -296,24 +349,33 @@ class Http1Transport:
 
     async def _resolve(self, host: str, port: int) -> list[Any]:
         """The host's addresses, looked up once per DNS_TTL however many connections open at
-        once (a burst of 512 new connections asks the resolver one question)."""
+        once (a burst of 512 new connections asks the resolver one question). The lookup is
+        a task of its own: a request that gives up waiting does not cut it short for the
+        others; a lookup that failed is forgotten at once."""
         loop = asyncio.get_running_loop()
-        cached = self._addresses.get((host, port))
-        if cached is not None and cached[0] > loop.time():
-            future = cached[1]
-            if not future.done() or future.exception() is None:
-                return await asyncio.shield(future)
-        future = loop.create_future()
-        self._addresses[(host, port)] = (loop.time() + DNS_TTL, future)
+        key = (host, port)
+        cached = self._addresses.get(key)
+        if cached is None or cached[0] <= loop.time():
+            lookup = loop.create_task(self._lookup(host, port))
+            self._addresses[key] = (loop.time() + DNS_TTL, lookup)
+            lookup.add_done_callback(functools.partial(self._looked_up, key))
+        else:
+            lookup = cached[1]
+        return await asyncio.shield(lookup)
+
+    @staticmethod
+    async def _lookup(host: str, port: int) -> list[Any]:
+        loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: others waiting re-raise it
-            raise
-        addresses = [info[4] for info in infos]
-        future.set_result(addresses)
-        return addresses
+        except UnicodeError as exc:  # a label the resolver cannot encode (over 63 characters)
+            raise OSError(f"cannot look up {host}: {exc}") from None
+        return [info[4] for info in infos]
+
+    def _looked_up(self, key: tuple[str, int], lookup: asyncio.Future[list[Any]]) -> None:
+        failed = lookup.cancelled() or lookup.exception() is not None
+        if failed and self._addresses.get(key, (0.0, None))[1] is lookup:
+            del self._addresses[key]
 
     def _drop(self, conn: _Connection) -> None:
         self._open.discard(conn)
