@@ -50,6 +50,10 @@ class Exchange:
     arrived: float
     key: str  # request_key(body)
     status: int | None = None  # None: no answer written (yet), or the connection dropped
+    # Just before the answer was written: no client can have had it sooner (a lower bound for
+    # "waited at least so long after the answer"; `answered` may be taken late on a busy
+    # machine, when this thread waits for the interpreter lock after writing).
+    writing: float | None = None
     answered: float | None = None  # when the answer was fully written
 
 
@@ -278,6 +282,7 @@ class FakeOpenAI:
                     )
                     headers.update(answer_headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                entry.writing = time.monotonic()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -177,8 +177,9 @@ def test_429s_slow_the_stage_without_stopping_it(server: FakeOpenAI) -> None:
     busy = 0
     for limited in refused:
         assert limited.answered is not None
+        assert limited.writing is not None
         retry = next(e for e in server.log if e.key == limited.key and e.arrived > limited.arrived)
-        assert retry.arrived - limited.answered >= 1.0  # never sooner than asked
+        assert retry.arrived - limited.writing >= 1.0  # never sooner than asked
         end = limited.answered + 1.0
         busy += sum(limited.answered < e.arrived < end for e in server.log) > 16
     assert busy >= len(refused) // 2, (busy, len(refused))

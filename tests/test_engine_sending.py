@@ -68,9 +68,9 @@ def test_the_retry_waits_as_long_as_retry_after_says(
     assert isinstance(result, Generation)
     refused, retry = server.log
     assert refused.status == status
-    assert refused.answered is not None
+    assert refused.writing is not None
     assert retry.status == 200
-    assert retry.arrived - refused.answered >= wait
+    assert retry.arrived - refused.writing >= wait
     assert engine.stats.retries == 1
     assert engine.stats.rate_limited == (1 if status == 429 else 0)
 
@@ -80,8 +80,8 @@ def test_without_retry_after_the_retry_uses_the_backoff(server: FakeOpenAI) -> N
     with Engine(config(server, retry_delay=0.2)) as engine:
         send(engine, [ask("2 + 2?")])
     refused, retry = server.log
-    assert refused.answered is not None
-    assert retry.arrived - refused.answered >= 0.1  # at least half the first delay
+    assert refused.writing is not None
+    assert retry.arrived - refused.writing >= 0.1  # at least half the first delay
 
 
 # ---------------------------------------------------------------- --tpm
