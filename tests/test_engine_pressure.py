@@ -8,6 +8,7 @@ arrivals in its log. Speed is measured in benchmarks/bench_engine.py, not here."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -185,6 +186,49 @@ def test_429s_slow_the_stage_without_stopping_it(server: FakeOpenAI) -> None:
     assert busy >= len(refused) // 2, (busy, len(refused))
     assert engine.stats.rate_limited == len(refused)
     assert engine.pool.endpoints[0].control.lowest >= 10  # random 429s: no collapse
+
+
+def test_a_few_random_500s_are_retried_after_the_first_step_not_a_doubling_one(
+    server: FakeOpenAI,
+) -> None:
+    """15% of answers are 500 while the rest are good: a call's second and third 500 in a row
+    are retried after the first backoff step (at most --retry-delay), not 2x and 4x it, so
+    an unlucky call does not hold up the end of the run."""
+    server.faults = RandomFaults(rate_500=0.15, seed=5)
+    server.delay = 0.01
+    with Engine(config(server, concurrency=16, retry_delay=1.0)) as engine:
+        results = send_all(engine, 600)
+    assert failures(results) == []
+    by_key: dict[str, list[tuple[float, int | None, float | None]]] = {}
+    for e in server.log:
+        by_key.setdefault(e.key, []).append((e.arrived, e.status, e.writing))
+    repeats = []  # the gap after a 500 that followed another 500 of the same call
+    for tries in by_key.values():
+        for (_, first, _), (_, second, writing), (arrived, _, _) in zip(
+            tries, tries[1:], tries[2:], strict=False
+        ):
+            if first == second == 500:
+                assert writing is not None
+                repeats.append(arrived - writing)
+    assert len(repeats) >= 3, repeats  # seeded: enough calls with two 500s in a row
+    assert max(repeats) < 1.25, repeats  # the second step would be 1-2 s
+
+
+def test_a_server_failing_everything_gets_a_doubling_backoff(server: FakeOpenAI) -> None:
+    """Nothing succeeds meanwhile: each 500 in a row doubles the wait (at least half of
+    0.2, 0.4, 0.8 s)."""
+    for _ in range(3):
+        server.errors.append((500, {"error": {"message": "down"}}))
+    with Engine(config(server, retry_delay=0.2)) as engine:
+        (result,) = send_all(engine, 1)
+    assert isinstance(result, Generation)
+    log = server.log
+    assert [e.status for e in log] == [500, 500, 500, 200]
+    gaps = []
+    for failed, retry in itertools.pairwise(log):
+        assert failed.writing is not None
+        gaps.append(retry.arrived - failed.writing)
+    assert [gap >= least for gap, least in zip(gaps, [0.1, 0.2, 0.4], strict=True)] == [True] * 3
 
 
 def test_concurrency_converges_under_a_limit_without_headers(server: FakeOpenAI) -> None:

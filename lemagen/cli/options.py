@@ -282,8 +282,9 @@ def endpoint_options(
                 default=10,
                 show_default=True,
                 help="Retries on 429, 5xx, timeouts and dropped connections, with exponential "
-                "backoff and jitter, waiting at least what Retry-After asks. A 429 counts only "
-                "when no other call got through meanwhile. 400-class errors are not retried.",
+                "backoff and jitter (its first step while most other calls get through), "
+                "waiting at least what Retry-After asks. A 429 counts only when no other call "
+                "got through meanwhile. 400-class errors are not retried.",
             ),
             click.option(
                 "--retry-delay",

@@ -390,6 +390,7 @@ class Engine:
         counted = 0  # those that count against --max-retries
         failed_at: list[Endpoint] = []  # where the last attempt failed: the retry goes elsewhere
         mark = self.stats.succeeded  # successes of any call when this one last failed
+        mark_failed = self.stats.retries  # failed attempts of any call then
         while True:
             if self.fatal is not None:
                 raise self.fatal
@@ -414,20 +415,28 @@ class Engine:
                 return result
             error, asked, limited, elsewhere = result
             attempt += 1
+            st = self.stats
+            succeeded, failed = st.succeeded - mark, st.retries - mark_failed
             # A 429 while other calls get through is the limit at work, not this call failing;
             # an endpoint that refused while another is up is that endpoint's failure, and the
             # retry goes to the other.
-            if not (limited and self.stats.succeeded > mark) and not elsewhere:
+            if not (limited and succeeded) and not elsewhere:
                 counted += 1
-            mark = self.stats.succeeded
+            mark, mark_failed = st.succeeded, st.retries
             if counted > self.config.max_retries:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 raise RequestFailed(f"{error} (gave up after {tries})")
-            self.stats.retries += 1
-            # The backoff doubles with each failure that counts; a 429 that does not count
-            # waits the first step (and at least what the server asked).
+            st.retries += 1
+            # The backoff doubles with each failure that counts. A 429 that does not count
+            # waits the first step (and at least what the server asked); so does a 5xx or a
+            # drop while at least 3 in 4 answers to other calls since this one's last failure
+            # were good: a server that fails a few requests at random is not in trouble, and
+            # doubling would only leave this call behind the run.
+            step = max(1, counted)
+            if not limited and succeeded and succeeded >= 3 * failed:
+                step = 1
             if not elsewhere:
-                await asyncio.sleep(retry_wait(self.config.retry_delay, max(1, counted), asked))
+                await asyncio.sleep(retry_wait(self.config.retry_delay, step, asked))
 
     async def _attempt(
         self,
