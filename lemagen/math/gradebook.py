@@ -4,7 +4,9 @@ A grade (the extracted answer, how it was found, the verdict) is a function of t
 gold answer, the sample's text and the checker: it is kept in `grades-v1.sqlite` beside the
 request store, keyed by a hash of those and of `grading.GRADER_VERSION` and the checker's
 name and version (`checker_info`), so a changed checker grades everything again. A check that
-ran out of time is not kept (a re-run with a longer `--check-timeout` tries again).
+ran out of time is not kept (a re-run with a longer `--check-timeout` tries again). `sample`
+keeps only grades that needed the symbolic checker: the others (every GSM8K answer, MATH
+answers equal as written) cost less to grade again than to look up.
 
 It is a cache: a grade that was not written (a crash, a full disk, another process holding the
 file) is checked again, so writes are not synced and any SQLite error turns the book off.

@@ -281,6 +281,21 @@ class Grader:
             return Grade(None, "no_answer")
         return Grade(pred, self.compare(task, gold, pred), method)
 
+    def grade_fast(self, task: str, gold: str, text: str) -> Grade | None:
+        """`grade`, when that needs no symbolic check (or its verdict is remembered from this
+        run); None when it does."""
+        pred, method = answers.extract_how(task, text)
+        if pred is None:
+            return Grade(None, "no_answer")
+        key = (task, gold, pred)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            fast = self._fast(task, gold, pred)
+            if isinstance(fast, tuple):
+                return None
+            verdict = self._remember(key, fast)
+        return Grade(pred, verdict, method)
+
     def grade_many(self, items: Iterable[tuple[str, str, str]]) -> Iterator[Grade]:
         """`grade(task, gold, text)` for each item, in order, with the symbolic checks of
         a batch of items spread over the checker processes. An error reading `items` is

@@ -17,7 +17,7 @@ import msgspec
 
 from lemagen.engine import Call, EngineConfig, Generation, RequestFailed, RequestShape, Sampling
 from lemagen.math import answers, steps
-from lemagen.math.gradebook import GradeBook, Item
+from lemagen.math.gradebook import GradeBook
 from lemagen.math.grading import Grade, checker_info
 from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
@@ -90,7 +90,6 @@ class SampleStage(EngineStage[Problem]):
             "prompt_sha256": self.template.sha256,
             **self.request.meta(),
         }
-        self._known: dict[Item, Grade] = {}  # grades kept for the rows being written
         self._timed_out = False  # a --gold vote comparison of the row being made ran out of time
 
     def read(self, data: dict[str, Any], where: str) -> Problem:
@@ -117,16 +116,6 @@ class SampleStage(EngineStage[Problem]):
 
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
         for batch in self.sent_batches(self.replaying(rows), hooks):
-            self._known = self.grades.get_many(
-                [
-                    (problem.task, problem.gold, choice.text)
-                    for problem, results in batch
-                    if type(problem) is not Replayed and problem.gold
-                    for result in results
-                    if not isinstance(result, RequestFailed)
-                    for choice in result.choices
-                ]
-            )
             for problem, results in batch:
                 if type(problem) is Replayed:
                     yield from self.replay(problem)
@@ -140,12 +129,17 @@ class SampleStage(EngineStage[Problem]):
             self.grades.flush()
 
     def _grade(self, problem: Problem, raw: str, text: str) -> Grade:
-        """The grade of `text` (the answer part of the sample `raw`): kept from an earlier
-        run (`gradebook`), else checked now and kept."""
+        """The grade of `text` (the answer part of the sample `raw`). One that needs the
+        symbolic checker is kept across runs (`gradebook`): looked up there, else checked
+        now and kept; the rest (every GSM8K answer, most MATH ones) cost less to grade
+        again than to look up."""
+        assert self.grader is not None
+        grade = self.grader.grade_fast(problem.task, problem.gold, text)
+        if grade is not None:
+            return grade
         item = (problem.task, problem.gold, raw)
-        grade = self._known.get(item)
+        grade = self.grades.get_many([item]).get(item)
         if grade is None:
-            assert self.grader is not None
             grade = self.grader.grade(problem.task, problem.gold, text)
             self.grades.add(item, grade)
         return grade
