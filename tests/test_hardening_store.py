@@ -22,6 +22,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from lemagen.engine import store as store_module
 from lemagen.engine.store import STORE_FILE, RequestStore, StoredSample
 from tests.conftest import EXAMPLES, endpoint, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, wait_until
@@ -150,7 +153,8 @@ def test_a_store_that_cannot_be_written_stops_sending_and_loses_nothing_stored(
 
 def test_a_lease_is_held_while_its_owner_lives(tmp_path: Path) -> None:
     keys = [bytes([i]) * 32 for i in range(3)]
-    first, second = RequestStore(tmp_path), RequestStore(tmp_path)
+    first = RequestStore(tmp_path, leasing=True)
+    second = RequestStore(tmp_path, leasing=True)
     try:
         assert first.claim(keys) == ({}, [])
         assert second.claim(keys) == ({}, keys)  # the first owner lives: wait for it
@@ -160,6 +164,45 @@ def test_a_lease_is_held_while_its_owner_lives(tmp_path: Path) -> None:
         found, theirs = second.claim(keys)
         assert list(found) == [keys[0]]
         assert theirs == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_newcomer_waits_until_the_run_alone_leases_what_it_fetches(tmp_path: Path) -> None:
+    """A store opened beside a run that leases nothing (it is alone) waits, before it can
+    claim anything, until that run leases the samples it is fetching and says so."""
+    key = bytes([7]) * 32
+    first = RequestStore(tmp_path)
+    assert not first.leasing
+    opened: list[RequestStore] = []
+    newcomer = threading.Thread(target=lambda: opened.append(RequestStore(tmp_path)))
+    newcomer.start()
+    try:
+        time.sleep(0.3)
+        assert opened == []  # still waiting for the first run to lease
+        first.publish([key])  # what the first run's engine does on seeing the newcomer
+        newcomer.join(timeout=5)
+        (second,) = opened
+        assert second.leasing
+        assert second.claim([key]) == ({}, [key])  # the first run's: wait for it
+    finally:
+        newcomer.join(timeout=15)
+        first.close()
+        for store in opened:
+            store.close()
+
+
+def test_a_newcomer_does_not_wait_forever_for_a_silent_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PEER_WAIT", 0.3)
+    first = RequestStore(tmp_path)
+    started = time.monotonic()
+    second = RequestStore(tmp_path)  # the first never says it leases (suspended, say)
+    try:
+        assert 0.3 <= time.monotonic() - started < 3
+        assert second.leasing
     finally:
         first.close()
         second.close()
@@ -212,12 +255,44 @@ def test_two_runs_on_one_cache_send_each_request_once(fake: FakeOpenAI, tmp_path
     assert sorted(out_a.splitlines()) == sorted(out_b.splitlines())
 
 
-def test_a_dead_runs_leases_are_taken_over(fake: FakeOpenAI, tmp_path: Path) -> None:
-    """Run A is killed (-9) with its first request held by the server: its leases stay in the
-    store, but its owner lock died with it, so run B sends everything and finishes."""
+def test_a_run_alone_takes_no_leases(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """Leases are for runs that share the store: one alone sends without them."""
     fake.tag_samples = True
     path = problems(tmp_path, 20)
     env = {**os.environ, "LEMAGEN_CACHE_DIR": str(tmp_path / "cache")}
+    released = threading.Event()
+    held: list[bool] = []
+
+    def hold(body: dict[str, object]) -> None:
+        held.append(True)
+        released.wait(120)
+
+    fake.rule = hold
+    cmd = lemagen("sample", str(path), "-m", "r", "--keep", "all", "--base-url", fake.base_url)
+    a = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_until(lambda: len(held) >= 1, "the run's first request")
+        time.sleep(0.2)  # a lease would be committed by now
+        conn = sqlite3.connect(tmp_path / "cache" / STORE_FILE)
+        leases = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
+        conn.close()
+    finally:
+        released.set()
+        _, err = a.communicate(timeout=120)
+    assert a.returncode == 0, err
+    assert leases == 0
+    assert len(fake.served) == 20
+
+
+def test_a_dead_runs_leases_are_taken_over(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """Run A, started beside another owner of the store (so leasing), is killed (-9) with its
+    first request held by the server: its leases stay in the store, but its owner lock died
+    with it, so run B (leasing too) takes them over, sends everything and finishes."""
+    fake.tag_samples = True
+    path = problems(tmp_path, 20)
+    env = {**os.environ, "LEMAGEN_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "cache").mkdir()
+    other = RequestStore(tmp_path / "cache", leasing=True)  # another run on the store
     released = threading.Event()
     held: list[bool] = []
 
@@ -241,7 +316,10 @@ def test_a_dead_runs_leases_are_taken_over(fake: FakeOpenAI, tmp_path: Path) -> 
     leases = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
     conn.close()
     assert leases > 0  # A died holding them
-    b = subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False)
+    try:
+        b = subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False)
+    finally:
+        other.close()
     assert b.returncode == 0, b.stderr
     assert len(fake.served) == 20
     assert served_twice(fake) == []

@@ -60,7 +60,7 @@ from lemagen.engine.planning import Plan, Planner, generation, wait_for_others
 from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
 from lemagen.engine.responses import error_message, read_choices
-from lemagen.engine.store import RequestStore, StoredSample
+from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
 from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
 from lemagen.errors import EndpointError, LemagenError
 
@@ -210,7 +210,18 @@ class Engine:
                 loop.call_soon_threadsafe(committed.set)
 
             self.store.on_commit = wake
+            if not self.store.leasing:  # alone on the store: lease once another process comes
+                self._loop.call_later(PEER_WATCH, self._watch_peers)
         await self._transport.start()
+
+    def _watch_peers(self) -> None:
+        store = self.store
+        if store is None or store.leasing or self._closed:
+            return
+        if store.peers():
+            self._planner.start_leasing()
+            return
+        self._loop.call_later(PEER_WATCH, self._watch_peers)
 
     async def _before_send(self) -> None:
         """Right before a request goes out: nothing is sent once the store cannot be written,

@@ -8,6 +8,7 @@ meanwhile finds it either in flight or in the store, never in neither.
 
 Other processes on the same store are joined through its leases (`Planner.claim`, just
 before sending): a sample another live process is fetching is waited for, not sent again.
+Alone on the store, nothing is leased until another process appears (`start_leasing`).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Planner:
         (to send) and those another live process is fetching (to wait for). Raises
         `RequestFailed` (store_unwritable) when the store cannot be written: nothing more is
         sent then, since it could not be stored."""
-        if self.store is None or not todo:
+        if self.store is None or not todo or not self.store.leasing:
             return todo, []
         keys = [plan.keys[i] for i in todo]
         try:
@@ -158,6 +159,12 @@ class Planner:
                         future.set_result((stored, busy))
         finally:
             self._claimer = None
+
+    def start_leasing(self) -> None:
+        """Another process came to the store: lease what this one is fetching, and every
+        sample before sending it from now on."""
+        if self.store is not None and not self.store.leasing:
+            self.store.publish(list(self.pending))
 
     def fulfil(self, plan: Plan, todo: list[int], got: Sequence[StoredSample]) -> list[int]:
         """Samples `got` arrived for the first indices of `todo`: hand them to the calls

@@ -20,6 +20,16 @@ lease dies with its owner: each process holds an exclusive `flock` on
 (kill -9 included), so a lease whose owner's lock can be taken is taken over. A sample's lease
 is deleted in the transaction that stores it, and a process deletes its leases when it stops.
 
+Leases are taken only while another process shares the store (`leasing`): a run alone sends
+without them (a transaction per batch of sends, about a tenth of its CPU at 512 connections).
+A process that starts beside others leases from the start, says so (`owners/<token>.leasing`)
+and waits until every other live owner says so too; a process running alone looks at
+`owners/` every `PEER_WATCH` seconds, and on finding another owner leases every sample it is
+fetching (in the writer's next transaction), then says so. So the newcomer finds the first
+one's samples leased before it claims any. (A lemagen from before this scheme writes an empty
+lock file and always leases: it is not waited for; one started beside a run of this one may,
+for at most `PEER_WATCH`, send a sample that run is fetching.)
+
 The schema's version is kept in `PRAGMA user_version`; version 2 added the tables of provider
 batch jobs (`batchschema`), and an older store is migrated in place when it is opened.
 
@@ -84,6 +94,9 @@ _SELECT = (
 )
 OWNERS_DIR = "owners"
 _OWNER = re.compile(r"[0-9a-f]{16}")
+ON_DEMAND = b"leases on demand\n"  # an owner lock's content: this owner says when it leases
+PEER_WATCH = 0.05  # seconds between looks at owners/ of a process leasing nothing
+PEER_WAIT = 10.0  # the longest a newcomer waits for the others to say they lease
 
 try:
     import fcntl
@@ -91,7 +104,8 @@ except ImportError:  # pragma: no cover - Windows: no flock; leases are taken, n
     fcntl = None  # type: ignore[assignment]
 
 Rows = list[tuple[bytes, "StoredSample"]]
-Entry = tuple[Rows, "Callable[[], None] | None", list[bytes]]  # samples, on durable, leases to drop
+# Samples, run when durable, leases to drop, leases to take (`publish`).
+Entry = tuple[Rows, "Callable[[], None] | None", list[bytes], list[bytes]]
 
 
 class StoredSample(msgspec.Struct, frozen=True):
@@ -163,11 +177,18 @@ class RequestStore:
     """Lookups from any thread; writes queued to the writer thread; leases taken from any
     thread (`claim`)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, leasing: bool | None = None) -> None:
+        """`leasing`: lease before sending from the start (default: when another live
+        process shares the store)."""
         self.path = open_store_file(directory)
         self.owner = secrets.token_hex(8)
         self._owners = directory / OWNERS_DIR
         self._lock_file = _hold_owner_lock(self._owners, self.owner)
+        peers = self.peers()
+        self.leasing = bool(peers) if leasing is None else leasing
+        if self.leasing:
+            self._say_leasing()
+            _await_leasing(self._owners, peers)
         self._local = threading.local()
         self._leasing = threading.Lock()
         self._leaser: sqlite3.Connection | None = None  # claims, one at a time
@@ -219,7 +240,7 @@ class RequestStore:
     @property
     def unwritten(self) -> int:
         """Samples that arrived but could not be stored (after `close`: for good)."""
-        return sum(len(rows) for rows, _, _ in self._unwritten)
+        return sum(len(rows) for rows, _, _, _ in self._unwritten)
 
     # ------------------------------------------------------------------ leases
 
@@ -294,8 +315,27 @@ class RequestStore:
 
     def release(self, keys: Sequence[bytes]) -> None:
         """Drop this process's leases of `keys` (their samples will not be fetched)."""
-        if keys:
-            self._queue.put(([], None, list(keys)))
+        if keys and self.leasing:
+            self._queue.put(([], None, list(keys), []))
+
+    def peers(self) -> list[str]:
+        """The other live processes on this store (the lock files of dead ones are removed)."""
+        try:
+            names = [entry.name for entry in os.scandir(self._owners)]
+        except OSError:
+            return []
+        others = [n[:-5] for n in names if n.endswith(".lock") and n[:-5] != self.owner]
+        return [owner for owner in others if _owner_alive(self._owners, owner)]
+
+    def publish(self, keys: Sequence[bytes]) -> None:
+        """From now on lease before sending; `keys` (the samples being fetched) are leased in
+        the writer's next transaction, after which this process says it leases."""
+        self.leasing = True
+        self._queue.put(([], self._say_leasing, [], list(keys)))
+
+    def _say_leasing(self) -> None:
+        with contextlib.suppress(OSError):
+            (self._owners / f"{self.owner}.leasing").touch()
 
     # ------------------------------------------------------------------ writes
 
@@ -306,7 +346,7 @@ class RequestStore:
         they are durable. Never raises: rows a failed commit could not write are kept."""
         with self._backlog_lock:
             self.backlog += 1
-        self._queue.put((list(rows), done, []))
+        self._queue.put((list(rows), done, [], []))
 
     def _write_loop(self) -> None:
         conn = _connect(self.path)
@@ -355,8 +395,8 @@ class RequestStore:
                 return
         self._unwritten = []
         with self._backlog_lock:
-            self.backlog -= sum(1 for rows, _, drop in entries if not drop)
-        for _, done, _ in entries:
+            self.backlog -= sum(1 for _, _, drop, take in entries if not drop and not take)
+        for _, done, _, _ in entries:
             if done is not None:
                 done()
 
@@ -376,7 +416,7 @@ class RequestStore:
                         s.completion_tokens,
                         now,
                     )
-                    for rows, _, _ in entries
+                    for rows, _, _, _ in entries
                     for key, s in rows
                 ],
             )
@@ -385,19 +425,23 @@ class RequestStore:
                 "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
                 [
                     (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
-                    for rows, _, _ in entries
+                    for rows, _, _, _ in entries
                     for key, s in rows
                     if s.cached_tokens or s.reasoning_tokens
                 ],
             )
+            conn.executemany(  # leases of samples being fetched, once another process came
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                [(key, self.owner, now) for _, _, _, take in entries for key in take],
+            )
             # A stored sample needs no lease; a released one is fetched by no one.
             conn.executemany(
                 "DELETE FROM leases WHERE key = ?",
-                [(key,) for rows, _, _ in entries for key, _ in rows],
+                [(key,) for rows, _, _, _ in entries for key, _ in rows],
             )
             conn.executemany(
                 "DELETE FROM leases WHERE key = ? AND owner = ?",
-                [(key, self.owner) for _, _, drop in entries for key in drop],
+                [(key, self.owner) for _, _, drop, _ in entries for key in drop],
             )
             conn.execute("COMMIT")
         except sqlite3.Error:
@@ -430,6 +474,8 @@ class RequestStore:
             if self._leaser is not None:
                 self._leaser.close()
                 self._leaser = None
+        with contextlib.suppress(OSError):
+            (self._owners / f"{self.owner}.leasing").unlink()
         _drop_owner_lock(self._lock_file, self._owners, self.owner)
         self._lock_file = None
 
@@ -451,6 +497,7 @@ def _hold_owner_lock(owners: Path, owner: str) -> int | None:
     fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, ON_DEMAND)
         os.replace(temp, _lock_path(owners, owner))
     except BaseException:
         os.close(fd)
@@ -481,5 +528,29 @@ def _owner_alive(owners: Path, owner: str) -> bool:
     finally:
         os.close(fd)  # also drops the lock if it was taken
     with contextlib.suppress(OSError):
-        _lock_path(owners, owner).unlink()  # a dead owner's file
+        _lock_path(owners, owner).unlink()  # a dead owner's files
+    with contextlib.suppress(OSError):
+        (owners / f"{owner}.leasing").unlink()
     return False
+
+
+def _await_leasing(owners: Path, peers: Sequence[str]) -> None:
+    """Wait until every live owner of `peers` that leases on demand says it leases (it looks
+    at owners/ every PEER_WATCH seconds), at most PEER_WAIT seconds."""
+    deadline = time.monotonic() + PEER_WAIT
+    waiting = [owner for owner in peers if _leases_on_demand(owners, owner)]
+    while waiting and time.monotonic() < deadline:
+        waiting = [
+            owner
+            for owner in waiting
+            if not (owners / f"{owner}.leasing").exists() and _owner_alive(owners, owner)
+        ]
+        if waiting:
+            time.sleep(PEER_WATCH / 5)
+
+
+def _leases_on_demand(owners: Path, owner: str) -> bool:
+    try:
+        return _lock_path(owners, owner).read_bytes() == ON_DEMAND
+    except OSError:
+        return False
