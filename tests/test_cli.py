@@ -21,7 +21,11 @@ MATH = str(EXAMPLES / "math.jsonl")
 
 
 def test_version_and_help_examples() -> None:
-    assert run("--version").stdout.splitlines()[0] == f"lemagen, version {__version__}"
+    version = run("--version").stdout.splitlines()
+    assert version[0] == f"lemagen, version {__version__}"
+    libraries = next(line for line in version if line.startswith("libraries: "))
+    for name in ("httptools", "aiohttp", "uvloop"):  # what carries the requests is named
+        assert f" {name} " in libraries, libraries
     cli.load_all()
     assert len(cli.commands) == 13
     for name, command in cli.commands.items():

@@ -22,8 +22,8 @@ from lemagen.redact import redact
 
 PREFIX = "LEMAGEN"
 CONFIG_NAME = "lemagen.toml"
-LIBRARIES = ("click", "openai", "aiohttp", "msgspec", "sympy", "math-verify", "pyarrow",
-             "datasets", "zstandard")  # fmt: skip
+LIBRARIES = ("click", "openai", "httptools", "aiohttp", "uvloop", "msgspec", "sympy",
+             "math-verify", "pyarrow", "datasets", "zstandard")  # fmt: skip
 
 
 def envvar(command: str, option: click.Option) -> str | None:
