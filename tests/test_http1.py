@@ -629,3 +629,21 @@ def test_non_ascii_paths_and_hosts_go_out_encoded() -> None:
 def test_a_key_that_would_break_the_header_is_never_written(key: str) -> None:
     with pytest.raises(ValueError, match="API key"):
         parse_origin("http://127.0.0.1:8000/v1", key)
+
+
+def test_a_proxy_that_refuses_is_named_as_the_one_refusing(
+    keep_alive: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", nowhere)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TransportError) as failed:
+        post_once(keep_alive.base_url)
+    assert str(failed.value) == (
+        "the proxy (from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY): connection refused"
+    )
+    assert failed.value.refused
+    assert keep_alive.requests == []

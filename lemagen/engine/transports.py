@@ -150,6 +150,8 @@ class AiohttpTransport:
             cause = exc.os_error
             refused = getattr(cause, "errno", None) == errno.ECONNREFUSED
             message = "connection refused" if refused else str(cause or exc).splitlines()[0]
+            if isinstance(exc, aiohttp.ClientProxyConnectionError):
+                message = f"the proxy (from {'/'.join(PROXY_VARIABLES[:3])}): {message}"
             raise TransportError(message, sent=False, refused=True) from None
         except (asyncio.TimeoutError, TimeoutError):
             raise TransportError(f"timed out after {self._timeout:g} s", sent=True) from None
