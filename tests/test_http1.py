@@ -123,6 +123,29 @@ def response(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
     return head.encode() + body
 
 
+def answered(answer: bytes, *, close: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """What the client makes of `answer` from a raw server (which closes after it if told)."""
+    server = RawServer([(answer, close)])
+    try:
+        return post_once(server.url)
+    finally:
+        server.close()
+
+
+def count_lookups(calls: list[str], before: Callable[[int], Awaitable[None]]) -> None:
+    """Wrap the running loop's resolver: each lookup's host goes to `calls`, and `before(n)`
+    runs before the n-th (from 1) goes to the real one."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def lookup(host: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(host)
+        await before(len(calls))
+        return await real(host, *args, **kwargs)
+
+    loop.getaddrinfo = lookup  # type: ignore[method-assign, assignment]
+
+
 @pytest.fixture
 def keep_alive() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI(lambda prompt, n: [("four", "stop")] * n, keep_alive=True).start()
@@ -268,11 +291,7 @@ def test_which_base_urls_it_carries_itself(url: str, handled: bool) -> None:
 def test_a_chunked_body_is_joined() -> None:
     data = ok_body("chunked four")
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:10], data[10:]))
-    server = RawServer([(response(chunked + b"0\r\n\r\n", "Transfer-Encoding: chunked"), False)])
-    try:
-        status, _, got = post_once(server.url)
-    finally:
-        server.close()
+    status, _, got = answered(response(chunked + b"0\r\n\r\n", "Transfer-Encoding: chunked"))
     assert (status, got) == (200, data)
 
 
@@ -288,11 +307,7 @@ def test_a_compressed_body_is_decoded(coding: str) -> None:
         packed = packer.compress(data) + packer.flush()
     name = "deflate" if coding == "raw-deflate" else coding
     answer = response(packed, f"Content-Encoding: {name}", f"Content-Length: {len(packed)}")
-    server = RawServer([(answer, False)])
-    try:
-        status, headers, got = post_once(server.url)
-    finally:
-        server.close()
+    status, headers, got = answered(answer)
     assert (status, got) == (200, data)
     assert headers["content-encoding"] == name
 
@@ -312,11 +327,7 @@ def test_a_body_that_ends_with_the_connection_is_read_whole() -> None:
 def test_an_interim_answer_is_passed_over() -> None:
     data = ok_body("after early hints")
     interim = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-    server = RawServer([(interim + response(data, f"Content-Length: {len(data)}"), False)])
-    try:
-        status, headers, got = post_once(server.url)
-    finally:
-        server.close()
+    status, headers, got = answered(interim + response(data, f"Content-Length: {len(data)}"))
     assert (status, got) == (200, data)
     assert "link" not in headers
 
@@ -326,11 +337,7 @@ def test_headers_come_back_lowercased_with_an_error_status() -> None:
     answer = response(
         body, "Retry-After-Ms: 250", f"Content-Length: {len(body)}", status="429 Too Many"
     )
-    server = RawServer([(answer, False)])
-    try:
-        status, headers, got = post_once(server.url)
-    finally:
-        server.close()
+    status, headers, got = answered(answer)
     assert status == 429
     assert headers["retry-after-ms"] == "250"
     assert json.loads(got) == {"error": {"message": "slow down"}}
@@ -348,12 +355,8 @@ def test_headers_come_back_lowercased_with_an_error_status() -> None:
     ],
 )
 def test_what_is_not_a_whole_answer_may_have_been_sent(answer: bytes) -> None:
-    server = RawServer([(answer, True)])
-    try:
-        with pytest.raises(TransportError) as failed:
-            post_once(server.url)
-    finally:
-        server.close()
+    with pytest.raises(TransportError) as failed:
+        answered(answer, close=True)
     assert failed.value.sent
     assert not failed.value.refused
     assert str(failed.value).startswith("connection dropped: ")
@@ -525,12 +528,8 @@ def test_a_drop_after_a_bodiless_answer_is_not_that_answer_again() -> None:
 
 def test_a_cut_chunked_body_named_in_capitals_is_not_taken_whole() -> None:
     cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n40\r\n" + ok_body()[:20]
-    server = RawServer([(cut, True)])
-    try:
-        with pytest.raises(TransportError) as failed:
-            post_once(server.url)
-    finally:
-        server.close()
+    with pytest.raises(TransportError) as failed:
+        answered(cut, close=True)
     assert failed.value.sent
 
 
@@ -539,11 +538,7 @@ def test_every_gzip_member_is_read_whatever_the_case(name: str) -> None:
     data = ok_body("two members")
     packed = gzip.compress(data[:15]) + gzip.compress(data[15:])
     answer = response(packed, f"Content-Encoding: {name}", f"Content-Length: {len(packed)}")
-    server = RawServer([(answer, False)])
-    try:
-        status, _, got = post_once(server.url)
-    finally:
-        server.close()
+    status, _, got = answered(answer)
     assert (status, got) == (200, data)
 
 
@@ -551,17 +546,12 @@ def test_a_failed_lookup_is_asked_again(keep_alive: FakeOpenAI) -> None:
     url = keep_alive.base_url.replace("127.0.0.1", "localhost")
     calls: list[str] = []
 
+    async def fail_first(n: int) -> None:
+        if n == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
     async def main(t: Http1Transport) -> int:
-        loop = asyncio.get_running_loop()
-        real = loop.getaddrinfo
-
-        async def flaky(host: str, *args: Any, **kwargs: Any) -> Any:
-            calls.append(host)
-            if len(calls) == 1:
-                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-            return await real(host, *args, **kwargs)
-
-        loop.getaddrinfo = flaky  # type: ignore[method-assign, assignment]
+        count_lookups(calls, fail_first)
         with pytest.raises(TransportError) as failed:
             await t.post(url, "/chat/completions", BODY)
         assert failed.value.refused
@@ -578,16 +568,11 @@ def test_a_request_that_gives_up_on_a_slow_lookup_leaves_it_to_the_others(
     url = keep_alive.base_url.replace("127.0.0.1", "localhost")
     calls: list[str] = []
 
+    async def slow(n: int) -> None:
+        await asyncio.sleep(0.3)
+
     async def main(t: Http1Transport) -> int:
-        loop = asyncio.get_running_loop()
-        real = loop.getaddrinfo
-
-        async def slow(host: str, *args: Any, **kwargs: Any) -> Any:
-            calls.append(host)
-            await asyncio.sleep(0.3)
-            return await real(host, *args, **kwargs)
-
-        loop.getaddrinfo = slow  # type: ignore[method-assign, assignment]
+        count_lookups(calls, slow)
         first = asyncio.ensure_future(t.post(url, "/chat/completions", BODY))
         await asyncio.sleep(0.05)
         first.cancel()
