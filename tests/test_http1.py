@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from lemagen.engine import http1
 from lemagen.engine.engine import new_event_loop
 from lemagen.engine.http1 import Http1Transport, parse_origin
 from lemagen.engine.transports import TransportError
@@ -632,3 +633,30 @@ def test_a_proxy_that_refuses_is_named_as_the_one_refusing(
     )
     assert failed.value.refused
     assert keep_alive.requests == []
+
+
+@pytest.mark.parametrize("said", [True, False])
+def test_a_connection_idle_too_long_is_not_used_again(
+    said: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Servers close idle connections (uvicorn after 5 s): one idle for about that long is
+    replaced before a request can cross the close. How long: what `Keep-Alive: timeout=N`
+    says (here 1 s: reused for 0.5 s), else IDLE_REUSE."""
+    if not said:
+        monkeypatch.setattr(http1, "IDLE_REUSE", 0.5)
+    extra = ["Keep-Alive: timeout=1"] if said else []
+    whole = response(ok_body(), f"Content-Length: {len(ok_body())}", *extra)
+    server = RawServer([(whole, False)] * 3)
+
+    async def main(t: Http1Transport) -> list[int]:
+        statuses = [(await t.post(server.url, "/chat/completions", BODY))[0]]
+        statuses.append((await t.post(server.url, "/chat/completions", BODY))[0])  # at once
+        await asyncio.sleep(0.8)
+        statuses.append((await t.post(server.url, "/chat/completions", BODY))[0])
+        return statuses
+
+    try:
+        assert run(main) == [200, 200, 200]
+    finally:
+        server.close()
+    assert server.connections == 2  # the first reused at once, replaced after 0.8 s idle

@@ -22,6 +22,7 @@ import asyncio
 import errno
 import functools
 import gzip
+import re
 import socket
 import ssl
 import zlib
@@ -42,6 +43,12 @@ from lemagen.engine.transports import (
 )
 
 DNS_TTL = 300.0  # seconds a host's addresses are reused for new connections
+# A connection idle longer than this is not used again: servers close idle ones (uvicorn,
+# under vLLM and SGLang, after 5 s), and a request written as the close crosses it is lost
+# (and counted as possibly billed). A `Keep-Alive: timeout=N` answer header says N: then
+# N - 1 s (half of N when that is more), at most IDLE_REUSE.
+IDLE_REUSE = 4.0
+_KEEP_ALIVE = re.compile(r"timeout\s*=\s*(\d+)")
 Answer = tuple[int, dict[str, str], bytes]
 
 
@@ -106,6 +113,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = True
         self.asked = False  # a request was written on it
+        self.idle_since = 0.0  # when its last answer came (loop time)
+        self.reuse_for = IDLE_REUSE  # seconds it may stay idle and still be used
         self.early: Answer | None = None  # an answer that came before any request
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
@@ -255,9 +264,10 @@ class Http1Transport:
             head = self._heads[(origin, path)] = b"POST %s HTTP/1.1\r\n%s" % (target, origin.head)
         idle = self._idle.get(origin)
         conn = None
+        now = loop.time()
         while idle:
             candidate = idle.pop()
-            if candidate.usable:
+            if candidate.usable and now - candidate.idle_since < candidate.reuse_for:
                 conn = candidate
                 break
             self._drop(candidate)
@@ -291,9 +301,14 @@ class Http1Transport:
             timer.cancel()
             conn.waiter = None
             if conn.reusable and conn.usable and waiter.done() and not waiter.cancelled():
+                conn.idle_since = loop.time()
                 self._idle.setdefault(origin, []).append(conn)
             else:
                 self._drop(conn)
+        keep_alive = headers.get("keep-alive")
+        if keep_alive is not None and (said := _KEEP_ALIVE.search(keep_alive)):
+            server_idle = float(said.group(1))
+            conn.reuse_for = min(IDLE_REUSE, max(server_idle - 1, server_idle / 2))
         check_redirect(base_url + path, status, headers)
         return status, headers, answer
 
