@@ -227,3 +227,23 @@ def test_a_power_is_its_value_never_its_base(text: str, value: str | None) -> No
     """`10^2` read as 10 graded a right answer wrong, and `9^{9^{9^{9}}}` against gold 9 right."""
     pred = answers.extract("gsm8k", text)
     assert pred == value
+
+
+@pytest.mark.parametrize(
+    ("solution", "gold"),
+    [
+        ("Half of 144 is 72.\n#### 72", "72"),
+        ("#### 0042", "42"),  # digits alone take the fast way: the same text parsing gives
+        ("#### 1,250", "1250"),
+        ("#### 3.50", "3.5"),
+        ("#### $18", "18"),
+        ("####  5 ", "5"),
+        ("no marker", None),
+    ],
+)
+def test_gsm8k_gold_is_the_canonical_number_after_the_hashes(
+    solution: str, gold: str | None
+) -> None:
+    from lemagen.math.answers import gsm8k_gold
+
+    assert gsm8k_gold(solution) == gold

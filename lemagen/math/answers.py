@@ -383,12 +383,18 @@ def extract_how(task: str, text: str) -> Extraction:
 # ---------------------------------------------------------------- gold answers
 
 
+_GSM8K_GOLD_RE = re.compile(r"####\s*(.+?)\s*$")
+
+
 def gsm8k_gold(solution: str) -> str | None:
     """Gold from a GSM8K rationale: the number after `####` (commas removed)."""
-    match = re.search(r"####\s*(.+?)\s*$", solution.strip())
+    match = _GSM8K_GOLD_RE.search(solution.strip())
     if not match:
         return None
-    value = parse_number(match.group(1))
+    text = match.group(1)
+    if text.isascii() and text.isdigit():  # `72`, as nearly all are: what parsing would give
+        return str(int(text))
+    value = parse_number(text)
     return format_number(value) if value is not None else None
 
 
