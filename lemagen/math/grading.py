@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
-from functools import cache, lru_cache
+from functools import cache
 from importlib import metadata
 from typing import Literal
 
@@ -46,14 +46,10 @@ class Grade(msgspec.Struct, frozen=True):
     extracted_by: answers.Method | None = None  # how `pred` was found (answers.Extraction)
 
 
-@lru_cache(maxsize=2)
-def checker_info(task: str) -> dict[str, str]:
-    """Name and version of the checker used for `task`, for provenance."""
-    return dict(_checker_info(task))
-
-
 @cache  # reading a package's version scans the installed distributions
-def _checker_info(task: str) -> dict[str, str]:
+def checker_info(task: str) -> dict[str, str]:
+    """Name and version of the checker used for `task`, for provenance (one dict per task,
+    shared: not to be changed)."""
     if task == "gsm8k":
         return {"name": "lemagen-numeric", "version": __version__}
     try:
