@@ -4,6 +4,9 @@ one table keyed by a hash, looked up in chunks and written in batches without sy
 What it holds can always be made again, so it never stops a run: a file that cannot be
 opened, or any SQLite error later, turns the cache off (logged with -v) and the run goes on
 doing the work the cache would have saved. Used from one thread.
+
+`select_in` (rows by a list of keys, a query per `LOOKUP_CHUNK` keys) serves the request
+store's lookups too.
 """
 
 from __future__ import annotations
@@ -11,13 +14,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 LOOKUP_CHUNK = 500  # keys per query
 
 log = logging.getLogger(__name__)
+
+
+def select_in(conn: sqlite3.Connection, query: str, keys: Sequence[Any]) -> Iterator[Any]:
+    """The rows of `query` (ending in `... IN `) for `keys`, a query per LOOKUP_CHUNK keys
+    (SQLite bounds the parameters of one query)."""
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = list(keys[start : start + LOOKUP_CHUNK])
+        yield from conn.execute(query + f"({','.join('?' * len(chunk))})", chunk)
 
 
 class SideCache:
@@ -55,20 +66,11 @@ class SideCache:
         conn = self._conn
         if conn is None or not keys:
             return []
-        found: list[tuple[Any, ...]] = []
         try:
-            for start in range(0, len(keys), LOOKUP_CHUNK):
-                chunk = list(keys[start : start + LOOKUP_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                found.extend(
-                    conn.execute(
-                        f"SELECT {columns} FROM {self.table} WHERE key IN ({marks})", chunk
-                    )
-                )
+            return list(select_in(conn, f"SELECT {columns} FROM {self.table} WHERE key IN ", keys))
         except sqlite3.Error as exc:
             self._off(exc)
             return []
-        return found
 
     def add(self, row: tuple[Any, ...]) -> None:
         if self._conn is not None:

@@ -73,9 +73,7 @@ class BatchRunner:
         with self.ledger.locked():  # another run on this store does not submit them too
             holding = self.ledger.open_custom_ids()
             keys = [k for r in requests.values() for k in r.keys]
-            held: dict[bytes, str] = {}
-            for start in range(0, len(keys), LOOKUP_CHUNK):
-                held.update(self.ledger.open_keys(keys[start : start + LOOKUP_CHUNK]))
+            held = self.ledger.open_keys(keys)
             new = []
             for cid, request in requests.items():
                 owners = {held[k] for k in request.keys if k in held}
@@ -309,7 +307,6 @@ def _read_line(
     return per, f"the batch returned {len(per)} of {len(request.keys)} samples"
 
 
-LOOKUP_CHUNK = 500  # keys per store query
 LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one of ours
 
 

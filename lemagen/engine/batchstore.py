@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lemagen.engine.store import StoredSample, open_store_file
+from lemagen.sidecache import select_in
 
 KEY_SIZE = 32
 LOCK_FILE = "batches.lock"
@@ -147,23 +148,16 @@ class BatchLedger:
 
     def open_keys(self, keys: Sequence[bytes]) -> dict[bytes, str]:
         """key -> the job not collected yet that asks for it, among `keys`."""
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._conn.execute(
+        query = (
             "SELECT k.key, k.job FROM batch_keys k JOIN batch_jobs j USING (job) "
-            f"WHERE j.collected IS NULL AND k.key IN ({marks})",
-            list(keys),
+            "WHERE j.collected IS NULL AND k.key IN "
         )
-        return dict(rows)
+        return dict(select_in(self._conn, query, keys))
 
     def failures(self, keys: Sequence[bytes]) -> dict[bytes, tuple[int, str]]:
         """key -> (times a batch did not return it, the last reason)."""
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._conn.execute(
-            f"SELECT key, attempts, error FROM batch_failures WHERE key IN ({marks})", list(keys)
+        rows = select_in(
+            self._conn, "SELECT key, attempts, error FROM batch_failures WHERE key IN ", keys
         )
         return {key: (attempts, error) for key, attempts, error in rows}
 

@@ -23,7 +23,6 @@ from lemagen.engine.calls import Call, Choice, Generation, RequestFailed
 from lemagen.engine.store import RequestStore, StoredSample, StoreUnwritable
 
 Outcome = StoredSample | RequestFailed | None  # None: the sender got no sample for it
-LOOKUP_CHUNK = 500  # keys per store query
 
 
 @dataclass
@@ -73,8 +72,7 @@ class Planner:
         if self.store is not None:
             pending = self.pending
             lookup = [k for row in keyed for _, keys in row for k in keys if k not in pending]
-            for start in range(0, len(lookup), LOOKUP_CHUNK):
-                found.update(self.store.get_many(lookup[start : start + LOOKUP_CHUNK]))
+            found = self.store.get_many(lookup)
         cached = 0
         plans = []
         for row in keyed:

@@ -57,11 +57,11 @@ import msgspec
 
 from lemagen.engine.batchschema import BATCH_SCHEMA
 from lemagen.engine.calls import RequestFailed
+from lemagen.sidecache import select_in
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
 STORE_FILE = "requests-v1.sqlite"  # the file keeps its name: a v1 store is migrated in place
 GROUP_COMMIT_WINDOW = 0.005  # seconds
-LOOKUP_CHUNK = 500  # keys per query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -190,7 +190,7 @@ class RequestStore:
             self._say_leasing()
             _await_leasing(self._owners, peers)
         self._local = threading.local()
-        self._leasing = threading.Lock()
+        self._claiming = threading.Lock()  # one claim at a time on `_leaser`
         self._leaser: sqlite3.Connection | None = None  # claims, one at a time
         self._closed = False
         self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
@@ -213,26 +213,16 @@ class RequestStore:
         return conn
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, StoredSample]:
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._reader().execute(
-            _SELECT + f"({marks})",
-            list(keys),
-        )
+        """The stored samples of `keys` (absent: not stored)."""
+        rows = select_in(self._reader(), _SELECT, keys)
         return {row[0]: StoredSample(*row[1:]) for row in rows}
 
     def requests_of(self, keys: Sequence[bytes]) -> dict[bytes, str]:
         """The id of the request that produced each stored sample of `keys` (absent: not
-        stored), in queries of `LOOKUP_CHUNK` keys."""
-        found: dict[bytes, str] = {}
-        conn = self._reader()
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = list(keys[start : start + LOOKUP_CHUNK])
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, request FROM samples WHERE key IN ({marks})"
-            found.update(conn.execute(query, chunk))
-        return found
+        stored)."""
+        return dict(
+            select_in(self._reader(), "SELECT key, request FROM samples WHERE key IN ", keys)
+        )
 
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM samples").fetchone()[0])
@@ -248,7 +238,7 @@ class RequestStore:
         """In one transaction: the samples of `keys` already stored, and the keys another live
         process has leased; every other key is leased to this process. Blocking (run it off
         the event loop). Raises `StoreUnwritable` when the lease cannot be written."""
-        with self._leasing:
+        with self._claiming:
             if self.failed is not None:
                 raise StoreUnwritable(self.failed)
             if self._closed:
@@ -335,7 +325,7 @@ class RequestStore:
 
     def _say_leasing(self) -> None:
         with contextlib.suppress(OSError):
-            (self._owners / f"{self.owner}.leasing").touch()
+            _leasing_path(self._owners, self.owner).touch()
 
     # ------------------------------------------------------------------ writes
 
@@ -469,13 +459,13 @@ class RequestStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
-        with self._leasing:
+        with self._claiming:
             self._closed = True
             if self._leaser is not None:
                 self._leaser.close()
                 self._leaser = None
         with contextlib.suppress(OSError):
-            (self._owners / f"{self.owner}.leasing").unlink()
+            _leasing_path(self._owners, self.owner).unlink()
         _drop_owner_lock(self._lock_file, self._owners, self.owner)
         self._lock_file = None
 
@@ -485,6 +475,11 @@ class RequestStore:
 
 def _lock_path(owners: Path, owner: str) -> Path:
     return owners / f"{owner}.lock"
+
+
+def _leasing_path(owners: Path, owner: str) -> Path:
+    """The file an owner writes once it leases before sending."""
+    return owners / f"{owner}.leasing"
 
 
 def _hold_owner_lock(owners: Path, owner: str) -> int | None:
@@ -530,7 +525,7 @@ def _owner_alive(owners: Path, owner: str) -> bool:
     with contextlib.suppress(OSError):
         _lock_path(owners, owner).unlink()  # a dead owner's files
     with contextlib.suppress(OSError):
-        (owners / f"{owner}.leasing").unlink()
+        _leasing_path(owners, owner).unlink()
     return False
 
 
@@ -543,7 +538,7 @@ def _await_leasing(owners: Path, peers: Sequence[str]) -> None:
         waiting = [
             owner
             for owner in waiting
-            if not (owners / f"{owner}.leasing").exists() and _owner_alive(owners, owner)
+            if not _leasing_path(owners, owner).exists() and _owner_alive(owners, owner)
         ]
         if waiting:
             time.sleep(PEER_WATCH / 5)
