@@ -19,7 +19,6 @@ made was not sent (`refused`); one lost after the request was written may have b
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import gzip
 import re
@@ -39,6 +38,7 @@ from lemagen.engine.transports import (
     TransportError,
     check_redirect,
     encode_body,
+    not_connected,
     proxy_in_environment,
 )
 
@@ -199,14 +199,11 @@ class _Connection(asyncio.Protocol):
         waiter.set_result((self.parser.get_status_code(), self.headers, data))
 
     def _fail(self, message: str) -> None:
-        self.reusable = False
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TransportError(f"connection dropped: {message}", sent=True))
-        if self.transport is not None:
-            self.transport.abort()
+        self.abort(f"connection dropped: {message}")
 
-    def time_out(self, message: str) -> None:
+    def abort(self, message: str) -> None:
+        """The request (which may have been sent) fails with `message`; the connection is
+        closed at once."""
         self.reusable = False
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -256,7 +253,8 @@ class Http1Transport:
         if isinstance(origin, str):
             raise TransportError(origin, sent=False, refused=True)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
+        now = loop.time()
+        deadline = now + self._timeout
         data = encode_body(body)
         head = self._heads.get((origin, path))
         if head is None:
@@ -264,7 +262,6 @@ class Http1Transport:
             head = self._heads[(origin, path)] = b"POST %s HTTP/1.1\r\n%s" % (target, origin.head)
         idle = self._idle.get(origin)
         conn = None
-        now = loop.time()
         while idle:
             candidate = idle.pop()
             if candidate.usable and now - candidate.idle_since < candidate.reuse_for:
@@ -288,9 +285,7 @@ class Http1Transport:
         waiter: asyncio.Future[Answer] = loop.create_future()
         conn.waiter = waiter
         conn.asked = True
-        conn.chunks = []
-        conn.headers_done = False
-        timer = loop.call_at(deadline, conn.time_out, f"timed out after {self._timeout:g} s")
+        timer = loop.call_at(deadline, conn.abort, f"timed out after {self._timeout:g} s")
         try:
             try:
                 transport.write(b"%s%d\r\n\r\n%s" % (head, len(data), data))
@@ -333,9 +328,7 @@ class Http1Transport:
         except (asyncio.TimeoutError, TimeoutError):  # not sent; a timeout, not a refusal
             raise TransportError(f"timed out after {self._timeout:g} s", sent=False) from None
         except OSError as exc:  # refused, unreachable, no such host, TLS failure
-            refused = exc.errno == errno.ECONNREFUSED
-            message = "connection refused" if refused else (str(exc) or type(exc).__name__)
-            raise TransportError(message.splitlines()[0], sent=False, refused=True) from None
+            raise TransportError(not_connected(exc), sent=False, refused=True) from None
 
     async def _dial(self, origin: Origin) -> _Connection:
         loop = asyncio.get_running_loop()

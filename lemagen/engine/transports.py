@@ -92,6 +92,14 @@ def encode_body(body: dict[str, Any]) -> bytes:
 _encode = msgspec.json.Encoder().encode
 
 
+def not_connected(cause: BaseException) -> str:
+    """Why a connection could not be made, in one line: "connection refused" when nothing
+    listens there, else the system's (or TLS's) words."""
+    if getattr(cause, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused"
+    return (str(cause) or type(cause).__name__).splitlines()[0]
+
+
 def proxy_in_environment() -> bool:
     """Whether a proxy variable is set (then aiohttp carries the requests, honouring it)."""
     return any(os.environ.get(v) for v in PROXY_VARIABLES)
@@ -147,9 +155,7 @@ class AiohttpTransport:
                 check_redirect(base_url + path, resp.status, resp.headers)
                 return resp.status, resp.headers, await resp.read()
         except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error
-            refused = getattr(cause, "errno", None) == errno.ECONNREFUSED
-            message = "connection refused" if refused else str(cause or exc).splitlines()[0]
+            message = not_connected(exc.os_error or exc)
             if isinstance(exc, aiohttp.ClientProxyConnectionError):
                 message = f"the proxy (from {'/'.join(PROXY_VARIABLES[:3])}): {message}"
             raise TransportError(message, sent=False, refused=True) from None
