@@ -122,8 +122,7 @@ class EngineStage(Stage[In]):
 
     A stage that gives `replay_options` keeps what each finished row wrote in the row book
     (`stages.rowbook`) when the command loop asks for it (`keep_rows`): a re-run writes a
-    kept row's lines again instead of rebuilding them. Its `run` passes rows through
-    `replaying`, hands each `Replayed` to `replay`, and each new row's output to `finished`.
+    kept row's lines again instead of rebuilding them. Its `run` goes through `made_rows`.
     """
 
     # Reasons that are not kept: a re-run must try the row again.
@@ -203,6 +202,27 @@ class EngineStage(Stage[In]):
         return fresh[1] if fresh is not None else self.calls(row)
 
     # ------------------------------------------------------------------ kept rows
+
+    def made_rows(
+        self,
+        rows: Iterable[In],
+        hooks: Hooks,
+        make: Callable[[In, list[Any]], tuple[list[Output], bool]],
+        after_batch: Callable[[], None] = _nothing,
+    ) -> Iterator[Output]:
+        """Every row's output as rows finish: a row the row book kept, as it was written; a
+        new one as `make(row, results)` builds it (its output, and whether the row is
+        complete, so that it can be kept). `after_batch` runs after each batch of rows."""
+        for batch in self.sent_batches(self.replaying(rows), hooks):
+            for row, results in batch:
+                if type(row) is Replayed:
+                    yield from self.replay(row)
+                    continue
+                before = self.counted()
+                out, complete = make(row, results)
+                yield from self.finished(row, results, out, before, keep=complete)
+            hooks.on_row(rows_in(batch))
+            after_batch()
 
     def replaying(self, rows: Iterable[In]) -> Iterator[In | Replayed]:
         """`rows`, each one the row book knows (and whose samples the store still holds

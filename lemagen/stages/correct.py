@@ -28,7 +28,7 @@ from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.common import Task
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stages import templates
-from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts, rows_in
+from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stages.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.stages.templates import Template
 
@@ -159,26 +159,22 @@ class CorrectStage(EngineStage[Sample]):
     def run(self, rows: Iterable[Sample], hooks: Hooks) -> Iterator[Output]:
         counts = self.counts
         reasks: list[_Reask] = []
-        for batch in self.sent_batches(self.replaying(rows), hooks):
-            for sample, results in batch:
-                if type(sample) is Replayed:
-                    yield from self.replay(sample)
-                    continue
-                before = self.counted()
-                if not results:
-                    counts["passed_through"] += 1
-                    yield from self.finished(sample, results, [sample], before)
-                    continue
-                counts["wrong_samples"] += 1
-                waiting = len(reasks)
-                out = list(self.read_result(sample, results[0], 0, self.n, reasks))
-                # Not kept: a row with replies to ask again (its output is not complete), or
-                # whose check ran out of time (a re-run checks again).
-                complete = len(reasks) == waiting and not any(
-                    isinstance(item, Correction) and item.verdict == "timeout" for item in out
-                )
-                yield from self.finished(sample, results, out, before, keep=complete)
-            hooks.on_row(rows_in(batch))
+
+        def made(sample: Sample, results: list[Any]) -> tuple[list[Output], bool]:
+            if not results:
+                counts["passed_through"] += 1
+                return [sample], True
+            counts["wrong_samples"] += 1
+            waiting = len(reasks)
+            out = list(self.read_result(sample, results[0], 0, self.n, reasks))
+            # Not kept: a row with replies to ask again (its output is not complete), or
+            # whose check ran out of time (a re-run checks again).
+            complete = len(reasks) == waiting and not any(
+                isinstance(item, Correction) and item.verdict == "timeout" for item in out
+            )
+            return out, complete
+
+        yield from self.made_rows(rows, hooks, made)
         # --reask: ask again, as new sample indices (the store keeps every reply), for the
         # replies that could not be parsed, up to `reask` more times each.
         for _ in range(self.reask):

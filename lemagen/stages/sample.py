@@ -23,7 +23,7 @@ from lemagen.math.thinking import split_thinking
 from lemagen.records import FailedCall, Problem, Provenance, Sample
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
-from lemagen.stages.base import EngineStage, Hooks, Output, Replayed, fmt_counts, rows_in
+from lemagen.stages.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stages.templates import Template
 
 SAMPLE_VARIABLES = {"question"}
@@ -115,18 +115,14 @@ class SampleStage(EngineStage[Problem]):
         }
 
     def run(self, rows: Iterable[Problem], hooks: Hooks) -> Iterator[Output]:
-        for batch in self.sent_batches(self.replaying(rows), hooks):
-            for problem, results in batch:
-                if type(problem) is Replayed:
-                    yield from self.replay(problem)
-                    continue
-                before = self.counted()
-                self._timed_out = False
-                out = list(self.outcome(problem, results))
-                self.counts["problems"] += 1
-                yield from self.finished(problem, results, out, before, keep=not self._timed_out)
-            hooks.on_row(rows_in(batch))
-            self.grades.flush()
+        return self.made_rows(rows, hooks, self._made, after_batch=self.grades.flush)
+
+    def _made(self, problem: Problem, results: list[Any]) -> tuple[list[Output], bool]:
+        """A problem's output, and whether it can be kept (no vote comparison timed out)."""
+        self._timed_out = False
+        out = list(self.outcome(problem, results))
+        self.counts["problems"] += 1
+        return out, not self._timed_out
 
     def _grade(self, problem: Problem, raw: str, text: str) -> Grade:
         """The grade of `text` (the answer part of the sample `raw`). One that needs the
