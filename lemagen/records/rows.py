@@ -65,9 +65,7 @@ class Rejects:
         self.bad_rows = 0  # input rows that could not be read (a subset of the counts)
 
     def add(self, item: SetAside | Reject) -> None:
-        self.counts[item.reason] += 1
-        if log.isEnabledFor(logging.INFO):  # -v: why each row was set aside
-            log.info("set aside (%s): %s", item.reason, _about(item))
+        self._count(item.reason, item)
         if self.writer is not None:
             reject = item.reject() if isinstance(item, SetAside) else item
             self.writer.write(reject.to_dict())  # redacted by the writer
@@ -75,11 +73,15 @@ class Rejects:
     def add_line(self, item: Encoded) -> None:
         """A set-aside row already encoded (`Encoded` with a reason)."""
         assert item.reason is not None
-        self.counts[item.reason] += 1
-        if log.isEnabledFor(logging.INFO):
-            log.info("set aside (%s): %s", item.reason, item.about)
+        self._count(item.reason, item)
         if self.writer is not None:
             self.writer.write_line(item.text)
+
+    def _count(self, reason: str, item: SetAside | Reject | Encoded) -> None:
+        self.counts[reason] += 1
+        if log.isEnabledFor(logging.INFO):  # -v: why each row was set aside
+            about = item.about if isinstance(item, Encoded) else _about(item)
+            log.info("set aside (%s): %s", reason, about)
 
 
 def _about(item: SetAside | Reject) -> str:
