@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lemagen.engine.store import StoredSample, open_store_file
+from lemagen.engine.store import StoredSample, insert_samples, open_store_file
 from lemagen.sidecache import select_in
 
 KEY_SIZE = 32
@@ -221,30 +221,7 @@ class BatchLedger:
         now = time.time()
         rows = list(samples)
         with self._transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        key,
-                        s.text,
-                        s.finish_reason,
-                        s.request,
-                        s.prompt_tokens,
-                        s.completion_tokens,
-                        now,
-                    )
-                    for key, s in rows
-                ],
-            )
-            conn.executemany(  # the parts of the row stored, not of one stored before it
-                "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
-                "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
-                [
-                    (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
-                    for key, s in rows
-                    if s.cached_tokens or s.reasoning_tokens
-                ],
-            )
+            insert_samples(conn, rows, now)
             conn.executemany("DELETE FROM batch_failures WHERE key = ?", [(k,) for k, _ in rows])
             conn.executemany(
                 "INSERT INTO batch_failures VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET "

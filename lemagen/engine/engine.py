@@ -62,7 +62,7 @@ from lemagen.engine.prices import Price, price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
 from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
-from lemagen.errors import EndpointError, LemagenError
+from lemagen.errors import CannotWrite, EndpointError, LemagenError
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,12 @@ class Engine:
         self._run_id = secrets.token_hex(6)
         self._request_count = itertools.count()
         self._closed = False
+
+    def check_alive(self) -> None:
+        """Raise when the engine's thread has ended while the caller waits for it (a bug):
+        the run stops with a message instead of waiting forever."""
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._closed:
+            raise LemagenError("the request engine stopped unexpectedly; re-run to resume")
 
     @property
     def stopped(self) -> bool:
@@ -310,7 +316,13 @@ class Engine:
         """Plan a batch, then deliver the rows the store holds whole at once and start one
         task per other row. Runs on the loop, in one go, so no other call can slip in between
         a store lookup and its plan."""
-        plans, cached = self._planner.plan_rows(rows)
+        try:
+            plans, cached = self._planner.plan_rows(rows)
+        except Exception as exc:  # noqa: BLE001 - the rows' waiter is told, never left waiting
+            error = CannotWrite(f"{self.store.path if self.store else 'the engine'}: {exc}")
+            for index in range(len(rows)):
+                deliver(index, error)
+            return
         self.stats.cached += cached
         for index, row in enumerate(plans):
             if not any(plan.owned or plan.waits for plan in row):

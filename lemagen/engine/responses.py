@@ -110,13 +110,17 @@ def _with_thinking(message: dict[str, Any], content: Any) -> Any:
     return content
 
 
+MAX_COUNT = 2**53  # no token count reaches it; SQLite's integers end at 2**63
+
+
 def _count(value: Any) -> int | None:
-    """A token count: a whole number >= 0 (an integral float is taken), else None."""
+    """A token count: a whole number from 0 to below `MAX_COUNT` (an integral float is
+    taken), else None (2**63 or more would not fit the store, and no server means it)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value.is_integer() and 0 <= value < 2**53:
+        return value if 0 <= value < MAX_COUNT else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < MAX_COUNT:
         return int(value)
     return None
 

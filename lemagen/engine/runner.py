@@ -14,6 +14,7 @@ T = TypeVar("T")
 # Rows with nothing to send are handed back in groups of at most this many items (an item
 # may itself stand for many rows: a chunk of rows a stage wrote from its row book).
 CALLLESS_GROUP = 8
+ALIVE_CHECK = 1.0  # seconds between looks at the engine thread while waiting
 
 
 def run_rows(
@@ -108,7 +109,7 @@ def run_batches(
         except queue.Empty:
             if on_wait is not None:
                 on_wait()
-            finished = [done.get()]
+            finished = [_wait(engine, done)]
         while True:
             try:
                 finished.append(done.get_nowait())
@@ -137,3 +138,12 @@ def _rows_left(source: Iterator[T]) -> bool:
     except Exception:  # noqa: BLE001 - a bad row is a row left unread
         return True
     return True
+
+
+def _wait(engine: Engine, done: queue.SimpleQueue[T]) -> T:
+    """The next finished row; never waits on an engine thread that has died."""
+    while True:
+        try:
+            return done.get(timeout=ALIVE_CHECK)
+        except queue.Empty:
+            engine.check_alive()

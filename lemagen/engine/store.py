@@ -121,6 +121,66 @@ class StoredSample(msgspec.Struct, frozen=True):
     reasoning_tokens: int = 0  # of completion_tokens
 
 
+def _storable(text: str | None) -> str | bytes | None:
+    """A text as SQLite can hold it: itself when it is UTF-8, else (a lone surrogate, half an
+    emoji cut at max_tokens) its bytes under `surrogatepass`, stored as a BLOB, which
+    `_text` turns back into the same string: lossless, and no error in the writer thread."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
+
+
+def _text(value: str | bytes | None) -> str | None:
+    """What `_storable` stored, as the string it was."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogatepass")
+    return value
+
+
+def stored_sample(row: Sequence[object]) -> StoredSample:
+    """A row of `_SELECT` without its key (text and finish reason as `_storable` wrote them)."""
+    text, reason, *rest = row
+    if type(text) is not str or (reason is not None and type(reason) is not str):
+        text, reason = _text(text), _text(reason)  # type: ignore[arg-type]
+    return StoredSample(text, reason, *rest)  # type: ignore[arg-type]
+
+
+def insert_samples(
+    conn: sqlite3.Connection, rows: Sequence[tuple[bytes, StoredSample]], now: float
+) -> None:
+    """Insert samples and their usage parts in the caller's transaction; a key stored before
+    keeps its first sample. The one place the samples table is written (the writer thread
+    and a collected Batch job both come here)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                key,
+                _storable(s.text),
+                _storable(s.finish_reason),
+                s.request,
+                s.prompt_tokens,
+                s.completion_tokens,
+                now,
+            )
+            for key, s in rows
+        ],
+    )
+    conn.executemany(  # the parts of the row stored, not of one stored before it
+        "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
+        "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
+        [
+            (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
+            for key, s in rows
+            if s.cached_tokens or s.reasoning_tokens
+        ],
+    )
+
+
 def default_cache_dir() -> Path:
     """`LEMAGEN_CACHE_DIR`, else the platform's user cache directory plus `lemagen`."""
     env = os.environ.get("LEMAGEN_CACHE_DIR")
@@ -215,7 +275,7 @@ class RequestStore:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, StoredSample]:
         """The stored samples of `keys` (absent: not stored)."""
         rows = select_in(self._reader(), _SELECT, keys)
-        return {row[0]: StoredSample(*row[1:]) for row in rows}
+        return {row[0]: stored_sample(row[1:]) for row in rows}
 
     def requests_of(self, keys: Sequence[bytes]) -> dict[bytes, str]:
         """The id of the request that produced each stored sample of `keys` (absent: not
@@ -267,7 +327,7 @@ class RequestStore:
         marks = ",".join("?" * len(keys))
         conn.execute("BEGIN IMMEDIATE")
         stored = {
-            row[0]: StoredSample(*row[1:])
+            row[0]: stored_sample(row[1:])
             for row in conn.execute(
                 _SELECT + f"({marks})",
                 list(keys),
@@ -339,8 +399,18 @@ class RequestStore:
         self._queue.put((list(rows), done, [], []))
 
     def _write_loop(self) -> None:
-        conn = _connect(self.path)
-        conn.execute("PRAGMA synchronous = FULL")
+        """Group commits until `close`. Nothing that goes wrong here ends the thread
+        silently: a commit that raises anything keeps its rows for the next try and marks the
+        store `failed` (the engine then sends nothing more and the run ends with exit 6), and
+        an error outside a commit does the same before the thread ends (`close` then makes the
+        last try itself)."""
+        try:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA synchronous = FULL")
+        except Exception as exc:  # noqa: BLE001 - reported through `failed`, never lost
+            self._fail(exc)
+            self._wake()
+            return
         try:
             while True:
                 item = self._queue.get()
@@ -359,30 +429,36 @@ class RequestStore:
                 if stop:
                     self._release_all(conn)
                     return
+        except Exception as exc:  # noqa: BLE001 - a bug here must not hang the run
+            self._fail(exc)
+            self._wake()
         finally:
             conn.close()
+
+    def _wake(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _commit(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
         entries = self._unwritten + entries
         try:
             self._committed(conn, entries)
         finally:
-            if self.on_commit is not None:
-                self.on_commit()
+            self._wake()
 
     def _committed(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
         try:
-            self._write(conn, entries)
-        except sqlite3.Error:
-            # A full disk: moving the log into the database and truncating it frees the log's
-            # space (it holds many versions of the same pages), then try once more.
             try:
+                self._write(conn, entries)
+            except sqlite3.Error:
+                # A full disk: moving the log into the database and truncating it frees the
+                # log's space (it holds many versions of the same pages), then try once more.
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._write(conn, entries)
-            except sqlite3.Error as exc:  # disk full, I/O error, read-only directory
-                self._unwritten = entries  # kept in memory; retried with the next commit
-                self._fail(exc)
-                return
+        except Exception as exc:  # noqa: BLE001 - disk full, I/O error, read-only, a bug
+            self._unwritten = entries  # kept in memory; retried with the next commit
+            self._fail(exc)
+            return
         self._unwritten = []
         with self._backlog_lock:
             self.backlog -= sum(1 for _, _, drop, take in entries if not drop and not take)
@@ -394,32 +470,7 @@ class RequestStore:
         now = time.time()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        key,
-                        s.text,
-                        s.finish_reason,
-                        s.request,
-                        s.prompt_tokens,
-                        s.completion_tokens,
-                        now,
-                    )
-                    for rows, _, _, _ in entries
-                    for key, s in rows
-                ],
-            )
-            conn.executemany(  # the parts of the row stored, not of one stored before it
-                "INSERT OR IGNORE INTO usage_parts SELECT ?, ?, ? WHERE EXISTS "
-                "(SELECT 1 FROM samples WHERE key = ? AND request = ?)",
-                [
-                    (key, s.cached_tokens, s.reasoning_tokens, key, s.request)
-                    for rows, _, _, _ in entries
-                    for key, s in rows
-                    if s.cached_tokens or s.reasoning_tokens
-                ],
-            )
+            insert_samples(conn, [row for rows, _, _, _ in entries for row in rows], now)
             conn.executemany(  # leases of samples being fetched, once another process came
                 "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
                 [(key, self.owner, now) for _, _, _, take in entries for key in take],
@@ -434,7 +485,7 @@ class RequestStore:
                 [(key, self.owner) for _, _, drop, _ in entries for key in drop],
             )
             conn.execute("COMMIT")
-        except sqlite3.Error:
+        except BaseException:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -442,12 +493,38 @@ class RequestStore:
 
     def _fail(self, exc: BaseException) -> None:
         if self.failed is None:
-            self.failed = f"{self.path}: cannot write the request store ({exc})"
+            why = str(exc) if isinstance(exc, (sqlite3.Error, OSError)) else repr(exc)
+            self.failed = f"{self.path}: cannot write the request store ({why})"
 
     def _release_all(self, conn: sqlite3.Connection) -> None:
         """Drop every lease this process still holds (a cancelled run's)."""
         with contextlib.suppress(sqlite3.Error):
             conn.execute("DELETE FROM leases WHERE owner = ?", (self.owner,))
+
+    def _last_try(self) -> None:
+        """After the writer stopped: what is still queued (the writer ended on an error) and
+        what failed to commit get one more commit here, so what arrived is stored where the
+        file can take it; what cannot be is counted in `unwritten`."""
+        queued: list[Entry] = []
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is not None:
+                queued.append(entry)
+        if not queued and not self._unwritten:
+            return
+        try:
+            conn = _connect(self.path)
+        except Exception as exc:  # noqa: BLE001 - counted in `unwritten`
+            self._unwritten += queued
+            self._fail(exc)
+            return
+        try:
+            self._commit(conn, queued)
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Commit everything queued (and what failed before: one last try), drop this
@@ -455,6 +532,7 @@ class RequestStore:
         if self._writer.is_alive():
             self._queue.put(None)
             self._writer.join()
+        self._last_try()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
