@@ -21,9 +21,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from lemagen.mistakes.gsm8k import DEFAULT_TYPES, ERROR_TYPES, Unusable, inject, parse_solution
+from lemagen.mistakes.latex import inject_latex, parse_latex_solution
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.latex_mistakes import inject_latex, parse_latex_solution
-from lemagen.stages.mistakes import DEFAULT_TYPES, ERROR_TYPES, Unusable, inject, parse_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ with `pip install 'lemagen[ray]'`.
 
 `map_stage(ds, "sample", model=..., ...)` maps a stage over a `ray.data.Dataset` in batches
 (`map_batches` with a pool of actors). Each actor builds the stage once from the same options
-as the Python API and the commands (`lemagen.api.build`), so it has its own request engine,
-its own request store (`cache_dir` on that worker's machine) and its own grader with its
-checker processes, and keeps them for every batch it maps.
+as the Python API and the commands (`lemagen.api.<method>`, e.g. `lemagen.api.lema`), so it
+has its own request engine, its own request store (`cache_dir` on that worker's machine) and
+its own grader with its checker processes, and keeps them for every batch it maps.
 
 Rows go in as plain columns (problems, as `ray.data.read_json` reads them) or as a `record`
 column holding the JSON text of a record, which is what `map_stage` writes, so stages chain.
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from lemagen.api import build
+from lemagen.api import cotnpot, curate, lema, mistakes
 from lemagen.api.run import Collected, read_rows
 from lemagen.records.rows import Encoded, SetAside
-from lemagen.stages.base import Hooks, Stage
+from lemagen.stage.base import Hooks, Stage
 
 try:
     import pyarrow as pa
@@ -41,12 +41,12 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
 BUILDERS: dict[str, Callable[..., Stage[Any]]] = {
-    "sample": build.sample_stage,
-    "correct": build.correct_stage,
-    "crosscheck": build.crosscheck_stage,
-    "grade": build.grade_stage,
-    "filter": build.filter_stage,
-    "inject": build.inject_stage,
+    "sample": lema.sample_stage,
+    "correct": lema.correct_stage,
+    "crosscheck": cotnpot.crosscheck_stage,
+    "grade": curate.grade_stage,
+    "filter": lema.filter_stage,
+    "inject": mistakes.inject_stage,
 }
 """The stages that map row by row (`export`, `stats` and `evolve` need the whole input)."""
 

@@ -17,7 +17,7 @@ import click
 import pytest
 
 import lemagen
-from lemagen.api import build
+from lemagen.api import lema
 from lemagen.errors import InputError
 from lemagen.records import Correction, PromptCompletion, Sample
 from tests.conftest import DATA, EXAMPLES, ROOT, load_jsonl, records, run, write_jsonl
@@ -216,7 +216,7 @@ def test_options_and_stages_merged_from_main_match_their_commands(tmp_path: Path
     finally:
         smoother.stop()
 
-    priced = build.sample_stage(
+    priced = lema.sample_stage(
         model="nobody-prices-this", max_cost=1.0, price_in=1.0, price_out=2.0, price_cached=0.25
     )
     assert (priced.config.price_in, priced.config.price_out) == (1.0, 2.0)

@@ -641,7 +641,6 @@ def test_a_command_loads_only_its_own_modules() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "lemagen.stages.filter" in loaded
-    assert "lemagen.cli.curate" in loaded
-    for other in ("lemagen.cli.generate", "lemagen.cli.batches", "lemagen.stages.latex_mistakes"):
+    assert "lemagen.cli.lema" in loaded
+    for other in ("lemagen.cli.curate", "lemagen.cli.batches", "lemagen.mistakes.latex"):
         assert other not in loaded

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from lemagen.lema.correct import parse_reply
 from lemagen.records import Correction
-from lemagen.stages.correct import parse_reply
 from tests.conftest import EXAMPLES, endpoint, records, run
 from tests.fake_openai import FakeOpenAI, MathTutor, Reply
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lemagen.pot import sandbox
-from lemagen.pot.programs import extract_program, printed_answer
+from lemagen.cotnpot import sandbox
+from lemagen.cotnpot.programs import extract_program, printed_answer
 from lemagen.records import Correction, Pot, Sample, read_sample_or_correction
 from tests.conftest import EXAMPLES, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI, Reply

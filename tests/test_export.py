@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from lemagen.lema.formats import LEMA_COT_PROMPT
 from lemagen.math.grading import Grader
-from lemagen.stages.formats import LEMA_COT_PROMPT
 from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 

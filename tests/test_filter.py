@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 
 from lemagen.errors import InputError
+from lemagen.lema.filter import FilterStage
+from lemagen.lema.formats import lema_correction
 from lemagen.records import Correction
 from lemagen.records.rows import Encoded, Rejects, SetAside
-from lemagen.stages.base import Hooks
-from lemagen.stages.filter import FilterStage
-from lemagen.stages.formats import lema_correction
+from lemagen.stage.base import Hooks
 
 
 def judge(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lemagen.lema.formats import LEMA_COT_PROMPT
+from lemagen.lema.gold_cot import gold_cot, render_gsm8k
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.formats import LEMA_COT_PROMPT
-from lemagen.stages.gold_cot import gold_cot, render_gsm8k
 from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI
 

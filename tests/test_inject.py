@@ -11,8 +11,8 @@ import pytest
 
 from lemagen.math.arith import EQUATION, find_equations, to_fraction
 from lemagen.math.grading import Grader
+from lemagen.mistakes.gsm8k import parse_solution
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.mistakes import parse_solution
 from tests.conftest import DATA, load_jsonl, records, run, write_jsonl
 
 SLICE = str(DATA / "gsm8k_train_slice.jsonl")

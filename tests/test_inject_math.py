@@ -13,8 +13,8 @@ import pytest
 from lemagen.math.answers import find_boxed
 from lemagen.math.grading import Grader
 from lemagen.math.latex_arith import find_parts, latex_value, render
-from lemagen.stages.latex_mistakes import analyse, math_steps
-from lemagen.stages.mistakes import slips
+from lemagen.mistakes.gsm8k import slips
+from lemagen.mistakes.latex import analyse, math_steps
 from tests.conftest import DATA, load_jsonl, records, run, write_jsonl
 
 SLICE = DATA / "math500_slice.jsonl"

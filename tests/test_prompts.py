@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from lemagen.art.art import ASK_VARIABLES
+from lemagen.cotnpot.crosscheck import CROSSCHECK_VARIABLES
 from lemagen.errors import PromptError
+from lemagen.lema.correct import CORRECT_VARIABLES, parse_reply
+from lemagen.lema.evolve import EVOLVE_VARIABLES
+from lemagen.lema.formats import LEMA_COT_PROMPT
+from lemagen.lema.sample import SAMPLE_VARIABLES
+from lemagen.lemma.analyze import ANALYZE_VARIABLES
+from lemagen.lemma.smooth import SMOOTH_VARIABLES
+from lemagen.lemma.teacher import TEACH_VARIABLES
 from lemagen.math import answers, arith
 from lemagen.math.grading import Grader
 from lemagen.math.steps import is_answer_step
-from lemagen.stages import templates
-from lemagen.stages.analyze import ANALYZE_VARIABLES
-from lemagen.stages.art import ASK_VARIABLES
-from lemagen.stages.correct import CORRECT_VARIABLES, parse_reply
-from lemagen.stages.crosscheck import CROSSCHECK_VARIABLES
-from lemagen.stages.evolve import EVOLVE_VARIABLES
-from lemagen.stages.formats import LEMA_COT_PROMPT
-from lemagen.stages.sample import SAMPLE_VARIABLES
-from lemagen.stages.smooth import SMOOTH_VARIABLES
-from lemagen.stages.teach import TEACH_VARIABLES
+from lemagen.stage import templates
 
 STAGE_VARIABLES = {
     "sample": SAMPLE_VARIABLES,
@@ -287,7 +287,7 @@ def test_render_fills_every_placeholder_as_a_substitution_would() -> None:
     """`render` splits a prompt once; what it writes is what substituting each placeholder
     in place writes (the request store's keys hash the prompt), for every shipped prompt,
     with values that look like regex replacement syntax."""
-    from lemagen.stages.templates import _PLACEHOLDER, load, shipped_names
+    from lemagen.stage.templates import _PLACEHOLDER, load, shipped_names
 
     for name in shipped_names():
         template = load(name)

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from lemagen.stages.filter import REASONS as FILTER_REASONS
+from lemagen.lema.filter import REASONS as FILTER_REASONS
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

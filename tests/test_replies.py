@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from lemagen.lema.filter import check
+from lemagen.lema.replies import ParsedReply, parse_json_reply, parse_reply
 from lemagen.records.schema import Correction
-from lemagen.stages.filter import check
-from lemagen.stages.replies import ParsedReply, parse_json_reply, parse_reply
 from tests.correctors import CHATTER, EXPLANATION, GOOD, reply
 
 ORIGINAL = [

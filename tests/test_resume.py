@@ -16,8 +16,8 @@ from lemagen.math import grading
 from lemagen.math.gradebook import GRADES_FILE
 from lemagen.math.grading import Grade, Grader
 from lemagen.records.rows import Encoded
-from lemagen.stages import base, templates
-from lemagen.stages.rowbook import ROWS_FILE, Kept, pack, unpack
+from lemagen.stage import base, templates
+from lemagen.stage.rowbook import ROWS_FILE, Kept, pack, unpack
 from tests.conftest import EXAMPLES, endpoint, run
 from tests.correctors import Corrector
 from tests.fake_openai import Answer, FakeOpenAI, MathTutor, Reply

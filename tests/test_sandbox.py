@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lemagen.pot.sandbox import Limits, Outcome, SandboxUnavailable, run
+from lemagen.cotnpot.sandbox import Limits, Outcome, SandboxUnavailable, run
 
 FAST = Limits(timeout=2.0, cpu=1)  # for programs that are meant to run out of time
 ROOMY = Limits(timeout=15.0, cpu=10)  # for programs that finish, even on a loaded machine

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from lemagen.sidecache import SideCache
-from lemagen.stages.rowbook import ROWS_FILE, Kept, RowBook
+from lemagen.stage.rowbook import ROWS_FILE, Kept, RowBook
 from tests.conftest import EXAMPLES, endpoint, run
 from tests.fake_openai import FakeOpenAI
 

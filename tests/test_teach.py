@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from lemagen.lemma.teacher import gold_steps
 from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.teach import gold_steps
 from tests.conftest import DATA, EXAMPLES, known_answers, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, MathTutor
 from tests.mistake_models import TEACHER_STYLES, MistakeModels

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from lemagen.lema.gold_cot import gold_cot
+from lemagen.lemma.trajectories import RESTARTS, TRANSITIONS, unnumbered
 from lemagen.math.grading import Grader
 from lemagen.records.problems import ProblemReader
-from lemagen.stages.gold_cot import gold_cot
-from lemagen.stages.trajectories import RESTARTS, TRANSITIONS, unnumbered
 from tests.conftest import DATA, load_jsonl, records, run
 
 

@@ -23,12 +23,12 @@ on each survivor afterwards, to record which survivors they would kill.
 
 The kill rates reported for issue 9 (seed 1), from the repository root:
 
-    python tools/mutation.py --label filtering --module lemagen/stages/filter.py \
+    python tools/mutation.py --label filtering --module lemagen/lema/filter.py \
         --tests tests/test_filter.py tests/test_export.py tests/test_cli.py \
             tests/test_records.py tests/test_correctors.py \
         --sample 60 --seed 1 --extra-tests tests/test_golden.py --out mutation.json
     python tools/mutation.py --label correction \
-        --module lemagen/stages/correct.py lemagen/stages/replies.py \
+        --module lemagen/lema/correct.py lemagen/lema/replies.py \
         --tests tests/test_correction.py tests/test_replies.py tests/test_correctors.py \
             tests/test_filter.py tests/test_cli.py tests/test_prompts.py \
         --sample 60 --seed 1 --extra-tests tests/test_golden.py --out mutation.json

@@ -20,7 +20,7 @@ import click
 from lemagen.errors import InputError
 from lemagen.records import JSON, Reject
 from lemagen.records.rows import Rejects, SetAside, ToDict
-from lemagen.stages.base import EngineStage, Hooks, Stage
+from lemagen.stage.base import EngineStage, Hooks, Stage
 
 T = TypeVar("T")
 Rows = Iterable[Mapping[str, Any] | ToDict]

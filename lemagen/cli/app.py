@@ -42,18 +42,19 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-# Which module of lemagen.cli defines each command.
+# Which module of lemagen.cli defines each command: named after the method package that holds
+# the command's stage (lemagen/<method>/<command>.py) and its builder (lemagen/api/<method>.py).
 COMMAND_MODULES = {
-    "sample": "generate",
-    "correct": "generate",
-    "evolve": "generate",
-    "crosscheck": "generate",
-    "analyze": "mistakes",
-    "art": "mistakes",
-    "inject": "offline",
-    "grade": "offline",
-    "smooth": "trajectories",
-    "filter": "curate",
+    "sample": "lema",
+    "correct": "lema",
+    "evolve": "lema",
+    "filter": "lema",
+    "inject": "mistakes",
+    "analyze": "lemma",
+    "smooth": "lemma",
+    "art": "art",
+    "crosscheck": "cotnpot",
+    "grade": "curate",
     "export": "curate",
     "stats": "curate",
     "batches": "batches",

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from lemagen import __version__
+from lemagen._version import __version__
 from lemagen.redact import redact
 
 PREFIX = "LEMAGEN"

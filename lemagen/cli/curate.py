@@ -1,4 +1,4 @@
-"""Commands that curate what the models made: `filter`, `export` and `stats`."""
+"""The curating commands (`lemagen.curate`): `grade`, `export` and `stats`."""
 
 from __future__ import annotations
 
@@ -6,92 +6,77 @@ from pathlib import Path
 
 import click
 
-from lemagen.api import build
+from lemagen.api import curate
 from lemagen.cli.app import EPILOG, cli
-from lemagen.cli.options import RunIO, input_format_option, io_options, price_options
+from lemagen.cli.options import (
+    RunIO,
+    input_format_option,
+    io_options,
+    price_options,
+    task_options,
+)
 from lemagen.cli.running import run_stage
+from lemagen.curate.export import DATASET_INFO_FORMATS, FORMATS, write_dataset_info
+from lemagen.curate.report_html import render_html
 from lemagen.errors import LemagenError
-from lemagen.stages.decontam import DEFAULT_NGRAM, DEFAULT_OVERLAP
-from lemagen.stages.export import DATASET_INFO_FORMATS, FORMATS, write_dataset_info
-from lemagen.stages.report_html import render_html
+from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 
 
-@cli.command(name="filter", epilog=EPILOG)
+@cli.command(epilog=EPILOG)
 @io_options
 @click.option(
-    "--with-cot",
-    is_flag=True,
-    help="Also write LEMA CoT records for the correct samples in the input.",
+    "--response-field",
+    default="response",
+    show_default=True,
+    metavar="NAME",
+    help="Field holding the model output to grade.",
 )
 @click.option(
-    "--with-meta",
-    is_flag=True,
-    help="Add 'id' and 'kind' to each training record (not part of the LEMA format).",
+    "--check-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds allowed for one symbolic answer check (then: timeout).",
 )
 @click.option(
-    "--decontaminate",
-    "test_sets",
-    multiple=True,
-    metavar="TEST.jsonl",
-    help="Drop rows whose question overlaps a question of this test set (repeatable): equal "
-    "after normalisation, or sharing at least --overlap of its word n-grams.",
-)
-@click.option(
-    "--ngram",
+    "--workers",
     type=click.IntRange(1),
-    default=DEFAULT_NGRAM,
-    show_default=True,
-    help="--decontaminate: n-gram length in words.",
+    default=None,
+    metavar="N",
+    help="Symbolic answer checks run in N processes at once; output stays in input order "
+    "[default: the number of cores].",
 )
-@click.option(
-    "--overlap",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=DEFAULT_OVERLAP,
-    show_default=True,
-    help="--decontaminate: share of a question's n-grams found in one test question.",
-)
-@click.option(
-    "--require-pot-agreement",
-    "require_pot",
-    is_flag=True,
-    help="Keep only corrections (and --with-cot samples) whose program agreed with their "
-    "answer in `lemagen crosscheck` (dropped: pot_disagree, pot_error, pot_timeout, "
-    "pot_unchecked).",
-)
-def filter_cmd(
+@task_options
+def grade(
     io: RunIO,
-    require_pot: bool,
-    with_cot: bool,
-    with_meta: bool,
-    test_sets: tuple[str, ...],
-    ngram: int,
-    overlap: float,
+    response_field: str,
+    check_timeout: float,
+    workers: int | None,
+    task: str | None,
+    question_field: str | None,
+    answer_field: str | None,
+    id_field: str | None,
 ) -> None:
-    """Keep corrections that reach the gold answer; write LEMA fine-tuning JSONL.
+    """Label existing model outputs: add 'pred', 'extracted_by' and 'verdict' to each record.
 
-    A correction is kept when it parsed, was not truncated, its incorrect step exists in the
-    original solution, the steps before that step are unchanged, that step and the solution
-    are changed, its corrected final answer equals gold, and it is not a duplicate of one
-    already kept (nor, with --decontaminate, overlapping a test question).
-    Output lines are {"prompt", "completion"} exactly as LEMA trains on them. The funnel
-    (in, kept, dropped by reason) goes to stderr.
+    For outputs sampled elsewhere (offline vLLM, another tool). Each record needs the output
+    (--response-field) and a gold answer (GSM8K '#### N' rationale, MATH solution with
+    \\boxed{}, or a bare value). verdict is one of correct, wrong, no_answer, timeout.
 
     \b
     Example:
-      lemagen filter corrections.jsonl --rejects dropped.jsonl > train.jsonl
+      lemagen grade outputs.jsonl --response-field completion > graded.jsonl
     """
-    stage = build.filter_stage(
-        with_cot=with_cot,
-        with_meta=with_meta,
-        decontaminate=test_sets,
-        ngram=ngram,
-        overlap=overlap,
-        require_pot_agreement=require_pot,
+    stage = curate.grade_stage(
+        response_field=response_field,
+        check_timeout=check_timeout,
+        workers=workers,
+        task=task,
+        question_field=question_field,
+        answer_field=answer_field,
+        id_field=id_field,
     )
     io.run(stage)
-
-
-# ---------------------------------------------------------------- export
 
 
 @cli.command(name="export", epilog=EPILOG)
@@ -218,7 +203,7 @@ def export_cmd(
       lemagen export corrections.jsonl -f sharegpt -o data/lema.jsonl \\
         --dataset-info data/dataset_info.json
     """
-    stage = build.export_stage(
+    stage = curate.export_stage(
         format=fmt,
         chat=chat,
         mix=mix,
@@ -238,9 +223,6 @@ def export_cmd(
     io.run(stage)
     if dataset_info is not None:
         write_dataset_info(dataset_info, dataset_name, io.output, fmt)
-
-
-# ---------------------------------------------------------------- stats
 
 
 @cli.command(name="stats", epilog=EPILOG)
@@ -291,7 +273,7 @@ def stats_cmd(
     Example:
       lemagen stats samples.jsonl corrections.jsonl rejects.jsonl --html report.html
     """
-    stage = build.stats_stage(
+    stage = curate.stats_stage(
         as_json=as_json,
         by=by,
         price_in=price_in,

@@ -1,5 +1,5 @@
 """Options shared by several commands. What they build (the stage, its engine configuration)
-is `lemagen.api.build`, shared with the Python API."""
+is `lemagen.api.<method>`, shared with the Python API."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
 from lemagen.records.inputs import INPUT_FORMATS
 from lemagen.records.parquet import is_parquet
-from lemagen.stages.base import Stage
+from lemagen.stage.base import Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -446,8 +446,8 @@ def task_options(func: F) -> F:
 
 def endpoint(opts: dict[str, Any]) -> dict[str, Any]:
     """A model-calling command's options as the keywords of its stage builder
-    (`lemagen.api.build`): the endpoint options (`lemagen.api.Endpoint`), `n` and
-    `temperature`; `--dry-run` stays with the command."""
+    (`lemagen.api.<method>`, e.g. `lemagen.api.lema`): the endpoint options
+    (`lemagen.api.Endpoint`), `n` and `temperature`; `--dry-run` stays with the command."""
     kwargs = {k: v for k, v in opts.items() if k not in ("dry_run", "base_urls")}
     kwargs["base_url"] = list(opts["base_urls"])
     return kwargs

@@ -24,7 +24,7 @@ from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
 from lemagen.records.parquet import Writer, is_parquet, open_output
 from lemagen.records.rows import Encoded, Rejects, SetAside, iter_rows
-from lemagen.stages.base import EngineStage, Hooks, Stage
+from lemagen.stage.base import EngineStage, Hooks, Stage
 
 tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough
 # A thread lock: tqdm's default also makes a multiprocessing lock (importing multiprocessing

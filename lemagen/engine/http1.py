@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
-from lemagen import __version__
+from lemagen._version import __version__
 from lemagen.engine.transports import (
     AiohttpTransport,
     TransportError,

@@ -24,7 +24,7 @@ from typing import Literal
 
 import msgspec
 
-from lemagen import __version__
+from lemagen._version import __version__
 from lemagen.math import answers
 
 Verdict = Literal["correct", "wrong", "no_answer", "timeout"]

@@ -3,7 +3,7 @@ sample with its first erroneous step and the type of its error.
 
 The identifiers are the paper's names in snake case; the definitions are our own words. The
 repository's identifiers and the paper's two-letter codes are accepted as aliases when replies
-are read (`lemagen.stages.analysis_replies`).
+are read (`lemagen.lemma.replies`).
 """
 
 from __future__ import annotations

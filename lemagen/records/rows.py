@@ -41,7 +41,7 @@ class SetAside(msgspec.Struct, frozen=True):
 class Encoded(msgspec.Struct, array_like=True, frozen=True):
     """A line already encoded (and redacted) as the writer writes it: a record (`reason`
     None) or a set-aside row (its `Reject` line), with the words that name it in the -v log.
-    What a stage kept from an earlier run (`stages.rowbook`) comes back as these."""
+    What a stage kept from an earlier run (`stage.rowbook`) comes back as these."""
 
     text: str
     reason: str | None = None
