@@ -1,20 +1,24 @@
 """Expected errors and their exit codes.
 
-Every error a user can cause is one of these: the CLI prints its message as one line on stderr
-and exits with its code, without a traceback. A traceback means a bug.
+Every error a user can cause is a `LemagenError`: it carries the exit code a command takes for
+it, and its message is one line naming the place (`file:line: ...`) or the option. The library
+raises them as plain exceptions (nothing here depends on the command line); the CLI prints the
+message on stderr and exits with the code, without a traceback (`lemagen.cli.app`). A
+traceback means a bug.
+
+A `UsageError` names options by the name the caller used: the Python API's keyword
+(`keep='wrongg'`), the command's flag (`--keep 'wrongg'`) when the CLI shows it.
 """
 
 from __future__ import annotations
 
-from typing import IO, Any
-
-import click
+import re
 
 from lemagen.redact import redact
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, broken prompt file
-EXIT_USAGE = 2  # click's own code for a bad option or argument
+EXIT_USAGE = 2  # a bad option or argument
 EXIT_ENDPOINT = 3  # endpoint unreachable, key rejected, model unknown, redirected
 EXIT_ROWS_FAILED = 4  # the run finished, but some rows failed and were set aside
 EXIT_BUDGET = 5  # --max-cost reached: finished rows written, the rest not sent
@@ -24,14 +28,23 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shells do
 
 
-class LemagenError(click.ClickException):
+class LemagenError(Exception):
     """Bad input or data. The message names the place (`file:line: ...`). Its text is
     redacted: an endpoint's error that echoes a key never reaches the terminal."""
 
     exit_code = EXIT_BAD_INPUT
+    is_error = True  # False: an exit that is not a failure (shown without "Error:")
 
-    def format_message(self) -> str:
-        return redact(super().format_message())
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def format_message(self, *, flags: bool = False) -> str:
+        """The message, redacted; `flags`: options named as the command's flags."""
+        return redact(self.message)
+
+    def __str__(self) -> str:
+        return self.format_message()
 
 
 class InputError(LemagenError):
@@ -59,26 +72,60 @@ class CannotWrite(LemagenError):
     exit_code = EXIT_CANNOT_WRITE
 
 
-class RowsFailed(click.ClickException):
+class RowsFailed(LemagenError):
     """The run finished, but some rows failed; the summary line has already been printed."""
 
     exit_code = EXIT_ROWS_FAILED
 
 
-class BudgetReached(click.ClickException):
+class BudgetReached(LemagenError):
     """--max-cost stopped the run; finished rows are written, re-running sends the rest."""
 
     exit_code = EXIT_BUDGET
 
 
-class BatchPending(click.ClickException):
+class BatchPending(LemagenError):
     """--batch without --wait: batches were submitted (or are still running); re-running the
     same command collects them. 75 is sysexits' EX_TEMPFAIL: try again later."""
 
     exit_code = EXIT_BATCH_PENDING
+    is_error = False
 
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message(), err=True)  # not an error: no "Error:" prefix
+
+_OPTION = re.compile(r"\{(\w+)(=?)\}")
+
+
+class UsageError(LemagenError):
+    """An option's value is wrong, or options do not go together. The message names options
+    as `{name}` (shown as `name`, or `--name` by the CLI) and `{name=}` for an option with
+    its value (`name='x'`, or `--name 'x'`); `values` holds those values.
+
+    >>> str(UsageError("{keep=}: choose from wrong, all", keep="wrongg"))
+    "keep='wrongg': choose from wrong, all"
+    >>> UsageError("{chat} applies to {format} trl only").format_message(flags=True)
+    '--chat applies to --format trl only'
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, template: str, **values: object) -> None:
+        self.template = template
+        self.values = values
+        super().__init__(self._render(flags=False))
+
+    def format_message(self, *, flags: bool = False) -> str:
+        return redact(self._render(flags=flags))
+
+    def _render(self, *, flags: bool) -> str:
+        def option(match: re.Match[str]) -> str:
+            name, with_value = match.group(1), match.group(2)
+            shown = "--" + name.replace("_", "-") if flags else name
+            if not with_value:
+                return shown
+            value = self.values[name]
+            return f"{shown} {value!r}" if flags else f"{shown}={value!r}"
+
+        return _OPTION.sub(option, self.template)
 
 
 class OutputClosed(Exception):

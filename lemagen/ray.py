@@ -24,9 +24,11 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from lemagen.api import cotnpot, curate, lema, mistakes
-from lemagen.api.run import Collected, read_rows
-from lemagen.records.rows import Encoded, SetAside
-from lemagen.stage.base import Hooks, Stage
+from lemagen.api.run import Collected, reader
+from lemagen.errors import UsageError
+from lemagen.records.rows import Encoded, ToDict
+from lemagen.run import Report, Sink, run
+from lemagen.stage.base import EngineStage, Stage
 
 try:
     import pyarrow as pa
@@ -50,47 +52,117 @@ BUILDERS: dict[str, Callable[..., Stage[Any]]] = {
 }
 """The stages that map row by row (`export`, `stats` and `evolve` need the whole input)."""
 
-SCHEMA = pa.schema([("record", pa.string()), ("reason", pa.string())])
+SCHEMA = pa.schema([("record", pa.string()), ("reason", pa.string()), ("report", pa.string())])
+NOT_READ = "not_read"  # the reason of an input row a batch did not read (its budget ran out)
+
+
+class TableSink(Sink):
+    """A batch's output as columns: kept records, then rows set aside, then rows not read."""
+
+    def __init__(self) -> None:
+        super().__init__(Collected(None))
+        self.records: list[str] = []
+        self.reasons: list[str | None] = []
+        self.unread_rows: list[str] = []
+
+    def keep(self, item: ToDict | Encoded) -> None:
+        self.records.append(item.text if isinstance(item, Encoded) else Encoded.of(item).text)
+        self.reasons.append(None)
+
+    def not_read(self, row: Any) -> None:
+        super().not_read(row)
+        if row is not None:
+            self.unread_rows.append(Encoded.of(row).text)
+
+    def hold(self) -> Sink:
+        return TableSink()
+
+    def release(self, held: Sink) -> None:
+        assert isinstance(held, TableSink)
+        self.records += held.records
+        self.reasons += held.reasons
+        assert isinstance(held.rejects, Collected)
+        for reject in held.rejects.items:
+            self.set_aside(reject)
+        self.rejects.bad_rows += held.rejects.bad_rows
+        self.unread += held.unread
+        self.unread_rows += held.unread_rows
 
 
 class StageMapper:
-    """One Ray actor's stage: built and started once, then run over each batch."""
+    """One Ray actor's stage: built (and, unless in batch mode, started) once, then run over
+    each batch with the one run loop (`lemagen.run`)."""
 
     def __init__(self, stage: str, options: dict[str, Any], skip_bad_rows: bool) -> None:
         self.stage = BUILDERS[stage](**options)
         self.skip_bad_rows = skip_bad_rows
         self._stack = ExitStack()
-        self.stage.start(self._stack)
+        self.batch = isinstance(self.stage, EngineStage) and self.stage.config.batch is not None
+        if not self.batch:
+            self.stage.start(self._stack)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """The batch's kept records, then its rows set aside here, then those set aside
-        before (passed through as they were)."""
+        """The batch's kept records, its rows set aside here, its rows not read (reason
+        `not_read`), those set aside before (passed through as they were), and one row
+        whose `report` says what the batch did (`report(ds)` adds them up)."""
         rows = batch.to_pylist()
-        records: list[str] = []
-        reasons: list[str | None] = []
         passed = [row for row in rows if row.get("reason") is not None]  # set aside earlier
-        todo = [_record(row) for row in rows if row.get("reason") is None]
-        rejected = Collected(None)
-        read = read_rows(self.stage, todo, skip_bad_rows=self.skip_bad_rows, rejects=rejected)
-        for item in self.stage.run(read, Hooks()):
-            if isinstance(item, SetAside):
-                rejected.add(item)
-            elif isinstance(item, Encoded):  # a line the stage encoded itself
-                records.append(item.text)
-                reasons.append(item.reason)
-            else:
-                records.append(Encoded.of(item).text)
-                reasons.append(None)
-        for reject in rejected.items:
+        passed = [row for row in passed if row.get("report") is None]
+        todo = [_record(row) for row in rows if row.get("reason") is None and _data(row)]
+        sink = TableSink()
+        spent = _spent(self.stage)
+        outcome = run(
+            self.stage,
+            reader(todo, skip_bad_rows=self.skip_bad_rows),
+            sink,
+            started=not self.batch,
+        )
+        records, reasons = sink.records, sink.reasons
+        assert isinstance(sink.rejects, Collected)
+        for reject in sink.rejects.items:
             records.append(Encoded.of(reject).text)
             reasons.append(reject.reason)
+        for text in sink.unread_rows:
+            records.append(text)
+            reasons.append(NOT_READ)
         for row in passed:
             records.append(row["record"])
             reasons.append(row["reason"])
-        return pa.Table.from_pydict({"record": records, "reason": reasons}, schema=SCHEMA)
+        reports: list[str | None] = [None] * len(records)
+        records.append(None)  # type: ignore[arg-type]
+        reasons.append(None)
+        reports.append(json.dumps(_batch_report(outcome, _spent(self.stage) - spent)))
+        return pa.Table.from_pydict(
+            {"record": records, "reason": reasons, "report": reports}, schema=SCHEMA
+        )
 
     def __del__(self) -> None:
         self._stack.close()
+
+
+def _data(row: dict[str, Any]) -> bool:
+    """Not a batch report row."""
+    return row.get("report") is None
+
+
+def _spent(stage: Stage[Any]) -> float:
+    if isinstance(stage, EngineStage) and stage._engine is not None:
+        st = stage.engine.stats
+        return st.cost + st.possible_cost
+    return 0.0
+
+
+def _batch_report(outcome: Report, cost: float) -> dict[str, Any]:
+    error = outcome.error
+    return {
+        "rows_read": outcome.rows_read,
+        "bad_rows": outcome.bad_rows,
+        "rows_unread": outcome.rows_unread,
+        "counts": outcome.counts,
+        "cost": cost,
+        "exit_code": outcome.exit_code,
+        "error": None if error is None else error.format_message(),
+    }
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
@@ -108,27 +180,58 @@ def map_stage(
     stage: str,
     *,
     batch_size: int = 256,
-    concurrency: int = 1,
+    actors: int = 1,
     skip_bad_rows: bool = True,
     num_cpus: float = 1,
     **options: Any,
 ) -> Dataset:
     """Map the stage named `stage` (sample, correct, crosscheck, grade, filter, inject) over
-    `ds` in batches of `batch_size` rows, on `concurrency` actors of `num_cpus` each. `options`
-    are the stage's keyword options, as for `lemagen.<stage>` (`model`, `base_url`, `n`,
-    `workers`, ...). A bad row is set aside (reason `missing_field`, ...) unless
-    `skip_bad_rows=False`, when it fails the job. The API key is read on each worker from the
-    environment variable `api_key_env` names (pass it with Ray's `runtime_env`)."""
+    `ds` in batches of `batch_size` rows, on `actors` actors of `num_cpus` each. `options` are
+    the stage's keyword options, as for `lemagen.<stage>` (`model`, `base_url`, `n`,
+    `concurrency` (requests in flight per endpoint, per actor), `workers`, `batch`, ...). A bad
+    row is set aside (reason `missing_field`, ...) unless `skip_bad_rows=False`, when it fails
+    the job. The API key is read on each worker from the environment variable `api_key_env`
+    names (pass it with Ray's `runtime_env`).
+
+    `max_cost` is one budget for the whole job, split evenly between the actors (each stops
+    at `max_cost / actors`): the job never spends more than `max_cost`. Rows an actor
+    did not read because its share ran out come back with reason `not_read`; `report(ds)`
+    says what the job did and how it ended."""
     if stage not in BUILDERS:
-        raise ValueError(f"stage {stage!r}: choose from {', '.join(BUILDERS)}")
+        raise UsageError(f"stage {stage!r}: choose from {', '.join(BUILDERS)}")
+    if options.get("max_cost") is not None:
+        options = {**options, "max_cost": float(options["max_cost"]) / actors}
     return ds.map_batches(
         StageMapper,
         fn_constructor_kwargs={"stage": stage, "options": options, "skip_bad_rows": skip_bad_rows},
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=num_cpus,
     )
+
+
+def report(ds: Dataset) -> dict[str, Any]:
+    """What a `map_stage` job did, added up over its batches: input rows read, unreadable
+    and not read, the stage's counts, the cost, and how it ended (`exit_code`, the worst of
+    its batches', and their distinct `errors`)."""
+    total: dict[str, Any] = {
+        "rows_read": 0, "bad_rows": 0, "rows_unread": 0, "counts": {}, "cost": 0.0,
+        "exit_code": 0, "errors": [],
+    }  # fmt: skip
+    for row in ds.select_columns(["report"]).iter_rows():
+        if row["report"] is None:
+            continue
+        one = json.loads(row["report"])
+        for name in ("rows_read", "bad_rows", "rows_unread", "cost"):
+            total[name] += one[name]
+        for name, count in one["counts"].items():
+            total["counts"][name] = total["counts"].get(name, 0) + count
+        if one["exit_code"] and (not total["exit_code"] or one["exit_code"] != 4):
+            total["exit_code"] = one["exit_code"]
+        if one["error"] and one["error"] not in total["errors"]:
+            total["errors"].append(one["error"])
+    return total
 
 
 def kept(ds: Dataset) -> Dataset:
@@ -142,11 +245,11 @@ def rejects(ds: Dataset) -> Dataset:
 
 
 def _kept(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.is_null(batch["reason"]))
+    return batch.filter(pc.and_(pc.is_null(batch["reason"]), pc.is_valid(batch["record"])))
 
 
 def _rejects(batch: pa.Table) -> pa.Table:
     return batch.filter(pc.is_valid(batch["reason"]))
 
 
-__all__ = ["BUILDERS", "StageMapper", "kept", "map_stage", "rejects"]
+__all__ = ["BUILDERS", "NOT_READ", "StageMapper", "kept", "map_stage", "rejects", "report"]

@@ -163,7 +163,9 @@ def test_batch_fallback_sync_sends_failed_lines_synchronously(
         if not target:
             target.append(custom_id)
         return (
-            (400, {"error": {"message": "bad line", "code": "x"}}) if custom_id in target else None
+            (500, {"error": {"message": "overloaded", "code": "x"}})
+            if custom_id in target
+            else None
         )
 
     batches.line_error = first_fails
@@ -186,7 +188,9 @@ def test_lines_that_keep_failing_are_set_aside_after_max_retries(
         if not target:
             target.append(custom_id)
         return (
-            (400, {"error": {"message": "bad line", "code": "x"}}) if custom_id in target else None
+            (500, {"error": {"message": "overloaded", "code": "x"}})
+            if custom_id in target
+            else None
         )
 
     batches.line_error = always
@@ -203,7 +207,36 @@ def test_lines_that_keep_failing_are_set_aside_after_max_retries(
     (reject,) = [json.loads(x) for x in rejects.read_text().splitlines()]
     assert reject["reason"] == "request_failed"
     error = reject["record"]["error"]
-    assert error == "batch line error: HTTP 400: bad line (gave up after 2 batches)"
+    assert error == "batch line error: HTTP 500: overloaded (gave up after 2 batches)"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_a_line_the_provider_refuses_with_a_4xx_is_set_aside_not_resubmitted(
+    fake: FakeOpenAI, batches: FakeBatches, tmp_path: Path, status: int
+) -> None:
+    """The synchronous path never asks again after a 400-class answer; nor does a batch: a new
+    batch would be refused the same way, after up to a completion window of waiting."""
+    target: list[str] = []
+
+    def refused(custom_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not target:
+            target.append(custom_id)
+        error = {"error": {"message": "bad line", "code": "x"}}
+        return (status, error) if custom_id in target else None
+
+    batches.line_error = refused
+    rejects = tmp_path / "rejects.jsonl"
+    args = sample(fake, tmp_path / "c", "--batch", "--rejects", str(rejects))
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 4, done.stderr
+    assert batches.creates == 1  # no second batch
+    assert batches.submitted[target[0]] == 1
+    assert len(fake.requests) == 0
+    (reject,) = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert reject["reason"] == "request_failed"
+    assert reject["record"]["error"] == f"batch line error: HTTP {status}: bad line"
 
 
 def test_wait_polls_until_done_and_reports_progress(

@@ -81,7 +81,11 @@ def test_sending_goes_on_while_the_worst_case_fits(fake: FakeOpenAI, tmp_path: P
     assert set(reasons) == {"budget_exhausted"}
     assert len(fake.served) + len(reasons) < 30
     not_sent = f"{len(reasons)} request{'s' * (len(reasons) != 1)} not sent"
-    assert f"--max-cost reached: {not_sent} and input rows not read;" in result.stderr
+    unread = 30 - len(fake.served) - len(reasons)  # every input row is accounted for
+    rows = "row" if unread == 1 else "rows"
+    assert f"--max-cost reached: {not_sent} and {unread} input {rows} not read;" in result.stderr
+    read = len(fake.served) + len(reasons)
+    assert f"input rows: 30 = {read} read + {unread} not read" in result.stderr
 
 
 def test_the_stop_message_counts_requests_and_says_rows_were_unread_only_when_so(

@@ -18,6 +18,8 @@ free while a long run goes on.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 from lemagen.api import art, cotnpot, curate, lema, lemma, mistakes
 from lemagen.api.endpoint import Endpoint
 from lemagen.api.run import Result, Rows, run
+from lemagen.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,13 +50,30 @@ def _options_of(builder: Callable[..., Any]) -> Callable[[F], F]:
                 ]
             else:
                 options.append(param)
-        func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        signature = inspect.Signature(
             [p for p in own if p.kind != p.VAR_KEYWORD] + options,
             return_annotation="Result",
         )
-        return func
+        known = [name for name in signature.parameters if name != own[0].name]
+
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs:
+                if name not in signature.parameters:
+                    raise UsageError(_unknown(func.__name__, name, known))
+            return func(*args, **kwargs)
+
+        checked.__signature__ = signature  # type: ignore[attr-defined]
+        return checked  # type: ignore[return-value]
 
     return decorate
+
+
+def _unknown(function: str, name: str, known: list[str]) -> str:
+    """`lemagen.sample() takes no keyword 'keeep' (did you mean 'keep'?)`."""
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else f"; it takes {', '.join(known)}"
+    return f"lemagen.{function}() takes no keyword {name!r}{hint}".replace("{", "{{")
 
 
 @_options_of(lema.sample_stage)

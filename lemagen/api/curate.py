@@ -11,9 +11,8 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from lemagen.engine import price_for
+from lemagen.errors import UsageError
 from lemagen.lemma.trajectories import DEFAULT_RESTART_RATE
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records.problems import ProblemReader
@@ -66,17 +65,17 @@ def export_stage(
     (lemma only; None: 0.5) is the share of Fresh & Restart trajectories."""
     from lemagen.curate.export import FORMATS, PAIR_FORMATS, ExportStage
 
-    fmt = checked_choice("--format", format, FORMATS)
+    fmt = checked_choice("format", format, FORMATS)
     if chat and fmt != "trl":
-        raise click.UsageError("--chat applies to --format trl only")
+        raise UsageError("{chat} applies to {format} trl only")
     if restart_rate is not None and fmt != "lemma":
-        raise click.UsageError("--restart-rate applies to --format lemma only")
+        raise UsageError("{restart_rate} applies to {format} lemma only")
     if mix and fmt in PAIR_FORMATS:
-        raise click.UsageError(f"--mix does not apply to --format {fmt} (pairs)")
+        raise UsageError("{mix} does not apply to {format=} (pairs)", format=fmt)
     if cross_model and fmt not in PAIR_FORMATS:
-        raise click.UsageError("--cross-model applies to --format dpo and openai-dpo")
+        raise UsageError("{cross_model} applies to {format} dpo and openai-dpo")
     if gold_cot is not None and not (fmt == "cot" or mix):
-        raise click.UsageError("--gold-cot applies to --format cot, or to any format with --mix")
+        raise UsageError("{gold_cot} applies to {format} cot, or to any format with {mix}")
     return ExportStage(
         fmt,
         chat=chat,

@@ -6,14 +6,13 @@ the request shape. One definition for both, so a script and a command send the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import click
 
 from lemagen.engine import (
     DEFAULT_BASE_URL,
@@ -26,10 +25,16 @@ from lemagen.engine import (
 from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS, BatchConfig, Fallback
 from lemagen.engine.calls import Api
 from lemagen.engine.transports import Kind
+from lemagen.errors import UsageError
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.redact import remember
 
 COMPLETION_STOPS = ("\n\nQuestion:", "\n\nProblem:")
+
+
+# The engine's defaults (`EngineConfig`), which the endpoint options share: each default is
+# written once, there or below, and the CLI's options read theirs from `DEFAULTS`.
+_ENGINE: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,13 @@ class Endpoint:
     `extra_body` is a dict or its JSON text; `system` is text or `@FILE`. `price_in`,
     `price_out` and `price_cached` (dollars per million tokens) override the built-in price
     table. `batch` and the options after it are the CLI's `--batch` (provider Batch APIs):
-    the commands run a batched stage in passes; the Python API does not (it raises).
+    a batched stage runs in passes (`lemagen.run`), from the commands, the API and Ray alike.
     """
 
     base_url: str | Sequence[str] | None = None
     api_key: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    api: Api = "chat"
+    api_key_env: str = _ENGINE["api_key_env"]
+    api: Api = _ENGINE["api"]
     top_p: float | None = None
     system: str | None = None
     stop: Sequence[str] = ()
@@ -58,10 +63,10 @@ class Endpoint:
     max_tokens_param: str = "auto"
     max_tokens: int = 1024
     seed: int | None = None
-    concurrency: int = 64
-    timeout: float = 120.0
-    max_retries: int = 10
-    retry_delay: float = 1.0
+    concurrency: int = _ENGINE["concurrency"]
+    timeout: float = _ENGINE["timeout"]
+    max_retries: int = _ENGINE["max_retries"]
+    retry_delay: float = _ENGINE["retry_delay"]
     rpm: float | None = None
     tpm: float | None = None
     cache_dir: str | Path | None = None
@@ -77,7 +82,7 @@ class Endpoint:
     batch_fallback: Fallback = "batch"
     batch_max_requests: int = MAX_REQUESTS
     batch_max_bytes: int = MAX_BYTES
-    transport: Kind = "http"
+    transport: Kind = _ENGINE["transport"]
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
 
     def base_urls(self) -> list[str]:
@@ -88,18 +93,18 @@ class Endpoint:
         env = os.environ.get("OPENAI_BASE_URL")
         if not given and env is not None:
             if not env.strip():
-                raise click.UsageError(
+                raise UsageError(
                     "OPENAI_BASE_URL is set but empty: give an endpoint URL, or unset it to use "
                     f"{DEFAULT_BASE_URL}"
                 )
             given = env.split()
         for url in given:
             if not url.strip():
-                raise click.UsageError(
-                    f"--base-url is empty: give an endpoint URL such as {DEFAULT_BASE_URL}"
+                raise UsageError(
+                    f"{{base_url}} is empty: give an endpoint URL such as {DEFAULT_BASE_URL}"
                 )
             if not url.startswith(("http://", "https://")):
-                raise click.UsageError(f"--base-url {url!r} is not an http:// or https:// URL")
+                raise UsageError("{base_url=} is not an http:// or https:// URL", base_url=url)
         return given or [DEFAULT_BASE_URL]
 
     def engine_config(self, models: Iterable[str]) -> EngineConfig:
@@ -111,8 +116,9 @@ class Endpoint:
                 if not price_for(m, self.price_in, self.price_out, self.price_cached).known
             )
             if unpriced:
-                raise click.UsageError(
-                    f"--max-cost needs a price for {unpriced}: give --price-in and --price-out"
+                raise UsageError(
+                    f"{{max_cost}} needs a price for {unpriced}: give {{price_in}} and "
+                    "{price_out}"
                 )
         api_key = self.api_key or os.environ.get(self.api_key_env) or None
         remember(api_key)
@@ -124,10 +130,10 @@ class Endpoint:
         batch = None
         if self.batch:
             if self.no_cache:
-                raise click.UsageError("--batch needs the request store: drop --no-cache")
+                raise UsageError("{batch} needs the request store: drop {no_cache}")
             if self.batch_fallback not in ("batch", "sync"):
-                raise click.UsageError(
-                    f"--batch-fallback {self.batch_fallback!r}: choose from batch, sync"
+                raise UsageError(
+                    "{batch_fallback=}: choose from batch, sync", batch_fallback=self.batch_fallback
                 )
             batch = BatchConfig(
                 completion_window=self.completion_window,
@@ -184,17 +190,15 @@ class Endpoint:
             try:
                 system = Path(system[1:]).read_text(encoding="utf-8")
             except OSError as exc:
-                raise click.BadParameter(
-                    f"{system[1:]}: {exc.strerror}", param_hint="--system"
-                ) from None
+                raise UsageError(f"{{system}}: {system[1:]}: {exc.strerror}") from None
         extra = self.extra_body
         if isinstance(extra, str):
             try:
                 extra = json.loads(extra)
             except ValueError as exc:
-                raise click.BadParameter(f"not JSON: {exc}", param_hint="--extra-body") from None
+                raise UsageError(f"{{extra_body}}: not JSON: {exc}") from None
         if extra is not None and not isinstance(extra, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--extra-body")
+            raise UsageError("{extra_body}: must be a JSON object")
         return RequestShape(system, extra, self.max_tokens_param, self.stops())
 
 
@@ -202,7 +206,11 @@ def check_api_key(api_key: str | None, source: str) -> None:
     """A key goes into an HTTP header: a space, a line break or a non-ASCII character there
     would break the request (or, a line break, start another header). Never shows the key."""
     if api_key is not None and not all(33 <= ord(c) < 127 for c in api_key):
-        raise click.UsageError(
+        raise UsageError(
             f"the API key from {source} holds a space, a line break or a non-ASCII character, "
             "which an HTTP header cannot carry (a newline left over from a file?)"
         )
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Endpoint)}
+"""Every endpoint option's default, for the CLI's options."""

@@ -11,9 +11,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from lemagen.api.endpoint import Endpoint
+from lemagen.errors import UsageError
 from lemagen.mistakes.retry import DEFAULT_MARKER, DEFAULT_RETRY_RATE, RetryOptions
 from lemagen.records import TAXONOMY_IDS
 from lemagen.records.analysis import error_type_counts
@@ -70,13 +69,14 @@ def inject_stage(
     if endpoint or types_from is not None or question_types:
         given = [*endpoint, *(["types_from"] if types_from else [])]
         given += ["question_types"] if question_types else []
-        raise click.UsageError(f"{', '.join(given)}: only with --model (a teacher)")
+        names = ", ".join("{" + name + "}" for name in given)
+        raise UsageError(f"{names}: only with {{model}} (a teacher)")
     chosen = DEFAULT_TYPES if types is None else tuple(types)
     for name in chosen:
-        checked_choice("--types", name, ERROR_TYPES)
+        checked_choice("types", name, ERROR_TYPES)
     return InjectStage(
         reader,
-        fmt=checked_choice("--format", format, ("lema", "retry")),
+        fmt=checked_choice("format", format, ("lema", "retry")),
         types=chosen,
         per_question=per_question,
         seed=seed,
@@ -100,13 +100,13 @@ def _teacher(
     from lemagen.lemma.teacher import TEACH_VARIABLES, TeachStage, TypeDraw
 
     if fmt != "lema":
-        raise click.UsageError("--model writes corrections: --format retry is offline only")
+        raise UsageError("{model} writes corrections: {format} retry is offline only")
     if bool(types) == bool(types_from):
-        raise click.UsageError("--model needs --types or --types-from (one of them)")
+        raise UsageError("{model} needs {types} or {types_from} (one of them)")
     if question_types and not types_from:
-        raise click.UsageError("--question-types needs --types-from")
+        raise UsageError("{question_types} needs {types_from}")
     for name in types:
-        checked_choice("--types", name, TAXONOMY_IDS)
+        checked_choice("types", name, TAXONOMY_IDS)
     by_problem = error_type_counts(types_from) if types_from else {}
     weights = sum(by_problem.values(), Counter()) if types_from else Counter(types)
     calls = Endpoint(**endpoint)

@@ -8,8 +8,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from lemagen.errors import UsageError
 from lemagen.records import Problem
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, ToDict, iter_rows
@@ -27,15 +26,16 @@ def template(name: str, variables: set[str]) -> templates.Template:
 
 
 def checked_choice(option: str, value: str, choices: Sequence[str]) -> str:
+    """`value`, one of `choices` for the option (keyword) named `option`."""
     if value not in choices:
-        raise click.UsageError(f"{option} {value!r}: choose from {', '.join(choices)}")
+        raise UsageError(f"{{{option}=}}: choose from {', '.join(choices)}", **{option: value})
     return value
 
 
 def model_list(model: str | Sequence[str]) -> list[str]:
     models = [model] if isinstance(model, str) else list(model)
     if not models or not all(models):
-        raise click.UsageError("give a model (-m)")
+        raise UsageError("give a model ({model})")
     return models
 
 

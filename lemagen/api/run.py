@@ -1,5 +1,6 @@
-"""Run a stage over rows held in Python (typed records or plain dicts) and keep what it makes:
-the API's counterpart of `lemagen.cli.running.run_stage`, which reads files and writes JSONL.
+"""Run a stage over rows held in Python (typed records or plain dicts) and keep what it makes,
+with the one run loop every command runs (`lemagen.run`): the source is the rows given, the
+sink lists (`ListSink`).
 
 The request engine sends from its own event loop in its own thread, so a run works the same
 from a script, from a thread, and from code that already runs an event loop (a Jupyter cell,
@@ -9,18 +10,16 @@ or inside `asyncio.run`): there it blocks the calling coroutine until the run is
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import click
-
-from lemagen.errors import InputError
+from lemagen.errors import InputError, LemagenError
 from lemagen.records import JSON, Reject
-from lemagen.records.rows import Rejects, SetAside, ToDict
-from lemagen.stage.base import EngineStage, Hooks, Stage
+from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
+from lemagen.run import Read, Report, Sink
+from lemagen.run import run as run_loop
+from lemagen.stage.base import Stage
 
 T = TypeVar("T")
 Rows = Iterable[Mapping[str, Any] | ToDict]
@@ -36,7 +35,10 @@ class Result:
     (every row set aside, as `lemagen.records.Reject`: `reason`, `record`, `detail`), `counts`
     (by reason and by kind, as the summary counts them) and `summary` (the line the command
     prints). `error` is the exit the command would take after writing everything (requests
-    that failed for good, `max_cost` reached, a store that could not be written), else None.
+    that failed for good, `max_cost` reached, a store that could not be written, batches
+    still running with `batch=True, wait=False`), else None. `unread` holds the input rows
+    the run did not read because it stopped first (as read into typed records; a re-run with
+    the same rows reads them), and `report` where every input row went.
 
     Iterating a result iterates `kept`; `dicts()` gives them as JSON-ready dicts, exactly the
     command's output lines.
@@ -46,7 +48,9 @@ class Result:
     rejects: list[Reject] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     summary: str = ""
-    error: click.ClickException | None = None
+    error: LemagenError | None = None
+    unread: list[Any] = field(default_factory=list)
+    report: Report = field(default_factory=Report)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.kept)
@@ -80,20 +84,66 @@ class Collected(Rejects):
             self.on_reject(reject)
 
 
-def read_rows(stage: Stage[T], rows: Rows, *, skip_bad_rows: bool, rejects: Rejects) -> Iterator[T]:
-    """`rows` read by the stage into its typed records: dicts as they are, typed records
-    through their dict (so a record made by one stage is checked as the next stage's input,
-    exactly as a JSONL line would be). A bad row raises its one-line `<rows>:N` error, or with
-    `skip_bad_rows` is set aside with its reason."""
-    for index, row in enumerate(rows, 1):
-        data = dict(row) if isinstance(row, Mapping) else row.to_dict()
-        try:
-            yield stage.read(data, f"{ROWS_NAME}:{index}")
-        except InputError as err:
-            if not skip_bad_rows:
-                raise
-            rejects.bad_rows += 1
-            rejects.add(Reject(err.reason, data, detail=err.format_message()))
+class ListSink(Sink):
+    """Kept records in a list (and to `on_record`), rows set aside in `Collected`, rows not
+    read in a list."""
+
+    def __init__(
+        self,
+        on_record: Callable[[Any], None] | None = None,
+        on_reject: Callable[[Reject], None] | None = None,
+    ) -> None:
+        super().__init__(Collected(on_reject))
+        self.kept: list[Any] = []
+        self.unread_rows: list[Any] = []
+        self.on_record = on_record
+
+    def keep(self, item: ToDict | Encoded) -> None:
+        self.kept.append(item)
+        if self.on_record is not None:
+            self.on_record(item)
+
+    def not_read(self, row: Any) -> None:
+        super().not_read(row)
+        if row is not None:
+            self.unread_rows.append(row)
+
+    def hold(self) -> Sink:
+        return ListSink()
+
+    def release(self, held: Sink) -> None:
+        assert isinstance(held, ListSink)
+        for item in held.kept:
+            self.keep(item)
+        assert isinstance(held.rejects, Collected)
+        for reject in held.rejects.items:
+            self.set_aside(reject)
+        self.rejects.bad_rows += held.rejects.bad_rows
+        self.unread += held.unread
+        self.unread_rows += held.unread_rows
+
+
+def reader(rows: Rows, *, skip_bad_rows: bool) -> Read:
+    """The rows given, read by the stage into its typed records: dicts as they are, typed
+    records through their dict (so a record made by one stage is checked as the next stage's
+    input, exactly as a JSONL line would be). A bad row raises its one-line `<rows>:N` error,
+    or with `skip_bad_rows` is set aside with its reason. A `--batch` run reads the rows once
+    per pass, so an iterator given is read into a list first."""
+    if not isinstance(rows, (list, tuple)):
+        rows = list(rows)
+
+    def read(stage: Stage[Any], rejects: Rejects) -> Iterator[Any]:
+        for index, row in enumerate(rows, 1):
+            data = dict(row) if isinstance(row, Mapping) else row.to_dict()
+            try:
+                yield stage.read(data, f"{ROWS_NAME}:{index}")
+            except InputError as err:
+                if not skip_bad_rows:
+                    raise
+                rejects.bad_rows += 1
+                rejects.add(Reject(err.reason, data, detail=err.format_message()))
+
+    return read
 
 
 def run(
@@ -107,31 +157,19 @@ def run(
     """Run `stage` over `rows` and return what it kept and set aside.
 
     `on_record` and `on_reject`, when given, see each kept record and each set-aside row as it
-    is made (to write them as they come); the result still holds them all. An input error
-    (without `skip_bad_rows`), an unusable endpoint or a broken prompt raises its
-    `lemagen.errors.LemagenError`; the exits a command takes after writing everything are
-    returned as `Result.error` instead."""
-    if isinstance(stage, EngineStage) and stage.config.batch is not None:
-        raise click.UsageError(
-            "batch=True: Batch APIs run from the command line only (`lemagen ... --batch`)"
-        )
-    rejected = Collected(on_reject)
-    result = Result()
-    with ExitStack() as stack:
-        records = read_rows(stage, rows, skip_bad_rows=skip_bad_rows, rejects=rejected)
-        stage.start(stack)
-        for item in itertools.chain(stage.run(records, Hooks()), stage.finish()):
-            if isinstance(item, SetAside):
-                rejected.add(item)
-            else:
-                result.kept.append(item)
-                if on_record is not None:
-                    on_record(item)
-    result.rejects = rejected.items
-    result.summary = stage.summary(rejected)
-    result.counts = dict(stage.counts + rejected.counts)
-    try:
-        stage.check_exit()
-    except click.ClickException as exc:
-        result.error = exc
-    return result
+    is made (to write them as they come; with `batch=True`, once the last pass is done); the
+    result still holds them all. An input error (without `skip_bad_rows`), an unusable
+    endpoint or a broken prompt raises its `lemagen.errors.LemagenError`; the exits a command
+    takes after writing everything are returned as `Result.error` instead."""
+    sink = ListSink(on_record, on_reject)
+    report = run_loop(stage, reader(rows, skip_bad_rows=skip_bad_rows), sink)
+    assert isinstance(sink.rejects, Collected)
+    return Result(
+        kept=sink.kept,
+        rejects=sink.rejects.items,
+        counts=report.counts,
+        summary=report.summary,
+        error=report.error,
+        unread=sink.unread_rows,
+        report=report,
+    )

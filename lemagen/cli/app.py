@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import IO, Any
 
 import click
 
@@ -22,6 +23,7 @@ from lemagen.errors import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
     EXIT_ROWS_FAILED,
+    LemagenError,
     OutputClosed,
 )
 
@@ -61,6 +63,22 @@ COMMAND_MODULES = {
 }
 
 
+class CommandError(click.ClickException):
+    """A `LemagenError` as the command line shows it: one line on stderr (options named as
+    flags), the error's exit code."""
+
+    def __init__(self, error: LemagenError) -> None:
+        super().__init__(error.format_message(flags=True))
+        self.exit_code = error.exit_code  # type: ignore[misc]
+        self.is_error = error.is_error
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.is_error:
+            super().show(file)
+        else:  # not a failure (a batch still running): no "Error:" prefix
+            click.echo(self.format_message(), err=True)
+
+
 class LazyGroup(click.Group):
     """The `lemagen` group: a command's module (and the stages it builds) is imported when the
     command is looked up, not at start, so `lemagen filter` does not load the request engine's
@@ -84,6 +102,13 @@ class LazyGroup(click.Group):
     def load_all(self) -> None:
         for name in COMMAND_MODULES:
             self.load(name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; the library's errors become the command line's."""
+        try:
+            return super().invoke(ctx)
+        except LemagenError as exc:
+            raise CommandError(exc) from None
 
 
 @click.group(

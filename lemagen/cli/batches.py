@@ -12,7 +12,6 @@ from lemagen.cli.app import EPILOG, cli
 from lemagen.engine import EngineConfig, default_cache_dir
 from lemagen.engine.batches import BatchRunner, describe_jobs
 from lemagen.engine.batching import BatchConfig
-from lemagen.engine.engine import Stats
 from lemagen.records.jsonl import RecordWriter
 from lemagen.redact import remember
 
@@ -25,7 +24,7 @@ def _runner(cache_dir: Path | None, api_key_env: str) -> BatchRunner:
     config = EngineConfig(
         base_urls=["(each batch's own)"], api_key=api_key, cache_dir=directory, batch=BatchConfig()
     )
-    return BatchRunner(config, Stats(), say=lambda message: click.echo(message, err=True))
+    return BatchRunner(config, say=lambda message: click.echo(message, err=True))
 
 
 _CACHE = click.option(

@@ -12,11 +12,10 @@ from typing import Any, TypeVar, cast
 
 import click
 
+from lemagen.api.endpoint import DEFAULTS
 from lemagen.cli.running import run_stage
 from lemagen.engine import DEFAULT_BASE_URL, TRANSPORTS
-from lemagen.engine.batching import MAX_BYTES, MAX_REQUESTS
 from lemagen.errors import EXIT_BATCH_PENDING, EXIT_BUDGET
-from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 from lemagen.records import TASKS
 from lemagen.records.inputs import INPUT_FORMATS
 from lemagen.records.parquet import is_parquet
@@ -188,7 +187,7 @@ def endpoint_options(
             ),
             click.option(
                 "--api-key-env",
-                default="OPENAI_API_KEY",
+                default=DEFAULTS["api_key_env"],
                 show_default=True,
                 metavar="NAME",
                 help="Environment variable holding the API key (local servers need none).",
@@ -196,7 +195,7 @@ def endpoint_options(
             click.option(
                 "--api",
                 type=click.Choice(["chat", "completion"]),
-                default="chat",
+                default=DEFAULTS["api"],
                 show_default=True,
                 help="Chat completions or plain completions endpoint.",
             ),
@@ -244,7 +243,7 @@ def endpoint_options(
             click.option(
                 "--max-tokens-param",
                 type=click.Choice(["auto", "max_tokens", "max_completion_tokens"]),
-                default="auto",
+                default=DEFAULTS["max_tokens_param"],
                 show_default=True,
                 help="The request field for --max-tokens; auto: max_completion_tokens for the "
                 "models that refuse max_tokens (OpenAI o1, o3, o4, gpt-5), else max_tokens.",
@@ -252,7 +251,7 @@ def endpoint_options(
             click.option(
                 "--max-tokens",
                 type=click.IntRange(1),
-                default=1024,
+                default=DEFAULTS["max_tokens"],
                 show_default=True,
                 help="Completion tokens allowed per sample (the request field: "
                 "--max-tokens-param); the worst case the budget and the dry-run estimate count.",
@@ -263,7 +262,7 @@ def endpoint_options(
             click.option(
                 "--concurrency",
                 type=click.IntRange(1),
-                default=64,
+                default=DEFAULTS["concurrency"],
                 show_default=True,
                 help="Most requests in flight at once, per endpoint; each endpoint adapts "
                 "below it on 429s and timeouts, and paces by its x-ratelimit-limit-requests. "
@@ -272,14 +271,14 @@ def endpoint_options(
             click.option(
                 "--timeout",
                 type=click.FloatRange(0, min_open=True),
-                default=120.0,
+                default=DEFAULTS["timeout"],
                 show_default=True,
                 help="Seconds per request.",
             ),
             click.option(
                 "--max-retries",
                 type=click.IntRange(0),
-                default=10,
+                default=DEFAULTS["max_retries"],
                 show_default=True,
                 help="Retries on 429, 5xx, timeouts and dropped connections, with exponential "
                 "backoff and jitter (its first step while most other calls get through), "
@@ -289,7 +288,7 @@ def endpoint_options(
             click.option(
                 "--retry-delay",
                 type=click.FloatRange(0),
-                default=1.0,
+                default=DEFAULTS["retry_delay"],
                 show_default=True,
                 metavar="SECONDS",
                 help="First retry delay; doubles per counted retry, up to 60 s.",
@@ -348,21 +347,21 @@ def endpoint_options(
             click.option(
                 "--poll-interval",
                 type=click.FloatRange(0),
-                default=60.0,
+                default=DEFAULTS["poll_interval"],
                 show_default=True,
                 metavar="SECONDS",
                 help="--batch --wait: seconds between looks at a running batch.",
             ),
             click.option(
                 "--completion-window",
-                default="24h",
+                default=DEFAULTS["completion_window"],
                 show_default=True,
                 help="--batch: the batch's completion window (OpenAI accepts only 24h).",
             ),
             click.option(
                 "--batch-fallback",
                 type=click.Choice(["batch", "sync"]),
-                default="batch",
+                default=DEFAULTS["batch_fallback"],
                 show_default=True,
                 help="--batch: requests a batch failed to answer go into a new batch (up to "
                 "--max-retries times), or are sent synchronously (sync).",
@@ -370,21 +369,21 @@ def endpoint_options(
             click.option(
                 "--batch-max-requests",
                 type=click.IntRange(1),
-                default=MAX_REQUESTS,
+                default=DEFAULTS["batch_max_requests"],
                 show_default=True,
                 help="--batch: most requests per batch input file.",
             ),
             click.option(
                 "--batch-max-bytes",
                 type=click.IntRange(1),
-                default=MAX_BYTES,
+                default=DEFAULTS["batch_max_bytes"],
                 show_default=True,
                 help="--batch: most bytes per batch input file.",
             ),
             click.option(
                 "--transport",
                 type=click.Choice(TRANSPORTS),
-                default="http",
+                default=DEFAULTS["transport"],
                 show_default=True,
                 help="HTTP client: http (lemagen's own HTTP/1.1 client, the least CPU per "
                 "request; through a proxy it hands requests to aiohttp), aiohttp, or the "
@@ -393,7 +392,7 @@ def endpoint_options(
             click.option(
                 "--check-timeout",
                 type=click.FloatRange(0, min_open=True),
-                default=DEFAULT_CHECK_TIMEOUT,
+                default=DEFAULTS["check_timeout"],
                 show_default=True,
                 help="Seconds allowed for one symbolic answer check (then: timeout).",
             ),

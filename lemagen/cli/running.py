@@ -1,17 +1,16 @@
-"""The one loop every command runs: build the stage, read rows into it, write what it keeps,
-set aside what it sets aside, print its summary, exit with its status."""
+"""How a command runs its stage: the one run loop (`lemagen.run`) over the command's input
+files, into its output file and --rejects, with a progress bar; then its summary on stderr
+and its exit status."""
 
 from __future__ import annotations
 
-import copy
 import itertools
-import json
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,13 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from lemagen.engine import Engine, Stats
+from lemagen.engine import Engine
 from lemagen.records.inputs import count_rows
 from lemagen.records.jsonl import RecordWriter, optional_writer
-from lemagen.records.parquet import Writer, is_parquet, open_output
-from lemagen.records.rows import Encoded, Rejects, SetAside, iter_rows
-from lemagen.stage.base import EngineStage, Hooks, Stage
+from lemagen.records.parquet import Writer, open_output
+from lemagen.records.rows import Encoded, Rejects, ToDict, iter_rows
+from lemagen.run import Read, Sink, run
+from lemagen.stage.base import EngineStage, Stage
 
 tqdm.monitor_interval = 0  # no monitor thread: the bars are updated often enough
 # A thread lock: tqdm's default also makes a multiprocessing lock (importing multiprocessing
@@ -44,132 +44,104 @@ def run_stage(
     dry_run: bool = False,
     input_format: str | None = None,
 ) -> None:
-    """Read every input (in `input_format`, None: by each name) through `stage`, write its
-    records to `output` (None: nothing) and its set-aside rows to `rejects`, then print its
-    summary on stderr and raise its exit."""
+    """Read every input (in `input_format`, None: by each name) through `stage` with the one
+    run loop (`lemagen.run`), writing its records to `output` (None: nothing) and its
+    set-aside rows to `rejects`, then print its summary on stderr and raise its exit."""
     paths = list(inputs)
-    if not dry_run and isinstance(stage, EngineStage) and stage.config.batch is not None:
-        _run_batched(stage, paths, output, rejects, skip_bad_rows, quiet, input_format)
-        return
-    rejected = _run_pass(stage, paths, output, rejects, skip_bad_rows, quiet, dry_run, input_format)
     if dry_run:
+        assert isinstance(stage, EngineStage)
+        _dry_run(stage, paths, skip_bad_rows, input_format)
         return
-    if not quiet:
-        click.echo(stage.summary(rejected), err=True)
-    stage.check_exit()
-
-
-def _run_pass(
-    stage: Stage[Any],
-    paths: list[str],
-    output: str | None,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
-    dry_run: bool = False,
-    input_format: str | None = None,
-) -> Rejects:
+    batch = isinstance(stage, EngineStage) and stage.config.batch is not None
     with ExitStack() as stack:
+        if batch and "-" in paths:  # stdin is read by every pass
+            spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.jsonl"
+            with open(spool, "wb") as handle:
+                shutil.copyfileobj(sys.stdin.buffer, handle)
+            paths = [str(spool) if p == "-" else p for p in paths]
         writer: Writer | None = None
-        if output is not None and not dry_run:
-            # Engine-driven stages flush whenever they would wait, not after every line.
+        if output is not None:
+            # Engine-driven stages flush whenever they would wait, not after every line; a
+            # --batch run writes only after its last pass.
             writer = open_output(output, flush_each=not isinstance(stage, EngineStage))
             stack.callback(writer.close)
-        # A dry run opens neither -o nor --rejects: it would empty a file it never writes.
-        rejected = Rejects(stack.enter_context(optional_writer(None if dry_run else rejects)))
-        rows = itertools.chain.from_iterable(
+        sink = FileSink(writer, Rejects(stack.enter_context(optional_writer(rejects))))
+        if isinstance(stage, EngineStage):
+            stage.keep_rows = True  # lines are written: kept rows can be written again
+        total = count_rows(paths[0], input_format) if len(paths) == 1 else None
+        bar = Progress(
+            quiet,
+            stage,
+            total,
+            stage.engine if isinstance(stage, EngineStage) and not batch else None,
+        )
+        stack.callback(bar.close)
+        report = run(
+            stage,
+            _reader(paths, skip_bad_rows, input_format),
+            sink,
+            on_row=bar.update,
+            say=_say(quiet),
+        )
+    if not quiet:
+        lines = [report.summary]
+        if report.rows_unread or report.bad_rows:
+            lines.append(report.accounting())
+        click.echo("\n".join(lines), err=True)
+    if report.error is not None:
+        raise report.error
+
+
+def _reader(paths: list[str], skip_bad_rows: bool, input_format: str | None) -> Read:
+    """The rows of every input, in order, as the stage reads them."""
+
+    def read(stage: Stage[Any], rejects: Rejects) -> Iterator[Any]:
+        return itertools.chain.from_iterable(
             iter_rows(
                 path,
                 stage.read,
                 skip_bad_rows=skip_bad_rows,
-                rejects=rejected,
+                rejects=rejects,
                 fmt=input_format,
                 fast=stage.read_fast,
             )
             for path in paths
         )
-        if dry_run:  # the requests go to stdout, never to -o (it would lose its records)
-            assert isinstance(stage, EngineStage)
-            requests = RecordWriter("-", flush_each=False)
-            stack.callback(requests.close)
-            click.echo(stage.dry_run(rows, requests.write), err=True)
-            return rejected
-        if isinstance(stage, EngineStage):
-            stage.keep_rows = True  # lines are written: kept rows can be written again
-        stage.start(stack)
-        total = count_rows(paths[0], input_format) if len(paths) == 1 else None
-        bar = Progress(
-            quiet, stage.unit, total, stage.engine if isinstance(stage, EngineStage) else None
-        )
-        stack.callback(bar.close)
-        hooks = Hooks(
-            on_wait=writer.flush if writer is not None else Hooks.on_wait, on_row=bar.update
-        )
-        for item in itertools.chain(stage.run(rows, hooks), stage.finish()):
-            if isinstance(item, Encoded):  # a line encoded by the stage, or kept from a run
-                if item.reason is not None:
-                    rejected.add_line(item)
-                elif writer is not None:
-                    writer.write_line(item.text)
-            elif isinstance(item, SetAside):
-                rejected.add(item)
-            elif writer is not None:
-                writer.write(item.to_dict())
-    return rejected
+
+    return read
 
 
-def _run_batched(
-    stage: EngineStage[Any],
-    paths: list[str],
-    output: str | None,
-    rejects: str | None,
-    skip_bad_rows: bool,
-    quiet: bool,
-    input_format: str | None,
+class FileSink(Sink):
+    """Records to the output file (JSONL or Parquet), rows set aside to --rejects."""
+
+    def __init__(self, writer: Writer | None, rejects: Rejects) -> None:
+        super().__init__(rejects)
+        self.writer = writer
+
+    def keep(self, item: ToDict | Encoded) -> None:
+        if self.writer is None:
+            return
+        if isinstance(item, Encoded):
+            self.writer.write_line(item.text)
+        else:
+            self.writer.write(item.to_dict())
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+
+def _dry_run(
+    stage: EngineStage[Any], paths: list[str], skip_bad_rows: bool, input_format: str | None
 ) -> None:
-    """--batch: run the stage in passes over the input, each on a fresh copy of it, with its
-    records held back in a temporary file. A pass collects the requests whose samples the
-    store lacks (`lemagen.engine.batching`); they are submitted as batches and waited for
-    (or the run exits, `BatchPending`), and the next pass finds them stored. The first pass
-    that collects nothing wrote exactly what a synchronous run writes: its records go out."""
-    from lemagen.engine.batches import BatchRunner, add_batch_usage  # only --batch needs it
-
-    pristine = copy.deepcopy(stage)  # before anything started: each pass begins from it
-    say = _say(quiet)
-    with tempfile.TemporaryDirectory(prefix="lemagen-batch-") as tmp:
-        held = Path(tmp)
-        if "-" in paths:  # stdin is read by every pass
-            spool = held / "stdin.jsonl"
-            with open(spool, "wb") as handle:
-                shutil.copyfileobj(sys.stdin.buffer, handle)
-            paths = [str(spool) if p == "-" else p for p in paths]
-        out = None if output is None else str(held / "out.jsonl")
-        rej = None if rejects is None else str(held / "rejects.jsonl")
-        runner = BatchRunner(stage.config, Stats(), say=say)
-        try:
-            while True:
-                trial = copy.deepcopy(pristine)
-                rejected = _run_pass(
-                    trial, paths, out, rej, skip_bad_rows, quiet=True, input_format=input_format
-                )
-                collector = trial.engine.batch
-                assert collector is not None
-                try:
-                    if not collector.requests and not collector.waiting:
-                        break
-                    runner.settle(collector)
-                finally:
-                    collector.close()
-        finally:
-            runner.close()
-        add_batch_usage(trial.engine.stats, runner.stats)
-        if out is not None:
-            _deliver(out, output)
-        if rej is not None:
-            _deliver(rej, rejects, jsonl=True)
-    if not quiet:
-        click.echo(trial.summary(rejected), err=True)
-    trial.check_exit()
+    """What a run would send, on stdout (never to -o: it would lose its records); a dry run
+    opens neither -o nor --rejects (it would empty a file it never writes)."""
+    requests = RecordWriter("-", flush_each=False)
+    try:
+        rows = _reader(paths, skip_bad_rows, input_format)(stage, Rejects(None))
+        click.echo(stage.dry_run(rows, requests.write), err=True)
+    finally:
+        requests.close()
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
@@ -180,35 +152,20 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def _deliver(held: str, path: str | None, *, jsonl: bool = False) -> None:
-    """The held lines to `path`: copied as they are to JSONL (rejects always are), decoded
-    and written again to Parquet."""
-    if jsonl or not is_parquet(path):
-        writer = RecordWriter(path)
-        try:
-            with open(held, encoding="utf-8") as lines:
-                for line in lines:
-                    writer.write_line(line.rstrip("\n"))
-        finally:
-            writer.close()
-        return
-    parquet = open_output(path, flush_each=False)
-    try:
-        with open(held, "rb") as records:
-            for record in records:
-                parquet.write(json.loads(record))
-    finally:
-        parquet.close()
-
-
 class Progress:
     """tqdm on stderr (silent when stderr is not a terminal, or with -q): rows done/total,
     and the engine's requests/s, tokens, cost and failures."""
 
-    def __init__(self, quiet: bool, unit: str, total: int | None, engine: Engine | None) -> None:
+    def __init__(
+        self, quiet: bool, stage: Stage[Any], total: int | None, engine: Engine | None
+    ) -> None:
         # disable=None: silent when stderr is not a terminal.
         self.bar = tqdm(
-            desc="lemagen", unit=unit, total=total, disable=True if quiet else None, file=sys.stderr
+            desc="lemagen",
+            unit=stage.unit,
+            total=total,
+            disable=True if quiet else None,
+            file=sys.stderr,
         )
         self.engine = engine
         self._last = 0.0

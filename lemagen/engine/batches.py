@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lemagen.engine.batching import BatchCollector, BatchConfig, Collected
 from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
-from lemagen.engine.engine import EngineConfig, Stats
+from lemagen.engine.engine import RETRYABLE, Engine, EngineConfig, Stats, book
 from lemagen.engine.prices import price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import StoredSample
@@ -44,7 +44,6 @@ class BatchRunner:
     def __init__(
         self,
         config: EngineConfig,
-        stats: Stats,
         *,
         say: Callable[[str], None],
         sleep: Callable[[float], None] = time.sleep,
@@ -53,11 +52,36 @@ class BatchRunner:
         assert config.batch is not None
         self.config = config
         self.batch: BatchConfig = config.batch
-        self.stats = stats
+        self.stats = Stats()  # what this run's batches returned, at the batch price
         self.ledger = BatchLedger(config.cache_dir)
         self.say = say
         self.sleep = sleep
         self._clients: dict[str, Any] = {}
+        # --max-cost: the worst case of what this run submitted and has not collected yet;
+        # once a batch did not fit, later passes submit nothing more (`prepare`).
+        self.pending_cost = 0.0
+        self.budget_stopped = False
+        self.held_back = 0  # requests not submitted for the budget
+
+    def prepare(self, engine: Engine) -> None:
+        """Ready a pass's engine: what the budget has left is what it may spend synchronously
+        (--batch-fallback sync), and after the budget stopped submissions, a request the
+        store lacks is set aside as `budget_exhausted` instead of collected."""
+        limit = self.config.max_cost
+        if limit is not None:
+            engine.budget.limit = max(0.0, limit - self.spent())
+        assert engine.batch is not None
+        if self.budget_stopped:
+            engine.batch.refuse = engine.budget.refuse
+
+    def spent(self) -> float:
+        """What --max-cost counts in batch mode: collected, and the worst case of what was
+        submitted and not collected yet."""
+        return self.stats.cost + self.pending_cost
+
+    def book(self, engine: Engine) -> None:
+        """Book what this run's batches returned into the last pass's engine (its summary)."""
+        engine.add_usage(self.stats)
 
     def close(self) -> None:
         self.ledger.close()
@@ -74,7 +98,7 @@ class BatchRunner:
             holding = self.ledger.open_custom_ids()
             keys = [k for r in requests.values() for k in r.keys]
             held = self.ledger.open_keys(keys)
-            new = []
+            new: list[Collected] = []
             for cid, request in requests.items():
                 owners = {held[k] for k in request.keys if k in held}
                 if cid in holding:
@@ -83,6 +107,7 @@ class BatchRunner:
                     jobs |= owners
                 else:
                     new.append(request)
+            new = self._affordable(collector, new)
             files = 0
             base_url = public_url(self.config.base_urls[0])
             for group in split(new, self.batch.max_requests, self.batch.max_bytes):
@@ -112,6 +137,30 @@ class BatchRunner:
                     "re-run the same command to collect the results (or add --wait)"
                 )
             self.sleep(self.batch.poll_interval)
+
+    def _affordable(self, collector: BatchCollector, new: list[Collected]) -> list[Collected]:
+        """The requests whose worst case (at the batch price) fits --max-cost beside what was
+        spent and submitted, in order; the rest are held back and the budget stops."""
+        limit = self.config.max_cost
+        if limit is None:
+            return new
+        cfg = self.config
+        fits = []
+        for request in new:
+            price = price_for(request.model, cfg.price_in, cfg.price_out, cfg.price_cached)
+            worst = price.batch().cost(*worst_tokens(collector.request(request).line))
+            if self.spent() + worst > limit:
+                self.budget_stopped = True
+                self.held_back += 1
+                continue
+            self.pending_cost += worst
+            fits.append(request)
+        if self.budget_stopped:
+            self.say(
+                f"--max-cost ${limit:g}: {self.held_back} requests not submitted (spent and "
+                f"submitted ${self.spent():.4f}, at worst)"
+            )
+        return fits
 
     # ------------------------------------------------------------------ one job
 
@@ -177,6 +226,7 @@ class BatchRunner:
         price = price_for(job.model, cfg.price_in, cfg.price_out, cfg.price_cached).batch()
         samples: list[tuple[bytes, StoredSample]] = []
         failed: list[tuple[bytes, str]] = []
+        final: list[tuple[bytes, str]] = []  # a 4xx answer: asking again cannot help
         booked: list[StoredSample] = []  # one per line answered: its usage
         for request in self.ledger.requests(job.job):
             line = lines.get(request.custom_id)
@@ -186,23 +236,19 @@ class BatchRunner:
                 continue
             got, error = _read_line(line, api, request, f"{batch.id}:{request.custom_id}")
             samples.extend(zip(request.keys, got, strict=False))
-            failed.extend((key, error) for key in request.keys[len(got) :])
+            into = final if _refused(line) else failed
+            into.extend((key, error) for key in request.keys[len(got) :])
             if got:
                 booked.append(got[0])
-        self.ledger.collect(job.job, batch.status, samples, failed)
-        stats = self.stats
+        self.ledger.collect(job.job, batch.status, samples, failed, final)
         for usage in booked:
-            stats.prompt_tokens += usage.prompt_tokens
-            stats.completion_tokens += usage.completion_tokens
-            stats.cached_tokens += usage.cached_tokens
-            stats.reasoning_tokens += usage.reasoning_tokens
-            stats.batch_requests += 1
-            if price.known:
-                cost = price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-                stats.cost += cost
-                stats.batch_cost += cost
-            else:
-                stats.unpriced.add(job.model)
+            cost = book(self.stats, job.model, price, usage)
+            self.stats.batch_requests += 1
+            self.stats.batch_cost += cost
+        if self.config.max_cost is not None:  # its worst case is spent or released now
+            for request in self.ledger.requests(job.job):
+                worst = price.cost(*worst_tokens(request.line))
+                self.pending_cost = max(0.0, self.pending_cost - worst)
         self.say(
             f"batch {batch.id}: {batch.status}; stored {len(samples)} samples, "
             f"{len(failed)} not returned"
@@ -252,6 +298,24 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def worst_tokens(line: str) -> tuple[int, int]:
+    """A Batch input line's worst case: its prompt (estimated as a synchronous call's is),
+    and every token it may produce."""
+    body = json.loads(line)["body"]
+    text = body.get("prompt") or "".join(str(m.get("content")) for m in body.get("messages", ()))
+    most = body.get("max_tokens") or body.get("max_completion_tokens") or 1024
+    return len(str(text)) // 4 + 8, int(most) * int(body.get("n", 1))
+
+
+def _refused(line: dict[str, Any]) -> bool:
+    """A line the provider answered with a 4xx other than 408, 409, 425 and 429: the request
+    itself is wrong, so a new batch would be refused again (and billed nothing, but cost up
+    to a completion window of waiting each time)."""
+    response = line.get("response")
+    status = response.get("status_code") if isinstance(response, dict) else None
+    return isinstance(status, int) and 400 <= status < 500 and status not in RETRYABLE
+
+
 def split(
     requests: Sequence[Collected], max_requests: int, max_bytes: int
 ) -> Iterator[list[Collected]]:
@@ -289,15 +353,9 @@ def _read_line(
     read = read_choices(json.dumps(body).encode(), api)
     if read is None:
         return [], "unreadable response in the batch output"
-    sent = json.loads(request.line)["body"]
-    prompt = read.prompt_tokens
-    if prompt is None:  # booked at the estimate, as a synchronous call's
-        text = sent.get("prompt") or "".join(str(m.get("content")) for m in sent["messages"])
-        prompt = len(text) // 4 + 8
-    completion = read.completion_tokens
-    if completion is None:
-        most = sent.get("max_tokens") or sent.get("max_completion_tokens") or 1024
-        completion = int(most) * int(sent.get("n", 1))
+    est_in, est_out = worst_tokens(request.line)  # booked at the estimate, as a sync call's
+    prompt = est_in if read.prompt_tokens is None else read.prompt_tokens
+    completion = est_out if read.completion_tokens is None else read.completion_tokens
     cached = min(read.cached_tokens, prompt)
     reasoning = min(read.reasoning_tokens, completion)
     per = [
@@ -390,15 +448,3 @@ def describe_jobs(ledger: BatchLedger) -> Iterator[dict[str, Any]]:
             "job": job.job,
             "collected": job.collected is not None,
         }
-
-
-def add_batch_usage(into: Stats, batch: Stats) -> None:
-    """Book what batches returned in this run into the run's stats (for the summary)."""
-    into.prompt_tokens += batch.prompt_tokens
-    into.completion_tokens += batch.completion_tokens
-    into.cached_tokens += batch.cached_tokens
-    into.reasoning_tokens += batch.reasoning_tokens
-    into.cost += batch.cost
-    into.batch_requests += batch.batch_requests
-    into.batch_cost += batch.batch_cost
-    into.unpriced |= batch.unpriced

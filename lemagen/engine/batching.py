@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from lemagen.engine.batchstore import BatchLedger, BatchRequest
+from lemagen.engine.batchstore import FINAL, BatchLedger, BatchRequest
 from lemagen.engine.calls import PATHS, RequestFailed
 from lemagen.engine.planning import Plan
 
@@ -72,6 +73,9 @@ class BatchCollector:
         self._spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self._end = 0
         self.waiting: set[str] = set()  # jobs submitted before that hold samples of this pass
+        # Set once --max-cost stopped submissions: what a request that would be collected
+        # fails with instead (`budget_exhausted`).
+        self.refuse: Callable[[], RequestFailed] | None = None
 
     def route(self, plan: Plan) -> None:
         """Return when the plan's missing samples are to be sent now (a fallback to sync);
@@ -88,11 +92,15 @@ class BatchCollector:
         failures = self.ledger.failures(keys)
         if failures:
             attempts, error = max(failures.values())
+            if attempts >= FINAL:  # refused with a 4xx: a new batch would be refused again
+                raise RequestFailed(error)
             if attempts > self.max_retries:
                 tries = "1 batch" if attempts == 1 else f"{attempts} batches"
                 raise RequestFailed(f"{error} (gave up after {tries})")
             if self.config.fallback == "sync":
                 return
+        if self.refuse is not None:
+            raise self.refuse()
         body = plan.call.body(self.api, len(todo), todo[0])
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + b"".join(keys))
         custom_id = f"lemagen-{digest.hexdigest()[:32]}"

@@ -215,9 +215,11 @@ class BatchLedger:
         status: str,
         samples: Iterable[tuple[bytes, StoredSample]],
         failed: Iterable[tuple[bytes, str]],
+        final: Iterable[tuple[bytes, str]] = (),
     ) -> None:
         """In one transaction: a finished job's samples stored, the samples it did not return
-        counted as failed once more, and the job marked collected."""
+        counted as failed once more (`final`: failed for good, never asked for again), and
+        the job marked collected."""
         now = time.time()
         rows = list(samples)
         with self._transaction() as conn:
@@ -227,6 +229,11 @@ class BatchLedger:
                 "INSERT INTO batch_failures VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
                 "attempts = attempts + 1, error = excluded.error",
                 list(failed),
+            )
+            conn.executemany(
+                "INSERT INTO batch_failures VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "attempts = excluded.attempts, error = excluded.error",
+                [(key, FINAL, error) for key, error in final],
             )
             conn.execute(
                 "UPDATE batch_jobs SET status = ?, collected = ? WHERE job = ?", (status, now, job)
@@ -246,6 +253,9 @@ class _Transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+FINAL = 1 << 30  # a failure's attempts once it is final (a 4xx): more than any --max-retries
 
 
 def split_keys(blob: bytes) -> tuple[bytes, ...]:

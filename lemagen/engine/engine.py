@@ -62,7 +62,7 @@ from lemagen.engine.prices import Price, price_for
 from lemagen.engine.responses import error_message, read_choices
 from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
 from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
-from lemagen.errors import CannotWrite, EndpointError, LemagenError
+from lemagen.errors import BudgetReached, CannotWrite, EndpointError, LemagenError
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,6 @@ class Engine:
             ledger = BatchLedger(self.store.path.parent)
             self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
-        # Set by `run_rows` when it stopped reading (budget, store) with input rows left.
-        self.rows_unread = False
         self._prices: dict[str, Price] = {}
         self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="lemagen-engine", daemon=True)
@@ -179,6 +177,82 @@ class Engine:
         the run stops with a message instead of waiting forever."""
         if self._thread.ident is not None and not self._thread.is_alive() and not self._closed:
             raise LemagenError("the request engine stopped unexpectedly; re-run to resume")
+
+    def add_usage(self, other: Stats) -> None:
+        """Book usage counted apart (what this run's provider batches returned) into this
+        engine's, for the summary."""
+        st = self.stats
+        st.prompt_tokens += other.prompt_tokens
+        st.completion_tokens += other.completion_tokens
+        st.cached_tokens += other.cached_tokens
+        st.reasoning_tokens += other.reasoning_tokens
+        st.cost += other.cost
+        st.batch_requests += other.batch_requests
+        st.batch_cost += other.batch_cost
+        st.unpriced |= other.unpriced
+
+    @property
+    def has_store(self) -> bool:
+        """Whether this run keeps its samples in a request store."""
+        return self.store is not None
+
+    def requests_of(self, keys: list[bytes]) -> dict[bytes, str]:
+        """The request that produced each stored sample of `keys` (absent: not stored)."""
+        return {} if self.store is None else self.store.requests_of(keys)
+
+    def summary(self) -> str:
+        """This run's requests, tokens and cost, for a stage's summary line."""
+        st = self.stats
+        adapted = self.adaptation()
+        parts = [f" ({st.cached_tokens} cached)" if st.cached_tokens else ""]
+        parts.append(f" ({st.reasoning_tokens} reasoning)" if st.reasoning_tokens else "")
+        prices = self.prices()
+        batch = (
+            f" ({st.batch_requests} batch requests collected by this run, "
+            f"${st.batch_cost:.4f} at the batch price)"
+            if st.batch_requests
+            else ""
+        )
+        return (
+            f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
+            f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
+            f"request store; tokens in {st.prompt_tokens}{parts[0]}, out "
+            f"{st.completion_tokens}{parts[1]}; {describe(st)}{batch}"
+            + (f"; prices: {prices}" if prices else "")
+        )
+
+    def served_from_store(self, samples: int) -> None:
+        """Count samples a stage served from what it kept (the row book) as read from the
+        store."""
+        self.stats.cached += samples
+
+    def outcome(self, *, set_aside: int = 0, rows_unread: int = 0) -> LemagenError | None:
+        """Why the engine stopped sending, as the error the run ends with, or None: the
+        request store could not be written (exit 6), or the budget ran out (exit 5).
+        `set_aside`: the calls a stage set aside for the store; `rows_unread`: the input
+        rows the run did not read."""
+        store = self.store
+        unread = f"{rows_unread} input row{'s' * (rows_unread != 1)} not read"
+        if store is not None and store.failed is not None:
+            lost = store.unwritten
+            kept = (
+                f"{lost} samples that arrived could not be stored (they are in this run's "
+                "output; a re-run asks for them again)"
+                if lost
+                else "every sample that arrived is stored"
+            )
+            return CannotWrite(
+                f"{store.failed}: nothing more was sent ({set_aside} calls set aside, "
+                f"{unread}); {kept}; free space and re-run to send the rest"
+            )
+        if self.budget.stopped:
+            refused = self.budget.refused
+            also = f" and {unread}" if rows_unread else ""
+            return BudgetReached(
+                f"--max-cost reached: {refused} request{'s' * (refused != 1)} not sent{also}; "
+                "finished rows are written; re-run with a higher --max-cost to continue"
+            )
+        return None
 
     @property
     def stopped(self) -> bool:
@@ -570,7 +644,12 @@ class Engine:
             completion = max(reserved - est_in, 0)
         cached = min(read.cached_tokens, prompt)
         reasoning = min(read.reasoning_tokens, completion)
-        self._charge(call.model, price, prompt, completion, cached, reasoning)
+        book(
+            self.stats,
+            call.model,
+            price,
+            StoredSample("", None, "", prompt, completion, cached, reasoning),
+        )
         if self.tpm is not None:
             self.tpm.settle(reserved, prompt + completion)
         request = f"{self._run_id}-{next(self._request_count)}"
@@ -578,26 +657,6 @@ class Engine:
             StoredSample(text, reason, request, prompt, completion, cached, reasoning)
             for text, reason in zip(read.texts, read.finish_reasons, strict=True)
         ]
-
-    def _charge(
-        self,
-        model: str,
-        price: Price,
-        prompt: int,
-        completion: int,
-        cached: int = 0,
-        reasoning: int = 0,
-    ) -> None:
-        """Book what the server billed (reasoning tokens are part of `completion`)."""
-        st = self.stats
-        st.prompt_tokens += prompt
-        st.completion_tokens += completion
-        st.cached_tokens += cached
-        st.reasoning_tokens += reasoning
-        if price.known:
-            st.cost += price.cost(prompt, completion, cached)
-        else:
-            st.unpriced.add(model)
 
     def _possibly_billed(self, model: str, price: Price, prompt: int, completion: int) -> None:
         """Book a request that was sent and never answered (timed out, connection lost): the
@@ -615,6 +674,22 @@ class Engine:
     def _spent(self) -> float:
         """What --max-cost counts as spent: billed, and possibly billed."""
         return self.stats.cost + self.stats.possible_cost
+
+
+def book(stats: Stats, model: str, price: Price, usage: StoredSample) -> float:
+    """Book what a server billed for one request (`usage`'s token counts; reasoning tokens
+    are part of the completion's) and return its cost: the one place usage and cost are
+    counted, for synchronous requests and Batch results alike."""
+    stats.prompt_tokens += usage.prompt_tokens
+    stats.completion_tokens += usage.completion_tokens
+    stats.cached_tokens += usage.cached_tokens
+    stats.reasoning_tokens += usage.reasoning_tokens
+    if not price.known:
+        stats.unpriced.add(model)
+        return 0.0
+    cost = price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+    stats.cost += cost
+    return cost
 
 
 async def _sleep(seconds: float) -> None:

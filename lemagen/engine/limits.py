@@ -96,6 +96,16 @@ class Budget:
         self.in_flight += cost
         self.calls += 1
 
+    def refuse(self) -> RequestFailed:
+        """Refuse a request without asking (a Batch request the budget could not submit):
+        the budget has run out."""
+        self.stopped = True
+        self.refused += 1
+        return RequestFailed(
+            f"not sent: the budget (--max-cost ${self.limit or 0:g}) ran out before it",
+            reason="budget_exhausted",
+        )
+
     def _refusal(self, spent: float, limit: float) -> RequestFailed:
         self.refused += 1
         return RequestFailed(

@@ -24,9 +24,12 @@ def run_rows(
     *,
     max_pending: int,
     on_wait: Callable[[], None] | None = None,
+    on_unread: Callable[[T | None], None] | None = None,
 ) -> Iterator[tuple[T, list[Result]]]:
     """`run_batches`, one row at a time."""
-    for batch in run_batches(engine, rows, calls_for, max_pending=max_pending, on_wait=on_wait):
+    for batch in run_batches(
+        engine, rows, calls_for, max_pending=max_pending, on_wait=on_wait, on_unread=on_unread
+    ):
         yield from batch
 
 
@@ -37,16 +40,19 @@ def run_batches(
     *,
     max_pending: int,
     on_wait: Callable[[], None] | None = None,
+    on_unread: Callable[[T | None], None] | None = None,
 ) -> Iterator[list[tuple[T, list[Result]]]]:
     """Yield `(row, results)` for every row, results in the order of `calls_for(row)`, in
     lists of the rows that finished together (so a caller can look up what they need in one
     go); rows with no calls come back at once, together, with `[]`.
 
-    At most `max_pending` rows are in flight, so memory does not grow with the input. Reading
-    stops when the engine stops (budget). An exception from reading `rows` (a bad input row)
-    is raised only after every row already sent has been yielded, so nothing paid for is
-    lost; an `EndpointError` from the engine is raised at once. `on_wait` runs before each
-    wait for the engine (the caller flushes its output there).
+    At most `max_pending` rows are in flight, so memory does not grow with the input.
+    Reading stops when the engine stops (budget, store): the rows left are handed to
+    `on_unread`, one by one (`_drain`), so a caller accounts for every row. An exception
+    from reading `rows` (a bad input row) is raised only after every row already sent has
+    been yielded, so nothing paid for is lost; an `EndpointError` from the engine is raised
+    at once. `on_wait` runs before each wait for the engine (the caller flushes its output
+    there).
     """
     done: queue.SimpleQueue[tuple[T, list[Result] | BaseException]] = queue.SimpleQueue()
     source = iter(rows)
@@ -100,8 +106,8 @@ def run_batches(
                 if on_wait is not None:  # reading more may wait: what is written goes out
                     on_wait()
                 continue
-            if not exhausted:
-                engine.rows_unread = _rows_left(source)
+            if not exhausted and on_unread is not None:
+                _drain(source, on_unread)
             break
         # Wait for one row, then take every other row already finished.
         try:
@@ -128,16 +134,17 @@ def run_batches(
         raise read_error
 
 
-def _rows_left(source: Iterator[T]) -> bool:
-    """Whether reading stopped (the engine stopped) with input rows left: one more is read to
-    know, and dropped (a bad one counts as left)."""
-    try:
-        next(source)
-    except StopIteration:
-        return False
-    except Exception:  # noqa: BLE001 - a bad row is a row left unread
-        return True
-    return True
+def _drain(source: Iterator[T], on_unread: Callable[[T | None], None]) -> None:
+    """Hand every row left in `source` to `on_unread`. A row that cannot be read (without
+    --skip-bad-rows) ends the count there: its reader raised, and cannot go on."""
+    while True:
+        try:
+            row = next(source)
+        except StopIteration:
+            return
+        except Exception:  # noqa: BLE001 - a bad row among those not read is not an error
+            return
+        on_unread(row)
 
 
 def _wait(engine: Engine, done: queue.SimpleQueue[T]) -> T:

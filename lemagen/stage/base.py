@@ -27,12 +27,11 @@ from lemagen.engine import (
     Generation,
     RequestShape,
     Sampling,
-    describe,
     run_batches,
     run_rows,
 )
 from lemagen.engine.estimate import estimate
-from lemagen.errors import BudgetReached, CannotWrite, RowsFailed
+from lemagen.errors import RowsFailed
 from lemagen.math import grading
 from lemagen.math.grading import Grader, checker_info
 from lemagen.records import Provenance
@@ -69,6 +68,8 @@ class Hooks:
 
     on_wait: Callable[[], None] = _nothing  # about to wait for the engine: flush output
     on_row: Callable[[int], None] = lambda n: None  # n input rows done (progress)
+    # An input row not read (the engine stopped first); None: one that could not be read.
+    on_unread: Callable[[Any], None] = lambda row: None
 
 
 class Stage(ABC, Generic[In]):
@@ -102,8 +103,9 @@ class Stage(ABC, Generic[In]):
     @abstractmethod
     def summary(self, rejects: Rejects) -> str: ...
 
-    def check_exit(self) -> None:
-        """Raise the error that sets the exit status, after the summary is printed."""
+    def check_exit(self, rows_unread: int = 0) -> None:
+        """Raise the error that sets the exit status, after the summary is printed
+        (`rows_unread`: input rows the run did not read)."""
 
 
 def fmt_counts(counts: Counter[str], keys: list[str]) -> str:
@@ -167,7 +169,7 @@ class EngineStage(Stage[In]):
         self.grader = stack.enter_context(Grader(self.check_timeout))
         stack.enter_context(engine)
         options = self.replay_options() if self.keep_rows else None
-        if options is not None and engine.store is not None and self.config.batch is None:
+        if options is not None and engine.has_store and self.config.batch is None:
             self._rows = RowBook(self.config.cache_dir)
             stack.callback(self._rows.close)
             options |= {
@@ -182,7 +184,12 @@ class EngineStage(Stage[In]):
     def sent(self, rows: Iterable[In], hooks: Hooks) -> Iterator[tuple[In, list[Any]]]:
         """`(row, results)` as rows finish."""
         return run_rows(
-            self.engine, rows, self.calls, max_pending=self.max_pending, on_wait=hooks.on_wait
+            self.engine,
+            rows,
+            self.calls,
+            max_pending=self.max_pending,
+            on_wait=hooks.on_wait,
+            on_unread=hooks.on_unread,
         )
 
     def sent_batches(
@@ -190,8 +197,21 @@ class EngineStage(Stage[In]):
     ) -> Iterator[list[tuple[Any, list[Any]]]]:
         """`(row, results)` as rows finish, in lists of the rows that finished together; a
         `Replayed` row comes back as it went in, with no results."""
+
+        def unread(row: Any) -> None:
+            if type(row) is Replayed:  # rows the row book knew: written again by a re-run
+                for _ in row.kept:
+                    hooks.on_unread(None)
+            else:
+                hooks.on_unread(row)
+
         return run_batches(
-            self.engine, rows, self._calls_of, max_pending=self.max_pending, on_wait=hooks.on_wait
+            self.engine,
+            rows,
+            self._calls_of,
+            max_pending=self.max_pending,
+            on_wait=hooks.on_wait,
+            on_unread=unread,
         )
 
     def _calls_of(self, row: Any) -> list[Call]:
@@ -257,9 +277,7 @@ class EngineStage(Stage[In]):
             key = row_key(self._options, self.row_bytes(row), identities)
             keyed.append((row, calls, key, identities))
         found = self._rows.get_many([key for _, calls, key, _ in keyed if calls])
-        store = self.engine.store
-        assert store is not None
-        stored = store.requests_of([k for kept in found.values() for k in kept.keys])
+        stored = self.engine.requests_of([k for kept in found.values() for k in kept.keys])
         hits: list[Kept] = []
         misses = []
         for row, calls, key, identities in keyed:
@@ -291,7 +309,7 @@ class EngineStage(Stage[In]):
             for name, count in kept.counts.items():
                 counts[name] += count
             lines.extend(kept.lines)
-        self.engine.stats.cached += row.samples
+        self.engine.served_from_store(row.samples)
         return lines
 
     def finished(
@@ -340,49 +358,17 @@ class EngineStage(Stage[In]):
             self.engine.close()
 
     def requests_summary(self) -> str:
-        st = self.engine.stats
-        adapted = self.engine.adaptation()
-        parts = [f" ({st.cached_tokens} cached)" if st.cached_tokens else ""]
-        parts.append(f" ({st.reasoning_tokens} reasoning)" if st.reasoning_tokens else "")
-        prices = self.engine.prices()
-        batch = (
-            f" ({st.batch_requests} batch requests collected by this run, "
-            f"${st.batch_cost:.4f} at the batch price)"
-            if st.batch_requests
-            else ""
-        )
-        return (
-            f"requests {st.requests} sent ({st.retries} retries, {st.rate_limited} "
-            f"rate-limited{'; ' + adapted if adapted else ''}), {st.cached} samples from the "
-            f"request store; tokens in {st.prompt_tokens}{parts[0]}, out "
-            f"{st.completion_tokens}{parts[1]}; {describe(st)}{batch}"
-            + (f"; prices: {prices}" if prices else "")
-        )
+        """The engine's part of the summary line (`Engine.summary`)."""
+        return self.engine.summary()
 
-    def check_exit(self) -> None:
-        """The request store could not be written (exit 6), budget reached (exit 5) or rows
-        failed (exit 4)."""
-        store = self.engine.store
-        if store is not None and store.failed is not None:
-            lost = store.unwritten
-            kept = (
-                f"{lost} samples that arrived could not be stored (they are in this run's "
-                "output; a re-run asks for them again)"
-                if lost
-                else "every sample that arrived is stored"
-            )
-            raise CannotWrite(
-                f"{store.failed}: nothing more was sent ({self.counts['store_unwritable']} "
-                f"calls set aside, the rest of the input not read); {kept}; free space and "
-                "re-run to send the rest"
-            )
-        if self.engine.stopped:
-            refused = self.engine.budget.refused
-            unread = " and input rows not read" if self.engine.rows_unread else ""
-            raise BudgetReached(
-                f"--max-cost reached: {refused} request{'s' * (refused != 1)} not sent{unread}; "
-                "finished rows are written; re-run with a higher --max-cost to continue"
-            )
+    def check_exit(self, rows_unread: int = 0) -> None:
+        """The engine's own outcome first (the request store could not be written, exit 6;
+        the budget ran out, exit 5), then rows that failed (exit 4)."""
+        stopped = self.engine.outcome(
+            set_aside=self.counts["store_unwritable"], rows_unread=rows_unread
+        )
+        if stopped is not None:
+            raise stopped
         failed = self.counts["request_failed"] + self.counts["no_choices"]
         if failed:
             raise RowsFailed(
