@@ -280,7 +280,7 @@ def _run_batched(
                     break
                 runner.settle(collector)
             except BatchPending as exc:  # submitted: a re-run (or wait=True) collects them
-                return Report(summary=str(exc), error=exc)
+                return Report(error=exc)  # nothing written yet: no summary but its message
             finally:
                 collector.close()
                 if not last:

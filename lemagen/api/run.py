@@ -168,7 +168,7 @@ def run(
         kept=sink.kept,
         rejects=sink.rejects.items,
         counts=report.counts,
-        summary=report.summary,
+        summary=report.summary or (str(report.error) if report.error else ""),
         error=report.error,
         unread=sink.unread_rows,
         report=report,

@@ -83,7 +83,7 @@ def run_stage(
             on_row=bar.update,
             say=_say(quiet),
         )
-    if not quiet:
+    if not quiet and report.summary:
         lines = [report.summary]
         if report.rows_unread or report.bad_rows:
             lines.append(report.accounting())
