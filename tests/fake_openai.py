@@ -15,17 +15,25 @@ request with `response_format`, as the `correct --json` object (`json_responder`
 --model` and `art ask` prompts as real analysers, teachers and askers do (and as bad ones).
 
 A rule's answer may carry `bytes` instead of a JSON payload: they are sent as the body as they
-are (a 200 that is not JSON). `echo_auth` makes the server echo the Authorization header it got
-in the body of a 400, 500 or 401, or in the text of every choice of a 200, as careless servers
-do.
+are (a 200 that is not JSON). What no well-behaved server sends at all (endless bodies and
+headers, gzip bombs, two answers to one request, an answer before the request is read, a 101)
+comes from `HostileServer`, a raw socket server that writes each answer's bytes as given.
+
+`echo_auth` makes the server echo the Authorization header it got in the body of a 400, 500
+or 401, or in the text of every choice of a 200, as careless servers do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import random
 import re
+import socket
 import ssl
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -421,6 +429,137 @@ class FakeOpenAI:
             },
             {},
         )
+
+
+# ---------------------------------------------------------------- a server that misbehaves
+
+
+def completion(text: str, *headers: str, n: int = 1) -> bytes:
+    """A whole HTTP 200 with a chat completion of `n` choices of `text` (and `headers`)."""
+    choice = {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+    body = json.dumps(
+        {
+            "choices": [dict(choice, index=i) for i in range(n)],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        }
+    ).encode()
+    return http_answer(body, "Content-Type: application/json", *headers)
+
+
+def http_answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    """An HTTP/1.1 answer: `headers`, a Content-Length unless one of them sets the framing."""
+    framed = any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers)
+    lines = [f"HTTP/1.1 {status}", *headers]
+    if not framed:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def prompt_of(body: dict[str, Any]) -> str:
+    """The user message of a chat request."""
+    return str(body["messages"][-1]["content"])
+
+
+def unacked(conn: socket.socket) -> int:
+    """Bytes written on `conn` that the peer's kernel has not acknowledged (Linux): 0 once
+    everything sent sits in the peer's socket, read by it or not."""
+    raw = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", raw)[0])
+
+
+@dataclass
+class Request:
+    """A request as `HostileServer` read it: its JSON body, the connection it came on (its
+    number, from 0), and the request's number on that connection and on the server."""
+
+    body: dict[str, Any]
+    connection: int
+    on_connection: int
+    index: int
+
+
+# Answers a request on the raw socket; returns False to close the connection after it.
+Answerer = Callable[[socket.socket, Request], bool]
+# Called with a request's head before its body is read (an answer the server does not wait for).
+Early = Callable[[socket.socket, int], None]
+
+
+class HostileServer:
+    """A raw HTTP/1.1 server on 127.0.0.1: each request is read whole (head, then the body by
+    its Content-Length) and handed to `answer(conn, request)`, which writes on the socket
+    whatever it likes, as it likes; nothing is smoothed over. `early(conn, connection)` is
+    called with each new connection's first request head, before its body is read. A client
+    that goes away mid-answer ends that connection's thread quietly. `small_buffer` keeps the
+    receive buffer at 64 KiB, so a large request cannot be taken in whole by the kernel before
+    the server reads it."""
+
+    def __init__(
+        self, answer: Answerer, *, early: Early | None = None, small_buffer: bool = False
+    ) -> None:
+        self.answer = answer
+        self.early = early
+        self.requests: list[Request] = []
+        self.connections = 0
+        self.closed_by_client: set[int] = set()  # connections the client closed
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        if small_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                number = self.connections
+                self.connections += 1
+            threading.Thread(target=self._connection, args=(conn, number), daemon=True).start()
+
+    def _connection(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            with contextlib.suppress(OSError):  # the client went away mid-answer: expected
+                self._exchanges(conn, number)
+            with self._lock:
+                self.closed_by_client.add(number)
+
+    def _exchanges(self, conn: socket.socket, number: int) -> None:
+        buffer = b""
+        on_connection = 0
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            if self.early is not None and on_connection == 0:
+                self.early(conn, number)
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buffer) < length:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    return
+                buffer += chunk
+            body, buffer = json.loads(buffer[:length]), buffer[length:]
+            with self._lock:
+                request = Request(body, number, on_connection, len(self.requests))
+                self.requests.append(request)
+            on_connection += 1
+            if not self.answer(conn, request):
+                return
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _check_json(replies: list[Reply], response_format: dict[str, Any]) -> None:

@@ -176,24 +176,29 @@ def test_unusable_usage_keeps_the_samples_and_books_the_estimate(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(
-    "body",
+    ("body", "why"),
     [
-        b"<html>502 Bad Gateway</html>",
-        b"",
-        b"[1, 2]",
-        b'{"id": "x"}',
-        b'{"choices": {"0": "text"}}',
-        b'{"choices": ["text"]}',
-        b'{"choices": [{"index": 0, "text": "completion, not chat"}]}',
-        b'{"choices": [{"message": {"role": "assistant"}}]}',
-        b'{"choices": [{"message": {"content": 5}}]}',
-        b'{"choices": [{"message": {"content": ["a", "b"]}}]}',
-        b'{"choices": [{"message": "text"}]}',
-        b'{"error": {"message": "overloaded"}}',
+        (b"<html>502 Bad Gateway</html>", "not JSON"),
+        (b"", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"id": "x"}', "no choices list"),
+        (b'{"choices": {"0": "text"}}', "no choices list"),
+        (b'{"choices": ["text"]}', "no choices list"),
+        (b'{"choices": [{"index": 0, "text": "completion, not chat"}]}',
+         "a choice without message.content"),
+        (b'{"choices": [{"message": {"role": "assistant"}}]}', "a choice without message.content"),
+        (b'{"choices": [{"message": {"content": 5}}]}', "a choice's text is not a string"),
+        (b'{"choices": [{"message": {"content": ["a", "b"]}}]}', "a choice's text is not a string"),
+        (b'{"choices": [{"message": "text"}]}', "a choice without message.content"),
+        (b'{"error": {"message": "overloaded"}}', "no choices list"),
+        # Nested past what is decoded (a decoder's recursion would raise RecursionError).
+        (b"[" * 1000 + b"]" * 1000, "JSON nested deeper than 512 levels"),
+        (b'{"choices": ' * 600 + b"[]" + b"}" * 600, "JSON nested deeper than 512 levels"),
     ],
-)
+    ids=lambda v: v[:40].decode() if isinstance(v, bytes) else None,
+)  # fmt: skip
 def test_a_malformed_200_is_retried_then_set_aside_never_a_traceback(
-    fake: FakeOpenAI, tmp_path: Path, transport: str, body: bytes
+    fake: FakeOpenAI, tmp_path: Path, transport: str, body: bytes, why: str
 ) -> None:
     fake.rule = only_for(question(3), (200, body))
     rejects = tmp_path / "rejects.jsonl"
@@ -206,7 +211,7 @@ def test_a_malformed_200_is_retried_then_set_aside_never_a_traceback(
     (aside,) = load_jsonl(rejects)
     assert aside["reason"] == "request_failed"
     assert aside["record"]["error"] == (
-        f"unreadable response from {fake.base_url} (gave up after 3 attempts)"
+        f"unreadable response from {fake.base_url}: {why} (gave up after 3 attempts)"
     )
 
 

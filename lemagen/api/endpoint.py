@@ -83,6 +83,7 @@ class Endpoint:
     batch_max_requests: int = MAX_REQUESTS
     batch_max_bytes: int = MAX_BYTES
     transport: Kind = _ENGINE["transport"]
+    max_response_mb: int = _ENGINE["max_response_mb"]
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
 
     def base_urls(self) -> list[str]:
@@ -156,6 +157,7 @@ class Endpoint:
             tpm=self.tpm,
             cache_dir=cache_dir,
             transport=self.transport,
+            max_response_mb=self.max_response_mb,
             price_in=self.price_in,
             price_out=self.price_out,
             price_cached=self.price_cached,

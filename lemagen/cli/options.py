@@ -276,6 +276,16 @@ def endpoint_options(
                 help="Seconds per request.",
             ),
             click.option(
+                "--max-response-mb",
+                type=click.IntRange(1),
+                default=DEFAULTS["max_response_mb"],
+                show_default=True,
+                metavar="MIB",
+                help="Largest response body read, in MiB, as sent and once decompressed (a "
+                "gzip body may also inflate at most 100-fold past its first MiB): a larger "
+                "one is a failed attempt, retried like a 5xx and then set aside.",
+            ),
+            click.option(
                 "--max-retries",
                 type=click.IntRange(0),
                 default=DEFAULTS["max_retries"],

@@ -59,9 +59,16 @@ from lemagen.engine.limits import (
 from lemagen.engine.planning import Plan, Planner, generation, wait_for_others
 from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
-from lemagen.engine.responses import error_message, read_choices
+from lemagen.engine.responses import error_message, read_reply
 from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
-from lemagen.engine.transports import Guarded, Kind, Transport, TransportError, make_transport
+from lemagen.engine.transports import (
+    MAX_BODY_MB,
+    Guarded,
+    Kind,
+    Transport,
+    TransportError,
+    make_transport,
+)
 from lemagen.errors import BudgetReached, CannotWrite, EndpointError, LemagenError
 
 log = logging.getLogger(__name__)
@@ -103,6 +110,7 @@ class EngineConfig:
     tpm: float | None = None
     cache_dir: Path | None = None  # None: no request store
     transport: Kind = "http"
+    max_response_mb: int = MAX_BODY_MB  # a body past it (MiB, as sent or decoded) is refused
     price_in: float | None = None
     price_out: float | None = None
     price_cached: float | None = None
@@ -279,7 +287,9 @@ class Engine:
         self.pool = EndpointPool(cfg.base_urls, cfg.concurrency)
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
-        self._transport: Transport = make_transport(cfg.transport, cfg.api_key, cfg.timeout)
+        self._transport: Transport = make_transport(
+            cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20
+        )
         if self.store is not None:  # what could not be stored is not sent
             self._transport = Guarded(self._transport, self._before_send)
             self._committed = asyncio.Event()
@@ -585,8 +595,8 @@ class Engine:
             control.heard(headers)
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
-            if samples is None:
-                return f"unreadable response from {endpoint.url}", None, False, False
+            if isinstance(samples, str):
+                return f"unreadable response from {endpoint.url}: {samples}", None, False, False
             pool.succeeded(endpoint)
             control.answered(epoch, congested=False)
             self.stats.succeeded += 1
@@ -628,10 +638,11 @@ class Engine:
 
     def _parse(
         self, data: bytes, call: Call, price: Price, reserved: int
-    ) -> list[StoredSample] | None:
-        read = read_choices(data, self.api)
-        if read is None:
-            return None
+    ) -> list[StoredSample] | str:
+        """The samples of a 200, or why it is not a completion."""
+        read = read_reply(data, self.api)
+        if isinstance(read, str):
+            return read
         # Token counts a server did not give (or gave as nonsense) are booked at the estimate
         # the request was sent under: the prompt's, and --max-tokens (or 1024) per sample.
         est_in = call.estimated_tokens(1)[0]

@@ -8,9 +8,17 @@ the event loop's own transports costs (measured: `benchmarks/bench_engine.py`). 
 are parsed by httptools (llhttp, the parser of Node.js: chunked bodies, keep-alive rules, and
 malformed answers are its job, not ours).
 
-What it does not do, it hands to aiohttp: a proxy (any `*_PROXY` variable set) or a URL with a
-user name. Redirects are returned, never followed (the caller refuses them). Every request
-has one deadline (connect, send and answer together), like aiohttp's `total` timeout.
+What it does not do, it hands to aiohttp: a proxy (any `*_PROXY` variable set) or a URL
+with a user name. Redirects are returned, never followed (the caller refuses them). Every
+request has one deadline (connect, send and answer together), like aiohttp's `total` timeout.
+
+An answer belongs to the request it follows, and to nothing else: bytes that come while no
+request waits (on an idle keep-alive connection, or on a new one before the request went) close
+the connection, which is not asked again; so does an answer that starts while the request is
+still being written (the server cannot have read it), or a second answer after the awaited one.
+A connection is also looked at (one poll) just before it is reused, so bytes already in the
+socket are seen even when the event loop has not read them yet. Bodies and headers are read
+within the bounds every transport keeps (`transports`: `--max-response-mb`, `MAX_HEAD`).
 
 A request that never got an answer raises `TransportError`: a connection that could not be
 made was not sent (`refused`); one lost after the request was written may have been (`sent`).
@@ -20,11 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gzip
 import re
 import socket
 import ssl
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,12 +40,21 @@ import httptools
 
 from lemagen._version import __version__
 from lemagen.engine.transports import (
+    ACCEPT_ENCODING,
+    MAX_BODY_MB,
+    MAX_HEAD,
     AiohttpTransport,
     TransportError,
+    answered_early,
+    body_too_large,
     check_redirect,
+    decode_body,
     encode_body,
     not_connected,
     proxy_in_environment,
+    readable,
+    refused_answer,
+    switched_protocols,
 )
 
 DNS_TTL = 300.0  # seconds a host's addresses are reused for new connections
@@ -85,7 +100,7 @@ def parse_origin(base_url: str, api_key: str | None) -> Origin | None:
         f"Host: {shown}",
         f"User-Agent: lemagen/{__version__}",
         "Accept: application/json",
-        "Accept-Encoding: gzip, deflate",
+        f"Accept-Encoding: {ACCEPT_ENCODING}",
         "Content-Type: application/json",
     ]
     if api_key:
@@ -106,18 +121,21 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # what a path keeps as it is (RFC 3986 pchar
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, its answer parsed as it arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.max_body = max_body
         self.waiter: asyncio.Future[Answer] | None = None
         self.closed = False
         self.reusable = True
-        self.asked = False  # a request was written on it
         self.idle_since = 0.0  # when its last answer came (loop time)
         self.reuse_for = IDLE_REUSE  # seconds it may stay idle and still be used
-        self.early: Answer | None = None  # an answer that came before any request
+        self.unasked: str | None = None  # why it was closed with no request waiting
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
+        self.size = 0  # bytes of the body so far
+        self.in_head = False  # an answer's status line and headers are being read
+        self.head_size = 0  # bytes read meanwhile
         self.headers_done = False
         self.length_known = False
 
@@ -127,15 +145,30 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         return not self.closed and transport is not None and not transport.is_closing()
 
+    def holds_bytes(self) -> bool:
+        """Bytes (or the server's close) wait in the socket, unread by the loop yet."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        return sock is not None and readable(sock.fileno())
+
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # idle, or new and not yet asked
+            self._unasked("the server answered before the request was sent")
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # 101 (already failed in on_headers_complete)
+            self.abort(switched_protocols(self.parser.get_status_code()))
         except httptools.HttpParserError as exc:
             self._fail(f"unreadable HTTP answer ({exc})")
+        if self.in_head:
+            self.head_size += len(data)
+            if self.head_size > MAX_HEAD:
+                self.abort(refused_answer(f"headers over {MAX_HEAD // 1024} KiB"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
@@ -153,9 +186,21 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():  # a second answer after the one awaited
+            self._unasked("an answer no request was waiting for")
+            return
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            # The request is not all out: the server answered what it cannot have read.
+            self.abort(answered_early())
+            return
         self.headers = {}
         self.chunks = []
+        self.size = 0
         self.headers_done = False
+        self.in_head = True
+        self.head_size = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
@@ -163,73 +208,75 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         headers = self.headers
         self.headers_done = True
+        self.in_head = False
         self.length_known = (
             "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
         )
+        status = self.parser.get_status_code()
+        if status == 101:  # the connection would speak another protocol from here on
+            self.abort(switched_protocols(status))
 
     def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.max_body:
+            if self.reusable:  # the first time only: the rest of this read still comes
+                self.abort(body_too_large(self.max_body))
+            return
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
         if self.parser.get_status_code() < 200:  # 100 Continue, 103 Early Hints: more follows
             return
-        self.reusable = self.parser.should_keep_alive()
+        self.reusable = self.reusable and self.parser.should_keep_alive()
         self._complete()
         self.headers_done = False  # a drop before the next answer is not this one's end
 
     def _complete(self) -> None:
         waiter = self.waiter
-        if waiter is None and not self.asked and self.early is None:
-            # An answer on a new connection before any request (a 503 and close from a server
-            # shedding load): it is the answer the first request would get, as aiohttp sees it.
-            self.early = (self.parser.get_status_code(), self.headers, b"".join(self.chunks))
-            self.reusable = False
-            return
-        if waiter is None or waiter.done():
-            self._fail("an answer no request was waiting for")
+        if waiter is None or waiter.done():  # failed meanwhile (a bound, a drop)
             return
         data = b"".join(self.chunks)
         coding = self.headers.get("content-encoding")
-        if coding is not None and coding.lower() != "identity":
+        if coding is not None:
             try:
-                data = _decode(data, coding.lower())
-            except (zlib.error, OSError, EOFError, ValueError) as exc:
-                self._fail(f"unreadable {coding} body ({exc})")
+                data = decode_body(data, coding, self.max_body)
+            except TransportError as exc:
+                self.abort(exc)
                 return
         waiter.set_result((self.parser.get_status_code(), self.headers, data))
 
-    def _fail(self, message: str) -> None:
-        self.abort(f"connection dropped: {message}")
+    def _unasked(self, why: str) -> None:
+        """Bytes no request waits for: the connection is closed, and a request still
+        waiting on it fails (the answer it got, if any, stands)."""
+        self.unasked = why
+        self._fail(why)
 
-    def abort(self, message: str) -> None:
-        """The request (which may have been sent) fails with `message`; the connection is
-        closed at once."""
+    def _fail(self, message: str) -> None:
+        self.abort(TransportError(f"connection dropped: {message}", sent=True))
+
+    def abort(self, error: TransportError | str) -> None:
+        """The request (which may have been sent) fails with `error` (a message: sent); the
+        connection is closed at once."""
         self.reusable = False
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(TransportError(message, sent=True))
+            if isinstance(error, str):
+                error = TransportError(error, sent=True)
+            waiter.set_exception(error)
         if self.transport is not None:
             self.transport.abort()
-
-
-def _decode(data: bytes, coding: str) -> bytes:
-    if coding in ("gzip", "x-gzip"):
-        return gzip.decompress(data)  # every member, where zlib stops after the first
-    if coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
-        try:
-            return zlib.decompress(data)
-        except zlib.error:
-            return zlib.decompress(data, -zlib.MAX_WBITS)
-    raise ValueError(f"content encoding {coding!r} was not asked for")
 
 
 class Http1Transport:
     """Keep-alive connections per origin, reused last-in first-out; unlimited in number (the
     engine bounds the requests in flight)."""
 
-    def __init__(self, api_key: str | None, timeout: float) -> None:
+    def __init__(
+        self, api_key: str | None, timeout: float, max_body: int = MAX_BODY_MB << 20
+    ) -> None:
         self._api_key = api_key
         self._timeout = timeout
+        self._max_body = max_body
         self._origins: dict[str, Origin | str | None] = {}
         self._idle: dict[Origin, list[_Connection]] = {}
         self._addresses: dict[tuple[str, int], tuple[float, asyncio.Task[list[Any]]]] = {}
@@ -264,27 +311,26 @@ class Http1Transport:
         conn = None
         while idle:
             candidate = idle.pop()
-            if candidate.usable and now - candidate.idle_since < candidate.reuse_for:
+            if (
+                candidate.usable
+                and now - candidate.idle_since < candidate.reuse_for
+                and not candidate.holds_bytes()  # an answer to nothing, or the server's close
+            ):
                 conn = candidate
                 break
             self._drop(candidate)
         if conn is None:
             conn = await self._connect(origin, deadline)
-            if conn.early is not None:  # answered before it was asked: that is the answer
+            if conn.usable and conn.holds_bytes():  # something came before the request
+                conn.unasked = "the server answered before the request was sent"
+            if conn.unasked is not None or not conn.usable:
                 self._drop(conn)
-                status, headers, answer = conn.early
-                check_redirect(base_url + path, status, headers)
-                return status, headers, answer
-            if not conn.usable:  # closed by the server before the request was written
-                self._drop(conn)
-                raise TransportError(
-                    "connection dropped: the server closed the connection at once", sent=False
-                )
+                why = conn.unasked or "the server closed the connection at once"
+                raise TransportError(f"connection dropped: {why}", sent=False)
         transport = conn.transport
         assert transport is not None
         waiter: asyncio.Future[Answer] = loop.create_future()
         conn.waiter = waiter
-        conn.asked = True
         timer = loop.call_at(deadline, conn.abort, f"timed out after {self._timeout:g} s")
         try:
             try:
@@ -318,7 +364,7 @@ class Http1Transport:
 
     def _aiohttp(self) -> AiohttpTransport:
         if self._fallback is None:
-            self._fallback = AiohttpTransport(self._api_key, self._timeout)
+            self._fallback = AiohttpTransport(self._api_key, self._timeout, self._max_body)
         return self._fallback
 
     async def _connect(self, origin: Origin, deadline: float) -> _Connection:
@@ -341,7 +387,7 @@ class Http1Transport:
         for address in await self._resolve(origin.host, origin.port):
             try:
                 _, conn = await loop.create_connection(
-                    _Connection,
+                    functools.partial(_Connection, self._max_body),
                     address[0],
                     origin.port,
                     ssl=context,

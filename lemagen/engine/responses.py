@@ -1,12 +1,15 @@
 """Reading what a server answered: the choices and token usage of a 200, the message of an
 error body.
 
-Nothing a server sends is trusted: a 200 whose body is not JSON, has no `choices` list, has a
-choice without its text or with a text that is not a string is unreadable (the engine retries
-it, then sets the call aside); token counts that are missing, negative or not whole numbers
-are reported as unknown (the engine books them at its estimate, so a server cannot make a
-run look cheaper than it is). Every text is redacted before anyone else sees it, so a server
-that echoes the Authorization header puts the key in no record and no store entry.
+Nothing a server sends is trusted: a 200 whose body is not JSON, nests deeper than
+`MAX_DEPTH` (looked at before decoding: a decoder recursing a thousand levels deep raises
+`RecursionError`, or overflows a small thread stack), has no `choices` list, has a choice
+without its text or with a text that is not a string is unreadable (the engine retries it,
+then sets the call aside with the reason); token counts that are missing, negative or not
+whole numbers are reported as unknown (the engine books them at its estimate, so a server
+cannot make a run look cheaper than it is). Every text is redacted before anyone else sees
+it, so a server that echoes the Authorization header puts the key in no record and no store
+entry.
 """
 
 from __future__ import annotations
@@ -35,18 +38,66 @@ class Reply:
 
 def read_choices(data: bytes, api: str) -> Reply | None:
     """The choices of a completion, or None when the body is not one."""
+    read = read_reply(data, api)
+    return read if isinstance(read, Reply) else None
+
+
+# Arrays and objects in one another: a completion has 5 or 6; a decoder of this many levels
+# stays far from the interpreter's recursion limit (1000) whatever calls it.
+MAX_DEPTH = 512
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(data: bytes) -> bool:
+    """Whether JSON `data` nests arrays and objects more than `MAX_DEPTH` levels deep
+    (brackets inside strings do not count). An answer with fewer brackets than that in all
+    (any completion but the longest) costs two counts; others, a pass over the text to take
+    its strings out, and a loop over the brackets left when they are still that many."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    bare = data.replace(b"\\\\", b"").replace(b'\\"', b"")  # every quote left delimits a string
+    structure = b"".join(bare.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    if structure.count(b"[") + structure.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for byte in structure:
+        if byte in (91, 123):  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _TooDeep(ValueError):
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_DEPTH} levels")
+
+
+def _loads(data: bytes) -> Any:
+    """`data` as JSON; ValueError when it is not JSON or nests too deep."""
+    if too_deep(data):
+        raise _TooDeep
     try:
-        payload = _decode(data)  # msgspec: several times cheaper than json.loads
+        return _decode(data)  # msgspec: several times cheaper than json.loads
     except msgspec.DecodeError:
-        try:
-            payload = json.loads(data)  # what msgspec refuses and json reads (NaN, deep nesting)
-        except (ValueError, RecursionError):
-            return None
+        return json.loads(data)  # what msgspec refuses and json reads (NaN)
+
+
+def read_reply(data: bytes, api: str) -> Reply | str:
+    """The choices of a completion, or why the body is not one."""
+    try:
+        payload = _loads(data)
+    except _TooDeep as exc:
+        return str(exc)
+    except ValueError:
+        return "not JSON"
     if not isinstance(payload, dict):
-        return None
+        return "not a JSON object"
     raw = payload.get("choices")
     if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
-        return None
+        return "no choices list"
     indices = [c.get("index", i) for i, c in enumerate(raw)]
     if all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
         raw = [c for _, c in sorted(zip(indices, raw, strict=True), key=lambda p: p[0])]
@@ -56,16 +107,16 @@ def read_choices(data: bytes, api: str) -> Reply | None:
         if api == "chat":
             message = choice.get("message")
             if not isinstance(message, dict) or "content" not in message:
-                return None
+                return "a choice without message.content"
             text = _with_thinking(message, message["content"])
         else:
             if "text" not in choice:
-                return None
+                return "a choice without text"
             text = choice["text"]
         if text is None:
             text = ""  # a refusal or a tool call: no text
         if not isinstance(text, str):
-            return None
+            return "a choice's text is not a string"
         texts.append(redact(text))
         reason = choice.get("finish_reason")
         reasons.append(reason if isinstance(reason, str) else None)
@@ -132,8 +183,8 @@ def error_message(data: bytes) -> str:
 
 def _error_message(data: bytes) -> str:
     try:
-        body = json.loads(data)
-    except (ValueError, RecursionError):
+        body = _loads(data)
+    except ValueError:
         text = data.decode("utf-8", "replace").strip()
         return text.splitlines()[0][:200] if text else "(empty body)"
     if isinstance(body, dict):
