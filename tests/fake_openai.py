@@ -335,7 +335,7 @@ class FakeOpenAI:
         self, path: str, body: dict[str, Any], auth: str | None
     ) -> tuple[int, Payload, dict[str, str]]:
         with self._lock:
-            self.requests.append({"path": path, "body": body})
+            self.requests.append({"path": path, "body": body, "authorization": auth})
             queued = self.errors.popleft() if self.errors else None
         if queued is None and self.rule is not None:
             queued = self.rule(body)

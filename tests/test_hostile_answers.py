@@ -32,6 +32,7 @@ from lemagen.engine import store as store_module
 from lemagen.engine.engine import new_event_loop
 from lemagen.engine.store import STORE_FILE, RequestStore, StoredSample
 from lemagen.engine.transports import Kind, TransportError, make_transport
+from lemagen.redact import redact
 from tests.conftest import EXAMPLES, load_jsonl, run
 from tests.fake_openai import (
     Answerer,
@@ -552,4 +553,121 @@ def test_an_answer_before_the_request_is_sent_whole_is_nobodys(transport: str) -
     assert got == [
         "answer refused: the server answered before the request was sent whole (sent: True)",
         own_answer(prompt),
+    ]
+
+
+# ------------------------------------- finding 8, point 7: credentials in a URL, ALL_PROXY
+
+PASSWORD = "s3cret-pw-4711"
+
+
+def with_user(url: str) -> str:
+    return url.replace("http://", f"http://alice:{PASSWORD}@")
+
+
+BASIC = "Basic YWxpY2U6czNjcmV0LXB3LTQ3MTE="  # alice:s3cret-pw-4711
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_user_and_password_in_the_url_log_in_and_are_written_nowhere(
+    fake: FakeOpenAI, tmp_path: Path, transport: str
+) -> None:
+    """They go as HTTP Basic authentication, on every transport; -v logs every request's URL,
+    a 401 names the endpoint, and a careless server echoes the Authorization header: each
+    shows `[redacted]` where the credentials were."""
+    base_url = with_user(fake.base_url)
+    out = tmp_path / "out.jsonl"
+    fine = run(
+        "-v", "sample", GSM8K, "-m", "r", "-n", "1", "--keep", "all", "--transport", transport,
+        "--base-url", base_url, "--no-cache", "-o", str(out),
+    )  # fmt: skip
+    assert fine.exit_code == 0, fine.stderr
+    assert {r["authorization"] for r in fake.requests} == {BASIC}
+    assert f"POST http://[redacted]@127.0.0.1:{fake.base_url.split(':')[2]}" in fine.stderr
+    fake.api_key, fake.echo_auth = "sk-another-key-0000", "401"
+    refused = run(
+        "-v", "sample", GSM8K, "-m", "r", "-n", "1", "--transport", transport,
+        "--base-url", base_url, "--no-cache",
+    )  # fmt: skip
+    assert refused.exit_code == 3
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: endpoint {fake.base_url.replace('//', '//[redacted]@')}")
+    assert "'Authorization: Basic [redacted]'" in last
+    assert last.endswith("; check the user name and password in --base-url")
+    # A server that names the credentials as they were decoded, in no shape of a key.
+    fake.api_key, fake.echo_auth = None, None
+    fake.rule = lambda body: (400, {"error": {"message": f"user alice:{PASSWORD} is locked"}})
+    rejects = tmp_path / "rejects.jsonl"
+    echoed = run(
+        "sample", GSM8K, "-m", "r", "-n", "1", "--transport", transport, "--base-url", base_url,
+        "--no-cache", "--rejects", str(rejects), "-q",
+    )  # fmt: skip
+    assert echoed.exit_code == 4
+    errors = {r["record"]["error"] for r in load_jsonl(rejects)}
+    assert errors == {"HTTP 400: user [redacted] is locked"}
+    for text in (fine.stderr, refused.stderr, out.read_text(), echoed.stderr):
+        assert PASSWORD not in text
+        assert BASIC.split()[1] not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("POST https://bob:hunter2@gw.example/v1", "POST https://[redacted]@gw.example/v1"),
+        ("via http://token-only@10.0.0.1:3128 down", "via http://[redacted]@10.0.0.1:3128 down"),
+        ("sent 'Authorization: Basic Ym9iOmh1bnRlcjI='", "sent 'Authorization: Basic [redacted]'"),
+        ("mail bob@example.com, see https://example.com/a@b", None),
+        ("basic arithmetic: 2 + 2 = 4", None),
+        ("the basic concepts first", None),
+        ("Basic Arithmetic, Chapter 2", None),
+    ],
+)  # fmt: skip
+def test_credentials_of_any_url_and_basic_tokens_are_redacted_by_shape(
+    text: str, shown: str | None
+) -> None:
+    """Credentials lemagen was never given (a server echoing another URL) by their shape;
+    an address or the word "basic" stay as they are."""
+    assert redact(text) == (text if shown is None else shown)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_user_in_the_url_and_an_api_key_are_one_usage_error(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-key-0000000")
+    result = run(
+        "sample", GSM8K, "-m", "r", "--transport", transport, "--no-cache",
+        "--base-url", with_user(fake.base_url),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error == [
+        "Error: a --base-url with a user name (HTTP Basic authentication) and an API key (from "
+        "$OPENAI_API_KEY) cannot go together: both would be the Authorization header; drop the "
+        "user from the URL, or unset the key"
+    ]
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("transport", ["http", "aiohttp"])
+@pytest.mark.parametrize("variable", ["ALL_PROXY", "all_proxy"])
+def test_all_proxy_is_not_honoured_and_says_so(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, transport: str, variable: str
+) -> None:
+    """aiohttp reads HTTP_PROXY and HTTPS_PROXY only (and no SOCKS): ALL_PROXY, pointing at
+    nothing here, is passed over with a warning, and requests go direct."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "socks5://127.0.0.1:9")
+    result = run(
+        "sample", GSM8K, "-m", "r", "-n", "1", "--keep", "all", "--transport", transport,
+        "--base-url", fake.base_url, "--no-cache", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(fake.requests) == 10
+    assert result.stderr.splitlines() == [
+        f"lemagen: {variable} is set, but --transport {transport} does not honour it (only "
+        "HTTP_PROXY and HTTPS_PROXY): requests go direct; --transport openai honours it"
     ]

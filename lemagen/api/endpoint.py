@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lemagen.engine import (
     DEFAULT_BASE_URL,
@@ -27,7 +28,7 @@ from lemagen.engine.calls import Api
 from lemagen.engine.transports import Kind
 from lemagen.errors import UsageError
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
-from lemagen.redact import remember
+from lemagen.redact import remember, remember_url
 
 COMPLETION_STOPS = ("\n\nQuestion:", "\n\nProblem:")
 
@@ -106,6 +107,7 @@ class Endpoint:
                 )
             if not url.startswith(("http://", "https://")):
                 raise UsageError("{base_url=} is not an http:// or https:// URL", base_url=url)
+            remember_url(url)  # its user name and password are secrets like the key
         return given or [DEFAULT_BASE_URL]
 
     def engine_config(self, models: Iterable[str]) -> EngineConfig:
@@ -123,7 +125,15 @@ class Endpoint:
                 )
         api_key = self.api_key or os.environ.get(self.api_key_env) or None
         remember(api_key)
-        check_api_key(api_key, "api_key" if self.api_key else f"${self.api_key_env}")
+        source = "api_key" if self.api_key else f"${self.api_key_env}"
+        check_api_key(api_key, source)
+        base_urls = self.base_urls()
+        if api_key is not None and any(_has_user(url) for url in base_urls):
+            raise UsageError(
+                f"a {{base_url}} with a user name (HTTP Basic authentication) and an API key "
+                f"(from {source}) cannot go together: both would be the Authorization "
+                "header; drop the user from the URL, or unset the key"
+            )
         cache_dir = None
         if not self.no_cache:
             given = self.cache_dir or os.environ.get("LEMAGEN_CACHE_DIR")
@@ -145,7 +155,7 @@ class Endpoint:
                 max_bytes=self.batch_max_bytes,
             )
         return EngineConfig(
-            base_urls=self.base_urls(),
+            base_urls=base_urls,
             api_key=api_key,
             api_key_env=self.api_key_env,
             api=self.api,
@@ -202,6 +212,13 @@ class Endpoint:
         if extra is not None and not isinstance(extra, dict):
             raise UsageError("{extra_body}: must be a JSON object")
         return RequestShape(system, extra, self.max_tokens_param, self.stops())
+
+
+def _has_user(url: str) -> bool:
+    try:
+        return urlsplit(url).username is not None
+    except ValueError:
+        return False
 
 
 def check_api_key(api_key: str | None, source: str) -> None:

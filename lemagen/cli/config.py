@@ -180,17 +180,18 @@ _HANDLER_MARK = "_lemagen_cli"
 
 
 def configure_logging(verbosity: int) -> None:
-    """-v: INFO (each request sent, each row set aside and why), -vv: DEBUG (request bodies),
+    """Warnings (a server statement not believed, a proxy variable not honoured) always;
+    -v: INFO (each request sent, each row set aside and why), -vv: DEBUG (request bodies),
     on stderr, through `redact`. Only the `lemagen` logger is touched."""
     logger = logging.getLogger("lemagen")
     for handler in list(logger.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             logger.removeHandler(handler)
-    if verbosity <= 0:
-        logger.setLevel(logging.NOTSET)
-        return
     handler = logging.StreamHandler(sys.stderr)
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(_Redacting("lemagen: %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    if verbosity <= 0:
+        logger.setLevel(logging.WARNING)
+    else:
+        logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)

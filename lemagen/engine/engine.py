@@ -68,6 +68,7 @@ from lemagen.engine.transports import (
     Transport,
     TransportError,
     make_transport,
+    unhonoured_proxy,
 )
 from lemagen.errors import BudgetReached, CannotWrite, EndpointError, LemagenError
 
@@ -290,6 +291,14 @@ class Engine:
         self._transport: Transport = make_transport(
             cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20
         )
+        proxy = unhonoured_proxy(cfg.transport)
+        if proxy is not None:
+            log.warning(
+                "%s is set, but --transport %s does not honour it (only HTTP_PROXY and "
+                "HTTPS_PROXY): requests go direct; --transport openai honours it",
+                proxy,
+                cfg.transport,
+            )
         if self.store is not None:  # what could not be stored is not sent
             self._transport = Guarded(self._transport, self._before_send)
             self._committed = asyncio.Event()
@@ -604,7 +613,9 @@ class Engine:
         detail = error_message(data)
         if status in FATAL:
             hint = ""
-            if status == 401 and not self.config.api_key:
+            if status == 401 and "@" in endpoint.url.split("/", 3)[2]:  # http://user:pw@host
+                hint = "; check the user name and password in --base-url"
+            elif status == 401 and not self.config.api_key:
                 hint = f"; set {self.config.api_key_env}"
             self.fatal = EndpointError(
                 f"endpoint {endpoint.url}, model {call.model!r}: {FATAL[status]} "

@@ -8,7 +8,7 @@ the event loop's own transports costs (measured: `benchmarks/bench_engine.py`). 
 are parsed by httptools (llhttp, the parser of Node.js: chunked bodies, keep-alive rules, and
 malformed answers are its job, not ours).
 
-What it does not do, it hands to aiohttp: a proxy (any `*_PROXY` variable set) or a URL
+What it does not do, it hands to aiohttp: a proxy (HTTP_PROXY or HTTPS_PROXY set) or a URL
 with a user name. Redirects are returned, never followed (the caller refuses them). Every
 request has one deadline (connect, send and answer together), like aiohttp's `total` timeout.
 

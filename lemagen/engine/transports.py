@@ -37,8 +37,9 @@ from lemagen.errors import EndpointError
 
 Kind = Literal["http", "aiohttp", "openai"]
 TRANSPORTS: tuple[str, ...] = ("http", "aiohttp", "openai")
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                   "all_proxy")  # fmt: skip
+# The proxy variables aiohttp honours (ALL_PROXY it does not: see `unhonoured_proxy`).
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+ALL_PROXY_VARIABLES = ("ALL_PROXY", "all_proxy")
 
 MAX_BODY_MB = 64  # --max-response-mb's default: far past any completion's JSON
 MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers (lemagen's own client)
@@ -217,8 +218,17 @@ def not_connected(cause: BaseException) -> str:
 
 
 def proxy_in_environment() -> bool:
-    """Whether a proxy variable is set (then aiohttp carries the requests, honouring it)."""
+    """Whether a proxy variable aiohttp honours is set (then it carries the requests)."""
     return any(os.environ.get(v) for v in PROXY_VARIABLES)
+
+
+def unhonoured_proxy(kind: Kind) -> str | None:
+    """The ALL_PROXY variable set, when `kind` does not honour it: aiohttp (and so lemagen's
+    own client, which hands proxies to it) reads only HTTP_PROXY and HTTPS_PROXY, and no
+    SOCKS proxy, which is what ALL_PROXY usually names. The SDK's httpx honours it."""
+    if kind == "openai":
+        return None
+    return next((v for v in ALL_PROXY_VARIABLES if os.environ.get(v)), None)
 
 
 def make_transport(
@@ -304,7 +314,7 @@ class AiohttpTransport:
         except aiohttp.ClientConnectorError as exc:
             message = not_connected(exc.os_error or exc)
             if isinstance(exc, aiohttp.ClientProxyConnectionError):
-                message = f"the proxy (from {'/'.join(PROXY_VARIABLES[:3])}): {message}"
+                message = f"the proxy (from {'/'.join(PROXY_VARIABLES[:2])}): {message}"
             raise TransportError(message, sent=False, refused=True) from None
         except (asyncio.TimeoutError, TimeoutError):
             raise TransportError(f"timed out after {self._timeout:g} s", sent=True) from None
