@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,34 @@ def test_the_servers_stated_limit_paces_sends() -> None:
         assert control.server_rpm == 6000
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("stated", ["0.001", "1e-300", "0.999"])
+def test_a_stated_limit_under_one_a_minute_is_not_believed(
+    stated: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Believed, it would hold every send for hours, or for ever; it is ignored (with one
+    warning however often it is said), and a limit at the floor is still believed."""
+
+    async def main() -> None:
+        clock = FakeClock()
+        control = Control(256, clock=clock, sleep=clock.sleep)
+        for _ in range(3):
+            control.heard({"x-ratelimit-limit-requests": stated}, "http://h/v1")
+        start = clock.now
+        for _ in range(10):
+            await control.ready()
+        assert clock.now == start  # nothing held back
+        assert (control.server_rpm, control.pace) == (None, None)
+        control.heard({"x-ratelimit-limit-requests": "1"}, "http://h/v1")
+        assert control.server_rpm == 1
+
+    with caplog.at_level(logging.WARNING, logger="lemagen"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"endpoint http://h/v1 states a limit of {stated} requests per minute "
+        "(x-ratelimit-limit-requests), below 1: not believed, ignored"
+    ]
 
 
 def test_slots_shrink_while_held() -> None:

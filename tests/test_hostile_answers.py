@@ -671,3 +671,32 @@ def test_all_proxy_is_not_honoured_and_says_so(
         f"lemagen: {variable} is set, but --transport {transport} does not honour it (only "
         "HTTP_PROXY and HTTPS_PROXY): requests go direct; --transport openai honours it"
     ]
+
+
+# ------------------------------------- finding 5, point 4: a stated rate limit has a floor
+
+
+@pytest.mark.parametrize("transport", ["http", "aiohttp"])  # the SDK gives no 200's headers
+@pytest.mark.parametrize("stated", ["0.001", "1e-300"])
+def test_a_stated_rate_limit_under_one_a_minute_is_ignored_with_a_warning(
+    fake: FakeOpenAI, tmp_path: Path, transport: str, stated: str
+) -> None:
+    """Believed, 0.001 requests a minute would space the requests 17 hours apart (1e-300:
+    for ever); the run ends as if nothing had been stated."""
+
+    def limited(body: dict[str, Any]) -> Any:
+        status, payload = reply("The answer is 5.")(body)
+        return status, payload, {"x-ratelimit-limit-requests": stated}
+
+    fake.rule = limited
+    result = lemagen(
+        "sample", GSM8K, "-m", "r", "-n", "1", "--keep", "all", "--transport", transport,
+        "--base-url", fake.base_url, "--no-cache", "--concurrency", "1",
+        "-o", str(tmp_path / "out.jsonl"), "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(load_jsonl(tmp_path / "out.jsonl")) == 10
+    assert result.stderr.splitlines() == [
+        f"lemagen: endpoint {fake.base_url} states a limit of {stated} requests per minute "
+        "(x-ratelimit-limit-requests), below 1: not believed, ignored"
+    ]

@@ -15,7 +15,9 @@ ceiling, never passed) and moves by additive increase, multiplicative decrease (
   without stopping for longer than the server asked.
 * Where the server says its limit (`x-ratelimit-limit-requests`, requests per minute, as
   OpenAI and Azure send it), sends to that endpoint are paced at 95% of that rate from the
-  first answer on, so the limit is met without first hitting it.
+  first answer on, so the limit is met without first hitting it. A stated limit under
+  `MIN_STATED_RPM` is not believed (`0.001` or `1e-300` would hold the run for days or for
+  ever): it is ignored, with a warning, and the endpoint adapts by its 429s alone.
 
 Client-side `--rpm` / `--tpm` (`limits.RateLimit`) apply on top, over every endpoint.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +38,9 @@ MAX_DECREASE = 0.5  # a decrease keeps at least this share of the limit
 MIN_WINDOW = 32  # answers before a window is judged (fewer: too noisy)
 SERVER_BURST = 0.25  # seconds of the server's stated rate that may go at once
 SERVER_SHARE = 0.95  # of the stated rate: a late send catching up must not empty its bucket
+MIN_STATED_RPM = 1.0  # a server's stated requests per minute below this are not believed
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -100,6 +106,7 @@ class Control:
         self.lowest = ceiling  # the lowest limit reached
         self.paused_until = 0.0
         self.server_rpm: float | None = None  # the server's stated requests per minute
+        self.unbelieved: str | None = None  # a stated limit below MIN_STATED_RPM, ignored
         self.pace: RateLimit | None = None
         self._ok = 0
         self._congested = 0
@@ -120,9 +127,10 @@ class Control:
             if wait > 0:
                 await self._sleep(wait)
 
-    def heard(self, headers: Mapping[str, str]) -> None:
+    def heard(self, headers: Mapping[str, str], url: str = "") -> None:
         """Read the server's stated limit, if any, and pace sends by it (never above
-        `client_rpm`, the --rpm limit, which the engine applies besides)."""
+        `client_rpm`, the --rpm limit, which the engine applies besides). One below
+        `MIN_STATED_RPM` is ignored, with a warning the first time (`url` names the endpoint)."""
         stated = headers.get("x-ratelimit-limit-requests")
         if stated is None:
             return
@@ -131,6 +139,17 @@ class Control:
         except ValueError:
             return
         if rpm <= 0 or not math.isfinite(rpm) or rpm == self.server_rpm:
+            return
+        if rpm < MIN_STATED_RPM:
+            if self.unbelieved is None:
+                self.unbelieved = stated.strip()[:40]
+                log.warning(
+                    "endpoint %s states a limit of %s requests per minute "
+                    "(x-ratelimit-limit-requests), below %g: not believed, ignored",
+                    url or "(unnamed)",
+                    self.unbelieved,
+                    MIN_STATED_RPM,
+                )
             return
         self.server_rpm = rpm
         self.pace = RateLimit(rpm * SERVER_SHARE, clock=self._clock, burst=SERVER_BURST)

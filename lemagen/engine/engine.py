@@ -601,7 +601,7 @@ class Engine:
             pool.release(endpoint)
             self.budget.release(est_cost)
         if headers:
-            control.heard(headers)
+            control.heard(headers, endpoint.url)
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if isinstance(samples, str):
