@@ -11,9 +11,10 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from lemagen.engine.clients import make_transport
 from lemagen.engine.engine import new_event_loop
 from lemagen.engine.responses import error_message, read_choices
-from lemagen.engine.transports import TRANSPORTS, Kind, TransportError, make_transport
+from lemagen.engine.transports import TRANSPORTS, Kind, TransportError
 from tests.fake_openai import FakeOpenAI
 
 BODY = {"model": "m", "n": 2, "messages": [{"role": "user", "content": "2 + 2?"}]}

@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 
 from lemagen.engine import store as store_module
+from lemagen.engine.clients import make_transport
 from lemagen.engine.engine import new_event_loop
 from lemagen.engine.store import STORE_FILE, RequestStore, StoredSample
-from lemagen.engine.transports import Kind, TransportError, make_transport
+from lemagen.engine.transports import Kind, TransportError
 from lemagen.redact import redact
 from tests.conftest import EXAMPLES, load_jsonl, run
 from tests.fake_openai import (

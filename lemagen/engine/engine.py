@@ -48,6 +48,7 @@ from typing import Any
 from lemagen.engine.batching import BatchCollector, BatchConfig
 from lemagen.engine.batchstore import BatchLedger
 from lemagen.engine.calls import PATHS, Api, Call, Generation, RequestFailed
+from lemagen.engine.clients import make_transport
 from lemagen.engine.limits import (
     Budget,
     RateLimit,
@@ -67,7 +68,6 @@ from lemagen.engine.transports import (
     Kind,
     Transport,
     TransportError,
-    make_transport,
     unhonoured_proxy,
 )
 from lemagen.errors import BudgetReached, CannotWrite, EndpointError, LemagenError

@@ -1,6 +1,7 @@
 """How one request goes over the wire: lemagen's own HTTP/1.1 client (`http1`, the default:
 the least CPU per request), aiohttp, or the official openai SDK for gateways that need what
-it adds.
+it adds. This module holds what they share, and the aiohttp and SDK transports;
+`lemagen.engine.clients.make_transport` picks one.
 
 Redirects are never followed: an API call that is redirected (to another host, port or
 scheme) would carry the key and the prompt where the user did not send them, so a 3xx is an
@@ -229,18 +230,6 @@ def unhonoured_proxy(kind: Kind) -> str | None:
     if kind == "openai":
         return None
     return next((v for v in ALL_PROXY_VARIABLES if os.environ.get(v)), None)
-
-
-def make_transport(
-    kind: Kind, api_key: str | None, timeout: float, max_body: int = MAX_BODY_MB << 20
-) -> Transport:
-    if kind == "http":
-        from lemagen.engine.http1 import Http1Transport
-
-        return Http1Transport(api_key, timeout, max_body)
-    if kind == "aiohttp":
-        return AiohttpTransport(api_key, timeout, max_body)
-    return OpenAITransport(api_key, timeout, max_body)
 
 
 class AiohttpTransport:
