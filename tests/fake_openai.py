@@ -188,6 +188,7 @@ class FakeOpenAI:
     idle_timeout: float | None = None
     tls: ssl.SSLContext | None = None  # serve HTTPS with this context
     peers: list[int] = field(default_factory=list)  # the client port of each request
+    closed: int = 0  # connections the server has closed (after an answer, or idle)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -307,6 +308,11 @@ class FakeOpenAI:
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that went away mid-response (killed in a test) is expected
+
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                with fake._lock:
+                    fake.closed += 1
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
