@@ -22,7 +22,7 @@ import pytest
 from lemagen.engine.limits import retry_after
 from lemagen.engine.store import STORE_FILE
 from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
-from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, wait_until
+from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, Reply, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 
@@ -183,12 +183,27 @@ def test_every_row_completes_under_injected_faults(
 
 def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
     """A bad key costs one request; after the first success every worker sends, including
-    those that queued up behind the first request."""
-    fake.delay = 0.2  # long enough that all 8 overlap however the threads are scheduled
-    result = run("sample", str(problems(tmp_path, 24)), "-m", "r", "--concurrency", "8",
+    those that queued up behind the first request. The server answers the first at once and
+    every other only when 8 are in (a barrier: fewer at once would wait there in vain, until
+    its backstop breaks it and the run fails)."""
+    tutor = fake.responder
+    answered_one = threading.Event()
+    eight = threading.Barrier(8, timeout=120)
+
+    def answer(prompt: str, n: int) -> list[Reply]:
+        if answered_one.is_set():
+            eight.wait()
+        answered_one.set()
+        return tutor(prompt, n)
+
+    fake.responder = answer
+    result = run("sample", str(problems(tmp_path, 1 + 3 * 8)), "-m", "r", "--concurrency", "8",
                  *endpoint(fake))  # fmt: skip
-    assert result.exit_code == 0
-    assert fake.max_in_flight == 8
+    assert result.exit_code == 0, result.stderr
+    assert len(fake.served) == 25
+    first, second = fake.log[:2]
+    assert first.writing is not None
+    assert second.arrived >= first.writing  # the first alone
 
 
 def test_retry_after_header_forms() -> None:
