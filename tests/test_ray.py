@@ -21,8 +21,14 @@ from tests.fake_openai import FakeOpenAI, MathTutor
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lemagen[ray]')")
 lemagen_ray = pytest.importorskip("lemagen.ray")
-# Ray warns about its own deprecated settings while it reads them (ray/data/context.py).
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+pytestmark = [
+    # Ray warns about its own deprecated settings while it reads them (ray/data/context.py).
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
+    pytest.mark.slow,
+    # One local Ray instance at a time: under `-n 2 --dist loadgroup` every test here runs in
+    # the same worker, so the module's instance is started once.
+    pytest.mark.xdist_group("ray"),
+]
 
 
 @pytest.fixture(scope="module")
