@@ -304,7 +304,8 @@ def test_grade_custom_fields_and_timeout(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "o.jsonl",
         [
-            {"completion": "The answer is 1,000.", "target": 1000},
+            # Decided without the symbolic checker: only the second row meets the 1 s limit.
+            {"completion": "The answer is 1000.", "target": 1000},
             {"completion": "\\boxed{9^{9^{9^{9}}}}", "target": "5"},
         ],
     )

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, known_answers, load_jsonl, records, run, write_jsonl
+from tests.conftest import (
+    CHECK_TIMEOUT,
+    EXAMPLES,
+    ROOT,
+    known_answers,
+    load_jsonl,
+    records,
+    run,
+    write_jsonl,
+)
 from tests.fake_openai import FakeOpenAI, MathTutor
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lemagen[ray]')")
@@ -117,8 +126,9 @@ def test_ray_grade_gives_the_lines_of_lemagen_grade(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "outputs.jsonl", rows)
     expected = run("grade", str(path), "--task", "math", "--workers", "1", "-q")
     graded = lemagen_ray.map_stage(
-        ray.data.from_items(rows), "grade", task="math", workers=1, num_cpus=0.5, batch_size=8
-    )
+        ray.data.from_items(rows), "grade", task="math", workers=1, num_cpus=0.5, batch_size=8,
+        check_timeout=CHECK_TIMEOUT,  # as the command's (conftest): no check may run out of time
+    )  # fmt: skip
     got = lines(graded)
     assert len(got) == 24
     assert got == sorted(expected.stdout.splitlines())
