@@ -483,7 +483,9 @@ def test_an_answer_before_the_request_is_the_answer(
 
     async def main(t: Http1Transport) -> list[int | str]:
         got: list[int | str] = []
-        for _ in range(5):
+        # Whether the answer or the close comes first is the scheduler's choice: ask until
+        # three answers came through (a busy machine takes more tries, never a failure).
+        while got.count(503) < 3 and len(got) < 200:
             await asyncio.sleep(0.05)  # the answer is in before the request goes
             try:
                 got.append((await t.post(server.url, "/chat/completions", BODY))[0])
@@ -492,10 +494,11 @@ def test_an_answer_before_the_request_is_the_answer(
         return got
 
     try:
-        got = run(main, timeout=2.0)
+        got = run(main, timeout=60)
     finally:
         server.close()
-    assert got.count(503) >= 3, got
+    assert got.count(503) == 3, got
+    assert all(g == 503 or str(g).startswith("connection dropped: ") for g in got), got
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
