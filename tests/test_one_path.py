@@ -25,7 +25,11 @@ from tests.fake_openai import FakeOpenAI, MathTutor
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lemagen[ray]')")
 lemagen_ray = pytest.importorskip("lemagen.ray")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
+    pytest.mark.slow,
+    pytest.mark.xdist_group("ray"),  # one local Ray instance at a time (as tests/test_ray.py)
+]
 
 PROBLEMS = load_jsonl(DATA / "gsm8k_train_slice.jsonl")  # 40 GSM8K train problems
 # Each request's worst case: 40 tokens out at $1 per 1,000 = $0.04 (no price for input); the

@@ -34,8 +34,8 @@ pytestmark = [
     # Ray warns about its own deprecated settings while it reads them (ray/data/context.py).
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
     pytest.mark.slow,
-    # One local Ray instance at a time: under `-n 2 --dist loadgroup` every test here runs in
-    # the same worker, so the module's instance is started once.
+    # One local Ray instance at a time: under `-n 2 --dist loadgroup` every test here (and in
+    # test_one_path) runs in the same worker, so no two instances run at once.
     pytest.mark.xdist_group("ray"),
 ]
 
