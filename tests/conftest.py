@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child the test interrupts: Ctrl-C as a terminal gives it. A suite
+    started in the background of a script (`... &`) has SIGINT ignored, and a child would
+    inherit that (Python installs no KeyboardInterrupt handler then) and never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -57,6 +57,11 @@ class Exchange:
     answered: float | None = None  # when the answer was fully written
 
 
+# How much sooner than asked a wait may end, seen on the server's clock: the engine's event
+# loop (uvloop) reads its clock in whole milliseconds, so its timers can fire up to that early.
+TIMER_SLACK = 0.005
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll `condition` until it holds; fail after a generous `timeout` (a loaded machine is
     slow, never this slow)."""

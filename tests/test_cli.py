@@ -13,7 +13,16 @@ import pytest
 
 from lemagen import __version__
 from lemagen.cli import cli
-from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
+from tests.conftest import (
+    DATA,
+    EXAMPLES,
+    endpoint,
+    interruptible,
+    load_jsonl,
+    records,
+    run,
+    write_jsonl,
+)
 from tests.fake_openai import FakeOpenAI, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
@@ -581,6 +590,7 @@ def test_ctrl_c_exits_130(fake: FakeOpenAI) -> None:
         _lemagen("sample", GSM8K, "-m", "r", "--concurrency", "1", "--base-url", fake.base_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     try:
         wait_until(lambda: len(fake.log) > 0 or proc.poll() is not None, "the first request")

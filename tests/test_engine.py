@@ -21,7 +21,7 @@ import pytest
 
 from lemagen.engine.limits import retry_after
 from lemagen.engine.store import STORE_FILE
-from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
+from tests.conftest import EXAMPLES, endpoint, interruptible, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, Reply, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
@@ -254,8 +254,9 @@ def test_interrupted_run_resumes_without_paying_twice(
     first_out = tmp_path / "first.jsonl"
     with first_out.open("wb") as sink:
         proc = subprocess.Popen(
-            cmd(fake.base_url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+            cmd(fake.base_url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            preexec_fn=interruptible,
+        )  # fmt: skip
         cat = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=sink)
         assert proc.stdout is not None
         proc.stdout.close()

@@ -36,7 +36,7 @@ VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
 # text graded (`thinking.split_thinking`, `answers.cut_run_on`), extract the answer (`answers`)
 # and compare it (here, and `_mathworker` in the checker process), and the libraries the
 # symbolic check runs on. Every module of lemagen.math these import is listed too
-# (tests/test_grading.py checks it).
+# (tests/test_resume.py checks it).
 GRADING_MODULES = ("_mathworker.py", "answers.py", "grading.py", "thinking.py")
 CHECKER_LIBRARIES = ("math-verify", "latex2sympy2_extended", "sympy", "antlr4-python3-runtime")
 
