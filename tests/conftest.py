@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
+# The commands with --check-timeout (`art ask` has no environment variable) and the limit the
+# tests give them: far beyond any check a loaded machine finishes.
+CHECKING_COMMANDS = ("sample", "correct", "evolve", "inject", "analyze", "smooth", "crosscheck",
+                     "grade")  # fmt: skip
+CHECK_TIMEOUT = 300.0
 DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = ROOT / "examples"
 
@@ -34,10 +40,22 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("LEMAGEN_") and name != "LEMAGEN_REQUIRE_BROWSER":
             monkeypatch.delenv(name)
     monkeypatch.setenv("LEMAGEN_CONFIG", os.devnull)  # an empty config file
+    # A symbolic check gets minutes, not the 3 s default: a fresh checker's first checks take
+    # over a second on a busy machine, and a check that runs out of time changes a verdict.
+    # Tests of the limit give --check-timeout (or Grader's timeout) themselves.
+    for command in CHECKING_COMMANDS:
+        monkeypatch.setenv(f"LEMAGEN_{command.upper()}_CHECK_TIMEOUT", str(CHECK_TIMEOUT))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LEMAGEN_CACHE_DIR", str(tmp_path / "lemagen-cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child the test interrupts: Ctrl-C as a terminal gives it. A suite
+    started in the background of a script (`... &`) has SIGINT ignored, and a child would
+    inherit that (Python installs no KeyboardInterrupt handler then) and never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -84,7 +102,7 @@ def server() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="session")
 def grader() -> Iterator[Grader]:
-    with Grader() as g:
+    with Grader(CHECK_TIMEOUT) as g:
         yield g
 
 

@@ -65,6 +65,11 @@ class Exchange:
     answered: float | None = None  # when the answer was fully written
 
 
+# How much sooner than asked a wait may end, seen on the server's clock: the engine's event
+# loop (uvloop) reads its clock in whole milliseconds, so its timers can fire up to that early.
+TIMER_SLACK = 0.005
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll `condition` until it holds; fail after a generous `timeout` (a loaded machine is
     slow, never this slow)."""
@@ -196,6 +201,7 @@ class FakeOpenAI:
     idle_timeout: float | None = None
     tls: ssl.SSLContext | None = None  # serve HTTPS with this context
     peers: list[int] = field(default_factory=list)  # the client port of each request
+    closed: int = 0  # connections the server has closed (after an answer, or idle)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -315,6 +321,11 @@ class FakeOpenAI:
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that went away mid-response (killed in a test) is expected
+
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                with fake._lock:
+                    fake.closed += 1
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

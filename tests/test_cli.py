@@ -6,15 +6,24 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
 from lemagen import __version__
 from lemagen.cli import cli
-from tests.conftest import DATA, EXAMPLES, endpoint, load_jsonl, records, run, write_jsonl
-from tests.fake_openai import FakeOpenAI
+from tests.conftest import (
+    DATA,
+    EXAMPLES,
+    endpoint,
+    interruptible,
+    load_jsonl,
+    records,
+    run,
+    write_jsonl,
+)
+from tests.fake_openai import FakeOpenAI, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 MATH = str(EXAMPLES / "math.jsonl")
@@ -304,7 +313,8 @@ def test_grade_custom_fields_and_timeout(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "o.jsonl",
         [
-            {"completion": "The answer is 1,000.", "target": 1000},
+            # Decided without the symbolic checker: only the second row meets the 1 s limit.
+            {"completion": "The answer is 1000.", "target": 1000},
             {"completion": "\\boxed{9^{9^{9^{9}}}}", "target": "5"},
         ],
     )
@@ -435,7 +445,6 @@ def test_correct_rejects_input_that_is_not_sample_output(tmp_path: Path) -> None
 @pytest.mark.parametrize("transport", ["aiohttp", "openai"])
 def test_unreachable_endpoint(transport: str) -> None:
     # Default retries: a refused connection before any success is not worth retrying.
-    started = time.monotonic()
     result = run(
         "sample", GSM8K, "-m", "llama", "--base-url", "http://127.0.0.1:9/v1",
         "--transport", transport,
@@ -448,7 +457,14 @@ def test_unreachable_endpoint(transport: str) -> None:
     assert "\n" not in message
     if transport == "aiohttp":  # the SDK words it its own way ("All connection attempts failed")
         assert message.endswith("): connection refused")
-    assert time.monotonic() - started < 5
+    # One attempt (-v logs each), not a retry after --retry-delay.
+    result = run(
+        "-v", "sample", GSM8K, "-m", "llama", "--base-url", "http://127.0.0.1:9/v1",
+        "--transport", transport, "--concurrency", "1",
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert result.stderr.count("POST http://127.0.0.1:9/v1/chat/completions") == 1
+    assert result.stderr.strip().splitlines()[-1] == message
 
 
 def test_bad_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -562,19 +578,28 @@ def test_closed_stdout_stops_quietly(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_exits_130(fake: FakeOpenAI) -> None:
-    def slow(prompt: str, n: int) -> list[tuple[str, str]]:
-        time.sleep(0.2)
+    """Ctrl-C while a request is out (the server holds its answer until the run is over)."""
+    over = threading.Event()
+
+    def held(prompt: str, n: int) -> list[tuple[str, str]]:
+        over.wait(120)
         return [("The answer is 1.", "stop")] * n
 
-    fake.responder = slow
+    fake.responder = held
     proc = subprocess.Popen(
         _lemagen("sample", GSM8K, "-m", "r", "--concurrency", "1", "--base-url", fake.base_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        wait_until(lambda: len(fake.log) > 0 or proc.poll() is not None, "the first request")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        answered = len(fake.served)
+    finally:
+        over.set()
+    assert answered == 0  # interrupted while waiting for the answer
     assert proc.returncode == 130
     assert err.decode().strip().splitlines()[-1] == "Interrupted."
     assert "Traceback" not in err.decode()

@@ -17,7 +17,7 @@ import pytest
 from lemagen.cli import cli
 from lemagen.engine.store import SCHEMA_VERSION as STORE_SCHEMA
 from lemagen.records import SCHEMA_VERSION
-from tests.conftest import DATA, EXAMPLES, records, run
+from tests.conftest import CHECK_TIMEOUT, CHECKING_COMMANDS, DATA, EXAMPLES, records, run
 from tests.fake_openai import FakeOpenAI
 
 SLICE = str(DATA / "gsm8k_train_slice.jsonl")
@@ -180,3 +180,25 @@ def test_readme_config_example(
     fake.requests.clear()
     assert run("sample", str(EXAMPLES / "gsm8k.jsonl"), "-q", "-m", "other").exit_code == 0
     assert {r["body"]["model"] for r in fake.requests} == {"other"}
+
+
+def test_every_command_with_a_check_limit_gets_the_tests_roomy_one() -> None:
+    """conftest gives every command with --check-timeout minutes per check (through its
+    environment variable): a command added later is in its list too."""
+    cli.load_all()
+    found = set()
+    groups: list[click.Group] = [cli]
+    while groups:
+        for command in groups.pop().commands.values():
+            if isinstance(command, click.Group):
+                groups.append(command)
+                continue
+            found |= {
+                str(param.envvar)
+                for param in command.params
+                if isinstance(param, click.Option) and "--check-timeout" in param.opts
+                if param.envvar
+            }
+    expected = {f"LEMAGEN_{name.upper()}_CHECK_TIMEOUT" for name in CHECKING_COMMANDS}
+    assert found == expected
+    assert {os.environ[name] for name in expected} == {str(CHECK_TIMEOUT)}

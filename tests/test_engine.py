@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from lemagen.engine.limits import RateLimit, retry_after
+from lemagen.engine.limits import retry_after
 from lemagen.engine.store import STORE_FILE
-from tests.conftest import EXAMPLES, endpoint, records, run, write_jsonl
-from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, wait_until
+from tests.conftest import EXAMPLES, endpoint, interruptible, records, run, write_jsonl
+from tests.fake_openai import FakeOpenAI, MathTutor, RandomFaults, Reply, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 
@@ -183,12 +183,27 @@ def test_every_row_completes_under_injected_faults(
 
 def test_first_request_alone_then_all_at_once(fake: FakeOpenAI, tmp_path: Path) -> None:
     """A bad key costs one request; after the first success every worker sends, including
-    those that queued up behind the first request."""
-    fake.delay = 0.2  # long enough that all 8 overlap however the threads are scheduled
-    result = run("sample", str(problems(tmp_path, 24)), "-m", "r", "--concurrency", "8",
+    those that queued up behind the first request. The server answers the first at once and
+    every other only when 8 are in (a barrier: fewer at once would wait there in vain, until
+    its backstop breaks it and the run fails)."""
+    tutor = fake.responder
+    answered_one = threading.Event()
+    eight = threading.Barrier(8, timeout=120)
+
+    def answer(prompt: str, n: int) -> list[Reply]:
+        if answered_one.is_set():
+            eight.wait()
+        answered_one.set()
+        return tutor(prompt, n)
+
+    fake.responder = answer
+    result = run("sample", str(problems(tmp_path, 1 + 3 * 8)), "-m", "r", "--concurrency", "8",
                  *endpoint(fake))  # fmt: skip
-    assert result.exit_code == 0
-    assert fake.max_in_flight == 8
+    assert result.exit_code == 0, result.stderr
+    assert len(fake.served) == 25
+    first, second = fake.log[:2]
+    assert first.writing is not None
+    assert second.arrived >= first.writing  # the first alone
 
 
 def test_retry_after_header_forms() -> None:
@@ -239,8 +254,9 @@ def test_interrupted_run_resumes_without_paying_twice(
     first_out = tmp_path / "first.jsonl"
     with first_out.open("wb") as sink:
         proc = subprocess.Popen(
-            cmd(fake.base_url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+            cmd(fake.base_url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            preexec_fn=interruptible,
+        )  # fmt: skip
         cat = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=sink)
         assert proc.stdout is not None
         proc.stdout.close()
@@ -474,31 +490,17 @@ def test_summary_reports_tokens_and_cost(fake: FakeOpenAI) -> None:
 # ---------------------------------------------------------------- rate limits
 
 
-def test_rate_limit_spaces_requests() -> None:
-    limit = RateLimit(per_minute=600)  # 10 a second, one second of burst
-    waits = [limit.reserve(1) for _ in range(15)]
-    assert all(w <= 0.01 for w in waits[:11])  # now, plus one second's worth
-    assert waits[11:] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.02)
-    tokens = RateLimit(per_minute=6000)  # 100 tokens a second
-    assert tokens.reserve(100) <= 0.01
-    assert tokens.reserve(100) <= 0.01
-    assert tokens.reserve(100) == pytest.approx(1.0, abs=0.02)
-    tokens.refund(100)  # a response used fewer tokens than booked
-    assert tokens.reserve(50) == pytest.approx(1.0, abs=0.02)
-
-
 def test_rpm_is_applied(fake: FakeOpenAI, tmp_path: Path) -> None:
-    arrivals: list[float] = []
-
-    def note(body: dict[str, object]) -> None:
-        arrivals.append(time.monotonic())
-
-    fake.rule = note
-    path = problems(tmp_path, 15)
-    result = run("sample", str(path), "-m", "r", "--rpm", "600", *endpoint(fake))
+    """--rpm 60: two requests at once (a second's burst), then one a second, so the fourth
+    arrives two seconds after the first. Asserted on the server's clock with a second to
+    spare, which no scheduling delay on a busy machine comes near; without the limit, all
+    four arrive within milliseconds. (The limiter's arithmetic: test_engine_limits.)"""
+    path = problems(tmp_path, 4)
+    result = run("sample", str(path), "-m", "r", "--rpm", "60", *endpoint(fake))
     assert result.exit_code == 0
-    assert len(arrivals) == 15
-    assert arrivals[-1] - arrivals[0] >= 0.35  # 11 at once (a second's burst), then 10/s
+    arrivals = sorted(exchange.arrived for exchange in fake.log)
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] >= 1.0
 
 
 # ---------------------------------------------------------------- endpoint pool

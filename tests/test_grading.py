@@ -207,15 +207,22 @@ def test_grade_no_answer(grader: Grader) -> None:
     assert (result.pred, result.verdict) == (None, "no_answer")
 
 
+# Checks that must finish get a limit no loaded machine comes near; checks that must run out
+# of time (a pathological answer never finishes) get a short one: `Grader.timeout` is read at
+# each check.
+ROOMY = 300.0
+
+
 def test_pathological_answer_times_out_quickly() -> None:
     with Grader(timeout=1.0) as grader:
         start = time.monotonic()
         verdict = grader.compare("math", "5", "9^{9^{9^{9}}}")
         elapsed = time.monotonic() - start
-        # Generous bound: the limit is 1 s; a hang would run for minutes.
+        # A far backstop: the limit is 1 s; a check that is not stopped runs for ever.
         assert verdict == "timeout"
-        assert elapsed < 30
+        assert elapsed < 120
         # The worker was replaced: the next check still works.
+        grader.timeout = ROOMY
         assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
 
 
@@ -223,12 +230,13 @@ def test_a_timed_out_check_keeps_the_worker_warm() -> None:
     """A timeout kills only the forked child that ran the check: the worker process (with
     Math-Verify imported) stays, so the next check pays no restart, and no checker is left
     running after the grader closes."""
-    with Grader(timeout=0.5) as grader:
+    with Grader(timeout=ROOMY) as grader:
         assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
         worker = grader._worker._proc
         assert worker is not None
         children = _children(worker.pid)
         assert len(children) == 1
+        grader.timeout = 0.5
         for power in (9, 10, 11):
             assert grader.compare("math", "5", f"9^{{9^{{9^{{{power}}}}}}}") == "timeout"
             assert grader._worker._proc is worker  # the same warm worker
@@ -236,6 +244,7 @@ def test_a_timed_out_check_keeps_the_worker_warm() -> None:
         new_children = _children(worker.pid)
         assert len(new_children) == 1
         assert new_children != children  # the stuck checker was killed and replaced
+        grader.timeout = ROOMY
         assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "correct"
     assert worker.poll() is not None
     assert not any(_alive(pid) for pid in new_children)
@@ -243,15 +252,16 @@ def test_a_timed_out_check_keeps_the_worker_warm() -> None:
 
 def test_a_worker_that_stops_answering_is_replaced() -> None:
     """A worker that does not answer at all (not just its checker) makes the check a timeout
-    once the grace period is over and is replaced; closing does not wait on a stuck worker.
-    (A limit of a second: a fresh worker's first check took over 0.2 s on a loaded machine.)"""
-    with Grader(timeout=1.0) as grader:
+    once the grace period is over and is replaced; closing does not wait on a stuck worker."""
+    with Grader(timeout=ROOMY) as grader:
         assert grader.compare("math", "\\frac{1}{2}", "0.5") == "correct"
         stuck = grader._worker._proc
         assert stuck is not None
         os.kill(stuck.pid, signal.SIGSTOP)
+        grader.timeout = 0.5  # and the grace period
         assert grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}") == "timeout"
         assert stuck.poll() is not None  # killed
+        grader.timeout = ROOMY
         assert grader.compare("math", "\\sqrt{12}", "2\\sqrt{3}") == "correct"  # a new worker
         last = grader._worker._proc
         assert last is not None
@@ -281,11 +291,12 @@ def test_time_limit_holds_off_the_main_thread() -> None:
 
         def work() -> None:
             results.append(grader.compare("math", "5", "9^{9^{9^{9}}}"))
+            grader.timeout = ROOMY
             results.append(grader.compare("math", "\\sqrt{8}", "2\\sqrt{2}"))
 
         thread = threading.Thread(target=work)
         thread.start()
-        thread.join(timeout=60)
+        thread.join(timeout=ROOMY)
     assert results == ["timeout", "correct"]
 
 

@@ -16,13 +16,28 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, known_answers, load_jsonl, records, run, write_jsonl
+from tests.conftest import (
+    CHECK_TIMEOUT,
+    EXAMPLES,
+    ROOT,
+    known_answers,
+    load_jsonl,
+    records,
+    run,
+    write_jsonl,
+)
 from tests.fake_openai import FakeOpenAI, MathTutor
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lemagen[ray]')")
 lemagen_ray = pytest.importorskip("lemagen.ray")
-# Ray warns about its own deprecated settings while it reads them (ray/data/context.py).
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+pytestmark = [
+    # Ray warns about its own deprecated settings while it reads them (ray/data/context.py).
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
+    pytest.mark.slow,
+    # One local Ray instance at a time: under `-n 2 --dist loadgroup` every test here (and in
+    # test_one_path) runs in the same worker, so no two instances run at once.
+    pytest.mark.xdist_group("ray"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +126,9 @@ def test_ray_grade_gives_the_lines_of_lemagen_grade(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "outputs.jsonl", rows)
     expected = run("grade", str(path), "--task", "math", "--workers", "1", "-q")
     graded = lemagen_ray.map_stage(
-        ray.data.from_items(rows), "grade", task="math", workers=1, num_cpus=0.5, batch_size=8
-    )
+        ray.data.from_items(rows), "grade", task="math", workers=1, num_cpus=0.5, batch_size=8,
+        check_timeout=CHECK_TIMEOUT,  # as the command's (conftest): no check may run out of time
+    )  # fmt: skip
     got = lines(graded)
     assert len(got) == 24
     assert got == sorted(expected.stdout.splitlines())

@@ -1,8 +1,9 @@
 """A re-run is served from the request store and the grades kept beside it: its output is
-byte for byte a fresh run's, and a new grader version grades again."""
+byte for byte a fresh run's, and other grading code grades again."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import sqlite3
@@ -13,7 +14,7 @@ import pytest
 
 from lemagen.engine.store import STORE_FILE
 from lemagen.math import grading
-from lemagen.math.gradebook import GRADES_FILE
+from lemagen.math.gradebook import GRADES_FILE, GradeBook
 from lemagen.math.grading import Grade, Grader
 from lemagen.records.rows import Encoded
 from lemagen.stage import base, templates
@@ -53,7 +54,65 @@ def test_a_resumed_run_writes_what_a_fresh_run_writes(
     assert len(fake.requests) == sent + len(lines)
 
 
-def test_grades_are_kept_until_the_grader_version_changes(
+def edited_grading(tmp_path: Path, module: str | None) -> str:
+    """`grader_digest` of a copy of lemagen.math with one byte of `module` changed (none:
+    an exact copy)."""
+    copy = tmp_path / f"math-{module}"
+    shutil.copytree(Path(grading.__file__).parent, copy)
+    if module is not None:
+        source = bytearray((copy / module).read_bytes())
+        source[len(source) // 2] ^= 1
+        (copy / module).write_bytes(bytes(source))
+    return grading.grader_digest(copy)
+
+
+def test_the_grading_digest_follows_every_byte_of_the_grading_code(tmp_path: Path) -> None:
+    """The grade book's key changes with any edit of a module that decides a verdict, so no
+    grade of other code is served; an exact copy keeps it."""
+    assert edited_grading(tmp_path, None) == grading.grader_digest()
+    book = GradeBook(tmp_path / "cache")
+    item = ("math", "\\frac{1}{2}", "so $\\boxed{0.5}$")
+    book.add(item, Grade("0.5", "correct", "boxed"))
+    book.flush()
+    book.close()
+    digests = {grading.grader_digest()}
+    for module in grading.GRADING_MODULES:
+        edited = edited_grading(tmp_path, module)
+        assert edited not in digests
+        digests.add(edited)
+        stale = GradeBook(tmp_path / "cache", grader=edited)
+        assert stale.get_many([item]) == {}
+        stale.close()
+    same = GradeBook(tmp_path / "cache")
+    assert same.get_many([item]) == {item: Grade("0.5", "correct", "boxed")}
+    same.close()
+
+
+def test_the_grading_modules_include_every_module_they_import() -> None:
+    """A module of lemagen.math that the grading code imports decides verdicts too."""
+    here = Path(grading.__file__).parent
+
+    def imported(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and node.module == "lemagen.math":
+            return [f"lemagen.math.{alias.name}" for alias in node.names]
+        if isinstance(node, ast.ImportFrom):
+            return [node.module or ""]
+        return []
+
+    modules = {
+        name.removeprefix("lemagen.math.") + ".py"
+        for module in grading.GRADING_MODULES
+        for node in ast.walk(ast.parse((here / module).read_text(encoding="utf-8")))
+        for name in imported(node)
+        if name.startswith("lemagen.math.")
+    }
+    assert "answers.py" in modules  # grading's own import is seen
+    assert modules <= set(grading.GRADING_MODULES)
+
+
+def test_grades_are_kept_until_the_grading_code_changes(
     fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Grades that needed the symbolic checker are kept (MATH answers that are not equal as
@@ -74,8 +133,9 @@ def test_grades_are_kept_until_the_grader_version_changes(
     assert len(again) == len(fresh)
     used = sum('"pred":"kept","extracted_by":"kept"' in line for line in again)
     assert 0 < used < len(again)
-    # A new grader version checks everything again (and keeps those grades too).
-    monkeypatch.setattr(grading, "GRADER_VERSION", grading.GRADER_VERSION + 1)
+    # Other grading code checks everything again (and keeps those grades too).
+    edited = edited_grading(tmp_path, "answers.py")
+    monkeypatch.setattr(grading, "grader_digest", lambda: edited)
     (cache / ROWS_FILE).unlink()
     assert sample(fake, PROBLEMS[1], cache) == fresh
     with sqlite3.connect(book) as conn:
@@ -183,7 +243,8 @@ def test_kept_rows_follow_every_option_that_changes_a_record(
         made = sample_run(fake, problems, cache, *option)
         assert not any(marker in line for line in made[0])
         assert made[:2] == sample_run(fake, problems, other, *option)[:2]
-    monkeypatch.setattr(grading, "GRADER_VERSION", grading.GRADER_VERSION + 1)
+    edited = edited_grading(tmp_path, "grading.py")
+    monkeypatch.setattr(grading, "grader_digest", lambda: edited)
     made = sample_run(fake, problems, cache, "--keep", "all")
     assert made[0]
     assert not any(marker in line for line in made[0])

@@ -159,6 +159,7 @@ def _chromium() -> str | None:
     return found
 
 
+@pytest.mark.slow
 def test_html_report_draws_its_charts_in_headless_chromium(
     analysed: list[Path], tmp_path: Path
 ) -> None:

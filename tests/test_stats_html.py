@@ -19,6 +19,8 @@ from tests.test_stats import (  # noqa: F401 (fixtures)
     report_of,
 )
 
+pytestmark = pytest.mark.slow  # every test draws the page in Chromium
+
 WIDTH, ACCURACY_LABEL, TYPES_LABEL, VALUE_ROOM = 700, 200, 330, 90  # the page's bars()
 
 

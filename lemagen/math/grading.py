@@ -8,6 +8,7 @@ so it is safe from any thread and a pathological answer costs at most `timeout` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -30,10 +32,13 @@ from lemagen.math import answers
 Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
 VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
 
-# The version of answer checking: extraction (`answers`), comparison (here) and what picks the
-# text they read (`thinking.split_thinking`, `answers.cut_run_on`). Grades kept from earlier
-# runs are keyed by it (`gradebook`): bump it with every change that can change a grade.
-GRADER_VERSION = 1
+# What decides a verdict, hashed by `grader_digest`: the modules of lemagen.math that pick the
+# text graded (`thinking.split_thinking`, `answers.cut_run_on`), extract the answer (`answers`)
+# and compare it (here, and `_mathworker` in the checker process), and the libraries the
+# symbolic check runs on. Every module of lemagen.math these import is listed too
+# (tests/test_resume.py checks it).
+GRADING_MODULES = ("_mathworker.py", "answers.py", "grading.py", "thinking.py")
+CHECKER_LIBRARIES = ("math-verify", "latex2sympy2_extended", "sympy", "antlr4-python3-runtime")
 
 DEFAULT_CHECK_TIMEOUT = 3.0
 _STARTUP_TIMEOUT = 60.0
@@ -57,6 +62,26 @@ def checker_info(task: str) -> dict[str, str]:
     except metadata.PackageNotFoundError:  # pragma: no cover - it is a dependency
         version = "unknown"
     return {"name": "math-verify", "version": version}
+
+
+@cache  # read once per run (four files)
+def grader_digest(directory: Path = Path(__file__).parent) -> str:
+    """A hash of the grading code (`GRADING_MODULES` as found in `directory`, lemagen.math by
+    default) and of the checker libraries' versions: grades kept across runs are keyed by it
+    (`gradebook`), so any change to what decides a verdict (an upgrade, a local edit) grades
+    everything again."""
+    digest = hashlib.sha256()
+    for name in GRADING_MODULES:
+        source = (directory / name).read_bytes()
+        digest.update(f"{name}\x1f{len(source)}\x1f".encode())
+        digest.update(source)
+    for library in CHECKER_LIBRARIES:
+        try:
+            version = metadata.version(library)
+        except metadata.PackageNotFoundError:  # pragma: no cover - they are dependencies
+            version = "-"
+        digest.update(f"{library}={version}\x1f".encode())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- MATH fast path

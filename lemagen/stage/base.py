@@ -173,7 +173,7 @@ class EngineStage(Stage[In]):
             self._rows = RowBook(self.config.cache_dir)
             stack.callback(self._rows.close)
             options |= {
-                "grader": grading.GRADER_VERSION,
+                "grader": grading.grader_digest(),
                 "checkers": [checker_info(task) for task in get_args(Task)],
                 "lemagen": __version__,
                 "code": code_digest(),

@@ -9,7 +9,7 @@ lines as they are; only rows the book does not know go through the engine and th
 
 A kept row is used only when it is exactly what a run would write again:
 * its key is a hash of the stage's output options (`EngineStage.replay_options`: everything
-  besides the request that changes a record, the grader's version and the checker's
+  besides the request that changes a record, the grading code's digest and the checkers
   included), lemagen's own source and the versions of the libraries that shape a record
   (`code_digest`), the input row as read, and the identity of every call it makes (so a
   changed prompt, model or sampling parameter is a different key);
