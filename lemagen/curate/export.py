@@ -157,7 +157,7 @@ class ExportStage(Stage[Sample | Correction]):
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
-            row, kind, problem = self._sft_cot(record), "sample", record.the_problem
+            row, kind, problem = self._sft_cot(record), "sample", record.problem
         else:
             row, kind, problem = self._sft_correction(record), "correction", record.problem
         self.made[kind] = self.made.get(kind, 0) + 1
@@ -180,7 +180,7 @@ class ExportStage(Stage[Sample | Correction]):
         good at every step, once per question and solution."""
         out: list[tuple[TrainingRow, Problem]] = []
         if isinstance(record, Sample):
-            problem, solution = record.the_problem, list(record.steps)
+            problem, solution = record.problem, list(record.steps)
         else:
             problem, solution = record.problem, record.full_solution()
             steps, labels = wrong_prefix(record.original.steps, record.incorrect_step or 1)
@@ -221,7 +221,7 @@ class ExportStage(Stage[Sample | Correction]):
     def _collect(self, record: Sample | Correction, kept: bool) -> None:
         question = self._questions.get(record.id)
         if question is None:
-            problem = record.problem if isinstance(record, Correction) else record.the_problem
+            problem = record.problem
             question = _Question(cot_prompt(record.question), problem)
             self._questions[record.id] = question
         task = record.task

@@ -105,9 +105,9 @@ class RunStats:
                 record.id, record.question, record.sample_id, record.meta, record.verdict
             )
             if drawn:
-                self._group(record.the_problem, record.verdict, drawn)
+                self._group(record.problem, record.verdict, drawn)
                 if self.details is not None:
-                    self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
+                    self.details.sample(record.problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)

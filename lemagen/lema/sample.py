@@ -179,7 +179,7 @@ class SampleStage(EngineStage[Problem]):
                 if self.thinking == "steps" and thought.thinking:
                     chain = f"{thought.thinking}\n{text}"
                 sample = Sample(
-                    problem=problem,
+                    **problem.parts(),
                     sample_id=_sample_id(problem.id, model, self.template.sha256, index),
                     response=thought.answer,
                     steps=tuple(steps.solution_steps(chain, grade.pred)),

@@ -29,7 +29,7 @@ from lemagen.lemma.replies import parse_injection
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered, split_steps
 from lemagen.math.thinking import split_thinking
-from lemagen.records import BY_ID, Correction, Problem, Provenance, Sample
+from lemagen.records import BY_ID, Correction, Original, Problem, Provenance
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import (
@@ -262,12 +262,10 @@ class TeachStage(PromptedStage[Problem]):
         graded = self.grader.grade(problem.task, problem.gold, corrected[-1])
         name = BY_ID[error_type].name.lower()
         record = Correction(
-            problem=problem,
+            **problem.parts(),
             sample_id=sample_id,
             correction_id=f"{sample_id}-c0",
-            original=Sample(
-                problem=None,
-                sample_id=None,
+            original=Original(
                 response=split_thinking(choice.text).answer,
                 steps=tuple(steps),
                 pred=pred,

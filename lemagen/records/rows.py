@@ -35,7 +35,8 @@ class SetAside(msgspec.Struct, frozen=True):
         record = self.record
         if record is not None and not isinstance(record, Mapping):
             record = record.to_dict()
-        return Reject(self.reason, None if record is None else dict(record), self.detail)
+        data = None if record is None else dict(record)
+        return Reject(reason=self.reason, record=data, detail=self.detail)
 
 
 class Encoded(msgspec.Struct, array_like=True, frozen=True):
@@ -124,7 +125,7 @@ def iter_rows(
                 raise
             raw_record = None if isinstance(record, InputError) else record
             rejects.bad_rows += 1
-            rejects.add(Reject(err.reason, raw_record, detail=err.format_message()))
+            rejects.add(Reject(reason=err.reason, record=raw_record, detail=err.format_message()))
             continue
         yield parsed
 

@@ -9,7 +9,6 @@ import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records.common import JSON, check
-from lemagen.records.shapes import AlpacaShape, PreferenceShape, PromptCompletionShape
 
 
 class PromptCompletion(msgspec.Struct, frozen=True):
@@ -30,8 +29,7 @@ class PromptCompletion(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> PromptCompletion:
-        row = check(data, PromptCompletionShape, where)
-        return cls(row.prompt, row.completion, row.id, row.kind)
+        return check(data, cls, where)
 
 
 class Alpaca(msgspec.Struct, frozen=True):
@@ -46,8 +44,7 @@ class Alpaca(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Alpaca:
-        row = check(data, AlpacaShape, where)
-        return cls(row.instruction, row.output, row.input)
+        return check(data, cls, where)
 
 
 class Conversation(msgspec.Struct, frozen=True):
@@ -108,8 +105,8 @@ class Preference(msgspec.Struct, frozen=True):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Preference:
         if "input" not in data:
-            row = check(data, PreferenceShape, where)
-            return cls(row.prompt, row.chosen, row.rejected)
+            # `openai` says which shape it is, not a key of TRL's
+            return check({k: v for k, v in data.items() if k != "openai"}, cls, where)
         try:
             return cls(
                 data["input"]["messages"][0]["content"],
