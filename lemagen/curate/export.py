@@ -50,6 +50,7 @@ from lemagen.records import (
 )
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import Hooks, Output, Stage, by_reason
+from lemagen.terms import Reason
 
 FORMATS = (
     "lema",
@@ -144,7 +145,7 @@ class ExportStage(Stage[Sample | Correction]):
             if reason is not None:
                 yield SetAside(reason, record, unparseable_detail(record, reason))
 
-    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow | Tagged], str | None]:
+    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow | Tagged], Reason | None]:
         """Records to write now, and the drop reason when this input record yields nothing."""
         out, reason = self._keep(record)  # applies filter's checks, dedupes
         if self.fmt in PAIR_FORMATS:

@@ -40,6 +40,7 @@ from lemagen.stage.base import (
     one_call_provenance,
 )
 from lemagen.stage.templates import Template
+from lemagen.terms import Reason, Verdict
 
 TEACH_VARIABLES = {"question", "steps", "step", "error_type", "definition"}
 SUMMARY_KEYS = [
@@ -62,6 +63,12 @@ SUMMARY_KEYS = [
     "bad_rows",
 ]
 _SPACE = re.compile(r"\s+")
+# Why an injected solution whose answer is not wrong is set aside, by its verdict.
+NOT_WRONG: dict[Verdict, Reason] = {
+    "correct": "answer_unchanged",
+    "no_answer": "no_answer",
+    "timeout": "check_timeout",
+}
 
 
 def gold_steps(problem: Problem) -> list[str]:
@@ -211,8 +218,7 @@ class TeachStage(PromptedStage[Problem]):
             graded = self.grader.grade(problem.task, problem.gold, "\n".join(steps))
             pred = graded.pred
             if graded.verdict != "wrong":
-                reason = {"correct": "answer_unchanged"}.get(graded.verdict, graded.verdict)
-                reason = "check_timeout" if reason == "timeout" else reason
+                reason = NOT_WRONG[graded.verdict]
                 detail = f"the injected solution's answer {graded.pred!r} is not wrong"
         meta = one_call_provenance(
             "inject",

@@ -20,15 +20,12 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import cache
 from importlib import metadata
-from typing import Literal
 
 import msgspec
 
 from lemagen._version import __version__
 from lemagen.math import answers
-
-Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
-VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
+from lemagen.terms import Verdict
 
 # The version of answer checking: extraction (`answers`), comparison (here) and what picks the
 # text they read (`thinking.split_thinking`, `answers.cut_run_on`). Grades kept from earlier

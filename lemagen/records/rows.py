@@ -15,6 +15,7 @@ from lemagen.records.fast import FALLBACK
 from lemagen.records.inputs import input_format, open_bytes, read_input, source_name
 from lemagen.records.jsonl import RecordWriter, raw_lines, record_of
 from lemagen.redact import redact
+from lemagen.terms import Reason
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class ToDict(Protocol):
 class SetAside(msgspec.Struct, frozen=True):
     """A row a stage sets aside: why (a machine-readable reason), the record, and a message."""
 
-    reason: str
+    reason: Reason
     record: ToDict | Mapping[str, Any] | None
     detail: str | None = None
 

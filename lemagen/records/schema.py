@@ -24,6 +24,7 @@ from lemagen.records.common import JSON, PotVerdict, Task, Verdict
 from lemagen.records.meta import Provenance, RetryMeta
 from lemagen.records.shape import TAG, OrNull, Shape, Version, WhenSet
 from lemagen.records.training import TrainingRow
+from lemagen.terms import Reason
 
 # ---------------------------------------------------------------- problems
 
@@ -285,7 +286,7 @@ class Reject(Shape, frozen=True, kw_only=True, tag_field=TAG, tag="reject"):
     """A row set aside, as written to `--rejects`: a machine-readable reason, the message,
     where it was read (for bad input rows), and the record itself (None when unreadable)."""
 
-    reason: str
+    reason: Reason
     detail: WhenSet[str | None] = None
     where: WhenSet[str | None] = None
     record: JSON | None = None
