@@ -30,7 +30,7 @@ from lemagen.records import (
     AskerRecord,
     Correction,
     Meta,
-    Problem,
+    ProblemFields,
     Provenance,
     Record,
     Reject,
@@ -82,7 +82,7 @@ class RunStats:
         if self.details is not None:
             self.details.price = self.price
 
-    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
+    def _group(self, problem: ProblemFields, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
@@ -95,7 +95,7 @@ class RunStats:
             self._analysis(record)
         elif isinstance(record, AskerRecord):
             self.art["asker"] += 1
-            self._usage(record.meta, record.problem.question)
+            self._usage(record.meta, record.question)
         elif isinstance(record, TrusterRecord):
             self.art["truster"] += 1
         elif isinstance(record, Correction):
@@ -105,14 +105,14 @@ class RunStats:
                 record.id, record.question, record.sample_id, record.meta, record.verdict
             )
             if drawn:
-                self._group(record.problem, record.verdict, drawn)
+                self._group(record, record.verdict, drawn)
                 if self.details is not None:
                     self.details.sample(record.problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)
         elif isinstance(record, RetryText):
-            self.problems.add(record.problem.id)
+            self.problems.add(record.id)
         else:
             self.training_rows += 1
 
@@ -146,10 +146,10 @@ class RunStats:
                 record.id, record.question, record.sample_id, record.original.meta, "wrong"
             )
             if drawn:
-                self._group(record.problem, "wrong", drawn)
+                self._group(record, "wrong", drawn)
                 if self.details is not None:
                     self.details.sample(record.problem, record.original.meta, "wrong", drawn)
-        self._group(record.problem, "corrections")
+        self._group(record, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
         if self.details is not None:
@@ -158,7 +158,7 @@ class RunStats:
             self.reasons[reason or "dropped"] += 1
             return
         self.kept += 1
-        self._group(record.problem, "kept")
+        self._group(record, "kept")
         k = record.incorrect_step or 1
         n = len(record.original.steps)
         self.step_abs[k] += 1
@@ -168,13 +168,13 @@ class RunStats:
     def _analysis(self, record: Analysis) -> None:
         """A wrong sample with its error type: counted for its reasoner (and as a sample)."""
         drawn = self._sample(
-            record.problem.id, record.problem.question, record.sample_id, record.original.meta,
+            record.id, record.question, record.sample_id, record.original.meta,
             "wrong",
         )  # fmt: skip
         if drawn:
-            self._group(record.problem, "wrong", drawn)
+            self._group(record, "wrong", drawn)
         self.error_types.setdefault(record.reasoner, Counter())[record.error_type] += 1
-        self._usage(record.meta, record.problem.question, record.original.steps)
+        self._usage(record.meta, record.question, record.original.steps)
 
     def _error_types(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

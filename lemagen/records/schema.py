@@ -14,6 +14,7 @@ passes through every stage intact.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
@@ -51,7 +52,7 @@ class ProblemFields(Shape, frozen=True, kw_only=True):
 
     def parts(self) -> dict[str, Any]:
         """The problem's fields, to start another record with (`Sample(**p.parts(), ...)`)."""
-        return {name: getattr(self, name) for name in PROBLEM_FIELDS}
+        return dict(zip(PROBLEM_FIELDS, _problem_values(self), strict=True))
 
 
 class Problem(ProblemFields, frozen=True, kw_only=True):
@@ -59,6 +60,7 @@ class Problem(ProblemFields, frozen=True, kw_only=True):
 
 
 PROBLEM_FIELDS = tuple(f.name for f in msgspec.structs.fields(ProblemFields) if f.name != "extra")
+_problem_values = operator.attrgetter(*PROBLEM_FIELDS)
 
 
 class ProblemRecord(ProblemFields, frozen=True, kw_only=True, tag_field=TAG):

@@ -9,8 +9,10 @@ that one declaration.
 - `OrNull[T]`: a field that reads null as its default (a record's `meta: null` is no meta).
 - `extra`: the keys of the object lemagen does not know (a user's, a later version's), kept on
   reading and written back after the known ones, so a record passes every stage intact.
-- A `Record` is a shape written on its own as a JSONL line: it states its kind first (`kind`,
-  a msgspec tag) and its schema version last (`schema_version`), from schema version 3 on.
+- A record written on its own JSONL line (a shape with a msgspec tag: `tag_field="kind"`,
+  `schema.ProblemRecord` and `schema.Reject`) states its kind first (`kind`) and its schema
+  version last (`schema_version`), from schema version 3 on; `record_kind` knows the kind of
+  one written before.
 
 A field added to a shape is added in one place: its declaration.
 """
@@ -79,21 +81,14 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
                     reason="bad_record",
                 )
             known = known - {TAG}  # an earlier version's record with a `kind` key of its own
-        args: dict[str, Any] | Mapping[str, Any] = data
-        extra = None
-        if not data.keys() <= known:
-            args = {k: v for k, v in data.items() if k in known}
-            extra = Extra({k: v for k, v in data.items() if k not in known})
+        args = {k: v for k, v in data.items() if k in known}
+        extra = Extra({k: v for k, v in data.items() if k not in known})
         for name, nested in layout.nested:
             value = args.get(name)
             if isinstance(value, dict):  # anything else is msgspec's to refuse
-                args = dict(args) if args is data else args
-                assert isinstance(args, dict)
                 args[name] = nested.shape.from_dict(value, where, prefix=f"{prefix}{name}.")
         for name in layout.or_null:
             if name in args and args[name] is None:
-                args = dict(args) if args is data else args
-                assert isinstance(args, dict)
                 del args[name]
         try:
             out = msgspec.convert(args, cls)
@@ -103,7 +98,7 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     def to_dict(self) -> JSON:
         """The JSON object, keys in the declared order, unknown keys after them."""
-        return _written(_layout(type(self)), self)
+        return _layout(type(self)).write(self)
 
     @classmethod
     def trim(cls, out: JSON) -> JSON:
@@ -125,6 +120,7 @@ class Layout(msgspec.Struct, frozen=True):
     tag: str | None  # a record's kind
     literals: dict[str, tuple[Any, ...]]  # keys of a Literal type: their values
     trim: Callable[[JSON], JSON] | None  # the shape's `trim`, when it has its own
+    write: Callable[[Any], JSON]  # `to_dict`, made from the rest (`_writer`)
 
     def choices(self, path: str) -> tuple[Any, ...]:
         """The values a Literal field takes, by its path (`meta.stage`), for a message."""
@@ -174,7 +170,7 @@ def _make_layout(cls: type[Shape]) -> Layout:
     tag = cls.__struct_config__.tag
     if tag is not None:
         keys.add(TAG)
-    return Layout(
+    plain = Layout(
         cls,
         frozenset(keys),
         tuple(when_set),
@@ -185,7 +181,51 @@ def _make_layout(cls: type[Shape]) -> Layout:
         tag if isinstance(tag, str) else None,
         literals,
         None if cls.trim.__func__ is Shape.trim.__func__ else cls.trim,  # type: ignore[attr-defined]
+        _unwritten,
     )
+    return msgspec.structs.replace(plain, write=_writer(plain))
+
+
+def _unwritten(shape: Any) -> JSON:
+    raise AssertionError("a layout's writer is made with it")
+
+
+def _writer(layout: Layout) -> Callable[[Any], JSON]:
+    """`to_dict` of a shape, as a function written out from its layout, field by field in
+    order (as `dataclasses` makes `__init__`): the cost of a hand-written `to_dict`, several
+    times less than walking the layout for each record."""
+    names = {f.encode_name: f.name for f in msgspec.structs.fields(layout.shape)}
+    when_set, nested = dict(layout.when_set), dict(layout.nested)
+    env: dict[str, Any] = {"UNSET": msgspec.UNSET, "TRIM": layout.trim}
+    lines = [
+        "def write(s):",
+        f"    out = {{{TAG!r}: {layout.tag!r}}}" if layout.tag else "    out = {}",
+    ]
+    for i, (key, attr) in enumerate(names.items()):
+        if key in (EXTRA, VERSION):
+            continue
+        lines.append(f"    v = s.{attr}")
+        if key in nested:
+            env[f"W{i}"] = nested[key].write
+            lines.append(f"    v = v if v is None else W{i}(v)")
+        elif key in layout.tuples:
+            lines.append("    v = list(v) if type(v) is tuple else v")
+        if key in when_set:
+            env[f"D{i}"] = when_set[key]
+            lines += [f"    if v is not None and v != D{i}:", f"        out[{key!r}] = v"]
+        elif key in layout.unset:
+            lines += ["    if v is not UNSET:", f"        out[{key!r}] = v"]
+        else:
+            lines.append(f"    out[{key!r}] = v")
+    if layout.trim is not None:
+        lines.append("    out = TRIM(out)")
+    lines += ["    for k, x in s.extra.items():", "        out.setdefault(k, x)"]
+    if layout.tag is not None:
+        lines.append(f"    out[{VERSION!r}] = {SCHEMA_VERSION!r}")
+    lines.append("    return out")
+    exec("\n".join(lines), env)  # the source is made above from the field names
+    write: Callable[[Any], JSON] = env["write"]
+    return write
 
 
 def _members(tp: Any) -> tuple[Any, ...]:
@@ -195,44 +235,6 @@ def _members(tp: Any) -> tuple[Any, ...]:
     if get_origin(tp) in (Union, types.UnionType):
         return tuple(m for arg in get_args(tp) for m in _members(arg))
     return (tp,)
-
-
-def _written(layout: Layout, shape: Shape) -> JSON:
-    """A shape as written: its fields in order (a record's kind first), but what is written
-    only when set when it is not, nested shapes likewise, tuples as lists, then the unknown
-    keys, then a record's version. (`msgspec.structs.asdict` level by level: several times
-    cheaper than `msgspec.to_builtins` of the whole and taking out what is not written.)"""
-    fields = msgspec.structs.asdict(shape)
-    extra = fields.pop("extra")
-    if layout.tag is None:
-        out = fields
-    else:
-        out = {TAG: layout.tag}
-        out.update(fields)
-        del out[VERSION]
-    for key in layout.unset:
-        if out[key] is msgspec.UNSET:
-            del out[key]
-    for key, default in layout.when_set:
-        value = out[key]
-        if value is None or value == default:
-            del out[key]
-    for key, nested in layout.nested:
-        value = out[key]
-        if value is not None:
-            out[key] = _written(nested, value)
-    for key in layout.tuples:
-        value = out.get(key)
-        if type(value) is tuple:
-            out[key] = list(value)
-    if layout.trim is not None:
-        out = layout.trim(out)
-    if extra:
-        for key, value in extra.items():
-            out.setdefault(key, value)
-    if layout.tag is not None:
-        out[VERSION] = SCHEMA_VERSION
-    return out
 
 
 def stated_kind(data: Mapping[str, Any]) -> Kind | None:
