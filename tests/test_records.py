@@ -103,6 +103,21 @@ def test_training_rows_read_back_to_the_same_bytes(name: str) -> None:
         assert _dumps(read_training(row, f"{name}:{i}").to_dict()) == _dumps(row)
 
 
+def test_a_training_row_keeps_the_columns_it_was_tagged_with() -> None:
+    """`export --keep-fields` adds problem fields beside a trainer's own: a row read back keeps
+    them, after its own keys; a row's `id` and `kind` (`filter --with-meta`) only when set."""
+    row = {"prompt": "Q", "completion": "A", "level": "Level 3", "type": "Algebra"}
+    read = read_training(row, "f:1")
+    assert read.to_dict() == row
+    assert list(read.to_dict()) == list(row)
+    assert read_training({"prompt": "Q", "completion": "A"}, "f:2").to_dict() == {
+        "prompt": "Q",
+        "completion": "A",
+    }
+    alpaca = {"instruction": "Q", "input": "", "output": "A", "id": "p1"}
+    assert list(read_training(alpaca, "f:3").to_dict()) == ["instruction", "input", "output", "id"]
+
+
 @pytest.mark.parametrize(
     ("name", "kinds"),
     [
