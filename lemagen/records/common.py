@@ -27,9 +27,9 @@ JSON: TypeAlias = dict[str, Any]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Number = int | float  # kept as given: msgspec would turn 1 into 1.0 for `float`
 S = TypeVar("S")
-# Written last into every record written on its own line (`shape.Record`: samples,
-# corrections, analyses, ART records, retry texts, rejects); a record without it is version 1.
-# 3: records state their `kind`, first.
+# Written last into every record written on its own line (samples, corrections, analyses, ART
+# records, retry texts, rejects); a record without it is version 1. 2: `schema_version`;
+# 3: records state their `kind`, first (`shape.TAG`).
 SCHEMA_VERSION = 3
 EXTRA = "(extra)"  # the field that holds a shape's unknown keys: read from no JSON key
 

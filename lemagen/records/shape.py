@@ -34,6 +34,7 @@ from lemagen.terms import KINDS, Kind
 T = TypeVar("T")
 TAG = "kind"
 VERSION = "schema_version"
+KIND_SINCE = 3  # the schema version from which records state their kind
 
 
 class _Marker:
@@ -142,7 +143,7 @@ def _layout(cls: type[Shape]) -> Layout:
 
 
 def layout(cls: type[Shape]) -> Layout:
-    """The layout of `cls` (for tests and `records.fast`)."""
+    """What reading and writing know of `cls`, from its declaration."""
     return _layout(cls)
 
 
@@ -244,7 +245,7 @@ def stated_kind(data: Mapping[str, Any]) -> Kind | None:
     if kind is None or kind not in KINDS:
         return None
     version = data.get(VERSION)
-    if type(version) is not int or version < 3:
+    if type(version) is not int or version < KIND_SINCE:
         return None
     return typing.cast(Kind, kind)
 
