@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -47,17 +47,20 @@ class Provenance(Shape, frozen=True, kw_only=True):
     # `stats` counts every sample drawn. Records written before it existed count 0.
     duplicates: WhenSet[Count | None] = None
 
-    MADE: ClassVar[tuple[str, ...]] = ("stage", "error_type", "seed", "checker")
-
     @classmethod
     def read(cls, data: Mapping[str, Any], where: str, prefix: str) -> Provenance:
         return cls.from_dict(data, where, prefix=prefix)
 
-    @classmethod
-    def trim(cls, out: JSON) -> JSON:
-        if out["stage"] == "inject" and out.get("error_type") is not None:
-            return {key: out[key] for key in cls.MADE}  # a made mistake: no call to describe
-        return out
+    def special(self) -> JSON | None:
+        if self.stage != "inject" or self.error_type is None:
+            return None
+        # a made mistake: no call to describe
+        return {
+            "stage": self.stage,
+            "error_type": self.error_type,
+            "seed": self.seed,
+            "checker": self.checker,
+        }
 
 
 Meta: TypeAlias = Provenance

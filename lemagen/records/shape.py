@@ -101,11 +101,10 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         """The JSON object, keys in the declared order, unknown keys after them."""
         return _layout(type(self)).write(self)
 
-    @classmethod
-    def trim(cls, out: JSON) -> JSON:
-        """The written object before its unknown keys are added, changed (a shape whose keys
-        depend on its values overrides this)."""
-        return out
+    def special(self) -> JSON | None:
+        """What this shape writes before its unknown keys when that is not its fields, else
+        None (a shape whose keys depend on its values overrides this)."""
+        return None
 
 
 class Layout(msgspec.Struct, frozen=True):
@@ -120,7 +119,7 @@ class Layout(msgspec.Struct, frozen=True):
     tuples: tuple[str, ...]  # keys holding a tuple: written as a JSON list, a Python list
     tag: str | None  # a record's kind
     literals: dict[str, tuple[Any, ...]]  # keys of a Literal type: their values
-    trim: Callable[[JSON], JSON] | None  # the shape's `trim`, when it has its own
+    special: Callable[[Any], JSON | None] | None  # the shape's `special`, when it has one
     write: Callable[[Any], JSON]  # `to_dict`, made from the rest (`_writer`)
 
     def choices(self, path: str) -> tuple[Any, ...]:
@@ -181,7 +180,7 @@ def _make_layout(cls: type[Shape]) -> Layout:
         tuple(tuples),
         tag if isinstance(tag, str) else None,
         literals,
-        None if cls.trim.__func__ is Shape.trim.__func__ else cls.trim,  # type: ignore[attr-defined]
+        None if cls.special is Shape.special else cls.special,
         _unwritten,
     )
     return msgspec.structs.replace(plain, write=_writer(plain))
@@ -197,11 +196,15 @@ def _writer(layout: Layout) -> Callable[[Any], JSON]:
     times less than walking the layout for each record."""
     names = {f.encode_name: f.name for f in msgspec.structs.fields(layout.shape)}
     when_set, nested = dict(layout.when_set), dict(layout.nested)
-    env: dict[str, Any] = {"UNSET": msgspec.UNSET, "TRIM": layout.trim}
-    lines = [
-        "def write(s):",
-        f"    out = {{{TAG!r}: {layout.tag!r}}}" if layout.tag else "    out = {}",
-    ]
+    env: dict[str, Any] = {"UNSET": msgspec.UNSET, "SPECIAL": layout.special}
+    lines = ["def write(s):"]
+    if layout.special is not None:
+        lines += [
+            "    out = SPECIAL(s)",
+            "    if out is not None:",
+            "        return rest(s, out)",
+        ]
+    lines.append("    out = " + (f"{{{TAG!r}: {layout.tag!r}}}" if layout.tag else "{}"))
     for i, (key, attr) in enumerate(names.items()):
         if key in (EXTRA, VERSION):
             continue
@@ -218,9 +221,12 @@ def _writer(layout: Layout) -> Callable[[Any], JSON]:
             lines += ["    if v is not UNSET:", f"        out[{key!r}] = v"]
         else:
             lines.append(f"    out[{key!r}] = v")
-    if layout.trim is not None:
-        lines.append("    out = TRIM(out)")
-    lines += ["    for k, x in s.extra.items():", "        out.setdefault(k, x)"]
+    lines.append("    return rest(s, out)")
+    lines += [
+        "def rest(s, out):  # after the fields: the unknown keys, a record's version",
+        "    for k, x in s.extra.items():",
+        "        out.setdefault(k, x)",
+    ]
     if layout.tag is not None:
         lines.append(f"    out[{VERSION!r}] = {SCHEMA_VERSION!r}")
     lines.append("    return out")
