@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from lemagen.redact import redact
+from lemagen.terms import Reason
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # malformed JSONL, missing field, unreadable gold answer, broken prompt file
@@ -50,7 +51,7 @@ class LemagenError(Exception):
 class InputError(LemagenError):
     """One input row is unusable. `reason` is a short machine-readable tag."""
 
-    def __init__(self, message: str, *, reason: str = "bad_row") -> None:
+    def __init__(self, message: str, *, reason: Reason = "bad_row") -> None:
         super().__init__(message)
         self.reason = reason
 

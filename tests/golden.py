@@ -3,8 +3,9 @@
 `run_pipeline(fake, out)` runs sample, correct, filter, grade, inject, every export format and
 stats against the loopback server and writes each command's stdout (and the files it writes)
 into `out`. The golden files in `tests/data/golden/` were written by this function on the main
-branch before the typed-records refactor; regenerate them only for a deliberate change of
-output, with `python -m tests.golden tests/data/golden`.
+branch before the typed-records refactor (and again for schema version 3, whose records state
+their `kind`); regenerate them only for a deliberate change of output, with
+`python -m tests.golden tests/data/golden`.
 
 The responder here answers in more ways than `MathTutor` (unanswered, truncated and repeated
 samples; corrections that are unparseable, wrong, out of range, unchanged or un-elided), so the
@@ -95,8 +96,17 @@ def _cat(paths: list[Path], out: Path, rows: int = 12) -> Path:
     return out
 
 
+_KIND = re.compile(r'^\{"kind":"[a-z]+",')
+
+
 def _sorted(text: str) -> str:
-    return "".join(line + "\n" for line in sorted(text.splitlines()))
+    """The lines in order of what follows the `kind` a record states first (records written
+    before kinds existed sorted the same way)."""
+    return "".join(line + "\n" for line in sorted(text.splitlines(), key=_order))
+
+
+def _order(line: str) -> str:
+    return _KIND.sub("{", line, count=1)
 
 
 def run_pipeline(fake: FakeOpenAI, out: Path) -> list[str]:

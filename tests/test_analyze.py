@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lemagen.records import Analysis
+from lemagen.records import SCHEMA_VERSION, Analysis
 from tests.conftest import DATA, EXAMPLES, known_answers, load_jsonl, records, run
 from tests.fake_openai import FakeOpenAI, MathTutor
 from tests.mistake_models import ANALYSER_STYLES, MistakeModels, true_type
@@ -85,7 +85,7 @@ def test_every_wrong_sample_is_analysed_or_set_aside_with_its_reason(
         assert a["original"]["meta"]["model"] == "reasoner"
         assert a["meta"]["stage"] == "analyze"
         assert a["meta"]["model"] == "gpt-4o"
-        assert a["schema_version"] == 2
+        assert (a["kind"], a["schema_version"]) == ("analysis", SCHEMA_VERSION)
         # The record reads back as the typed record, unchanged.
         assert Analysis.from_dict(a, "x:1").to_dict() == a
     assert sorted((r["record"]["sample_id"], r["reason"]) for r in set_aside) == sorted(

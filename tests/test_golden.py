@@ -1,7 +1,8 @@
 """Nothing changes for users: a fixed pipeline over every command (`tests/golden.py`) writes
 exactly the bytes committed in `tests/data/golden/`, written by main before the typed-records
-refactor. A deliberate change of output regenerates them (`python -m tests.golden
-tests/data/golden`) in the same commit, so the diff shows what users will see change."""
+refactor and since changed only on purpose (schema version 3: records state their `kind`). A
+deliberate change of output regenerates them (`python -m tests.golden tests/data/golden`) in
+the same commit, so the diff shows what users will see change."""
 
 from __future__ import annotations
 

@@ -1,102 +1,56 @@
-"""README's list of reject reasons and the reasons the code can write are the same set: a new
-reason must be documented, and a documented one must still exist."""
+"""The reasons a row is set aside are one `Literal` type (`lemagen.terms.Reason`): everything
+that sets a row aside takes it, so mypy refuses a reason that is not declared, and the README's
+table of reasons is generated from the declaration (`terms.reasons_table`)."""
 
 from __future__ import annotations
 
-import ast
-import re
-from pathlib import Path
+import typing
+from typing import get_args
 
-from lemagen.lema.filter import REASONS as FILTER_REASONS
+from lemagen.art.replies import ParsedQuestions
+from lemagen.engine.calls import RequestFailed
+from lemagen.errors import InputError
+from lemagen.lemma.replies import ParsedAnalysis, ParsedInjection
+from lemagen.mistakes.gsm8k import Unusable
+from lemagen.records import Reject
+from lemagen.records.rows import SetAside
+from lemagen.terms import INTERNAL, REASONS, Reason, reasons_table
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-SOURCES = sorted((ROOT / "lemagen").rglob("*.py"))
-REASON = re.compile(r"[a-z]+(?:_[a-z]+)*")
-# Calls whose first (RequestFailed: second) argument is the reason a row is set aside for.
-REASON_ARG = {"SetAside": 0, "Unusable": 0, "_aside": 0, "RequestFailed": 1}
-# Never written: a call collected for a provider batch fails with it inside the engine's
-# collection pass, whose output is discarded (lemagen.engine.batching).
-INTERNAL = {"batch_pending"}
 
 
-def readme_reasons() -> set[str]:
-    section = README.split("<!-- reasons:start -->", 1)[1].split("<!-- reasons:end -->", 1)[0]
-    return set(re.findall(r"`([a-z_]+)`", section))
+def readme_table() -> str:
+    return README.split("<!-- reasons:start -->\n", 1)[1].split("\n<!-- reasons:end -->", 1)[0]
 
 
-def _literal(node: ast.AST | None) -> str | None:
-    ok = isinstance(node, ast.Constant) and isinstance(node.value, str)
-    return node.value if ok and REASON.fullmatch(node.value) else None  # type: ignore[union-attr]
+def test_the_readme_table_of_reasons_is_the_declared_one() -> None:
+    """Regenerate it with `python -c "from lemagen.terms import reasons_table;
+    print(reasons_table())"` between the markers when a reason changes."""
+    assert readme_table() == reasons_table()
 
 
-def _name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    return func.attr if isinstance(func, ast.Attribute) else None
+def test_every_declared_reason_is_described_and_in_the_table() -> None:
+    declared = set(get_args(Reason))
+    assert len(declared) >= 40
+    assert set(REASONS) == declared
+    listed = {line.split("`")[1] for line in readme_table().splitlines()[2:]}
+    assert listed == declared - INTERNAL
+    assert all(where and why for where, why in REASONS.values())
 
 
-def _assigned_reasons(node: ast.Assign) -> list[ast.expr]:
-    """`reason = "x"`, `reason, detail = "x", ...`."""
-    values: list[ast.expr] = []
-    for target in node.targets:
-        if isinstance(target, ast.Name) and target.id == "reason":
-            values.append(node.value)
-        elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
-            for t, v in zip(target.elts, node.value.elts, strict=False):
-                if isinstance(t, ast.Name) and t.id == "reason":
-                    values.append(v)
-    return values
-
-
-def code_reasons(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        candidates: list[ast.expr | None] = []
-        if isinstance(node, ast.Call):
-            index = REASON_ARG.get(_name(node.func) or "")
-            if index is not None and len(node.args) > index:
-                candidates.append(node.args[index])
-            # reason="bad_row" (InputError, RequestFailed), error="says_correct" (a parsed reply)
-            candidates += [k.value for k in node.keywords if k.arg in ("reason", "error")]
-        elif isinstance(node, ast.Assign):
-            candidates += _assigned_reasons(node)
-        elif isinstance(node, ast.FunctionDef):  # def __init__(self, message, reason="x")
-            args = node.args.args[len(node.args.args) - len(node.args.defaults) :]
-            candidates += [
-                d for a, d in zip(args, node.args.defaults, strict=True) if a.arg == "reason"
-            ]
-        for candidate in candidates:
-            if isinstance(candidate, ast.Call) and isinstance(candidate.func, ast.Attribute):
-                candidates.append(candidate.func.value)  # {...}.get(key, ...)
-            elif isinstance(candidate, ast.Dict):  # {"correct": "answer_unchanged"}.get(...)
-                candidates += candidate.values
-            elif isinstance(candidate, ast.IfExp):  # "no_answer" if ... else "implicit_answer"
-                candidates += [candidate.body, candidate.orelse]
-            elif (value := _literal(candidate)) is not None:
-                found.add(value)
-    return found - INTERNAL
-
-
-def all_code_reasons() -> set[str]:
-    found = set(FILTER_REASONS)
-    for path in SOURCES:
-        found |= code_reasons(path)
-    return found
-
-
-def test_every_reason_the_code_writes_is_in_the_readme() -> None:
-    code = all_code_reasons()
-    assert len(code) >= 40  # the extraction finds the reasons (not an empty set)
-    assert {"bad_row", "bad_json", "budget_exhausted", "no_equations", "says_correct"} <= code
-    assert code - readme_reasons() == set()
-
-
-def test_every_reason_in_the_readme_still_exists() -> None:
-    documented = readme_reasons()
-    assert len(documented) >= 40
-    literals = set()
-    for path in SOURCES:
-        literals |= set(re.findall(r"[\"']([a-z_]+)[\"']", path.read_text(encoding="utf-8")))
-    assert documented - literals == set()
-    assert documented - all_code_reasons() == set()
+def test_whatever_sets_a_row_aside_takes_the_reason_type() -> None:
+    """The ways a reason enters a record (a set-aside row, a reject, a bad input row, a
+    failed call, an unusable problem, a reply that cannot be used) are typed with `Reason`."""
+    takers = {
+        SetAside: "reason",
+        Reject: "reason",
+        ParsedAnalysis: "error",
+        ParsedInjection: "error",
+        ParsedQuestions: "error",
+    }
+    for cls, name in takers.items():
+        hint = typing.get_type_hints(cls)[name]
+        assert Reason in (hint, *get_args(hint)), cls
+    for cls in (InputError, RequestFailed, Unusable):
+        assert typing.get_type_hints(cls.__init__)["reason"] == Reason, cls

@@ -12,9 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from tests.conftest import EXAMPLES, load_jsonl, run
+from lemagen.curate.stats import StatsReport
+from lemagen.records.jsonl import _dumps
+from tests.conftest import DATA, EXAMPLES, load_jsonl, run
 from tests.fake_openai import FakeOpenAI, MathTutor
 from tests.mistake_models import (
     ANALYSER_STYLES,
@@ -598,3 +601,18 @@ def test_one_price_flag_for_an_unlisted_model_is_named_in_the_summary(
         "prices: local-q no price (--price-in alone: a model not in the table needs both "
         "--price-in and --price-out)" in result.stderr
     )
+
+
+def test_the_json_report_is_the_declared_one() -> None:
+    """`stats --json` writes a `StatsReport` (every key declared there, in its order): the
+    golden pipeline's report decodes into it, with no key it does not declare, and encodes back
+    to the same line; a key it does not declare is refused."""
+    line = (DATA / "golden" / "stats.jsonl").read_text(encoding="utf-8").strip()
+    report = msgspec.json.decode(line, type=StatsReport)
+    assert report.funnel.samples == 284
+    assert _dumps(report.to_dict()) == line
+    assert list(report.to_dict()) == [
+        f.name for f in msgspec.structs.fields(StatsReport) if f.name != "by"
+    ]
+    with pytest.raises(msgspec.ValidationError, match="unknown field `extra`"):
+        msgspec.json.decode(line[:-1] + ',"extra":1}', type=StatsReport)

@@ -184,7 +184,7 @@ def stats(records: Rows, *, skip_bad_rows: bool = False, **options: Any) -> dict
     `by` breaks the funnel down by a problem field."""
     stage = curate.stats_stage(**options)
     run(stage, records, skip_bad_rows=skip_bad_rows)
-    return stage.report()
+    return stage.report().to_dict()
 
 
 @_options_of(lema.evolve_stage)

@@ -141,7 +141,7 @@ def reader(rows: Rows, *, skip_bad_rows: bool) -> Read:
                 if not skip_bad_rows:
                     raise
                 rejects.bad_rows += 1
-                rejects.add(Reject(err.reason, data, detail=err.format_message()))
+                rejects.add(Reject(reason=err.reason, record=data, detail=err.format_message()))
 
     return read
 

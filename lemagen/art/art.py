@@ -75,7 +75,7 @@ class AskStage(PromptedStage[Sample]):
     def calls(self, row: Sample) -> list[Call]:
         if row.verdict not in ("correct", "wrong"):
             return []
-        problem = row.the_problem
+        problem = row.problem
         query = self.template.render(
             question=problem.question, reference=reference_text(problem)
         ).rstrip()
@@ -121,7 +121,7 @@ class AskStage(PromptedStage[Sample]):
         self.counts["asker_records"] += 1
         self.counts["answers_all"] += answers_all
         return AskerRecord(
-            problem=sample.the_problem,
+            **sample.parts(),
             sample_id=sample.sample_id,
             prediction=Prediction("\n".join(sample.steps), sample.pred, sample.verdict),
             sub_questions=tuple(parsed.questions),
@@ -167,7 +167,14 @@ class TrustStage(Stage[Sample | Correction]):
         preferred: Preferred = "initial" if right[0] else "refined"
         self.counts["truster_records"] += 1
         self.counts[f"{preferred}_preferred"] += 1
-        return TrusterRecord(c.problem, c.sample_id, c.correction_id, initial, refined, preferred)
+        return TrusterRecord(
+            **c.parts(),
+            sample_id=c.sample_id,
+            correction_id=c.correction_id,
+            initial=initial,
+            refined=refined,
+            preferred=preferred,
+        )
 
     def summary(self, rejects: Rejects) -> str:
         self.counts["bad_rows"] = rejects.bad_rows

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.lemma.replies import DECOR, answer_part, json_object
+from lemagen.terms import Reason
 
 _ITEM_LABEL = r"(?:sub-?questions?|q)[ \t]*\d+[ \t]*[:.)][ \t]*"
 _ITEM = re.compile(  # a bullet (maybe with a label), a number or letter, or a label
@@ -22,7 +23,7 @@ _ITEM = re.compile(  # a bullet (maybe with a label), a number or letter, or a l
 @dataclass
 class ParsedQuestions:
     questions: list[str] = field(default_factory=list)
-    error: str | None = None
+    error: Reason | None = None
     detail: str | None = None
 
 

@@ -182,7 +182,7 @@ class CrosscheckStage(PromptedStage[Record]):
         meta["sandbox"] = {k: v for k, v in asdict(self.limits).items() if k != "audit_hook"}
         meta["detail"] = detail
         pot = Pot(program, answer, verdict, meta)
-        return msgspec.structs.replace(record, pot=pot)
+        return msgspec.structs.replace(record, **pot.fields())
 
     def summary(self, rejects: Rejects) -> str:
         self.counts["bad_rows"] = rejects.bad_rows

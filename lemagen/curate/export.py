@@ -41,6 +41,7 @@ from lemagen.records import (
     Correction,
     Preference,
     Problem,
+    ProblemFields,
     PromptCompletion,
     Sample,
     Tagged,
@@ -50,6 +51,7 @@ from lemagen.records import (
 )
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import Hooks, Output, Stage, by_reason
+from lemagen.terms import Reason
 
 FORMATS = (
     "lema",
@@ -82,7 +84,7 @@ def sft_row(fmt: str, prompt: str, completion: str, chat: bool) -> TrainingRow:
 @dataclass
 class _Question:
     prompt: str
-    problem: Problem
+    problem: ProblemFields  # the first record of the question
     chosen: list[str] = field(default_factory=list)  # correct samples' chains of thought
     rejected: list[str] = field(default_factory=list)  # wrong samples' chains of thought
     chosen_models: list[str | None] = field(default_factory=list)  # the model of each
@@ -144,7 +146,7 @@ class ExportStage(Stage[Sample | Correction]):
             if reason is not None:
                 yield SetAside(reason, record, unparseable_detail(record, reason))
 
-    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow | Tagged], str | None]:
+    def add(self, record: Sample | Correction) -> tuple[list[TrainingRow | Tagged], Reason | None]:
         """Records to write now, and the drop reason when this input record yields nothing."""
         out, reason = self._keep(record)  # applies filter's checks, dedupes
         if self.fmt in PAIR_FORMATS:
@@ -157,11 +159,11 @@ class ExportStage(Stage[Sample | Correction]):
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
-            row, kind, problem = self._sft_cot(record), "sample", record.the_problem
+            row, kind = self._sft_cot(record), "sample"
         else:
-            row, kind, problem = self._sft_correction(record), "correction", record.problem
+            row, kind = self._sft_correction(record), "correction"
         self.made[kind] = self.made.get(kind, 0) + 1
-        tagged = self._tag(row, problem)
+        tagged = self._tag(row, record)
         if self.mix:
             self._held.append(tagged)
             return [], None
@@ -174,15 +176,16 @@ class ExportStage(Stage[Sample | Correction]):
         self._held += rows
         return []
 
-    def _step_rows(self, record: Sample | Correction) -> list[tuple[TrainingRow, Problem]]:
+    def _step_rows(self, record: Sample | Correction) -> list[tuple[TrainingRow, ProblemFields]]:
         """Step-labelled rows: a kept correction's original through its incorrect step; and
         a correct solution (a correct sample, a kept correction's whole corrected solution)
         good at every step, once per question and solution."""
-        out: list[tuple[TrainingRow, Problem]] = []
+        out: list[tuple[TrainingRow, ProblemFields]] = []
         if isinstance(record, Sample):
-            problem, solution = record.the_problem, list(record.steps)
+            problem: ProblemFields = record
+            solution = list(record.steps)
         else:
-            problem, solution = record.problem, record.full_solution()
+            problem, solution = record, record.full_solution()
             steps, labels = wrong_prefix(record.original.steps, record.incorrect_step or 1)
             out.append((step_row(self.fmt, problem.task, problem.question, steps, labels), problem))
             self.made["mistake"] = self.made.get("mistake", 0) + 1
@@ -207,7 +210,7 @@ class ExportStage(Stage[Sample | Correction]):
         lema = lema_correction(record)
         return sft_row(self.fmt, lema.prompt, lema.completion, self.chat)
 
-    def _tag(self, row: TrainingRow, problem: Problem) -> TrainingRow | Tagged:
+    def _tag(self, row: TrainingRow, problem: ProblemFields) -> TrainingRow | Tagged:
         if not self.keep_fields:
             return row
         return Tagged(row, {name: problem.field(name) for name in self.keep_fields})
@@ -221,8 +224,7 @@ class ExportStage(Stage[Sample | Correction]):
     def _collect(self, record: Sample | Correction, kept: bool) -> None:
         question = self._questions.get(record.id)
         if question is None:
-            problem = record.problem if isinstance(record, Correction) else record.the_problem
-            question = _Question(cot_prompt(record.question), problem)
+            question = _Question(cot_prompt(record.question), record)
             self._questions[record.id] = question
         task = record.task
         if isinstance(record, Sample):

@@ -40,22 +40,6 @@ def usage_cost(
     return tokens_in, tokens_out, price.cost(tokens_in, tokens_out, cached) if price.known else None
 
 
-def cost_text(report: dict[str, Any]) -> str:
-    """`$0.0123; per kept row $0.000123`, with what it leaves out when some models have no
-    price (`$0.0123 + unknown ...`, `unknown ...` when none has)."""
-    total, per = report["cost_usd"], report["cost_per_kept_row_usd"]
-    text = "unknown" if total is None else f"${total:.4f}"
-    if total is not None and report["unpriced_models"]:
-        text += " + unknown"
-    text += "; per kept row " + ("n/a" if per is None else f"${per:.6f}")
-    if report["unpriced_models"]:
-        text += (
-            f" (no price for {', '.join(report['unpriced_models'])}: give stats --price-in "
-            "and --price-out, as the run had)"
-        )
-    return text
-
-
 def who(meta: Meta) -> str:
     """The model that wrote a record, or `inject` for a mistake injected offline."""
     if meta.model:

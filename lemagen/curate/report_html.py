@@ -14,7 +14,8 @@ import json
 import re
 from typing import Any
 
-from lemagen.curate.report import Details, Example, cost_text
+from lemagen.curate.report import Details, Example
+from lemagen.curate.stats import StatsReport, cost_text
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -127,17 +128,17 @@ __DETAILS__
 """
 
 
-def render_html(report: dict[str, Any], details: Details | None = None) -> str:
+def render_html(report: StatsReport, details: Details | None = None) -> str:
     """One self-contained page: data inline, charts drawn by inline script, no network."""
-    data = json.dumps(report).replace("</", "<\\/")
-    funnel = report["funnel"]
+    data = json.dumps(report.to_dict()).replace("</", "<\\/")
+    funnel = report.funnel
     summary = (
-        f"{funnel['problems']} problems, {funnel['samples']} samples, {funnel['wrong']} wrong, "
-        f"{funnel['corrections']} corrections, {funnel['kept']} kept; "
+        f"{funnel.problems} problems, {funnel.samples} samples, {funnel.wrong} wrong, "
+        f"{funnel.corrections} corrections, {funnel.kept} kept; "
         f"cost {cost_text(report)}"
     )
     reasons = "".join(
-        f"<tr><td>{_e(k)}</td><td class=n>{v}</td></tr>" for k, v in report["reasons"].items()
+        f"<tr><td>{_e(k)}</td><td class=n>{v}</td></tr>" for k, v in report.reasons.items()
     )
     table = (
         f"<table><tr><th>reason</th><th class=n>rows</th></tr>{reasons}</table>"

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lemagen.curate.report import Details, cost_text
+import msgspec
+
+from lemagen.curate.report import Details
 from lemagen.engine import Price, price_for
 from lemagen.errors import InputError
 from lemagen.lema.filter import Keep
@@ -30,7 +32,7 @@ from lemagen.records import (
     AskerRecord,
     Correction,
     Meta,
-    Problem,
+    ProblemFields,
     Provenance,
     Record,
     Reject,
@@ -46,6 +48,98 @@ from lemagen.stage.base import Hooks, Output, Stage
 
 RELATIVE_BINS = 10
 AnyRecord = Record | Analysis | AskerRecord | TrusterRecord
+
+
+# ---------------------------------------------------------------- the report (`stats --json`)
+
+
+class Funnel(msgspec.Struct, forbid_unknown_fields=True):
+    problems: int
+    samples: int  # every sample drawn (a kept one's `meta.duplicates` included)
+    wrong: int
+    corrections: int
+    kept: int  # kept corrections, or the training rows read when there were none
+
+
+class Accuracy(msgspec.Struct, forbid_unknown_fields=True):
+    samples: int
+    correct: int
+    wrong: int
+    accuracy: float  # correct / (correct + wrong)
+
+
+class StepPositions(msgspec.Struct, forbid_unknown_fields=True):
+    """Where the incorrect step of the kept corrections falls: by step number, and by its
+    position in the solution in tenths (`0-10%` ... `90-100%`)."""
+
+    absolute: dict[str, int]
+    relative: dict[str, int]
+
+
+class TypeShare(msgspec.Struct, forbid_unknown_fields=True):
+    count: int
+    share: float
+
+
+class ErrorTypes(msgspec.Struct, forbid_unknown_fields=True):
+    """One reasoner's analysed mistakes (`lemagen analyze`), by error type, most first."""
+
+    analysed: int
+    types: dict[str, TypeShare]
+
+
+class ArtRecords(msgspec.Struct, forbid_unknown_fields=True):
+    asker: int
+    truster: int
+
+
+class Tokens(msgspec.Struct, forbid_unknown_fields=True):
+    prompt: int
+    completion: int
+
+
+class Group(msgspec.Struct, forbid_unknown_fields=True):
+    """The funnel of the problems whose `--by` field has one value."""
+
+    problems: int
+    samples: int
+    wrong: int
+    accuracy: float
+    corrections: int
+    kept: int
+
+
+class ByField(msgspec.Struct, forbid_unknown_fields=True):
+    field: str
+    groups: dict[str, Group]
+
+
+class StatsReport(msgspec.Struct, forbid_unknown_fields=True):
+    """The report, as `stats --json` writes it (keys in this order) and the table shows it."""
+
+    funnel: Funnel
+    verdicts: dict[str, int]
+    accuracy_by_reasoner: dict[str, Accuracy]
+    accuracy_note: str | None
+    incorrect_step: StepPositions
+    error_types_by_reasoner: dict[str, ErrorTypes]
+    art_records: ArtRecords
+    reasons: dict[str, int]  # why rows were dropped or set aside, most first
+    tokens: Tokens
+    tokens_per_kept_row: float | None
+    cost_usd: float | None  # None when no call had a price: not $0
+    cost_per_kept_row_usd: float | None
+    cost_note: str | None
+    unpriced_models: list[str]
+    training_rows: int
+    by: ByField | msgspec.UnsetType = msgspec.UNSET  # `stats --by FIELD` only
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+# ---------------------------------------------------------------- counting
 
 
 @dataclass
@@ -82,7 +176,7 @@ class RunStats:
         if self.details is not None:
             self.details.price = self.price
 
-    def _group(self, problem: Problem, counter: str, count: int = 1) -> None:
+    def _group(self, problem: ProblemFields, counter: str, count: int = 1) -> None:
         if self.by is None:
             return
         value = problem.field(self.by)
@@ -95,7 +189,7 @@ class RunStats:
             self._analysis(record)
         elif isinstance(record, AskerRecord):
             self.art["asker"] += 1
-            self._usage(record.meta, record.problem.question)
+            self._usage(record.meta, record.question)
         elif isinstance(record, TrusterRecord):
             self.art["truster"] += 1
         elif isinstance(record, Correction):
@@ -105,14 +199,14 @@ class RunStats:
                 record.id, record.question, record.sample_id, record.meta, record.verdict
             )
             if drawn:
-                self._group(record.the_problem, record.verdict, drawn)
+                self._group(record, record.verdict, drawn)
                 if self.details is not None:
-                    self.details.sample(record.the_problem, record.meta, record.verdict, drawn)
+                    self.details.sample(record.problem, record.meta, record.verdict, drawn)
         elif isinstance(record, Reject):
             self.reasons[record.reason] += 1
             self._set_aside(record)
         elif isinstance(record, RetryText):
-            self.problems.add(record.problem.id)
+            self.problems.add(record.id)
         else:
             self.training_rows += 1
 
@@ -146,10 +240,10 @@ class RunStats:
                 record.id, record.question, record.sample_id, record.original.meta, "wrong"
             )
             if drawn:
-                self._group(record.problem, "wrong", drawn)
+                self._group(record, "wrong", drawn)
                 if self.details is not None:
                     self.details.sample(record.problem, record.original.meta, "wrong", drawn)
-        self._group(record.problem, "corrections")
+        self._group(record, "corrections")
         self._usage(record.meta, record.question, record.original.steps)
         out, reason = self._keep(record)
         if self.details is not None:
@@ -158,7 +252,7 @@ class RunStats:
             self.reasons[reason or "dropped"] += 1
             return
         self.kept += 1
-        self._group(record.problem, "kept")
+        self._group(record, "kept")
         k = record.incorrect_step or 1
         n = len(record.original.steps)
         self.step_abs[k] += 1
@@ -168,25 +262,25 @@ class RunStats:
     def _analysis(self, record: Analysis) -> None:
         """A wrong sample with its error type: counted for its reasoner (and as a sample)."""
         drawn = self._sample(
-            record.problem.id, record.problem.question, record.sample_id, record.original.meta,
+            record.id, record.question, record.sample_id, record.original.meta,
             "wrong",
         )  # fmt: skip
         if drawn:
-            self._group(record.problem, "wrong", drawn)
+            self._group(record, "wrong", drawn)
         self.error_types.setdefault(record.reasoner, Counter())[record.error_type] += 1
-        self._usage(record.meta, record.problem.question, record.original.steps)
+        self._usage(record.meta, record.question, record.original.steps)
 
-    def _error_types(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def _error_types(self) -> dict[str, ErrorTypes]:
+        out: dict[str, ErrorTypes] = {}
         for model, counts in sorted(self.error_types.items()):
             total = sum(counts.values())
-            out[model] = {
-                "analysed": total,
-                "types": {
-                    t: {"count": n, "share": round(n / total, 4)}
+            out[model] = ErrorTypes(
+                analysed=total,
+                types={
+                    t: TypeShare(count=n, share=round(n / total, 4))
                     for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                 },
-            }
+            )
         return out
 
     def _set_aside(self, reject: Reject) -> None:
@@ -260,67 +354,64 @@ class RunStats:
             "and --price-out, as the run had)"
         )
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> StatsReport:
         kept = self.kept or self.training_rows
         cost = round(self.cost, 6) if self.priced or not self.unpriced else None
         accuracy = {
-            model: {
-                "samples": sum(c.values()),
-                "correct": c["correct"],
-                "wrong": c["wrong"],
-                "accuracy": round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
-            }
+            model: Accuracy(
+                samples=sum(c.values()),
+                correct=c["correct"],
+                wrong=c["wrong"],
+                accuracy=round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
+            )
             for model, c in sorted(self.by_model.items())
         }
-        return {
-            "funnel": {
-                "problems": len(self.problems),
-                "samples": self.samples,
-                "wrong": self.verdicts["wrong"],
-                "corrections": self.corrections,
-                "kept": kept,
-            },
-            "verdicts": dict(self.verdicts),
-            "accuracy_by_reasoner": accuracy,
-            "accuracy_note": None
-            if self.verdicts["correct"] or not self.verdicts["wrong"]
-            else "no correct samples in the input (sample --keep wrong): accuracy reads as 0",
-            "incorrect_step": {
-                "absolute": {str(k): v for k, v in sorted(self.step_abs.items())},
-                "relative": {
+        note = "no correct samples in the input (sample --keep wrong): accuracy reads as 0"
+        return StatsReport(
+            funnel=Funnel(
+                problems=len(self.problems),
+                samples=self.samples,
+                wrong=self.verdicts["wrong"],
+                corrections=self.corrections,
+                kept=kept,
+            ),
+            verdicts=dict(self.verdicts),
+            accuracy_by_reasoner=accuracy,
+            accuracy_note=None if self.verdicts["correct"] or not self.verdicts["wrong"] else note,
+            incorrect_step=StepPositions(
+                absolute={str(k): v for k, v in sorted(self.step_abs.items())},
+                relative={
                     f"{10 * b}-{10 * (b + 1)}%": self.step_rel[b] for b in range(RELATIVE_BINS)
                 },
-            },
-            "error_types_by_reasoner": self._error_types(),
-            "art_records": {"asker": self.art["asker"], "truster": self.art["truster"]},
-            "reasons": dict(self.reasons.most_common()),
-            "tokens": {"prompt": round(self.tokens_in), "completion": round(self.tokens_out)},
-            "tokens_per_kept_row": round((self.tokens_in + self.tokens_out) / kept, 1)
+            ),
+            error_types_by_reasoner=self._error_types(),
+            art_records=ArtRecords(asker=self.art["asker"], truster=self.art["truster"]),
+            reasons=dict(self.reasons.most_common()),
+            tokens=Tokens(prompt=round(self.tokens_in), completion=round(self.tokens_out)),
+            tokens_per_kept_row=round((self.tokens_in + self.tokens_out) / kept, 1)
             if kept
             else None,
-            # None when no call had a price: not $0.
-            "cost_usd": cost,
-            "cost_per_kept_row_usd": round(self.cost / kept, 6)
-            if kept and cost is not None
-            else None,
-            "cost_note": self._cost_note(),
-            "unpriced_models": sorted(self.unpriced),
-            "training_rows": self.training_rows,
-        } | ({} if self.by is None else {"by": {"field": self.by, "groups": self._groups()}})
+            cost_usd=cost,
+            cost_per_kept_row_usd=round(self.cost / kept, 6) if kept and cost is not None else None,
+            cost_note=self._cost_note(),
+            unpriced_models=sorted(self.unpriced),
+            training_rows=self.training_rows,
+            by=msgspec.UNSET if self.by is None else ByField(self.by, self._groups()),
+        )
 
-    def _groups(self) -> dict[str, dict[str, Any]]:
+    def _groups(self) -> dict[str, Group]:
         out = {}
         for key in sorted(self.groups):
             c = self.groups[key]
             samples = c["correct"] + c["wrong"] + c["no_answer"] + c["timeout"]
-            out[key] = {
-                "problems": len(self._group_problems[key]),
-                "samples": samples,
-                "wrong": c["wrong"],
-                "accuracy": round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
-                "corrections": c["corrections"],
-                "kept": c["kept"],
-            }
+            out[key] = Group(
+                problems=len(self._group_problems[key]),
+                samples=samples,
+                wrong=c["wrong"],
+                accuracy=round(c["correct"] / max(1, c["correct"] + c["wrong"]), 4),
+                corrections=c["corrections"],
+                kept=c["kept"],
+            )
         return out
 
 
@@ -330,51 +421,65 @@ def injected(record: Correction) -> bool:
     return record.original.meta.stage == "inject"
 
 
+def cost_text(report: StatsReport) -> str:
+    """`$0.0123; per kept row $0.000123`, with what it leaves out when some models have no
+    price (`$0.0123 + unknown ...`, `unknown ...` when none has)."""
+    total, per = report.cost_usd, report.cost_per_kept_row_usd
+    text = "unknown" if total is None else f"${total:.4f}"
+    if total is not None and report.unpriced_models:
+        text += " + unknown"
+    text += "; per kept row " + ("n/a" if per is None else f"${per:.6f}")
+    if report.unpriced_models:
+        text += (
+            f" (no price for {', '.join(report.unpriced_models)}: give stats --price-in "
+            "and --price-out, as the run had)"
+        )
+    return text
+
+
 def _or_na(value: object) -> str:
     return "n/a" if value is None else str(value)
 
 
-def render_table(report: dict[str, Any]) -> str:
+def render_table(report: StatsReport) -> str:
     lines = ["funnel"]
-    for name, value in report["funnel"].items():
+    for name, value in msgspec.structs.asdict(report.funnel).items():
         lines.append(f"  {name:<14}{value:>10}")
     lines.append("accuracy by reasoner")
-    for model, row in report["accuracy_by_reasoner"].items():
+    for model, row in report.accuracy_by_reasoner.items():
         lines.append(
-            f"  {model:<30}{row['accuracy']:>8.1%}  ({row['correct']} of "
-            f"{row['correct'] + row['wrong']})"
+            f"  {model:<30}{row.accuracy:>8.1%}  ({row.correct} of {row.correct + row.wrong})"
         )
-    if report["accuracy_note"]:
-        lines.append(f"  note: {report['accuracy_note']}")
+    if report.accuracy_note:
+        lines.append(f"  note: {report.accuracy_note}")
     lines.append("incorrect step (kept corrections)")
-    for step, count in report["incorrect_step"]["absolute"].items():
+    for step, count in report.incorrect_step.absolute.items():
         lines.append(f"  step {step:<9}{count:>10}")
     lines.append("  relative position in the solution")
-    for band, count in report["incorrect_step"]["relative"].items():
+    for band, count in report.incorrect_step.relative.items():
         lines.append(f"    {band:<12}{count:>10}")
-    if report["error_types_by_reasoner"]:
+    if report.error_types_by_reasoner:
         lines.append("error types by reasoner (lemagen analyze)")
-        for model, row in report["error_types_by_reasoner"].items():
-            lines.append(f"  {model} ({row['analysed']} analysed)")
-            for name, t in row["types"].items():
-                lines.append(f"    {name:<28}{t['count']:>6}{t['share']:>8.1%}")
-    art = report["art_records"]
-    if art["asker"] or art["truster"]:
-        lines.append(f"ART records: asker {art['asker']}, truster {art['truster']}")
+        for model, types in report.error_types_by_reasoner.items():
+            lines.append(f"  {model} ({types.analysed} analysed)")
+            for name, t in types.types.items():
+                lines.append(f"    {name:<28}{t.count:>6}{t.share:>8.1%}")
+    art = report.art_records
+    if art.asker or art.truster:
+        lines.append(f"ART records: asker {art.asker}, truster {art.truster}")
     lines.append("dropped or set aside")
-    for reason, count in report["reasons"].items() or [("none", 0)]:
+    for reason, count in report.reasons.items() or [("none", 0)]:
         lines.append(f"  {reason:<22}{count:>8}")
-    if report.get("by"):
-        by = report["by"]
-        lines.append(f"by {by['field']}: problems, samples, wrong, accuracy, corrections, kept")
-        for key, g in by["groups"].items():
+    if report.by:
+        lines.append(f"by {report.by.field}: problems, samples, wrong, accuracy, corrections, kept")
+        for key, g in report.by.groups.items():
             lines.append(
-                f"  {key:<16}{g['problems']:>7}{g['samples']:>8}{g['wrong']:>7}"
-                f"{g['accuracy']:>8.1%}{g['corrections']:>7}{g['kept']:>7}"
+                f"  {key:<16}{g.problems:>7}{g.samples:>8}{g.wrong:>7}"
+                f"{g.accuracy:>8.1%}{g.corrections:>7}{g.kept:>7}"
             )
-    tokens = report["tokens"]
-    lines.append(f"tokens: prompt {tokens['prompt']}, completion {tokens['completion']}; "
-                 f"per kept row {_or_na(report['tokens_per_kept_row'])}")  # fmt: skip
+    tokens = report.tokens
+    lines.append(f"tokens: prompt {tokens.prompt}, completion {tokens.completion}; "
+                 f"per kept row {_or_na(report.tokens_per_kept_row)}")  # fmt: skip
     lines.append(f"cost: {cost_text(report)}")
     return "\n".join(lines)
 
@@ -383,10 +488,10 @@ def render_table(report: dict[str, Any]) -> str:
 class Report:
     """The report, as the one line `stats --json` writes."""
 
-    data: dict[str, Any]
+    data: StatsReport
 
     def to_dict(self) -> dict[str, Any]:
-        return self.data
+        return self.data.to_dict()
 
 
 class StatsStage(Stage[AnyRecord]):
@@ -422,7 +527,7 @@ class StatsStage(Stage[AnyRecord]):
         if self.as_json:
             yield Report(self.report())
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> StatsReport:
         return self.stats.report()
 
     def summary(self, rejects: Rejects) -> str:

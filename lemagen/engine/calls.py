@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from lemagen.terms import Reason
+
 Api = Literal["chat", "completion"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions"}
@@ -70,9 +72,9 @@ class RequestFailed(Exception):
     """One call failed for good (after retries, or an error retrying cannot fix); the row is
     set aside and the run goes on."""
 
-    def __init__(self, message: str, reason: str = "request_failed") -> None:
+    def __init__(self, message: str, reason: Reason = "request_failed") -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason: Reason = reason
 
 
 # What the identity JSON holds before and after the prompt, by (api, model, sampling, system);

@@ -114,7 +114,7 @@ class CorrectStage(EngineStage[Sample]):
 
     def query(self, sample: Sample) -> str:
         rendered = self.template(sample.task).render(
-            question=sample.the_problem.question, steps=render_numbered(sample.steps)
+            question=sample.problem.question, steps=render_numbered(sample.steps)
         )
         return rendered.rstrip()  # the model continues right after `Incorrect Step:`
 
@@ -226,7 +226,7 @@ class CorrectStage(EngineStage[Sample]):
         self, sample: Sample, generation: Generation, first: int = 0, n: int | None = None
     ) -> list[Correction]:
         assert self.grader is not None
-        problem = sample.the_problem
+        problem = sample.problem
         template = self.template(problem.task)
         original = sample.as_original()
         extra = {"response_format": "json_schema"} if self.json_mode else {}
@@ -247,7 +247,7 @@ class CorrectStage(EngineStage[Sample]):
             assert sample.sample_id is not None
             out.append(
                 Correction(
-                    problem=problem,
+                    **problem.parts(),
                     sample_id=sample.sample_id,
                     correction_id=f"{sample.sample_id}-c{digest[:8]}",
                     original=original,

@@ -27,28 +27,9 @@ from lemagen.lema.formats import lema_correction, lema_cot
 from lemagen.records import Correction, PromptCompletion, Sample, fast, read_sample_or_correction
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import Hooks, Output, Stage, by_reason
+from lemagen.terms import POT_REASONS, Reason, Verdict
 
-REASONS = (
-    "unparseable",
-    "truncated",
-    "step_out_of_range",
-    "step_mismatch",
-    "prefix_changed",
-    "no_answer",
-    "check_timeout",
-    "wrong_answer",
-    "unchanged",
-    "step_unchanged",
-    "duplicate",
-    "uncorrected_sample",
-    "correct_sample",
-    "contaminated",
-    "pot_disagree",
-    "pot_error",
-    "pot_timeout",
-    "pot_unchecked",
-)
-VERDICT_REASONS = {"no_answer": "no_answer", "timeout": "check_timeout"}
+VERDICT_REASONS: dict[Verdict, Reason] = {"no_answer": "no_answer", "timeout": "check_timeout"}
 
 
 @dataclass
@@ -61,7 +42,9 @@ class Keep:
     counts: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
-    def __call__(self, record: Sample | Correction) -> tuple[PromptCompletion | None, str | None]:
+    def __call__(
+        self, record: Sample | Correction
+    ) -> tuple[PromptCompletion | None, Reason | None]:
         """(training record, None) to keep, or (None, reason) to drop."""
         out: PromptCompletion | None
         if isinstance(record, Correction):
@@ -88,7 +71,7 @@ class Keep:
         return out, None
 
 
-def check(record: Correction) -> str | None:
+def check(record: Correction) -> Reason | None:
     """Why a correction cannot be kept, or None."""
     if record.reject_reason:
         return "unparseable"
@@ -117,17 +100,16 @@ def check(record: Correction) -> str | None:
     return None
 
 
-def pot_reason(record: Sample | Correction) -> str | None:
+def pot_reason(record: Sample | Correction) -> Reason | None:
     """Why a record fails `--require-pot-agreement` (`lemagen crosscheck`), or None: its
     program disagreed, failed or timed out, or it was never cross-checked."""
-    if record.pot is None:
+    pot = record.pot
+    if pot is None:
         return "pot_unchecked"
-    if record.pot.verdict != "agree":
-        return f"pot_{record.pot.verdict}"
-    return None
+    return None if pot.verdict == "agree" else POT_REASONS[pot.verdict]
 
 
-def unparseable_detail(record: Sample | Correction, reason: str) -> str | None:
+def unparseable_detail(record: Sample | Correction, reason: Reason) -> str | None:
     """The parser's message, for a correction set aside as unparseable."""
     if reason == "unparseable" and isinstance(record, Correction):
         return record.reject_reason

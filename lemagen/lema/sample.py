@@ -25,6 +25,7 @@ from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import EngineStage, Hooks, Output, fmt_counts
 from lemagen.stage.templates import Template
+from lemagen.terms import Reason
 
 SAMPLE_VARIABLES = {"question"}
 SUMMARY_KEYS = [
@@ -179,7 +180,7 @@ class SampleStage(EngineStage[Problem]):
                 if self.thinking == "steps" and thought.thinking:
                     chain = f"{thought.thinking}\n{text}"
                 sample = Sample(
-                    problem=problem,
+                    **problem.parts(),
                     sample_id=_sample_id(problem.id, model, self.template.sha256, index),
                     response=thought.answer,
                     steps=tuple(steps.solution_steps(chain, grade.pred)),
@@ -204,7 +205,9 @@ class SampleStage(EngineStage[Problem]):
                 elif grade.verdict == "no_answer" or (
                     self.explicit_only and grade.extracted_by not in answers.EXPLICIT_METHODS
                 ):
-                    reason = "no_answer" if grade.verdict == "no_answer" else "implicit_answer"
+                    reason: Reason = (
+                        "no_answer" if grade.verdict == "no_answer" else "implicit_answer"
+                    )
                     counts[reason] += 1
                     out.append(SetAside(reason, sample))
                 elif grade.verdict == "timeout":

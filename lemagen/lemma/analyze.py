@@ -66,7 +66,7 @@ class AnalyzeStage(PromptedStage[Sample]):
         return Sample.from_dict(data, where, strict=True)
 
     def query(self, sample: Sample) -> str:
-        problem = sample.the_problem
+        problem = sample.problem
         return self.template.render(
             question=problem.question,
             gold=problem.gold,
@@ -104,7 +104,7 @@ class AnalyzeStage(PromptedStage[Sample]):
         elif reason is None and not 1 <= (parsed.step or 0) <= len(sample.steps):
             reason = "step_out_of_range"
             detail = f"step {parsed.step} of a {len(sample.steps)}-step solution"
-        problem = sample.the_problem
+        problem = sample.problem
         assert sample.sample_id is not None
         meta = one_call_provenance(
             "analyze",
@@ -126,7 +126,7 @@ class AnalyzeStage(PromptedStage[Sample]):
         self.counts["analysed"] += 1
         self.counts[f"type:{parsed.error_type}"] += 1
         return Analysis(
-            problem=problem,
+            **problem.parts(),
             sample_id=sample.sample_id,
             original=sample.as_original(),
             response=choice.text,

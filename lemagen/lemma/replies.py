@@ -19,6 +19,7 @@ from typing import Any
 
 from lemagen.math.thinking import split_thinking
 from lemagen.records import TAXONOMY
+from lemagen.terms import Reason
 
 _FENCE = re.compile(r"(?m)^[ \t]*(?:```|~~~)[\w+.-]*[ \t]*$\n?")
 DECOR = re.compile(r"\*\*|__|`")
@@ -125,7 +126,7 @@ class ParsedAnalysis:
     step: int | None = None
     error_type: str | None = None
     explanation: str | None = None
-    error: str | None = None  # unparseable, unknown_error_type, says_correct
+    error: Reason | None = None  # unparseable, unknown_error_type, says_correct
     detail: str | None = None
 
 
@@ -204,7 +205,7 @@ def _analysis_from_json(data: dict[str, Any]) -> ParsedAnalysis:
 class ParsedInjection:
     steps: list[str] = field(default_factory=list)
     explanation: str | None = None
-    error: str | None = None
+    error: Reason | None = None
     detail: str | None = None
 
 

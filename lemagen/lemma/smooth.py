@@ -29,6 +29,7 @@ from lemagen.records import Alpaca, Correction, Sample, read_sample_or_correctio
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import EngineStage, Hooks, Output, by_reason, fmt_counts
 from lemagen.stage.templates import Template
+from lemagen.terms import Reason
 
 SMOOTH_VARIABLES = {"question", "trajectory"}
 SUMMARY_KEYS = [
@@ -125,7 +126,7 @@ class SmoothStage(EngineStage[Sample | Correction]):
             else:
                 self._drop(reason or "correct_sample", record)
 
-    def _drop(self, reason: str, record: Sample | Correction) -> None:
+    def _drop(self, reason: Reason, record: Sample | Correction) -> None:
         self.dropped[reason] += 1
         self._pending.append(SetAside(reason, record, unparseable_detail(record, reason)))
 
@@ -151,7 +152,7 @@ class SmoothStage(EngineStage[Sample | Correction]):
         self.counts[made.kind] += 1
         return Alpaca(instruction=record.question, output=text)
 
-    def _aside(self, reason: str, record: Correction, detail: str) -> SetAside:
+    def _aside(self, reason: Reason, record: Correction, detail: str) -> SetAside:
         self.dropped[reason] += 1
         return SetAside(reason, record, detail)
 

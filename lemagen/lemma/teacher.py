@@ -29,7 +29,7 @@ from lemagen.lemma.replies import parse_injection
 from lemagen.math.grading import checker_info
 from lemagen.math.steps import render_numbered, split_steps
 from lemagen.math.thinking import split_thinking
-from lemagen.records import BY_ID, Correction, Problem, Provenance, Sample
+from lemagen.records import BY_ID, Correction, Original, Problem, Provenance
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import (
@@ -40,6 +40,7 @@ from lemagen.stage.base import (
     one_call_provenance,
 )
 from lemagen.stage.templates import Template
+from lemagen.terms import Reason, Verdict
 
 TEACH_VARIABLES = {"question", "steps", "step", "error_type", "definition"}
 SUMMARY_KEYS = [
@@ -62,6 +63,12 @@ SUMMARY_KEYS = [
     "bad_rows",
 ]
 _SPACE = re.compile(r"\s+")
+# Why an injected solution whose answer is not wrong is set aside, by its verdict.
+NOT_WRONG: dict[Verdict, Reason] = {
+    "correct": "answer_unchanged",
+    "no_answer": "no_answer",
+    "timeout": "check_timeout",
+}
 
 
 def gold_steps(problem: Problem) -> list[str]:
@@ -211,8 +218,7 @@ class TeachStage(PromptedStage[Problem]):
             graded = self.grader.grade(problem.task, problem.gold, "\n".join(steps))
             pred = graded.pred
             if graded.verdict != "wrong":
-                reason = {"correct": "answer_unchanged"}.get(graded.verdict, graded.verdict)
-                reason = "check_timeout" if reason == "timeout" else reason
+                reason = NOT_WRONG[graded.verdict]
                 detail = f"the injected solution's answer {graded.pred!r} is not wrong"
         meta = one_call_provenance(
             "inject",
@@ -262,12 +268,10 @@ class TeachStage(PromptedStage[Problem]):
         graded = self.grader.grade(problem.task, problem.gold, corrected[-1])
         name = BY_ID[error_type].name.lower()
         record = Correction(
-            problem=problem,
+            **problem.parts(),
             sample_id=sample_id,
             correction_id=f"{sample_id}-c0",
-            original=Sample(
-                problem=None,
-                sample_id=None,
+            original=Original(
                 response=split_thinking(choice.text).answer,
                 steps=tuple(steps),
                 pred=pred,

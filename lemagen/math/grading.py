@@ -22,15 +22,12 @@ from fractions import Fraction
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
 from lemagen._version import __version__
 from lemagen.math import answers
-
-Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
-VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
+from lemagen.terms import Verdict
 
 # What decides a verdict, hashed by `grader_digest`: the modules of lemagen.math that pick the
 # text graded (`thinking.split_thinking`, `answers.cut_run_on`), extract the answer (`answers`)

@@ -35,6 +35,7 @@ from lemagen.math.arith import (
 )
 from lemagen.math.steps import is_answer_step, split_steps
 from lemagen.records import Problem
+from lemagen.terms import Reason
 
 ERROR_TYPES = ("calculation", "copy", "operator", "skip")
 DEFAULT_TYPES = ("calculation", "copy", "operator")
@@ -45,9 +46,9 @@ _SWAP = {"+": "-", "-": "+", "*": "/", "/": "*"}
 class Unusable(Exception):
     """The problem cannot be used; `reason` is a short tag, counted in the summary."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Reason) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason: Reason = reason
 
 
 @dataclass

@@ -21,7 +21,7 @@ from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT, Grader, checker_info
 from lemagen.mistakes.gsm8k import Mistake, Solution, Unusable, inject, parse_solution
 from lemagen.mistakes.latex import LatexSolution, inject_latex, parse_latex_solution
 from lemagen.mistakes.retry import RetryOptions, retry_text
-from lemagen.records import Correction, InjectMeta, Problem, Sample
+from lemagen.records import Correction, Original, Problem, made_mistake
 from lemagen.records.problems import ProblemReader
 from lemagen.records.rows import Rejects, SetAside
 from lemagen.stage.base import Hooks, Output, Stage, by_reason
@@ -38,16 +38,14 @@ def correction_record(
         "\x1f".join([problem.id, mistake.error_type, *mistake.steps]).encode()
     ).hexdigest()
     sample_id = f"{problem.id}-i{digest[:10]}"
-    meta = InjectMeta(error_type=mistake.error_type, seed=seed, checker=checker_info(task))
+    meta = made_mistake(mistake.error_type, seed, checker_info(task))
     corrected = tuple(sol.steps[mistake.step :])
     graded = grader.grade(task, problem.gold, corrected[-1])
     record = Correction(
-        problem=problem,
+        **problem.parts(),
         sample_id=sample_id,
         correction_id=f"{sample_id}-c0",
-        original=Sample(
-            problem=None,
-            sample_id=None,
+        original=Original(
             response=" ".join(mistake.steps),
             steps=tuple(mistake.steps),
             pred=wrong,

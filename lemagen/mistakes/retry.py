@@ -88,4 +88,4 @@ def retry_text(
         sol, problem.question, rng, rate=options.rate, fake=options.fake, marker=options.marker
     )
     meta = RetryMeta(retry_rate=options.rate, fake=options.fake, marker=options.marker, seed=seed)
-    return RetryText(problem, solution, tuple(mistakes), meta)
+    return RetryText.of(problem, solution, tuple(mistakes), meta)

@@ -1,5 +1,6 @@
-"""Records and their I/O: every record type (`schema`, `meta`, `training`, with what they
-share in `common`), the JSON shapes of the flattened ones (`shapes`), JSONL in and out
+"""Records and their I/O: every record type, each declared once as a `shape.Shape` (`schema`,
+`meta`, `analysis`, `art`, `training`, with what they share in `common`), any record read by
+its kind (`kinds`), samples and corrections read in one pass (`fast`), JSONL in and out
 (`jsonl`), input rows and rejects (`rows`), and problem reading from any dataset's shape
 (`problems`). Everything outside this package imports record types from here."""
 
@@ -15,20 +16,20 @@ from lemagen.records.common import (
     Task,
     Verdict,
 )
-from lemagen.records.meta import InjectMeta, Meta, Provenance, RetryMeta
+from lemagen.records.kinds import AnyRecord, kind_of, read_any, read_sample_or_correction
+from lemagen.records.meta import Meta, Provenance, RetryMeta, made_mistake
 from lemagen.records.schema import (
     Correction,
     Evolved,
     FailedCall,
+    Original,
     Pot,
     Problem,
+    ProblemFields,
     Record,
     Reject,
     RetryText,
     Sample,
-    kind_of,
-    read_any,
-    read_sample_or_correction,
 )
 from lemagen.records.training import (
     Alpaca,
@@ -53,19 +54,21 @@ __all__ = [
     "VERDICTS",
     "Alpaca",
     "Analysis",
+    "AnyRecord",
     "AskerRecord",
     "Conversation",
     "Correction",
     "ErrorType",
     "Evolved",
     "FailedCall",
-    "InjectMeta",
     "Meta",
+    "Original",
     "Pot",
     "PotVerdict",
     "Prediction",
     "Preference",
     "Problem",
+    "ProblemFields",
     "PromptCompletion",
     "Provenance",
     "Record",
@@ -81,6 +84,7 @@ __all__ = [
     "TrusterRecord",
     "Verdict",
     "kind_of",
+    "made_mistake",
     "read_any",
     "read_sample_or_correction",
     "read_training",

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
 from lemagen.errors import InputError, LemagenError
-from lemagen.records.common import JSON, check, unknown_keys, versioned, with_extra
 from lemagen.records.jsonl import read_records
-from lemagen.records.meta import Meta, Provenance, read_meta
-from lemagen.records.schema import Problem, Sample, kind_of
-from lemagen.records.shapes import ProblemShape
+from lemagen.records.meta import Provenance
+from lemagen.records.schema import Original, ProblemRecord
+from lemagen.records.shape import OrNull, record_kind
 
 
 class ErrorType(msgspec.Struct, frozen=True):
@@ -117,47 +116,18 @@ TAXONOMY_IDS: tuple[str, ...] = tuple(t.id for t in TAXONOMY)
 BY_ID: dict[str, ErrorType] = {t.id: t for t in TAXONOMY}
 
 
-class AnalysisShape(ProblemShape, kw_only=True):
-    sample_id: str
-    original: dict[str, Any]
-    response: str
-    first_error_step: int
-    error_type: str
-    explanation: str | None = None
-    meta: dict[str, Any] | None = None
-
-
-class Analysis(msgspec.Struct, frozen=True):
+class Analysis(ProblemRecord, frozen=True, kw_only=True, tag="analysis"):
     """A wrong sample (`original`, with its reasoner's `meta`) labelled by an analyser model:
     its first erroneous step (1-based) and the type of that error, with the analyser's reply
     and provenance."""
 
-    problem: Problem
     sample_id: str
-    original: Sample
+    original: Original
     response: str
     first_error_step: int
     error_type: str
-    explanation: str | None
-    meta: Meta = msgspec.field(default_factory=Provenance)
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "sample_id",
-            "original",
-            "response",
-            "first_error_step",
-            "error_type",
-            "explanation",
-            "meta",
-            "schema_version",
-        }
-    ) | frozenset({"id", "task", "question", "gold", "reference", "source", "gold_vote"})
-
-    @property
-    def id(self) -> str:
-        return self.problem.id
+    explanation: str | None = None
+    meta: OrNull[Provenance] = msgspec.field(default_factory=Provenance)
 
     @property
     def reasoner(self) -> str:
@@ -165,8 +135,10 @@ class Analysis(msgspec.Struct, frozen=True):
         return self.original.meta.model or "unknown"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Analysis:
-        a = check(data, AnalysisShape, where)
+    def from_dict(
+        cls, data: Mapping[str, Any], where: str, *, prefix: str = "", hint: str = ""
+    ) -> Analysis:
+        a = super().from_dict(data, where, prefix=prefix, hint=hint)
         if a.error_type not in BY_ID:
             raise InputError(
                 f"{where}: field 'error_type' must be one of {', '.join(TAXONOMY_IDS)}, "
@@ -175,29 +147,7 @@ class Analysis(msgspec.Struct, frozen=True):
             )
         if a.first_error_step < 1:
             raise InputError(f"{where}: field 'first_error_step' must be >= 1", reason="bad_row")
-        return cls(
-            problem=Problem.of(a),
-            sample_id=a.sample_id,
-            original=Sample.embedded(a.original, where),
-            response=a.response,
-            first_error_step=a.first_error_step,
-            error_type=a.error_type,
-            explanation=a.explanation,
-            meta=read_meta(a.meta, where),
-            extra=unknown_keys(data, cls._KEYS),
-        )
-
-    def to_dict(self) -> JSON:
-        out = self.problem.to_dict()
-        out["sample_id"] = self.sample_id
-        out["original"] = self.original.to_dict()
-        out["response"] = self.response
-        out["first_error_step"] = self.first_error_step
-        out["error_type"] = self.error_type
-        out["explanation"] = self.explanation
-        out["meta"] = self.meta.to_dict()
-        with_extra(out, self.extra)
-        return versioned(out)
+        return a
 
 
 def error_type_counts(path: str) -> dict[str, Counter[str]]:
@@ -208,7 +158,7 @@ def error_type_counts(path: str) -> dict[str, Counter[str]]:
     for lineno, data in read_records(path):
         if isinstance(data, InputError):
             raise data
-        if kind_of(data) == "analysis":  # samples `analyze` passed through are not counted
+        if record_kind(data) == "analysis":  # samples `analyze` passed through are not counted
             analysis = Analysis.from_dict(data, f"{path}:{lineno}")
             counts.setdefault(analysis.id, Counter())[analysis.error_type] += 1
     if not counts:

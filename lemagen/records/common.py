@@ -1,47 +1,37 @@
-"""What every record type shares: the tasks and verdicts, the schema version, how a record's
-JSON shape is checked (`check`, by msgspec, in C: several times faster than checking field by
-field in Python, benchmarks/bench_stages.py), and how unknown keys are carried through."""
+"""What every record type shares: the words it is made of (`lemagen.terms`), the schema
+version, and how a msgspec validation error becomes lemagen's one-line `file:line` message.
+Checking a record's JSON shape is msgspec's (in C: several times faster than checking field by
+field in Python, benchmarks/bench_stages.py)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+from collections.abc import Callable, Collection
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 import msgspec
 
 from lemagen.errors import InputError
+from lemagen.terms import POT_VERDICTS, TASKS, VERDICTS, PotVerdict, Task, Verdict
 
-TASKS = ("gsm8k", "math")
-VERDICTS = ("correct", "wrong", "no_answer", "timeout")
-Task = Literal["gsm8k", "math"]
-PotVerdict = Literal["agree", "disagree", "error", "timeout"]  # `lemagen crosscheck`
-POT_VERDICTS = ("agree", "disagree", "error", "timeout")
-Verdict = Literal["correct", "wrong", "no_answer", "timeout"]
+__all__ = [
+    "POT_VERDICTS",
+    "TASKS",
+    "VERDICTS",
+    "PotVerdict",
+    "Task",
+    "Verdict",
+]
+
 JSON: TypeAlias = dict[str, Any]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Number = int | float  # kept as given: msgspec would turn 1 into 1.0 for `float`
-S = TypeVar("S", bound=msgspec.Struct)
-SCHEMA_VERSION = 2  # written into samples, corrections, analyses, ART records, retry texts, rejects
-
-
-def versioned(out: JSON) -> JSON:
-    """`out` with the schema version, last (records without it are version 1)."""
-    out["schema_version"] = SCHEMA_VERSION
-    return out
-
-
-def with_extra(out: JSON, extra: Mapping[str, Any]) -> JSON:
-    for key, value in extra.items():
-        out.setdefault(key, value)
-    return out
-
-
-def unknown_keys(data: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    """The keys of `data` lemagen does not know, to carry through."""
-    if data.keys() <= known:
-        return {}
-    return {k: v for k, v in data.items() if k not in known}
+S = TypeVar("S")
+# Written last into every record written on its own line (samples, corrections, analyses, ART
+# records, retry texts, rejects); a record without it is version 1. 2: `schema_version`;
+# 3: records state their `kind`, first (`shape.TAG`).
+SCHEMA_VERSION = 3
+EXTRA = "(extra)"  # the field that holds a shape's unknown keys: read from no JSON key
 
 
 _TYPE_WORDS = {
@@ -68,8 +58,16 @@ def _words(types: str, *, got: bool = False) -> str:
     return " or ".join(words.get(t.strip(), t.strip()) for t in types.split("|"))
 
 
-def input_error(exc: msgspec.ValidationError, where: str, prefix: str, hint: str) -> InputError:
-    """A msgspec validation error as lemagen's one-line `file:line` message and reason."""
+def input_error(
+    exc: msgspec.ValidationError,
+    where: str,
+    prefix: str,
+    hint: str,
+    nullable: Collection[str] = (),
+    choices: Callable[[str], tuple[Any, ...]] = lambda path: (),
+) -> InputError:
+    """A msgspec validation error as lemagen's one-line `file:line` message and reason.
+    `nullable`: the fields that also take null; `choices`: the values of a Literal field."""
     text = str(exc)
     missing = _MISSING.fullmatch(text)
     if missing:
@@ -80,15 +78,17 @@ def input_error(exc: msgspec.ValidationError, where: str, prefix: str, hint: str
         name = _path(prefix, enum.group(2))
         if name == "task":
             return InputError(f"{where}: unknown task {enum.group(1)}", reason="unknown_task")
-        choices = "correct, wrong, no_answer, timeout" if name.endswith("verdict") else ""
+        allowed = ", ".join(map(str, choices(_path("", enum.group(2)))))
         return InputError(
-            f"{where}: field {name!r} must be one of {choices}, not {enum.group(1)}",
+            f"{where}: field {name!r} must be one of {allowed}, not {enum.group(1)}",
             reason="bad_row",
         )
     expected = _EXPECTED.fullmatch(text)
     if expected:
         want, got, constraint, at = expected.groups()
         name = _path(prefix, at)
+        if _path("", at) in nullable:
+            want += " | null"
         if got is None:  # a constraint: `Expected `int` >= 0`
             return InputError(
                 f"{where}: field {name!r} must be {_words(want)}{constraint}", reason="bad_row"

@@ -15,6 +15,7 @@ from lemagen.records.fast import FALLBACK
 from lemagen.records.inputs import input_format, open_bytes, read_input, source_name
 from lemagen.records.jsonl import RecordWriter, raw_lines, record_of
 from lemagen.redact import redact
+from lemagen.terms import Reason
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class ToDict(Protocol):
 class SetAside(msgspec.Struct, frozen=True):
     """A row a stage sets aside: why (a machine-readable reason), the record, and a message."""
 
-    reason: str
+    reason: Reason
     record: ToDict | Mapping[str, Any] | None
     detail: str | None = None
 
@@ -35,7 +36,8 @@ class SetAside(msgspec.Struct, frozen=True):
         record = self.record
         if record is not None and not isinstance(record, Mapping):
             record = record.to_dict()
-        return Reject(self.reason, None if record is None else dict(record), self.detail)
+        data = None if record is None else dict(record)
+        return Reject(reason=self.reason, record=data, detail=self.detail)
 
 
 class Encoded(msgspec.Struct, array_like=True, frozen=True):
@@ -124,7 +126,7 @@ def iter_rows(
                 raise
             raw_record = None if isinstance(record, InputError) else record
             rejects.bad_rows += 1
-            rejects.add(Reject(err.reason, raw_record, detail=err.format_message()))
+            rejects.add(Reject(reason=err.reason, record=raw_record, detail=err.format_message()))
             continue
         yield parsed
 

@@ -1,82 +1,48 @@
-"""Every record lemagen reads or writes, defined once.
+"""Every record lemagen reads or writes, each declared once as a `Shape` (`records.shape`): a
+frozen msgspec Struct whose fields are its JSON keys in the order written (the README's "Record
+fields"). Reading (`from_dict(data, "file:line")`, a bad field is one `InputError` naming the
+place), writing (`to_dict()`) and the one-pass reading of `records.fast` derive from it.
+Nothing outside this package indexes a record dict by a field name.
 
-Each type is a frozen `msgspec.Struct` (chosen over frozen dataclasses by measurement: ten times
-cheaper to build, benchmarks/bench_stages.py) with `from_dict(data, where)`, which checks every
-field against its JSON shape (`shapes`) and raises a one-line `InputError` naming `where`
-(`file:line`), and `to_dict()`, which writes the shape documented in the README (keys in a
-fixed order). Nothing outside this package indexes a record dict by a field name.
-
-The intermediate records (samples, corrections, retry texts, rejects) carry `schema_version`
-from version 2 on; a record without it is version 1 and loads the same way. Keys a record
-holds that lemagen does not know (added by a user or a later version) are kept in `extra` and
-written back after the known ones, so a record passes through every stage intact.
+The records written on their own line (samples, corrections, analyses, ART records, retry
+texts, rejects) state their `kind` first and `schema_version` last (from version 3; version 2
+wrote no `kind`, version 1 no `schema_version`, and both still load: their kind is known from
+their keys, `shape.record_kind`). Keys a record holds that lemagen does not know (added by a user
+or a later version) are kept in `extra` and written back after the known ones, so a record
+passes through every stage intact.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import msgspec
 
 from lemagen.errors import InputError
-from lemagen.records.common import (
-    JSON,
-    PotVerdict,
-    Task,
-    Verdict,
-    check,
-    unknown_keys,
-    versioned,
-    with_extra,
-)
-from lemagen.records.meta import Meta, Provenance, RetryMeta, read_meta
-from lemagen.records.shapes import (
-    CorrectionShape,
-    OriginalShape,
-    ProblemShape,
-    RejectShape,
-    RetryTextShape,
-    SampleShape,
-)
-from lemagen.records.training import (
-    TRAINING_FIELDS,
-    TrainingRow,
-    read_training,
-)
-
-if TYPE_CHECKING:
-    from lemagen.records.analysis import Analysis
-    from lemagen.records.art import AskerRecord, TrusterRecord
+from lemagen.records.common import JSON, PotVerdict, Task, Verdict
+from lemagen.records.meta import Provenance, RetryMeta
+from lemagen.records.shape import TAG, OrNull, Shape, Version, WhenSet
+from lemagen.records.training import TrainingRow
+from lemagen.terms import Reason
 
 # ---------------------------------------------------------------- problems
 
 
-class Problem(msgspec.Struct, frozen=True):
-    """A problem as lemagen carries it: every later record starts with these fields."""
+class ProblemFields(Shape, frozen=True, kw_only=True):
+    """A problem's fields: every record about a problem starts with them."""
 
     id: str
     task: Task
     question: str
     gold: str
-    reference: str | None = None  # the gold solution, when the input had one
+    reference: WhenSet[str | None] = None  # the gold solution, when the input had one
+    # sample --gold vote: how the samples' majority gave `gold` ({"votes", "agreement", ...}).
+    gold_vote: WhenSet[dict[str, Any] | None] = None
     # The input's fields lemagen does not use (a dataset's `level`, `type`, `source`, ...),
     # carried unchanged through every stage.
-    source: dict[str, Any] = {}
-    # sample --gold vote: how the samples' majority gave `gold` ({"votes", "agreement", ...}).
-    gold_vote: dict[str, Any] | None = None
-
-    _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"id", "task", "question", "gold", "reference", "source", "gold_vote"}
-    )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Problem:
-        return cls.of(check(data, ProblemShape, where))
-
-    @classmethod
-    def of(cls, p: ProblemShape) -> Problem:
-        return cls(p.id, p.task, p.question, p.gold, p.reference, p.source or {}, p.gold_vote)
+    source: WhenSet[OrNull[dict[str, Any]]] = msgspec.field(default_factory=dict)
 
     def field(self, name: str) -> Any:
         """A problem field or a carried input field by name (None when it has neither)."""
@@ -84,15 +50,28 @@ class Problem(msgspec.Struct, frozen=True):
             return getattr(self, name)
         return self.source.get(name)
 
-    def to_dict(self) -> JSON:
-        out: JSON = {"id": self.id, "task": self.task, "question": self.question, "gold": self.gold}
-        if self.reference is not None:
-            out["reference"] = self.reference
-        if self.gold_vote is not None:
-            out["gold_vote"] = self.gold_vote
-        if self.source:
-            out["source"] = self.source
-        return out
+    def parts(self) -> dict[str, Any]:
+        """The problem's fields, to start another record with (`Sample(**p.parts(), ...)`)."""
+        return dict(zip(PROBLEM_FIELDS, _problem_values(self), strict=True))
+
+
+class Problem(ProblemFields, frozen=True, kw_only=True):
+    """A problem as lemagen carries it."""
+
+
+PROBLEM_FIELDS = tuple(f.name for f in msgspec.structs.fields(ProblemFields) if f.name != "extra")
+_problem_values = operator.attrgetter(*PROBLEM_FIELDS)
+
+
+class ProblemRecord(ProblemFields, frozen=True, kw_only=True, tag_field=TAG):
+    """A record about one problem, written on its own line: its kind, the problem's fields,
+    its own, its unknown keys, `schema_version`."""
+
+    schema_version: Version = msgspec.UNSET
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(**self.parts())
 
 
 # ---------------------------------------------------------------- samples and corrections
@@ -101,259 +80,136 @@ class Problem(msgspec.Struct, frozen=True):
 class Pot(msgspec.Struct, frozen=True):
     """What `lemagen crosscheck` found: the program a coder wrote from the chain of thought,
     what it printed (None when it failed), whether that agrees with the chain of thought's
-    answer, and how it was made and run (`meta`: coder model, prompt, usage, sandbox detail)."""
+    answer, and how it was made and run (`meta`: coder model, prompt, usage, sandbox detail).
+    A sample or a correction holds it as its `pot_*` fields, written only when it was checked."""
 
     program: str | None
     answer: str | None
     verdict: PotVerdict
     meta: dict[str, Any] = {}
 
-    KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"pot_program", "pot_answer", "pot_verdict", "pot_meta"}
+    def fields(self) -> dict[str, Any]:
+        """The record fields that hold it (`msgspec.structs.replace(record, **pot.fields())`)."""
+        return {
+            "pot_program": self.program,
+            "pot_answer": self.answer,
+            "pot_verdict": self.verdict,
+            "pot_meta": self.meta,
+        }
+
+
+def _pot(record: Sample | Correction) -> Pot | None:
+    verdict = record.pot_verdict
+    if verdict is None or isinstance(verdict, msgspec.UnsetType):
+        return None
+    program, answer, meta = record.pot_program, record.pot_answer, record.pot_meta
+    return Pot(
+        program if isinstance(program, str) else None,
+        answer if isinstance(answer, str) else None,
+        verdict,
+        meta if isinstance(meta, dict) else {},
     )
-
-    @classmethod
-    def read(cls, s: SampleShape | CorrectionShape) -> Pot | None:
-        if s.pot_verdict is None:
-            return None
-        return cls(s.pot_program, s.pot_answer, s.pot_verdict, s.pot_meta or {})
-
-    def write(self, out: JSON) -> None:
-        out["pot_program"] = self.program
-        out["pot_answer"] = self.answer
-        out["pot_verdict"] = self.verdict
-        out["pot_meta"] = self.meta
 
 
 _SAMPLE_HINT = " (is this `lemagen sample` output?)"
 
 
-class Sample(msgspec.Struct, frozen=True):
-    """One graded chain of thought. Inside a correction (`original`) it has no problem fields,
-    and an injected mistake's original has no `sample_id`."""
+class Original(Shape, frozen=True, kw_only=True):
+    """The sample a correction (or an analysis) is about, inside it (`original`): a sample's
+    own fields, without the problem's. An injected mistake's original has no `sample_id`."""
 
-    problem: Problem | None
-    sample_id: str | None
-    response: str | None
+    sample_id: WhenSet[str | None] = None
+    response: str | None = None
+    thinking: WhenSet[str | None] = None
     steps: tuple[str, ...]
-    pred: str | None
-    verdict: Verdict
-    meta: Meta = msgspec.field(default_factory=Provenance)
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
-    thinking: str | None = None  # a reasoning model's thinking, apart from its answer
-    pot: Pot | None = None  # written only when set (`lemagen crosscheck`)
-    # How `pred` was found (answers.Method), None when nothing was; UNSET (not written) for a
-    # sample made before the field existed or without extraction (an injected mistake).
+    pred: str | None = None
     extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
+    verdict: Verdict = "wrong"
+    meta: OrNull[Provenance] = msgspec.field(default_factory=Provenance)
 
-    _KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"sample_id", "response", "thinking", "steps", "pred", "extracted_by", "verdict", "meta"}
-    )
-    _ALL_KEYS: ClassVar[frozenset[str]] = _KEYS | Problem._KEYS | Pot.KEYS | {"schema_version"}
 
-    @property
-    def id(self) -> str:
-        return self.the_problem.id
+class Sample(ProblemRecord, frozen=True, kw_only=True, tag="sample"):
+    """One graded chain of thought."""
 
-    @property
-    def task(self) -> Task:
-        return self.the_problem.task
-
-    @property
-    def question(self) -> str:
-        return self.the_problem.question
-
-    @property
-    def the_problem(self) -> Problem:
-        assert self.problem is not None, "an embedded sample has no problem"
-        return self.problem
+    sample_id: str
+    response: str | None = None  # the model's text (a reasoning model's answer part)
+    thinking: WhenSet[str | None] = None  # a reasoning model's thinking, apart from its answer
+    steps: tuple[str, ...]
+    pred: str | None = None
+    # How `pred` was found (answers.Method), None when nothing was; UNSET (not written) for a
+    # sample made before the field existed.
+    extracted_by: str | msgspec.UnsetType | None = msgspec.UNSET
+    verdict: Verdict
+    meta: OrNull[Provenance] = msgspec.field(default_factory=Provenance)
+    # Written by `lemagen crosscheck` (`pot`), all four or none:
+    pot_program: str | msgspec.UnsetType | None = msgspec.UNSET
+    pot_answer: str | msgspec.UnsetType | None = msgspec.UNSET
+    pot_verdict: PotVerdict | msgspec.UnsetType | None = msgspec.UNSET
+    pot_meta: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
 
     @property
     def model(self) -> str | None:
         return self.meta.model
 
+    @property
+    def pot(self) -> Pot | None:
+        return _pot(self)
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str, *, strict: bool = False) -> Sample:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        where: str,
+        *,
+        prefix: str = "",
+        hint: str = "",
+        strict: bool = False,
+    ) -> Sample:
         """A sample record (`lemagen sample` output). `strict`: every field `correct` needs."""
-        hint = _SAMPLE_HINT if strict else ""
+        hint = _SAMPLE_HINT if strict else hint
         if strict and "sample_id" not in data:
             raise InputError(f"{where}: missing field 'sample_id'{hint}", reason="missing_field")
-        s = check(data, SampleShape, where, hint=hint)
+        s = super().from_dict(data, where, prefix=prefix, hint=hint)
         if strict and not s.steps:
             raise InputError(f"{where}: field 'steps' must be a non-empty list", reason="bad_row")
-        return cls.of(s, read_meta(s.meta, where), unknown_keys(data, cls._ALL_KEYS))
+        return s
 
-    @classmethod
-    def of(cls, s: SampleShape, meta: Meta, extra: dict[str, Any]) -> Sample:
-        """A sample from its checked shape (`from_dict`, and `records.fast`'s one-pass reader)."""
-        return cls(
-            problem=Problem.of(s),
-            sample_id=s.sample_id,
-            response=s.response,
-            steps=s.steps,
-            pred=s.pred,
-            verdict=s.verdict,
-            meta=meta,
-            extra=extra,
-            thinking=s.thinking,
-            pot=Pot.read(s),
-            extracted_by=s.extracted_by,
-        )
-
-    @classmethod
-    def embedded(cls, data: Mapping[str, Any], where: str) -> Sample:
-        """The `original` inside a correction."""
-        o = check(data, OriginalShape, where, "original.")
-        meta = read_meta(o.meta, where, "original.meta.")
-        return cls.original_of(o, meta, unknown_keys(data, cls._KEYS))
-
-    @classmethod
-    def original_of(cls, o: OriginalShape, meta: Meta, extra: dict[str, Any]) -> Sample:
-        """A correction's `original` from its checked shape."""
-        return cls(
-            problem=None,
-            sample_id=o.sample_id,
-            response=o.response,
-            steps=o.steps,
-            pred=o.pred,
-            verdict=o.verdict,
-            meta=meta,
-            extra=extra,
-            thinking=o.thinking,
-            extracted_by=o.extracted_by,
-        )
-
-    def to_dict(self, *, version: bool = True) -> JSON:
-        out: JSON = self.problem.to_dict() if self.problem is not None else {}
-        if self.sample_id is not None:
-            out["sample_id"] = self.sample_id
-        out["response"] = self.response
-        if self.thinking is not None:
-            out["thinking"] = self.thinking
-        out["steps"] = list(self.steps)
-        out["pred"] = self.pred
-        if self.extracted_by is not msgspec.UNSET:
-            out["extracted_by"] = self.extracted_by
-        out["verdict"] = self.verdict
-        out["meta"] = self.meta.to_dict()
-        if self.pot is not None:
-            self.pot.write(out)
-        with_extra(out, self.extra)
-        if version and self.problem is not None:
-            versioned(out)
-        return out
-
-    def as_original(self) -> Sample:
-        """This sample as the `original` of a correction."""
-        return msgspec.structs.replace(self, problem=None, pot=None)
+    def as_original(self) -> Original:
+        """This sample as the `original` of a correction (its unknown keys travel with it)."""
+        return Original(**{name: getattr(self, name) for name in ORIGINAL_FIELDS})
 
 
-class Correction(msgspec.Struct, frozen=True):
+ORIGINAL_FIELDS = tuple(f.name for f in msgspec.structs.fields(Original))
+
+
+class Correction(ProblemRecord, frozen=True, kw_only=True, tag="correction"):
     """A corrector's (or `inject`'s) answer for one wrong sample: the incorrect step, why, and
     the corrected steps from `corrected_from` (earlier ones elided with `...` when `elided`)."""
 
-    problem: Problem
     sample_id: str
     correction_id: str
-    original: Sample
-    response: str
+    original: Original
+    response: OrNull[str] = ""
+    # Required (null only in a correction whose reply could not be read, with its
+    # reject_reason): a record without it would be read as "no step" and dropped downstream.
     incorrect_step: int | None
-    explanation: str | None
-    corrected_from: int | None
-    elided: bool
+    explanation: str | None = None
+    corrected_from: int | None = None
+    elided: OrNull[bool] = False
     corrected_steps: tuple[str, ...]
-    pred: str | None
+    pred: str | None = None
     verdict: Verdict
-    reject_reason: str | None
-    meta: Meta = msgspec.field(default_factory=Provenance)
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)
-    pot: Pot | None = None  # written only when set (`lemagen crosscheck`)
-
-    _KEYS: ClassVar[frozenset[str]] = (
-        frozenset(
-            [
-                "sample_id",
-                "correction_id",
-                "original",
-                "response",
-                "incorrect_step",
-                "explanation",
-                "corrected_from",
-                "elided",
-                "corrected_steps",
-                "pred",
-                "verdict",
-                "reject_reason",
-                "meta",
-                "schema_version",
-            ]
-        )
-        | Problem._KEYS
-        | Pot.KEYS
-    )
+    reject_reason: str | None = None
+    meta: OrNull[Provenance] = msgspec.field(default_factory=Provenance)
+    # Written by `lemagen crosscheck` (`pot`), all four or none:
+    pot_program: str | msgspec.UnsetType | None = msgspec.UNSET
+    pot_answer: str | msgspec.UnsetType | None = msgspec.UNSET
+    pot_verdict: PotVerdict | msgspec.UnsetType | None = msgspec.UNSET
+    pot_meta: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
 
     @property
-    def id(self) -> str:
-        return self.problem.id
-
-    @property
-    def task(self) -> Task:
-        return self.problem.task
-
-    @property
-    def question(self) -> str:
-        return self.problem.question
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Correction:
-        c = check(data, CorrectionShape, where)
-        original = Sample.embedded(c.original, where)
-        return cls.of(c, original, read_meta(c.meta, where), unknown_keys(data, cls._KEYS))
-
-    @classmethod
-    def of(
-        cls, c: CorrectionShape, original: Sample, meta: Meta, extra: dict[str, Any]
-    ) -> Correction:
-        """A correction from its checked shape (`from_dict`, and `records.fast`)."""
-        return cls(
-            problem=Problem.of(c),
-            sample_id=c.sample_id,
-            correction_id=c.correction_id,
-            original=original,
-            response=c.response or "",
-            incorrect_step=c.incorrect_step,
-            explanation=c.explanation,
-            corrected_from=c.corrected_from,
-            elided=bool(c.elided),
-            corrected_steps=c.corrected_steps,
-            pred=c.pred,
-            verdict=c.verdict,
-            reject_reason=c.reject_reason,
-            meta=meta,
-            extra=extra,
-            pot=Pot.read(c),
-        )
-
-    def to_dict(self) -> JSON:
-        out = self.problem.to_dict()
-        out["sample_id"] = self.sample_id
-        out["correction_id"] = self.correction_id
-        out["original"] = self.original.to_dict()
-        out["response"] = self.response
-        out["incorrect_step"] = self.incorrect_step
-        out["explanation"] = self.explanation
-        out["corrected_from"] = self.corrected_from
-        out["elided"] = self.elided
-        out["corrected_steps"] = list(self.corrected_steps)
-        out["pred"] = self.pred
-        out["verdict"] = self.verdict
-        out["reject_reason"] = self.reject_reason
-        out["meta"] = self.meta.to_dict()
-        if self.pot is not None:
-            self.pot.write(out)
-        with_extra(out, self.extra)
-        versioned(out)
-        return out
+    def pot(self) -> Pot | None:
+        return _pot(self)
 
     def full_solution(self) -> list[str]:
         """The whole corrected chain of thought: the original steps before `corrected_from`
@@ -401,59 +257,47 @@ class Evolved(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- retry data
 
 
-class RetryText(msgspec.Struct, frozen=True):
-    """A solution with mistakes retracted by a marker (Physics of LMs 2.2), as training text."""
+class RetryText(ProblemRecord, frozen=True, kw_only=True, tag="retry"):
+    """A solution with mistakes retracted by a marker (Physics of LMs 2.2), as training text:
+    `text` is the question and the solution (`RetryText.of` makes it)."""
 
-    problem: Problem
+    text: str
     solution: str
+    retries: int
     mistakes: tuple[str, ...]
     meta: RetryMeta
 
-    @property
-    def text(self) -> str:
-        return f"Question: {self.problem.question}\nAnswer: {self.solution}"
-
-    def to_dict(self) -> JSON:
-        out = self.problem.to_dict()
-        out["text"] = self.text
-        out["solution"] = self.solution
-        out["retries"] = len(self.mistakes)
-        out["mistakes"] = list(self.mistakes)
-        out["meta"] = self.meta.to_dict()
-        return versioned(out)
-
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> RetryText:
-        r = check(data, RetryTextShape, where)
-        return cls(Problem.of(r), r.solution, r.mistakes, r.meta)
+    def of(
+        cls, problem: Problem, solution: str, mistakes: tuple[str, ...], meta: RetryMeta
+    ) -> RetryText:
+        return cls(
+            **problem.parts(),
+            text=f"Question: {problem.question}\nAnswer: {solution}",
+            solution=solution,
+            retries=len(mistakes),
+            mistakes=mistakes,
+            meta=meta,
+        )
 
 
 # ---------------------------------------------------------------- rows set aside
 
 
-class Reject(msgspec.Struct, frozen=True):
+class Reject(Shape, frozen=True, kw_only=True, tag_field=TAG, tag="reject"):
     """A row set aside, as written to `--rejects`: a machine-readable reason, the message,
     where it was read (for bad input rows), and the record itself (None when unreadable)."""
 
-    reason: str
-    record: JSON | None
-    detail: str | None = None
-    where: str | None = None
+    reason: Reason
+    detail: WhenSet[str | None] = None
+    where: WhenSet[str | None] = None
+    record: JSON | None = None
+    schema_version: Version = msgspec.UNSET
 
-    def to_dict(self) -> JSON:
-        out: JSON = {"reason": self.reason}
-        if self.detail:
-            out["detail"] = self.detail
-        if self.where:
-            out["where"] = self.where
-        out["record"] = self.record
-        versioned(out)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Reject:
-        r = check(data, RejectShape, where)
-        return cls(r.reason, r.record, r.detail, r.where)
+    # Where a set-aside row keeps a model's reply's call meta, as `KEY.meta`: `analyze` and
+    # `inject --model` beside the reply (`analysis.reply`, `injection.reply`), `art ask`
+    # beside its `asker_reply`.
+    REPLY_KEYS: ClassVar[tuple[str, ...]] = ("analysis", "injection", "asker")
 
     def replies(self, where: str) -> list[SetAsideReply]:
         """The model replies set aside with this row (an analyser's, a teacher's or an
@@ -465,7 +309,7 @@ class Reject(msgspec.Struct, frozen=True):
         question = record.get("question")
         steps = record.get("steps")
         out = []
-        for key in REPLY_KEYS:
+        for key in self.REPLY_KEYS:
             holder = record.get(key)
             meta = holder.get("meta") if isinstance(holder, Mapping) else None
             if not isinstance(meta, dict) or not isinstance(question, str):
@@ -481,12 +325,6 @@ class Reject(msgspec.Struct, frozen=True):
         return out
 
 
-# Where a set-aside row keeps a model's reply's call meta, as `KEY.meta`: `analyze` and
-# `inject --model` beside the reply (`analysis.reply`, `injection.reply`), `art ask` beside
-# its `asker_reply`.
-REPLY_KEYS = ("analysis", "injection", "asker")
-
-
 class SetAsideReply(msgspec.Struct, frozen=True):
     """A model reply set aside: the question (and the steps) it was about, and its call's
     meta."""
@@ -500,69 +338,3 @@ class SetAsideReply(msgspec.Struct, frozen=True):
 
 
 Record: TypeAlias = Sample | Correction | RetryText | Reject | TrainingRow
-
-
-def kind_of(data: Mapping[str, Any]) -> str | None:
-    """`correction`, `sample`, `reject`, `retry`, `training`, `analysis`, `asker`, `truster`, or
-    None: what a record is, from the fields only that kind has."""
-    if "first_error_step" in data and "error_type" in data and "original" in data:
-        return "analysis"
-    if "sub_questions" in data and "answers_all" in data:
-        return "asker"
-    if "preferred" in data and "initial" in data and "refined" in data:
-        return "truster"
-    if "correction_id" in data:
-        return "correction"
-    if "sample_id" in data and "steps" in data:
-        return "sample"
-    if "reason" in data and "record" in data:
-        return "reject"
-    if "mistakes" in data and "solution" in data:
-        return "retry"
-    if any(name in data for name in TRAINING_FIELDS):
-        return "training"
-    return None
-
-
-def read_sample_or_correction(data: Mapping[str, Any], where: str) -> Sample | Correction:
-    """A sample or a correction record (what filter and export read)."""
-    kind = kind_of(data)
-    if kind == "correction":
-        return Correction.from_dict(data, where)
-    if kind == "sample":
-        return Sample.from_dict(data, where)
-    raise InputError(
-        f"{where}: not a sample or correction record (no 'sample_id')", reason="bad_record"
-    )
-
-
-def read_any(
-    data: Mapping[str, Any], where: str
-) -> Record | Analysis | AskerRecord | TrusterRecord:
-    """Any record lemagen writes."""
-    kind = kind_of(data)
-    # These record types are built on this module's types: imported here, not at the top.
-    if kind == "analysis":
-        from lemagen.records.analysis import Analysis
-
-        return Analysis.from_dict(data, where)
-    if kind == "asker":
-        from lemagen.records.art import AskerRecord
-
-        return AskerRecord.from_dict(data, where)
-    if kind == "truster":
-        from lemagen.records.art import TrusterRecord
-
-        return TrusterRecord.from_dict(data, where)
-    if kind in ("correction", "sample"):
-        return read_sample_or_correction(data, where)
-    if kind == "reject":
-        return Reject.from_dict(data, where)
-    if kind == "retry":
-        return RetryText.from_dict(data, where)
-    if kind == "training":
-        return read_training(data, where)
-    raise InputError(
-        f"{where}: not a lemagen record (sample, correction, reject or training row)",
-        reason="bad_record",
-    )

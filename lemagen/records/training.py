@@ -1,4 +1,6 @@
-"""Training rows: what `filter` and `export` write, in each trainer's documented shape."""
+"""Training rows: what `filter` and `export` write, in each trainer's documented shape. A row
+whose JSON is its fields is a `Shape` (read and written from its declaration, keys a user added
+kept); `Conversation` and `Preference` write one of two shapes each, by a flag."""
 
 from __future__ import annotations
 
@@ -9,45 +11,25 @@ import msgspec
 
 from lemagen.errors import InputError
 from lemagen.records.common import JSON, check
-from lemagen.records.shapes import AlpacaShape, PreferenceShape, PromptCompletionShape
+from lemagen.records.shape import Shape, WhenSet
 
 
-class PromptCompletion(msgspec.Struct, frozen=True):
+class PromptCompletion(Shape, frozen=True):
     """LEMA's (and TRL's standard) `{"prompt", "completion"}` row; `filter --with-meta` adds
     the problem id and the kind (correction or cot)."""
 
     prompt: str
     completion: str
-    id: str | None = None
-    kind: str | None = None
-
-    def to_dict(self) -> JSON:
-        out: JSON = {"prompt": self.prompt, "completion": self.completion}
-        if self.id is not None:
-            out["id"] = self.id
-            out["kind"] = self.kind
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> PromptCompletion:
-        row = check(data, PromptCompletionShape, where)
-        return cls(row.prompt, row.completion, row.id, row.kind)
+    id: WhenSet[str | None] = None
+    kind: WhenSet[str | None] = None
 
 
-class Alpaca(msgspec.Struct, frozen=True):
+class Alpaca(Shape, frozen=True, kw_only=True):
     """LLaMA-Factory's alpaca row."""
 
     instruction: str
-    output: str
     input: str = ""
-
-    def to_dict(self) -> JSON:
-        return {"instruction": self.instruction, "input": self.input, "output": self.output}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Alpaca:
-        row = check(data, AlpacaShape, where)
-        return cls(row.instruction, row.output, row.input)
+    output: str
 
 
 class Conversation(msgspec.Struct, frozen=True):
@@ -108,8 +90,8 @@ class Preference(msgspec.Struct, frozen=True):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Preference:
         if "input" not in data:
-            row = check(data, PreferenceShape, where)
-            return cls(row.prompt, row.chosen, row.rejected)
+            # `openai` says which shape it is, not a key of TRL's
+            return check({k: v for k, v in data.items() if k != "openai"}, cls, where)
         try:
             return cls(
                 data["input"]["messages"][0]["content"],
@@ -121,7 +103,7 @@ class Preference(msgspec.Struct, frozen=True):
             raise InputError(f"{where}: not an OpenAI DPO row") from None
 
 
-class StepLabels(msgspec.Struct, frozen=True):
+class StepLabels(Shape, frozen=True):
     """TRL's stepwise-supervision row (`PRMTrainer`): the steps of a solution as
     `completions`, and a label per step (true: correct so far, false: the first incorrect
     one; a wrong solution stops at that step)."""
@@ -130,22 +112,17 @@ class StepLabels(msgspec.Struct, frozen=True):
     completions: tuple[str, ...]
     labels: tuple[bool, ...]
 
-    def to_dict(self) -> JSON:
-        return {
-            "prompt": self.prompt,
-            "completions": list(self.completions),
-            "labels": list(self.labels),
-        }
-
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> StepLabels:
-        row = check(data, StepLabels, where)
+    def from_dict(
+        cls, data: Mapping[str, Any], where: str, *, prefix: str = "", hint: str = ""
+    ) -> StepLabels:
+        row = super().from_dict(data, where, prefix=prefix, hint=hint)
         if len(row.completions) != len(row.labels):
             raise InputError(f"{where}: 'completions' and 'labels' differ in length")
         return row
 
 
-class ShepherdRow(msgspec.Struct, frozen=True):
+class ShepherdRow(Shape, frozen=True):
     """Math-Shepherd's row: `input` is the question and the `Step k: ...` lines, each ending
     with the step tag ` ки`; `label` is the same text with each tag replaced by `+` (a good
     step) or `-` (a bad one); `task` is `GSM8K` or `MATH`."""
@@ -153,13 +130,6 @@ class ShepherdRow(msgspec.Struct, frozen=True):
     input: str
     label: str
     task: str
-
-    def to_dict(self) -> JSON:
-        return {"input": self.input, "label": self.label, "task": self.task}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> ShepherdRow:
-        return check(data, ShepherdRow, where)
 
 
 TrainingRow: TypeAlias = (

@@ -39,6 +39,7 @@ from lemagen.records.common import Task
 from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
 from lemagen.stage.rowbook import ROWS_VERSION, Kept, RowBook, code_digest, row_key
 from lemagen.stage.templates import Template
+from lemagen.terms import Command, StageName
 
 In = TypeVar("In")
 Output = ToDict | SetAside | Encoded
@@ -77,7 +78,7 @@ class Stage(ABC, Generic[In]):
     `InputError` for a bad one), `run` yields records to write and `SetAside`s, `finish` what
     waits for the whole input, `summary` the line printed on stderr."""
 
-    name: str
+    name: Command
     unit = "row"  # what the progress bar counts
 
     def __init__(self) -> None:
@@ -404,7 +405,7 @@ class PromptedStage(EngineStage[In]):
 
 
 def one_call_provenance(
-    stage: str,
+    stage: StageName,
     *,
     model: str,
     api: str,
