@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from fractions import Fraction
 from functools import cache
 from importlib import metadata
 from typing import Literal
@@ -33,7 +32,7 @@ VERDICTS: tuple[Verdict, ...] = ("correct", "wrong", "no_answer", "timeout")
 # The version of answer checking: extraction (`answers`), comparison (here) and what picks the
 # text they read (`thinking.split_thinking`, `answers.cut_run_on`). Grades kept from earlier
 # runs are keyed by it (`gradebook`): bump it with every change that can change a grade.
-GRADER_VERSION = 1
+GRADER_VERSION = 2  # 2: numbers past answers.MAX_DIGITS compared as text, never cut
 
 DEFAULT_CHECK_TIMEOUT = 3.0
 _STARTUP_TIMEOUT = 60.0
@@ -66,6 +65,7 @@ _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\\displaystyle|\s+")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
 _WORD_ANSWER = re.compile(r"[a-z]+(?:[a-z ]*[a-z])?")
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_LONG_NUMBER = re.compile(rf"\d{{{answers.MAX_DIGITS + 1}}}")
 
 
 def normalize_latex(answer: str) -> str:
@@ -353,6 +353,9 @@ class Grader:
     def _fast(self, task: str, gold: str, pred: str) -> Verdict | tuple[str, str]:
         """The verdict where no symbolic check is needed, else the (gold, pred) to check."""
         if task == "gsm8k":
+            if _PLAIN_NUMBER.fullmatch(gold) and _PLAIN_NUMBER.fullmatch(pred):
+                same = answers.decimal_text(gold) == answers.decimal_text(pred)  # any length
+                return "correct" if same else "wrong"
             g, p = answers.parse_number(gold), answers.parse_number(pred)
             return "correct" if g is not None and p is not None and g == p else "wrong"
         g_norm, p_norm = normalize_latex(gold), normalize_latex(pred)
@@ -364,7 +367,10 @@ class Grader:
             # and call any anagram of it equal.
             return "correct" if g_word == p_word else "wrong"
         if _PLAIN_NUMBER.fullmatch(g_norm) and _PLAIN_NUMBER.fullmatch(p_norm):
-            return "correct" if Fraction(g_norm) == Fraction(p_norm) else "wrong"
+            same = answers.decimal_text(g_norm) == answers.decimal_text(p_norm)
+            return "correct" if same else "wrong"
+        if _LONG_NUMBER.search(g_norm) or _LONG_NUMBER.search(p_norm):
+            return "wrong"  # a number too long to read is compared as text (unequal above)
         # Math-Verify compares `x<-2 \text{ or } x>3` with no interval: write it as one.
         if _INTERVAL_LIKE.search(gold):
             pred = as_interval(pred) or pred

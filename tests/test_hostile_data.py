@@ -1,0 +1,258 @@
+"""No data a model, a server or a damaged file gives crashes a stage (issue 27).
+
+Each case is a row with its expected outcome: numbers past Python's int-string conversion limit
+in replies, programs' output and gold answers (finding 3).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lemagen.cotnpot.programs import printed_answer
+from lemagen.lema import replies
+from lemagen.lemma import replies as mistake_replies
+from lemagen.lemma import smooth, trajectories
+from lemagen.math import answers, arith, latex_arith
+from lemagen.math.grading import Grader
+from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run
+from tests.fake_openai import FakeOpenAI
+
+GSM8K = str(EXAMPLES / "gsm8k.jsonl")
+MATH = str(EXAMPLES / "math.jsonl")
+HUGE = "9" * 5000  # past Python's 4,300 digits: int(HUGE) raises ValueError
+HUGE_COMMAS = "9" + ",999" * 1700
+BACKSTOP = 300.0  # seconds: far past any healthy run, only so that a hang fails the test
+
+
+def reply_rule(text: str) -> Callable[[dict[str, Any]], Any]:
+    def answer(body: dict[str, Any]) -> Any:
+        n = int(body.get("n") or 1)
+        choice = {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        return 200, {
+            "choices": [dict(choice, index=i) for i in range(n)],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        }
+
+    return answer
+
+
+# ------------------------------------------- finding 3: numbers a model writes crash no stage
+
+# Texts a model can write, each with a number no int holds (in every place a reader looks).
+HUGE_TEXTS = {
+    "last number": f"So the total is {HUGE}.",
+    "answer is": f"The answer is {HUGE}.",
+    "hashes": f"#### {HUGE}",
+    "boxed": f"The answer is $\\boxed{{{HUGE}}}$",
+    "boxed fraction": f"$\\boxed{{\\frac{{{HUGE}}}{{3}}}}$",
+    "thousands commas": f"The total is {HUGE_COMMAS}.",
+    "decimal": f"The total is 0.{HUGE}.",
+    "slash fraction": f"The total is {HUGE}/7.",
+    "huge exponent": f"The total is 10^{{{HUGE}}}.",
+    "huge power": f"The total is {'9' * 100}^64.",
+    "huge power after a marker": f"The answer is {'9' * 100}^64.",
+    "huge power boxed": f"So it is $\\boxed{{{'9' * 100}^{{64}}}}$.",
+    "equation": f"Step 1: {HUGE} + 1 = {HUGE}",
+    "equation after a small one": f"Step 1: 2 * 3 = 6 and 5 * {'9' * 3000} = {'9' * 3000}",
+    "latex equation": f"Step 1: $ {HUGE} + 1 = 2 $",
+    "latex fraction, power, factorial": (
+        f"$\\frac{{{HUGE}}}{{2}} = 3$ and $2^{{{HUGE}}} = 4$ and $ {HUGE}! = 5$"
+    ),
+    "step number": f"Step {HUGE}: the mistake.\nExplanation: x\nCorrect Solution:\nStep 1: 2",
+    "step number in JSON": (
+        '{"incorrect_step": "' + HUGE + '", "step": "' + HUGE + '", "error_type": "calculation",'
+        ' "explanation": "x", "corrected_steps": ["a"]}'
+    ),
+    "first wrong step": f"The first wrong step is step {HUGE}. Error type: calculation",
+    "step reference": f"As step {HUGE} and steps {HUGE} to {HUGE} say, the sum is off.",
+}
+
+
+@pytest.fixture(scope="module")
+def checker() -> Any:
+    with Grader() as grader:
+        yield grader
+
+
+# Every reader of model-written text, by what the stage using it does.
+READERS: dict[str, Callable[[Grader, str], object]] = {
+    "extract gsm8k": lambda g, t: answers.extract_how("gsm8k", t),
+    "extract math": lambda g, t: answers.extract_how("math", t),
+    "grade gsm8k": lambda g, t: g.grade("gsm8k", "72", t),
+    "grade math": lambda g, t: g.grade("math", "72", t),
+    "grade math, huge gold": lambda g, t: g.grade("math", HUGE, t),
+    "crosscheck math": lambda g, t: g.compare("math", "9", printed_answer(t) or "x"),
+    "crosscheck gsm8k": lambda g, t: g.compare("gsm8k", "9", printed_answer(t) or "x"),
+    "parse_number": lambda g, t: answers.parse_number(t),
+    "gsm8k gold": lambda g, t: answers.gsm8k_gold(t),
+    "inject equations": lambda g, t: arith.find_equations(t, 0),
+    "inject latex parts": lambda g, t: latex_arith.find_parts(t, 0, 0),
+    "latex value": lambda g, t: latex_arith.latex_value(t),
+    "smooth numbers": lambda g, t: smooth.numbers(t),
+    "correct reply": lambda g, t: replies.parse_reply(t),
+    "correct --json reply": lambda g, t: replies.parse_json_reply(t),
+    "analyze reply": lambda g, t: mistake_replies.parse_analysis(t),
+    "inject --model reply": lambda g, t: mistake_replies.parse_injection(t),
+    "trajectory": lambda g, t: trajectories.unnumbered(t, 2),
+}
+
+
+@pytest.mark.parametrize("text", list(HUGE_TEXTS.values()), ids=list(HUGE_TEXTS))
+@pytest.mark.parametrize("reader", list(READERS))
+def test_no_reader_of_model_text_raises_on_a_number_no_int_holds(
+    checker: Grader, reader: str, text: str
+) -> None:
+    READERS[reader](checker, text)  # returns: a huge number is text, or not arithmetic
+
+
+@pytest.mark.parametrize(
+    ("task", "gold", "text", "pred", "method", "verdict"),
+    [
+        # A huge answer is read whole and compared as text: never an earlier number, never
+        # a crash; equal texts (as decimals) are equal.
+        ("math", "72", f"$\\boxed{{{HUGE}}}$", HUGE, "boxed", "wrong"),
+        ("math", HUGE, f"$\\boxed{{{HUGE}}}$", HUGE, "boxed", "correct"),
+        ("math", HUGE + ".0", f"$\\boxed{{{HUGE}.00}}$", HUGE + ".00", "boxed", "correct"),
+        ("math", "72", f"The answer is ${HUGE} + 1$.", f"{HUGE} + 1", "answer_is", "wrong"),
+        ("gsm8k", "72", f"Step 1: {HUGE} + 1 = {HUGE}", HUGE, "last_number", "wrong"),
+        ("gsm8k", "72", f"So it is {HUGE_COMMAS}.", HUGE_COMMAS.replace(",", ""), "last_number",
+         "wrong"),
+        ("gsm8k", "72", f"The answer is {HUGE}.", HUGE, "answer_is", "wrong"),
+        ("gsm8k", "72", f"The answer is $\\boxed{{{HUGE}}}$.", HUGE, "answer_is", "wrong"),
+        ("gsm8k", "72", f"So it is $\\boxed{{{HUGE}}}$.", HUGE, "boxed", "wrong"),
+        ("gsm8k", HUGE, f"#### {HUGE}", HUGE, "hashes", "correct"),
+        # A long number after `The answer is` is read whole (it was cut at 80 characters).
+        ("gsm8k", "1" * 99 + "2", f"The answer is {'1' * 100}.", "1" * 100, "answer_is", "wrong"),
+        ("gsm8k", "4", f"The answer is {'0' * 90}2^2.", "4", "answer_is", "correct"),
+    ],
+)  # fmt: skip
+def test_a_huge_answer_is_compared_as_text(
+    checker: Grader, task: str, gold: str, text: str, pred: str, method: str, verdict: str
+) -> None:
+    grade = checker.grade(task, gold, text)
+    assert (grade.pred, grade.extracted_by, grade.verdict) == (pred, method, verdict)
+
+
+def test_a_number_of_a_million_digits_is_read_in_linear_time() -> None:
+    """A number is never looked for from inside a run of digits (each start tried: hours for
+    this text). In a subprocess with a far backstop, so that a regression fails."""
+    code = (
+        "from lemagen.math.grading import Grader\n"
+        "text = 'The answer is $\\\\boxed{1 + ' + '9' * 1_000_000 + '}$.'\n"
+        "with Grader() as g:\n"
+        "    print(g.grade('gsm8k', '72', text).verdict, g.grade('math', '72', text).verdict)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=BACKSTOP, check=False)  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "wrong wrong\n"), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("task", "reply"),
+    [
+        ("math", f"Step 1: compute.\nThe answer is $\\boxed{{{HUGE}}}$"),
+        ("math", f"Step 1: compute.\nSo the answer is {HUGE}."),
+        ("gsm8k", f"Step 1: 2 + 3 = 5.\nStep 2: {HUGE} + 1 = {HUGE}\nThe answer is {HUGE}."),
+    ],
+)
+def test_a_sample_ending_in_a_huge_number_is_graded_on_every_run(
+    fake: FakeOpenAI, tmp_path: Path, task: str, reply: str
+) -> None:
+    fake.rule = reply_rule(reply)
+    args = ["sample", MATH if task == "math" else GSM8K, "-m", "r", "-n", "1", "--keep", "all",
+            "--cache-dir", str(tmp_path / "c"), "--base-url", fake.base_url, "-q"]  # fmt: skip
+    first = run(*args)
+    assert first.exit_code == 0, first.stderr
+    rows = records(first)
+    assert len(rows) == 10
+    assert {(r["pred"], r["verdict"]) for r in rows} == {(HUGE, "wrong")}
+    sent = len(fake.requests)
+    again = run(*args)  # the reply is stored: the re-run reads it back and grades it again
+    assert again.exit_code == 0, again.stderr
+    assert len(fake.requests) == sent
+    assert sorted(again.stdout.splitlines()) == sorted(first.stdout.splitlines())
+
+
+def test_a_program_printing_a_huge_number_disagrees(fake: FakeOpenAI, tmp_path: Path) -> None:
+    golden = load_jsonl(DATA / "golden" / "math.sample.jsonl")
+    record = next(r for r in golden if r["verdict"] == "correct" and r["pred"].isdigit())
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    fake.rule = reply_rule('```python\nprint("9" * 5000)\n```')
+    result = run("crosscheck", str(path), "-m", "coder", "--base-url", fake.base_url, "-q",
+                 "--program-timeout", "30")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    [row] = records(result)
+    assert (row["pot_verdict"], row["pot_answer"]) == ("disagree", HUGE)
+
+
+@pytest.fixture
+def injected(tmp_path: Path) -> Path:
+    result = run("inject", str(DATA / "gsm8k_train_slice.jsonl"), "-q")
+    assert result.exit_code == 0
+    path = tmp_path / "injected.jsonl"
+    path.write_text("".join(line + "\n" for line in result.stdout.splitlines()[:3]))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "written", "reason"),
+    [
+        (lambda t: f"{t} (A check: {HUGE} is not needed.)", 3, None),
+        (lambda t: t.rsplit("The answer is", 1)[0] + f"The answer is {HUGE}.", 0,
+         "smooth_wrong_answer"),
+        (lambda t: t.replace(" ", f" {HUGE} ", 1), 3, None),
+    ],
+    ids=["huge aside", "huge answer", "huge number inside"],
+)  # fmt: skip
+def test_a_rewrite_with_a_huge_number_is_judged_like_any_other(
+    fake: FakeOpenAI, injected: Path, rewrite: Callable[[str], str], written: int, reason: str
+) -> None:
+    def rule(body: dict[str, Any]) -> Any:
+        prompt = body["messages"][-1]["content"]
+        trajectory = prompt.split("\n\nSolution:\n", 1)[1].rsplit("\n\nRewritten solution:")[0]
+        return reply_rule(rewrite(trajectory))(body)
+
+    fake.rule = rule
+    result = run("smooth", str(injected), "-m", "s", "--base-url", fake.base_url, "-q",
+                 "--rejects", str(injected.parent / "r.jsonl"))  # fmt: skip
+    assert result.exit_code in (0, 4), result.stderr
+    assert len(records(result)) == written
+    aside = load_jsonl(injected.parent / "r.jsonl")
+    assert [r["reason"] for r in aside] == [reason] * (3 - written)
+
+
+def _huge_gold_rows(tmp_path: Path) -> Path:
+    rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")[:3]
+    rows[1]["answer"] = rows[1]["answer"].rsplit("####", 1)[0] + "#### " + "9" * 10_000
+    path = tmp_path / "golds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("command", ["sample", "inject"])
+def test_a_gold_no_int_holds_is_a_bad_row(fake: FakeOpenAI, tmp_path: Path, command: str) -> None:
+    path = _huge_gold_rows(tmp_path)
+    extra = ["-m", "r", "--base-url", fake.base_url] if command == "sample" else []
+    stopped = run(command, str(path), *extra, "-q")
+    assert stopped.exit_code == 1
+    assert stopped.stderr == (
+        f"Error: {path}:2: cannot read a gsm8k gold answer from field 'answer' "
+        "(a number of more than 600 digits)\n"
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    skipped = run(command, str(path), *extra, "-q", "--skip-bad-rows", "--rejects", str(rejects))
+    assert skipped.exit_code == 0, skipped.stderr
+    bad = [r for r in load_jsonl(rejects) if r["reason"] == "bad_gold"]
+    assert [r["detail"].split(":")[1] for r in bad] == ["2"]
+    asked = {r["question"] for r in records(skipped)}
+    questions = [r["question"] for r in load_jsonl(path)]
+    assert questions[1] not in asked
+    assert command == "inject" or asked == {questions[0], questions[2]}
