@@ -7,6 +7,7 @@ in replies, programs' output and gold answers (finding 3).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,12 +17,14 @@ from typing import Any
 import pytest
 
 from lemagen.cotnpot.programs import printed_answer
+from lemagen.errors import EXIT_BATCH_PENDING
 from lemagen.lema import replies
 from lemagen.lemma import replies as mistake_replies
 from lemagen.lemma import smooth, trajectories
 from lemagen.math import answers, arith, latex_arith
 from lemagen.math.grading import Grader
 from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run
+from tests.fake_batches import FakeBatches
 from tests.fake_openai import FakeOpenAI
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
@@ -31,13 +34,13 @@ HUGE_COMMAS = "9" + ",999" * 1700
 BACKSTOP = 300.0  # seconds: far past any healthy run, only so that a hang fails the test
 
 
-def reply_rule(text: str) -> Callable[[dict[str, Any]], Any]:
+def reply_rule(text: str, usage: dict[str, Any] | None = None) -> Callable[[dict[str, Any]], Any]:
     def answer(body: dict[str, Any]) -> Any:
         n = int(body.get("n") or 1)
         choice = {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         return 200, {
             "choices": [dict(choice, index=i) for i in range(n)],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+            "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5},
         }
 
     return answer
@@ -256,3 +259,242 @@ def test_a_gold_no_int_holds_is_a_bad_row(fake: FakeOpenAI, tmp_path: Path, comm
     questions = [r["question"] for r in load_jsonl(path)]
     assert questions[1] not in asked
     assert command == "inject" or asked == {questions[0], questions[2]}
+
+
+# ------------------------------------------- point 4: usage past belief is booked at the estimate
+
+
+def _summary_cost(stderr: str) -> float:
+    found = re.search(r"cost \$([0-9.e+]+)", stderr)
+    assert found is not None, stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("prompt_tokens", "completion_tokens", "believed", "extra"),
+    [
+        (10**15, 10**15, False, []),  # $6e9 in the summary, once
+        (10**15, 5, False, []),
+        (10, 10**15, False, []),
+        (10, 100 * 4 + 1, False, []),  # past n x --max-tokens x 4 (n=1, 100)
+        (10, 100 * 4, True, []),
+        (100 * 40, 5, True, []),  # the estimate of the shortest prompt is past 40 tokens
+        (100 * 10_000, 5, False, []),  # past 100 x any example prompt's estimate
+        (100 * 10_000, 5, True, ["--system", "x" * 40_000]),  # a system message counts
+    ],
+)
+def test_usage_past_belief_is_booked_at_the_estimate(
+    fake: FakeOpenAI, prompt_tokens: int, completion_tokens: int, believed: bool, extra: list[str]
+) -> None:
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    fake.rule = reply_rule("The answer is 5.", usage)
+    result = run("sample", GSM8K, "-m", "r", "-n", "1", "--keep", "all", "--max-tokens", "100",
+                 "--price-in", "3", "--price-out", "3", "--base-url", fake.base_url,
+                 *extra)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = records(result)
+    assert len(rows) == 10
+    booked = "10 responses gave no usable token usage: booked at the estimate"
+    if believed:
+        assert booked not in result.stderr
+        assert {r["meta"]["usage"]["completion_tokens"] for r in rows} == {completion_tokens}
+        return
+    assert booked in result.stderr
+    assert _summary_cost(result.stderr) < 0.01  # 10 x (a short prompt + 100 tokens) at $3/M
+    assert all(r["meta"]["usage"]["prompt_tokens"] < 1000 for r in rows)
+    assert all(r["meta"]["usage"]["completion_tokens"] <= 100 for r in rows)
+
+
+# ------------------------------------------- finding 6: batch collect survives any output file
+
+
+def _usage(value: int) -> Callable[[str, str], str]:
+    def damage(custom_id: str, line: str) -> str:
+        data = json.loads(line)
+        data["response"]["body"]["usage"] = {"prompt_tokens": value, "completion_tokens": value}
+        return json.dumps(data)
+
+    return damage
+
+
+def _nested(depth: int, *, inside: bool = False) -> Callable[[str, str], str]:
+    """The line with a list nested `depth` deep beside its fields (or its body's)."""
+
+    def damage(custom_id: str, line: str) -> str:
+        if inside:
+            data = json.loads(line)
+            data["response"]["body"]["x"] = "NESTED"
+            return json.dumps(data).replace('"NESTED"', "[" * depth + "]" * depth)
+        return line[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+
+    return damage
+
+
+# An answered line, as the provider may write it into the output file.
+UNREADABLE_LINES: dict[str, Callable[[str, str], str]] = {
+    "not JSON": lambda cid, line: line[: len(line) // 2],
+    "a JSON array": lambda cid, line: f"[{line}]",
+    "a JSON string": lambda cid, line: json.dumps(line),
+    "nested 5,000 deep": _nested(5000),
+    **{f"body nested {d} deep": _nested(d, inside=True) for d in (510, 900, 935, 990, 5000)},
+    "invalid UTF-8": lambda cid, line: line.replace('"custom_id"', '"\udcff"'),
+    "no custom_id": lambda cid, line: line.replace('"custom_id"', '"custom"'),
+    "response not an object": lambda cid, line: json.dumps(
+        {"custom_id": cid, "response": [1], "error": None}
+    ),
+    "body not an object": lambda cid, line: json.dumps(
+        {"custom_id": cid, "response": {"status_code": 200, "body": "x"}, "error": None}
+    ),
+    "error not an object": lambda cid, line: json.dumps(
+        {"custom_id": cid, "response": None, "error": [1, 2]}
+    ),
+}
+
+
+def _batch_args(fake: FakeOpenAI, cache: Path, *extra: str) -> list[str]:
+    return ["sample", GSM8K, "-m", "m", "-n", "2", "--seed", "1", "--keep", "all", "--batch",
+            "--base-url", fake.base_url, "--cache-dir", str(cache), *extra]  # fmt: skip
+
+
+# Lines odd but readable: their samples are stored like any other's.
+READABLE_LINES: dict[str, Callable[[str, str], str]] = {
+    "body nested 509 deep": _nested(509, inside=True),  # 512 levels in all
+    "extra fields": lambda cid, line: line[:-1] + ', "extra": {"a": [1, 2]}}',
+    "the same line twice": lambda cid, line: line + "\n" + line,
+    "blank lines around": lambda cid, line: "\n  \n" + line + "\n\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("damage", "asked_again"),
+    [(d, True) for d in UNREADABLE_LINES.values()] + [(d, False) for d in READABLE_LINES.values()],
+    ids=[*UNREADABLE_LINES, *READABLE_LINES],
+)
+def test_an_unreadable_output_line_is_a_failed_line_asked_for_again(
+    fake: FakeOpenAI, tmp_path: Path, damage: Callable[[str, str], str], asked_again: bool
+) -> None:
+    batches = FakeBatches.on(fake)
+    sync = run("sample", GSM8K, "-m", "m", "-n", "2", "--seed", "1", "--keep", "all",
+               "--base-url", fake.base_url, "--cache-dir", str(tmp_path / "s"), "-q")  # fmt: skip
+    assert sync.exit_code == 0, sync.stderr
+    damaged: list[str] = []
+
+    def once(custom_id: str, line: str) -> str:
+        if damaged and custom_id not in damaged:
+            return line
+        damaged.append(custom_id)
+        return damage(custom_id, line) if len(damaged) == 1 else line
+
+    batches.damage = once
+    args = _batch_args(fake, tmp_path / "c", "-q")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    first = batches.latest()
+    total = batches.batches[first]["request_counts"]["total"]
+    batches.finish()
+    collected = run(*args)  # the good lines are stored, the bad one goes into a new batch
+    if not asked_again:
+        assert collected.exit_code == 0, collected.stderr
+        assert sorted(collected.stdout.splitlines()) == sorted(sync.stdout.splitlines())
+        assert set(batches.paid.values()) == {1}
+        return
+    assert collected.exit_code == EXIT_BATCH_PENDING, collected.stderr
+    assert "Traceback" not in collected.stderr
+    again = batches.latest()
+    assert again != first
+    assert batches.batches[again]["request_counts"]["total"] == 1
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == sorted(sync.stdout.splitlines())
+    paid = [k for k in batches.paid if k.startswith("lemagen-")]
+    assert len(paid) == total
+    assert sorted(batches.paid[k] for k in paid) == [1] * (total - 1) + [2]  # the bad one again
+
+
+def test_a_line_unreadable_every_time_is_set_aside_after_max_retries(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    batches = FakeBatches.on(fake)
+    target: list[str] = []
+
+    def always(custom_id: str, line: str) -> str:
+        target.append(target[0] if target else custom_id)
+        return line[:10] if custom_id == target[0] else line
+
+    batches.damage = always
+    rejects = tmp_path / "rejects.jsonl"
+    args = _batch_args(fake, tmp_path / "c", "-q", "--max-retries", "1", "--rejects", str(rejects))
+    for _ in range(2):  # the first batch and one retry
+        assert run(*args).exit_code == EXIT_BATCH_PENDING
+        batches.finish()
+    done = run(*args)
+    assert done.exit_code == 4, done.stderr
+    (reject,) = load_jsonl(rejects)
+    assert reject["reason"] == "request_failed"
+    assert reject["record"]["error"] == (
+        "the batch's output has no readable line for this request (gave up after 2 batches)"
+    )
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, 10**15, 10**30])
+def test_a_line_with_usage_no_count_holds_is_stored_at_the_estimate(
+    fake: FakeOpenAI, tmp_path: Path, value: int
+) -> None:
+    batches = FakeBatches.on(fake)
+    batches.damage = _usage(value)
+    args = _batch_args(fake, tmp_path / "c", "--price-in", "3", "--price-out", "3")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    done = run(*args)
+    assert done.exit_code == 0, done.stderr
+    assert len(records(done)) == 20
+    assert "10 responses gave no usable token usage: booked at the estimate" in done.stderr
+    assert _summary_cost(done.stderr) < 0.1
+    assert batches.creates == 1
+
+
+def test_an_unreadable_line_tells_how_many_in_the_collect_message(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    batches = FakeBatches.on(fake)
+    even = ("0", "2", "4", "6", "8")
+    batches.damage = lambda cid, line: line if cid.endswith(even) else "{"
+    args = _batch_args(fake, tmp_path / "c")
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    collected = run(*args)
+    assert collected.exit_code == EXIT_BATCH_PENDING, collected.stderr
+    ids = [k for k in batches.paid if k.startswith("lemagen-")]
+    unreadable = sum(1 for k in ids if not k.endswith(even))
+    assert unreadable > 0
+    assert f"{unreadable} output lines unreadable" in collected.stderr
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ([], "the answer is not a batch object (no id): []"),
+        ({}, "the answer is not a batch object (no id)"),
+        ("x", "the answer is not a batch object (no id): 'x'"),
+        ({"id": 5, "status": "validating"}, "the answer is not a batch object (no id)"),
+        ({"id": "batch-1"}, "the answer is not a batch object (no status)"),
+        (b"<html>busy</html>", "the answer is not JSON: Expecting value"),
+    ],
+    ids=["array", "empty object", "string", "id not text", "no status", "not JSON"],
+)
+def test_a_create_answer_that_is_not_a_batch_is_a_one_line_error(
+    fake: FakeOpenAI, tmp_path: Path, answer: Any, why: str
+) -> None:
+    batches = FakeBatches.on(fake)
+    batches.create_answer = answer
+    args = _batch_args(fake, tmp_path / "c", "-q", "--max-retries", "0")
+    stopped = run(*args)
+    assert stopped.exit_code == 3, stopped.stderr
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1, stopped.stderr
+    assert lines[0].startswith(f"Error: batch API at {fake.base_url}: {why}"), lines[0]
+    batches.create_answer = None  # the provider recovers: the same command goes on
+    assert run(*args).exit_code == EXIT_BATCH_PENDING
+    batches.finish()
+    assert run(*args).exit_code == 0
+    assert batches.creates == 1

@@ -60,7 +60,7 @@ from lemagen.engine.limits import (
 from lemagen.engine.planning import Plan, Planner, generation, wait_for_others
 from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
-from lemagen.engine.responses import error_message, read_reply
+from lemagen.engine.responses import believed, error_message, read_reply
 from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
 from lemagen.engine.transports import (
     MAX_BODY_MB,
@@ -196,6 +196,7 @@ class Engine:
         st.cached_tokens += other.cached_tokens
         st.reasoning_tokens += other.reasoning_tokens
         st.cost += other.cost
+        st.usage_estimated += other.usage_estimated
         st.batch_requests += other.batch_requests
         st.batch_cost += other.batch_cost
         st.unpriced |= other.unpriced
@@ -654,16 +655,21 @@ class Engine:
         read = read_reply(data, self.api)
         if isinstance(read, str):
             return read
-        # Token counts a server did not give (or gave as nonsense) are booked at the estimate
-        # the request was sent under: the prompt's, and --max-tokens (or 1024) per sample.
+        # Token counts a server did not give (or gave as nonsense, or past belief) are booked
+        # at the estimate the request was sent under: the prompt's, and --max-tokens (or 1024)
+        # per sample.
         est_in = call.estimated_tokens(1)[0]
-        prompt, completion = read.prompt_tokens, read.completion_tokens
+        est_out = max(reserved - est_in, 0)
+        system = len(call.system) // 4 if call.system else 0  # not in the budget's estimate
+        prompt, completion = believed(
+            read.prompt_tokens, read.completion_tokens, est_in + system, est_out
+        )
         if prompt is None or completion is None:
             self.stats.usage_estimated += 1
         if prompt is None:
             prompt = est_in
         if completion is None:
-            completion = max(reserved - est_in, 0)
+            completion = est_out
         cached = min(read.cached_tokens, prompt)
         reasoning = min(read.reasoning_tokens, completion)
         book(
