@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from lemagen.cotnpot.programs import printed_answer
+from lemagen.engine.store import STORE_FILE
 from lemagen.errors import EXIT_BATCH_PENDING
 from lemagen.lema import replies
 from lemagen.lemma import replies as mistake_replies
@@ -25,7 +28,7 @@ from lemagen.math import answers, arith, latex_arith
 from lemagen.math.grading import Grader
 from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run
 from tests.fake_batches import FakeBatches
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 MATH = str(EXAMPLES / "math.jsonl")
@@ -498,3 +501,92 @@ def test_a_create_answer_that_is_not_a_batch_is_a_one_line_error(
     batches.finish()
     assert run(*args).exit_code == 0
     assert batches.creates == 1
+
+
+# ------------------------------------- finding 10: an output that fails keeps what was in flight
+
+
+def _lemagen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lemagen", *args]
+
+
+def _stored(cache: Path) -> int:
+    conn = sqlite3.connect(cache / STORE_FILE)
+    try:
+        return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["store", "no-cache"])
+@pytest.mark.parametrize("where", ["stdout", "-o"])
+def test_an_output_that_fails_keeps_the_requests_in_flight_and_counts_them(
+    fake: FakeOpenAI, tmp_path: Path, where: str, cache: bool
+) -> None:
+    """Ten problems. The first answer is right (nothing to write: only wrong samples are
+    kept); the second, wrong, is answered once the other nine are on the wire, and its row
+    cannot be written (/dev/full). The run sends nothing more, waits for the eight still in
+    flight (the server holds them until the run says, with -v, that it waits), stores them,
+    and counts them in its one error line."""
+    golds = {r["question"]: r["answer"].rsplit("#### ", 1)[1] for r in load_jsonl(Path(GSM8K))}
+    gate, everyone = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    arrived: list[str] = []
+
+    def rule(body: dict[str, Any]) -> Any:
+        prompt = body["messages"][-1]["content"]
+        with lock:
+            arrived.append(prompt)
+            count = len(arrived)
+        if count == 10:
+            everyone.set()
+        if count == 1:
+            gold = next(g for q, g in golds.items() if q in prompt)
+            return reply_rule(f"The answer is {gold}.")(body)
+        (everyone if count == 2 else gate).wait(BACKSTOP)
+        return reply_rule("The answer is -1.")(body)
+
+    fake.rule = rule
+    store = tmp_path / "c"
+    base = ["sample", GSM8K, "-m", "r", "-n", "2", "--base-url", fake.base_url,
+            *(["--cache-dir", str(store)] if cache else ["--no-cache"])]  # fmt: skip
+    args = ["-v", *base, *(["-o", "/dev/full"] if where == "-o" else [])]
+    with (
+        open("/dev/full", "w") as full,
+        subprocess.Popen(_lemagen(*args), stdout=full, stderr=subprocess.PIPE, text=True) as proc,
+    ):
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:  # until the run waits for what is in flight (or ends)
+                seen.append(line)
+                if "waiting for the requests in flight" in line:
+                    break
+            gate.set()
+            stderr = "".join(seen) + proc.stderr.read()
+            assert proc.wait(BACKSTOP) == 6, stderr
+        finally:
+            gate.set()
+            everyone.set()
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in stderr
+    error = stderr.strip().splitlines()[-1]
+    name = "/dev/full" if where == "-o" else "<stdout>"
+    assert error.startswith(f"Error: {name}: cannot write: No space left on device; "), error
+    wait_until(lambda: fake.active == 0, "the server's last answers")
+    assert len(fake.served) == 10  # all ten answered: billed
+    if cache:
+        assert error.endswith(
+            "8 requests in flight were answered and stored: nothing billed is lost "
+            "(a re-run writes their rows without paying again)"
+        ), error
+        assert _stored(store) == 20
+        again = run(*base, "-q")
+        assert again.exit_code == 0, again.stderr
+        assert len(records(again)) == 9  # the wrong samples (alike: one a problem)
+        assert len(fake.served) == 10  # nothing paid twice
+    else:
+        assert error.endswith(
+            "8 requests in flight were answered and billed, and are not stored (--no-cache)"
+        ), error

@@ -180,6 +180,10 @@ class Engine:
         self._run_id = secrets.token_hex(6)
         self._request_count = itertools.count()
         self._closed = False
+        # The output failed (`finish_in_flight`): nothing more is sent, and the requests on the
+        # wire are answered and stored; `_finished` counts those answered since with a 200.
+        self._draining = False
+        self._finished = 0
 
     def check_alive(self) -> None:
         """Raise when the engine's thread has ended while the caller waits for it (a bug):
@@ -289,8 +293,11 @@ class Engine:
         self.pool = EndpointPool(cfg.base_urls, cfg.concurrency)
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
-        self._transport: Transport = make_transport(
-            cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20
+        # Every request passes `_before_send` right before it goes out: nothing is sent once
+        # the output failed, nor what could not be stored.
+        self._transport: Transport = Guarded(
+            make_transport(cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20),
+            self._before_send,
         )
         proxy = unhonoured_proxy(cfg.transport)
         if proxy is not None:
@@ -300,9 +307,8 @@ class Engine:
                 proxy,
                 cfg.transport,
             )
-        if self.store is not None:  # what could not be stored is not sent
-            self._transport = Guarded(self._transport, self._before_send)
-            self._committed = asyncio.Event()
+        self._committed = asyncio.Event()
+        if self.store is not None:
             self._backlog_limit = cfg.concurrency * len(cfg.base_urls)
             loop, committed = self._loop, self._committed
 
@@ -324,12 +330,17 @@ class Engine:
         self._loop.call_later(PEER_WATCH, self._watch_peers)
 
     async def _before_send(self) -> None:
-        """Right before a request goes out: nothing is sent once the store cannot be written,
-        nor while more responses than can be in flight wait to be written (so a disk that
-        fills, or lags, puts at most about two rounds of requests at risk)."""
+        """Right before a request goes out: nothing is sent once the output failed, nor once
+        the store cannot be written, nor while more responses than can be in flight wait to
+        be written (so a disk that fills, or lags, puts at most about two rounds of requests
+        at risk)."""
         store = self.store
-        assert store is not None
         while True:
+            if self._draining:
+                self.stats.requests -= 1  # counted by _attempt just before the transport
+                raise asyncio.CancelledError
+            if store is None:
+                return
             refused = store.refusal()
             if refused is not None:
                 self.stats.requests -= 1  # counted by _attempt just before the transport
@@ -354,6 +365,57 @@ class Engine:
                 self.batch.ledger.close()  # its spool stays open for the pass's settle
         finally:
             self._loop.close()
+
+    def finish_in_flight(self) -> None:
+        """The output cannot be written: send nothing more, and wait for the requests already
+        on the wire to be answered and stored (they are billed); what waited to be sent is
+        not sent. `in_flight_outcome` then says what became of them."""
+        if self._closed or not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._finish_in_flight(), self._loop).result()
+
+    async def _finish_in_flight(self) -> None:
+        self._draining = True
+        self._committed.set()  # a request held back for the store's backlog: not sent
+        rows = list(self._tasks)
+        for task in rows:  # a request on the wire finishes (`_on_wire`); the rest stop
+            task.cancel()
+        log.info("the output failed: waiting for the requests in flight")
+        await asyncio.gather(*rows, return_exceptions=True)
+
+    def in_flight_outcome(self) -> str:
+        """What became of the requests in flight when the output failed (after `close`), for
+        the exit-6 message."""
+        count = self._finished
+        requests = f"{count} request{'s' * (count != 1)} in flight"
+        store = self.store
+        if store is None:
+            return f"{requests} were answered and billed, and are not stored (--no-cache)"
+        if store.failed is not None and store.unwritten:
+            return (
+                f"{requests} were answered; {store.unwritten} samples billed could not be "
+                f"stored ({store.failed})"
+            )
+        return (
+            f"{requests} were answered and stored: nothing billed is lost (a re-run writes "
+            "their rows without paying again)"
+        )
+
+    async def _on_wire(
+        self, sending: asyncio.Future[tuple[int, Any, bytes]]
+    ) -> tuple[int, Any, bytes]:
+        """A request being sent. Cancelled because the output failed, it still finishes (it
+        is billed, and is stored); cancelled otherwise (Ctrl-C), it is dropped."""
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            if not self._draining:
+                sending.cancel()
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return await sending
 
     async def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -410,6 +472,10 @@ class Engine:
         """Plan a batch, then deliver the rows the store holds whole at once and start one
         task per other row. Runs on the loop, in one go, so no other call can slip in between
         a store lookup and its plan."""
+        if self._draining:  # the output failed: these rows are not sent
+            for index in range(len(rows)):
+                deliver(index, asyncio.CancelledError())
+            return
         try:
             plans, cached = self._planner.plan_rows(rows)
         except Exception as exc:  # noqa: BLE001 - the rows' waiter is told, never left waiting
@@ -591,7 +657,9 @@ class Engine:
             )
             log.debug("request body: %s", json.dumps(body, ensure_ascii=False))
         try:
-            status, headers, data = await self._transport.post(endpoint.url, self.path, body)
+            status, headers, data = await self._on_wire(
+                asyncio.ensure_future(self._transport.post(endpoint.url, self.path, body))
+            )
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
                 self._possibly_billed(call.model, price, est_in, est_out)
@@ -603,6 +671,7 @@ class Engine:
             self.budget.release(est_cost)
         if headers:
             control.heard(headers, endpoint.url)
+        self._finished += self._draining and status == 200  # answered after the output failed
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if isinstance(samples, str):
