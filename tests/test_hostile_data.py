@@ -7,12 +7,15 @@ in replies, programs' output and gold answers (finding 3).
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,9 @@ from lemagen.lemma import replies as mistake_replies
 from lemagen.lemma import smooth, trajectories
 from lemagen.math import answers, arith, latex_arith
 from lemagen.math.grading import Grader
-from tests.conftest import DATA, EXAMPLES, load_jsonl, records, run
+from tests.conftest import DATA, EXAMPLES, known_answers, load_jsonl, records, run
 from tests.fake_batches import FakeBatches
-from tests.fake_openai import FakeOpenAI, wait_until
+from tests.fake_openai import FakeOpenAI, MathTutor, wait_until
 
 GSM8K = str(EXAMPLES / "gsm8k.jsonl")
 MATH = str(EXAMPLES / "math.jsonl")
@@ -590,3 +593,202 @@ def test_an_output_that_fails_keeps_the_requests_in_flight_and_counts_them(
         assert error.endswith(
             "8 requests in flight were answered and billed, and are not stored (--no-cache)"
         ), error
+
+
+# ---------------------------------------- finding 12: a damaged request store is one line
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeOpenAI, Path, Path]]:
+    """A server with a finished batch, and a request store holding samples and that batch's
+    job (not collected yet): what each damaged copy starts from."""
+    tutor = MathTutor(known_answers(EXAMPLES / "gsm8k.jsonl"))
+    server = FakeOpenAI(tutor).start()
+    batches = FakeBatches.on(server)
+    root = tmp_path_factory.mktemp("ledger")
+    store, samples = root / "store", root / "samples.jsonl"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LEMAGEN_CONFIG", os.devnull)
+        env.delenv("OPENAI_API_KEY", raising=False)
+        made = run("sample", GSM8K, "-m", "m", "-n", "2", "--cache-dir", str(store),
+                   "--base-url", server.base_url, "-q", "-o", str(samples))  # fmt: skip
+        assert made.exit_code == 0, made.stderr
+        asked = run("correct", str(samples), "-m", "c", "--cache-dir", str(store), "--batch",
+                    "--base-url", server.base_url, "-q")  # fmt: skip
+        assert asked.exit_code == EXIT_BATCH_PENDING, asked.stderr
+    batches.finish()
+    conn = sqlite3.connect(store / STORE_FILE)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone holds everything
+    conn.close()
+    yield server, store, samples
+    server.stop()
+
+
+def _flip(seed: int) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        rng = random.Random(seed)
+        data = bytearray(path.read_bytes())
+        for _ in range(rng.choice([1, 4, 32])):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+
+    return damage
+
+
+def _cut(fraction: float) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+
+    return damage
+
+
+def _zero_page(page: int) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[page * 4096 : (page + 1) * 4096] = bytes(4096)
+        path.write_bytes(bytes(data))
+
+    return damage
+
+
+def _sql(statement: str) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        conn.executescript(statement)
+        conn.close()
+
+    return damage
+
+
+ANY = None  # a damage whose effect depends on where it falls: one line, or a run that works
+# name: (damage, then the exit of `sample` (its rows replayed from the row book), `sample
+# --dry-run` (which reads the stored samples), `correct --batch` (which collects the batch)
+# and `batches`)
+Exits = tuple[int | None, int | None, int | None, int | None]
+DAMAGES: dict[str, tuple[Callable[[Path], None], Exits]] = {
+    "counts not JSON": (_sql("UPDATE batch_jobs SET counts = 'nope'"), (0, 0, 1, 1)),
+    "counts a list": (_sql("UPDATE batch_jobs SET counts = '[1]'"), (0, 0, 1, 1)),
+    "created not a time": (_sql("UPDATE batch_jobs SET created = 'x'"), (0, 0, 1, 1)),
+    "batch id bytes": (_sql("UPDATE batch_jobs SET batch_id = x'00ff'"), (0, 0, 1, 1)),
+    "request line not JSON": (_sql("UPDATE batch_requests SET line = 'no'"), (0, 0, 1, 0)),
+    "request line a list": (_sql("UPDATE batch_requests SET line = '[]'"), (0, 0, 1, 0)),
+    "request keys cut": (_sql("UPDATE batch_requests SET keys = x'0102'"), (0, 0, 1, 0)),
+    "request line not UTF-8": (
+        _sql("UPDATE batch_requests SET line = CAST(x'7b22ff' AS TEXT)"),
+        (0, 0, 1, 0),
+    ),
+    "failure counts not counts": (  # and no job holds the keys: the failures are read
+        _sql(
+            "INSERT INTO batch_failures SELECT key, 'x', 5 FROM batch_keys; DELETE FROM batch_keys"
+        ),
+        (0, 0, 1, 0),
+    ),
+    "sample text not text": (_sql("UPDATE samples SET text = x'ff'"), (0, 1, 0, 0)),
+    "sample tokens not counts": (_sql("UPDATE samples SET prompt_tokens = 'abc'"), (0, 1, 0, 0)),
+    "a newer lemagen's": (_sql("PRAGMA user_version = 99"), (1, 1, 1, 1)),
+    "ledger tables dropped": (
+        _sql("DROP TABLE batch_jobs; DROP TABLE batch_requests; DROP TABLE batch_keys"),
+        (0, 0, EXIT_BATCH_PENDING, 0),  # an empty ledger: the requests go into a new batch
+    ),
+    "emptied": (_cut(0.0), (0, 0, EXIT_BATCH_PENDING, 0)),
+    "header cut": (_cut(0.001), (1, 1, 1, 1)),
+    "cut in half": (_cut(0.5), (1, 1, 1, 1)),
+    "last page cut": (_cut(0.97), (ANY, ANY, ANY, ANY)),
+    **{f"page {p} zeroed": (_zero_page(p), (ANY, ANY, ANY, ANY)) for p in (0, 1, 3, 7, 12)},
+    **{f"bits flipped ({seed})": (_flip(seed), (ANY, ANY, ANY, ANY)) for seed in range(12)},
+}
+
+
+def _within_backstop(*args: str) -> Any:
+    """`run`, in a thread joined with a far backstop: a hang fails instead of waiting."""
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=run(*args)), daemon=True)
+    worker.start()
+    worker.join(BACKSTOP)
+    assert not worker.is_alive(), f"hung: {args}"
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_a_damaged_request_store_is_one_line_never_a_traceback(
+    ledger: tuple[FakeOpenAI, Path, Path], tmp_path: Path, name: str
+) -> None:
+    server, pristine, samples = ledger
+    damage, expected = DAMAGES[name]
+    sample = ["sample", GSM8K, "-m", "m", "-n", "2", "--base-url", server.base_url, "-q"]
+    commands = [
+        sample,
+        [*sample, "--dry-run"],
+        ["correct", str(samples), "-m", "c", "--batch", "--base-url", server.base_url, "-q"],
+        ["batches"],
+    ]
+    for i, (args, exit_code) in enumerate(zip(commands, expected, strict=True)):
+        store = tmp_path / str(i)
+        shutil.copytree(pristine, store)
+        damage(store / STORE_FILE)
+        result = _within_backstop(*args, "--cache-dir", str(store))
+        lines = result.stderr.strip().splitlines()
+        if exit_code is not ANY:
+            assert result.exit_code == exit_code, (args[0], result.stderr)
+        assert result.exit_code in (0, 1, 6, EXIT_BATCH_PENDING), (args[0], result.stderr)
+        if result.exit_code in (1, 6):
+            assert len(lines) == 1, (args[0], result.stderr)
+            assert lines[0].startswith(f"Error: {store}"), (args[0], lines[0])
+            assert "the request store (" in lines[0], (args[0], lines[0])
+
+
+# ------------------------------ finding 12: options past what a server takes, names, --html
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "accepted"),
+    [
+        ("--max-tokens", 2**64, False),
+        ("--max-tokens", 2**63, False),
+        ("--max-tokens", 2**31, False),
+        ("--max-tokens", 2**31 - 1, True),
+        ("--seed", 2**64, False),
+        ("--seed", -(2**64), False),
+        ("--seed", 2**63, False),
+        ("--seed", 2**63 - 1, True),
+        ("--seed", -(2**63), True),
+    ],
+)
+def test_an_option_no_server_takes_is_a_usage_error(
+    fake: FakeOpenAI, option: str, value: int, accepted: bool
+) -> None:
+    result = run("sample", GSM8K, "-m", "m", option, str(value), "--base-url", fake.base_url,
+                 "-q", "--no-cache")  # fmt: skip
+    if accepted:
+        assert result.exit_code == 0, result.stderr
+        assert len(fake.requests) == 10
+        return
+    assert result.exit_code == 2, result.stderr
+    assert f"Error: Invalid value for '{option}'" in result.stderr
+    assert f"{value} is not in the range" in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("where", ["name", "path"])
+def test_a_prompt_name_no_file_system_takes_is_one_line(fake: FakeOpenAI, where: str) -> None:
+    name = "x" * 300 if where == "name" else f"/tmp/{'x' * 300}.txt"
+    result = run("sample", GSM8K, "-m", "m", "--prompt", name, "--base-url", fake.base_url)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    if where == "name":
+        assert result.stderr.startswith(f"Error: unknown prompt '{name}'; shipped prompts: ")
+    else:
+        assert result.stderr == f"Error: {name}: cannot read prompt: File name too long\n"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "why"),
+    [("/dev/full", 6, "No space left on device"), ("/no/such/dir/x.html", 1, "No such file")],
+)
+def test_stats_html_that_cannot_be_written_is_one_line(path: str, code: int, why: str) -> None:
+    result = run("stats", str(DATA / "golden" / "gsm8k.sample.jsonl"), "--html", path, "-q")
+    assert result.exit_code == code, result.stderr
+    assert result.stderr.startswith(f"Error: {path}: cannot write: {why}")
+    assert result.stderr.count("\n") == 1

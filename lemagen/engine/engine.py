@@ -169,7 +169,11 @@ class Engine:
         self.fatal: EndpointError | None = None
         self.batch: BatchCollector | None = None
         if config.batch is not None and self.store is not None:
-            ledger = BatchLedger(self.store.path.parent)
+            try:
+                ledger = BatchLedger(self.store.path.parent)
+            except LemagenError:
+                self.store.close()
+                raise
             self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
         self._prices: dict[str, Price] = {}
@@ -479,7 +483,11 @@ class Engine:
         try:
             plans, cached = self._planner.plan_rows(rows)
         except Exception as exc:  # noqa: BLE001 - the rows' waiter is told, never left waiting
-            error = CannotWrite(f"{self.store.path if self.store else 'the engine'}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, LemagenError)  # a damaged store says so itself
+                else CannotWrite(f"{self.store.path if self.store else 'the engine'}: {exc}")
+            )
             for index in range(len(rows)):
                 deliver(index, error)
             return
