@@ -1,7 +1,17 @@
 """No data a model, a server or a damaged file gives crashes a stage (issue 27).
 
-Each case is a row with its expected outcome: numbers past Python's int-string conversion limit
-in replies, programs' output and gold answers (finding 3).
+Each case is a row with its expected outcome:
+- finding 3: numbers past Python's int-string conversion limit in replies, programs' output
+  and gold answers are compared as text or set aside, on every run;
+- point 4: token usage past belief (10**15 tokens, over 100x the prompt's estimate, over
+  4 x n x --max-tokens) is booked at the estimate, synchronously and in batch lines;
+- finding 6: batch output lines of every unreadable shape are failed lines asked for again,
+  odd but readable ones are stored, and a create answer that is not a batch is one line;
+- finding 10: stdout or -o on a full disk: the requests in flight are stored and counted;
+- finding 12: a request store damaged 34 ways, --max-tokens / --seed past what a server
+  takes, --prompt names no file system takes, stats --html on a full disk: one line each.
+The sandbox's disk bound (finding 11) is in tests/test_sandbox.py; the 10,000-digit gold is
+also a row of tests/test_fuzz.py. Runs that could hang go through a far backstop.
 """
 
 from __future__ import annotations
