@@ -73,6 +73,11 @@ class CannotWrite(LemagenError):
     exit_code = EXIT_CANNOT_WRITE
 
 
+class OutputFailed(CannotWrite):
+    """stdout, -o or --rejects cannot be written. A model-calling run sends nothing more,
+    stores the requests in flight and counts them in the message (`Engine.in_flight_outcome`)."""
+
+
 class RowsFailed(LemagenError):
     """The run finished, but some rows failed; the summary line has already been printed."""
 

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import msgspec
 
-from lemagen.errors import BatchPending, LemagenError
+from lemagen.errors import BatchPending, LemagenError, OutputFailed
 from lemagen.records import Reject
 from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
 from lemagen.stage.base import EngineStage, Hooks, Stage
@@ -204,6 +204,7 @@ def _run_pass(
 ) -> Report:
     counted = _Counted()
     unread_before = sink.unread
+    output_failed: OutputFailed | None = None
     with ExitStack() as stack:
         rows = counted.wrap(read(stage, sink.rejects))
         if not started:
@@ -211,17 +212,27 @@ def _run_pass(
         hooks = Hooks(on_wait=sink.flush, on_unread=sink.not_read)
         if on_row is not None:
             hooks.on_row = on_row
-        for item in itertools.chain(stage.run(rows, hooks), stage.finish()):
-            if isinstance(item, Encoded):  # a line the stage encoded, or one kept from a run
-                if item.reason is not None:
+        try:
+            for item in itertools.chain(stage.run(rows, hooks), stage.finish()):
+                if isinstance(item, Encoded):  # a line the stage encoded, or one kept from a run
+                    if item.reason is not None:
+                        sink.set_aside(item)
+                    else:
+                        sink.keep(item)
+                elif isinstance(item, SetAside):
                     sink.set_aside(item)
                 else:
                     sink.keep(item)
-            elif isinstance(item, SetAside):
-                sink.set_aside(item)
-            else:
-                sink.keep(item)
-        sink.flush()
+            sink.flush()
+        except OutputFailed as exc:
+            if not isinstance(stage, EngineStage):
+                raise
+            stage.engine.finish_in_flight()  # what is paid for is stored before the exit
+            output_failed = exc
+    if output_failed is not None:  # the engine is closed: its store holds what it will
+        assert isinstance(stage, EngineStage)
+        outcome = stage.engine.in_flight_outcome()
+        raise OutputFailed(f"{output_failed.message}; {outcome}") from None
     unread = sink.unread - unread_before
     report = Report(
         rows_read=counted.count - unread,

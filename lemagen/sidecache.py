@@ -28,7 +28,9 @@ def select_in(conn: sqlite3.Connection, query: str, keys: Sequence[Any]) -> Iter
     (SQLite bounds the parameters of one query)."""
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = list(keys[start : start + LOOKUP_CHUNK])
-        yield from conn.execute(query + f"({','.join('?' * len(chunk))})", chunk)
+        # Fetched whole: a caller that stops early leaves no cursor open to be closed later,
+        # maybe after its connection.
+        yield from conn.execute(query + f"({','.join('?' * len(chunk))})", chunk).fetchall()
 
 
 class SideCache:

@@ -6,8 +6,11 @@ A batch's status moves only when the test moves it (`step`, `finish`, `expire`),
 `auto`, one step at each retrieve (validating -> in_progress -> finalizing -> completed), so
 no test depends on timing. Its lines are answered by the server's own responder (`reply`), so
 a batch's results are exactly what synchronous requests get; `line_error` turns chosen lines
-into per-line errors in the error file. `paid` counts every line answered with a 200, by
-custom_id and by request (`request_key`), so tests can assert nothing is paid twice.
+into per-line errors in the error file, `damage` rewrites an answered line as it goes into the
+output file (not JSON, cut short, other usage: the provider billed it all the same), and
+`create_answer` replaces the answer to creating a batch (then no batch is made). `paid` counts
+every line answered with a 200, by custom_id and by request (`request_key`), so tests can
+assert nothing is paid twice.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class FakeBatches:
     server: FakeOpenAI
     auto: bool = False  # each retrieve moves a batch one step on
     line_error: LineError | None = None  # (custom_id, body) -> (status, error body) or None
+    damage: Callable[[str, str], str] | None = None  # (custom_id, output line) -> what is written
+    create_answer: Any = None  # when set: the answer to a create (as JSON, or raw bytes)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> file object
     contents: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -84,9 +89,7 @@ class FakeBatches:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return status, data
 
-    def _route(
-        self, method: str, url: str, headers: Any, raw: bytes
-    ) -> tuple[int, dict[str, Any] | bytes]:
+    def _route(self, method: str, url: str, headers: Any, raw: bytes) -> tuple[int, Any]:
         parts = urlsplit(url)
         path = parts.path.removeprefix("/v1/").strip("/").split("/")
         operation = _operation(method, path)
@@ -108,6 +111,8 @@ class FakeBatches:
             if len(path) == 2 and method == "GET":
                 return 200, self.files[path[1]]
         if path == ["batches"] and method == "POST":
+            if self.create_answer is not None:
+                return 200, self.create_answer
             return self._create(json.loads(raw))
         if path == ["batches"] and method == "GET":
             limit = int(parse_qs(parts.query).get("limit", ["20"])[0])
@@ -289,6 +294,8 @@ class FakeBatches:
                 "error": None,
             }
             done[cid] = json.dumps(out)
+            if status == 200 and self.damage is not None:
+                done[cid] = self.damage(cid, done[cid])
             counts = batch["request_counts"]
             if status == 200:
                 self.paid[cid] += 1
@@ -302,7 +309,7 @@ class FakeBatches:
     def _close(self, batch: dict[str, Any], status: str) -> None:
         done = [x for x in self._done[batch["id"]].values() if x]
         if done:
-            content = "".join(x + "\n" for x in done).encode()
+            content = "".join(x + "\n" for x in done).encode("utf-8", "surrogateescape")
             batch["output_file_id"] = self._file("output.jsonl", "batch_output", content)["id"]
         if self._errors[batch["id"]]:
             content = "".join(x + "\n" for x in self._errors[batch["id"]]).encode()

@@ -86,7 +86,8 @@ def _commands() -> dict[str, tuple[list[str], list[dict[str, Any]], Breaker]]:
     corrections = [r for r in correct_out if "correction_id" in r]
     problem_fields: dict[str, list[Any]] = {
         "question": [_DELETE, None, 0, [], {}, "", "   ", True],
-        "answer": [_DELETE, None, [], {}, True, "", "#### many"],
+        # A gold no int holds (10,000 digits) is a bad gold, as is one that is no number.
+        "answer": [_DELETE, None, [], {}, True, "", "#### many", "#### " + "9" * 10_000],
         "task": ["chess", 3, []],
     }
     sample_fields: dict[str, list[Any]] = {

@@ -98,10 +98,10 @@ def test_later_steps_are_recomputed_consistently(injected: list[dict[str, Any]])
 _WORD_NUMBER = re.compile(r"(?<![\w.,$])\$?\d+(?:,\d{3})*(?:\.\d+)?%?")
 
 
-def _stale(gold: str, wrong: str) -> set[Fraction]:
+def _stale(gold: str, wrong: str) -> set[Fraction | None]:
     """Values the wrong step's equations no longer hold that its words still state."""
 
-    def split(step: str) -> tuple[set[Fraction], set[Fraction]]:
+    def split(step: str) -> tuple[set[Fraction | None], set[Fraction | None]]:
         matches = list(EQUATION.finditer(step))
         words = step
         for m in reversed(matches):

@@ -5,7 +5,9 @@ harmed: it stays responsive, files outside are untouched, no process is left beh
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -14,10 +16,21 @@ from pathlib import Path
 
 import pytest
 
-from lemagen.cotnpot.sandbox import Limits, Outcome, SandboxUnavailable, run
+from lemagen.cotnpot import sandbox
+from lemagen.cotnpot.sandbox import (
+    MADE_FILES,
+    Limits,
+    Outcome,
+    SandboxUnavailable,
+    run,
+    sized_tmpfs,
+)
 
 FAST = Limits(timeout=2.0, cpu=1)  # for programs that are meant to run out of time
 ROOMY = Limits(timeout=15.0, cpu=10)  # for programs that finish, even on a loaded machine
+# The working directory is a tmpfs of Limits.disk bytes where bwrap has --size (0.7 on); an
+# older bwrap binds a host directory, where only the audit hook bounds the files made.
+SIZED = shutil.which("bwrap") is not None and sized_tmpfs(str(shutil.which("bwrap")))
 
 
 @pytest.fixture
@@ -141,6 +154,12 @@ HOSTILE = {
         ("File too large",),
         "File too large",
     ),
+    "fill-disk": (
+        "for i in range(64):\n    open(f'f{i}', 'wb').write(b'x' * 2**20)\nprint(1)",
+        "error",
+        ("No space left on device",),
+        "No space left on device" if SIZED else "sandbox: more than 16 files made",
+    ),
     "loop-forever": ("while True:\n    pass", "timeout", ("",), ""),
     "sleep-forever": ("import time\ntime.sleep(3600)", "timeout", ("wall clock",), "wall clock"),
 }
@@ -149,6 +168,8 @@ HOSTILE = {
 @pytest.mark.parametrize("audit_hook", [False, True], ids=["os-layer-only", "with-audit-hook"])
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_program_is_stopped(name: str, audit_hook: bool, canary: Path) -> None:
+    if name == "fill-disk" and not audit_hook and not SIZED:
+        pytest.skip("this bwrap has no --size: the audit hook alone bounds the disk")
     program, status, os_says, hook_says = HOSTILE[name]
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -171,6 +192,79 @@ def test_hostile_program_is_stopped(name: str, audit_hook: bool, canary: Path) -
     else:
         assert any(s in outcome.detail for s in os_says), outcome.detail
     assert "SECRET-KEY" not in outcome.stdout + outcome.detail
+
+
+FILL = """
+written = 0
+try:
+    for i in range(FILES):
+        with open(f"f{i}", "wb") as f:
+            for _ in range(CHUNKS):
+                f.write(b"x" * 65536)
+                f.flush()
+                written += 65536
+except OSError as e:
+    print(written, e.strerror or e)
+else:
+    print(written, "no error")
+"""
+
+
+@pytest.mark.skipif(not SIZED, reason="this bwrap has no --size: the audit hook bounds files")
+@pytest.mark.parametrize("audit_hook", [False, True], ids=["os-layer-only", "with-audit-hook"])
+@pytest.mark.parametrize(
+    ("files", "chunks", "file_size"),
+    [(64, 16, 1 << 20), (1, 64 * 16, 64 << 20)],
+    ids=["64 files of 1 MiB", "one file of 64 MiB"],
+)
+def test_the_working_directory_holds_its_size_and_no_more(
+    files: int, chunks: int, file_size: int, audit_hook: bool
+) -> None:
+    """Finding 11: `crosscheck --workers 2` grew TMPDIR by 5 GB. Whatever the program writes
+    (many files, or one file as big as the file-size limit lets it), it gets Limits.disk
+    bytes, in a tmpfs that is never the host's disk."""
+    limits = Limits(timeout=30.0, cpu=20, file_size=file_size, audit_hook=audit_hook)
+    program = FILL.replace("FILES", str(files)).replace("CHUNKS", str(chunks))
+    outcome = run(program, limits)
+    assert outcome.status == "ok", outcome
+    written, why = outcome.stdout.split(" ", 1)
+    assert why == "No space left on device\n"
+    assert limits.disk - (1 << 20) <= int(written) <= limits.disk
+
+
+def test_a_program_makes_a_bounded_number_of_files() -> None:
+    """Empty files and directories take no tmpfs space but memory each: the audit hook lets
+    a program make MADE_FILES of them (on a bound host directory, Limits.disk // file_size)."""
+    made = MADE_FILES if SIZED else Limits().disk // Limits().file_size
+    program = (
+        "import os\nfor i in range(5000):\n    os.mkdir(f'd{i}') if i % 2 else open(f'{i}', 'w')"
+    )
+    outcome = run(program, ROOMY)
+    assert (outcome.status, outcome.detail) == (
+        "error",
+        f"exit 1: PermissionError: sandbox: more than {made} files made",
+    )
+    just = f"for i in range({made}):\n    open(f'f{{i}}', 'w')\nprint(1)"
+    assert run(just, ROOMY).stdout == "1\n"  # as many as that is fine
+
+
+def test_a_bwrap_without_size_binds_a_directory_the_hook_bounds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The way without --size, taken here on purpose: a host directory under TMPDIR, where
+    the audit hook lets the program make Limits.disk // file_size files of file_size bytes at
+    most; the directory is gone afterwards."""
+    monkeypatch.setattr(sandbox, "sized_tmpfs", lambda path: False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        program = FILL.replace("FILES", "64").replace("CHUNKS", "16")
+        outcome = run(program, Limits(timeout=30.0, cpu=20))
+    finally:
+        tempfile.tempdir = None
+    assert outcome.status == "ok", outcome
+    assert outcome.stdout == f"{16 << 20} sandbox: more than 16 files made\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_program_cannot_outlive_a_kill_with_a_child() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lemagen.api import curate
@@ -18,7 +16,7 @@ from lemagen.cli.options import (
 from lemagen.cli.running import run_stage
 from lemagen.curate.export import DATASET_INFO_FORMATS, FORMATS, write_dataset_info
 from lemagen.curate.report_html import render_html
-from lemagen.errors import LemagenError
+from lemagen.errors import CannotWrite, LemagenError
 from lemagen.math.grading import DEFAULT_CHECK_TIMEOUT
 
 
@@ -289,8 +287,13 @@ def stats_cmd(
         input_format=input_format,
     )
     if html_path is not None:
+        page = render_html(stage.report(), stage.stats.details)
         try:
-            page = render_html(stage.report(), stage.stats.details)
-            Path(html_path).write_text(page, encoding="utf-8")
-        except OSError as exc:
+            handle = open(html_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:  # no such directory, no permission: exit 1, as for -o
             raise LemagenError(f"{html_path}: cannot write: {exc.strerror}") from None
+        try:
+            with handle:
+                handle.write(page)
+        except OSError as exc:  # a full disk, an I/O error: exit 6
+            raise CannotWrite(f"{html_path}: cannot write: {exc.strerror or exc}") from None

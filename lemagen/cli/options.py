@@ -22,6 +22,7 @@ from lemagen.records.parquet import is_parquet
 from lemagen.stage.base import Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_TOKENS = 2**31 - 1  # --max-tokens at most: an int32, as many servers read it
 
 
 @dataclass(frozen=True)
@@ -250,14 +251,17 @@ def endpoint_options(
             ),
             click.option(
                 "--max-tokens",
-                type=click.IntRange(1),
+                type=click.IntRange(1, MAX_TOKENS),
                 default=DEFAULTS["max_tokens"],
                 show_default=True,
                 help="Completion tokens allowed per sample (the request field: "
                 "--max-tokens-param); the worst case the budget and the dry-run estimate count.",
             ),
             click.option(
-                "--seed", type=int, default=None, help="Sampling seed sent to the server."
+                "--seed",
+                type=click.IntRange(-(2**63), 2**63 - 1),  # what a server's JSON reader takes
+                default=None,
+                help="Sampling seed sent to the server.",
             ),
             click.option(
                 "--concurrency",

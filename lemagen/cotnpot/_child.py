@@ -18,9 +18,11 @@ def _limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def _hook_for(workdir: str):  # type: ignore[no-untyped-def]
-    """An audit hook that refuses networking, new processes, signals to others, ctypes and
-    writes outside `workdir`. A second layer only: the namespaces and limits are the boundary."""
+def _hook_for(workdir: str, created: int | None):  # type: ignore[no-untyped-def]
+    """An audit hook that refuses networking, new processes, signals to others, ctypes,
+    writes outside `workdir` and, when `created` is a number, making more files or
+    directories than that (where no tmpfs size bounds the disk). A second layer only: the
+    namespaces and limits are the boundary."""
     refused = ("socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn")
     refused_exact = {
         "os.fork", "os.forkpty", "os.system", "os.kill", "os.killpg", "pty.spawn",
@@ -29,6 +31,13 @@ def _hook_for(workdir: str):  # type: ignore[no-untyped-def]
     refused_imports = {"_socket", "_ctypes", "_posixsubprocess", "_multiprocessing", "mmap"}
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
     root = workdir.rstrip("/") + "/"
+    made = []  # what the program made, where `created` bounds it
+
+    def make(full: str) -> None:
+        if created is not None and not os.path.lexists(full):
+            made.append(full)
+            if len(made) > created:
+                raise PermissionError(f"sandbox: more than {created} files made")
 
     def hook(event, args):  # type: ignore[no-untyped-def]
         if event.startswith(refused) or event in refused_exact:
@@ -45,6 +54,9 @@ def _hook_for(workdir: str):  # type: ignore[no-untyped-def]
                 full = os.path.realpath(os.path.join(workdir, name))
                 if not (full + "/").startswith(root):
                     raise PermissionError(f"sandbox: writing {name!r} is not allowed")
+                make(full)
+        if event == "os.mkdir" and isinstance(args[0], (str, bytes)):
+            make(os.path.realpath(os.path.join(workdir, os.fsdecode(args[0]))))
 
     return hook
 
@@ -69,7 +81,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
     code = compile(program, "program.py", "exec")
     if config["audit_hook"]:
-        sys.addaudithook(_hook_for(os.getcwd()))
+        sys.addaudithook(_hook_for(os.getcwd(), config["created"]))
     del config, program
     os.write(2, READY)  # from here on, whatever happens is the program's doing
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})

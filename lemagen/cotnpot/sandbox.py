@@ -3,7 +3,8 @@
 The boundary is bubblewrap (`bwrap`, the sandbox Flatpak uses; Debian package `bubblewrap`):
 the program runs in new network, PID, IPC, UTS and mount namespaces (and a user namespace
 when lemagen is not root), on an empty root file system holding only the interpreter and
-`/usr` read-only and an empty working directory, the only writable place. Inside, before
+`/usr` read-only and an empty working directory, the only writable place: a tmpfs of a fixed
+size (bwrap --size), so that no program fills the host's disk. Inside, before
 the program runs (`_child.py`), the process drops root to `nobody` and lowers its resource
 limits for good: CPU time, address space, file size, open files, processes (one: no fork, no
 threads), no core dumps; an audit hook then refuses networking, processes, ctypes and writes
@@ -16,11 +17,13 @@ What is and is not guaranteed is in the README (`lemagen crosscheck`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,7 @@ INSIDE_WORKDIR = "/work"
 READY = b"\x00lemagen-sandbox-ready\n"  # what `_child.py` writes to stderr before the program
 
 Status = Literal["ok", "error", "timeout"]
+MADE_FILES = 1024  # files and directories a program may make in its tmpfs (the audit hook)
 
 
 class SandboxUnavailable(LemagenError):
@@ -52,6 +56,11 @@ class Limits:
     output: int = 64 << 10  # stdout bytes read; more is an error
     file_size: int = 1 << 20  # largest file the program may write (RLIMIT_FSIZE)
     files: int = 64  # open file descriptors (RLIMIT_NOFILE)
+    # Bytes the program may write in all: its working directory is a tmpfs of this size (in
+    # memory, never the host's disk), where the audit hook lets it make MADE_FILES files. A
+    # bwrap without --size (before 0.7, or setuid) binds a host directory instead, where the
+    # hook lets it make at most disk // file_size files.
+    disk: int = 16 << 20
     audit_hook: bool = True  # the in-interpreter second layer (tests turn it off)
 
 
@@ -73,6 +82,20 @@ def bwrap() -> str:
             "(Debian/Ubuntu: apt-get install bubblewrap); see the README"
         )
     return path
+
+
+@functools.cache
+def sized_tmpfs(path: str) -> bool:
+    """Whether the bwrap at `path` mounts a tmpfs of a given size (`--size`: bubblewrap 0.7;
+    refused by a setuid bwrap run by another user than root)."""
+    try:
+        done = subprocess.run(
+            [path, "--help"], capture_output=True, text=True, timeout=60, env={}, check=False
+        )
+        setuid = os.stat(path).st_mode & stat.S_ISUID and os.getuid() != 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in done.stdout + done.stderr and not setuid
 
 
 def _interpreter() -> tuple[Path, str]:
@@ -99,8 +122,10 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def command(workdir: str, limits: Limits, *, tag: str = "") -> list[str]:
-    """The bwrap command line that runs `_child.py` (which reads the program on stdin)."""
+def command(workdir: str | None, limits: Limits, *, tag: str = "") -> list[str]:
+    """The bwrap command line that runs `_child.py` (which reads the program on stdin), in a
+    working directory that is a tmpfs of `limits.disk` bytes (`workdir` None), or `workdir`
+    bound (a bwrap without --size)."""
     root = os.geteuid() == 0
     prefix, python = _interpreter()
     config = {
@@ -112,6 +137,9 @@ def command(workdir: str, limits: Limits, *, tag: str = "") -> list[str]:
         "files": limits.files,
         "audit_hook": limits.audit_hook,
         "workdir": INSIDE_WORKDIR,
+        # Files and directories the audit hook lets the program make: a tmpfs's size does not
+        # count empty ones; a bound host directory counts on the hook alone.
+        "created": MADE_FILES if workdir is None else max(1, limits.disk // limits.file_size),
         "tag": tag,  # in the command line, so tests can find any process left behind
     }
     args = [bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
@@ -121,7 +149,12 @@ def command(workdir: str, limits: Limits, *, tag: str = "") -> list[str]:
     else:  # anyone else: a user namespace, without capabilities outside it
         args += ["--unshare-user", "--cap-drop", "ALL"]
     args += ["--tmpfs", "/", *_system_mounts(), "--ro-bind", str(prefix), INSIDE_PYTHON]
-    args += ["--bind", workdir, INSIDE_WORKDIR, "--remount-ro", "/"]
+    if workdir is None:  # writable by the program (nobody, when run as root), and no more
+        mode = "0777" if root else "0700"
+        args += ["--perms", mode, "--size", str(limits.disk), "--tmpfs", INSIDE_WORKDIR]
+    else:
+        args += ["--bind", workdir, INSIDE_WORKDIR]
+    args += ["--remount-ro", "/"]
     child = resources.files("lemagen.cotnpot").joinpath("_child.py").read_text(encoding="utf-8")
     return [*args, "--", python, "-I", "-S", "-B", "-c", child, json.dumps(config)]
 
@@ -130,12 +163,13 @@ def run(program: str, limits: Limits | None = None, *, tag: str = "") -> Outcome
     """Run `program` in a fresh sandbox; never raises for anything the program does. When it
     returns, every process of the sandbox is gone and its working directory removed."""
     limits = limits or Limits()
-    workdir = tempfile.mkdtemp(prefix="lemagen-pot-")
+    workdir = None if sized_tmpfs(bwrap()) else tempfile.mkdtemp(prefix="lemagen-pot-")
     info_r, info_w = os.pipe()  # bwrap writes {"child-pid": N} here once the sandbox exists
     try:
-        os.chmod(workdir, 0o700)
-        if os.geteuid() == 0:
-            os.chown(workdir, NOBODY, NOBODY)
+        if workdir is not None:
+            os.chmod(workdir, 0o700)
+            if os.geteuid() == 0:
+                os.chown(workdir, NOBODY, NOBODY)
         args = command(workdir, limits, tag=tag)
         args[1:1] = ["--info-fd", str(info_w)]
         proc = subprocess.Popen(
@@ -144,7 +178,7 @@ def run(program: str, limits: Limits | None = None, *, tag: str = "") -> Outcome
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={},
-            cwd=workdir,
+            cwd=workdir or "/",
             start_new_session=True,
             close_fds=True,
             pass_fds=(info_w,),
@@ -159,7 +193,8 @@ def run(program: str, limits: Limits | None = None, *, tag: str = "") -> Outcome
         os.close(info_r)
         if info_w >= 0:
             os.close(info_w)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _sandbox_pid(proc: subprocess.Popen[bytes], info: int) -> int | None:

@@ -26,15 +26,16 @@ from lemagen.engine.batching import BatchCollector, BatchConfig, Collected
 from lemagen.engine.batchstore import BatchLedger, BatchRequest, Job
 from lemagen.engine.engine import RETRYABLE, Engine, EngineConfig, Stats, book
 from lemagen.engine.prices import price_for
-from lemagen.engine.responses import error_message, read_choices
+from lemagen.engine.responses import believed, error_message, read_choices, too_deep
 from lemagen.engine.store import StoredSample
 from lemagen.errors import BatchPending, EndpointError
+from lemagen.redact import redact
 
 FINISHED = frozenset({"completed", "expired", "cancelled", "failed"})
 NOT_RUN = {
     "expired": "the batch expired before this request ran",
     "cancelled": "the batch was cancelled before this request ran",
-    "completed": "the batch's output has no line for this request",
+    "completed": "the batch's output has no readable line for this request",
 }
 
 
@@ -176,8 +177,9 @@ class BatchRunner:
             if found is None:
                 self.ledger.mark(job.job, "uploading")
                 content = "".join(r.line + "\n" for r in self.ledger.requests(job.job))
-                found = _call(
+                found = _object(
                     job.base_url,
+                    "file",
                     lambda: client.files.create(file=(name, content.encode()), purpose="batch"),
                 ).id
             self.ledger.uploaded(job.job, found)
@@ -190,8 +192,9 @@ class BatchRunner:
                 batch = _find_batch(client, job.base_url, file_id)
             if batch is None:
                 self.ledger.mark(job.job, "submitting")
-                batch = _call(
+                batch = _object(
                     job.base_url,
+                    "batch",
                     lambda: client.batches.create(
                         input_file_id=file_id,
                         endpoint=job.endpoint,
@@ -202,7 +205,7 @@ class BatchRunner:
             self.ledger.submitted(job.job, batch.id, batch.status)
             job = self.ledger.job(job.job)
         assert job.batch_id is not None
-        batch = _call(job.base_url, lambda: client.batches.retrieve(job.batch_id))
+        batch = _object(job.base_url, "batch", lambda: client.batches.retrieve(job.batch_id))
         self.ledger.seen(job.job, batch.status, _counts(batch))
         if batch.status not in FINISHED:
             return False
@@ -214,13 +217,17 @@ class BatchRunner:
         transaction), booking its usage at the batch price."""
         client = self.client(job.base_url)
         lines: dict[str, dict[str, Any]] = {}
+        unreadable = 0  # lines that are no JSON object with a custom_id: their requests failed
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
                 text = str(_call(job.base_url, functools.partial(_content, client, file_id)))
                 for raw in text.splitlines():
                     if raw.strip():
-                        line = json.loads(raw)
-                        lines[str(line.get("custom_id"))] = line
+                        line = _output_line(raw)
+                        if line is None:
+                            unreadable += 1
+                        else:
+                            lines[line["custom_id"]] = line
         api = "chat" if job.endpoint.endswith("/chat/completions") else "completion"
         cfg = self.config
         price = price_for(job.model, cfg.price_in, cfg.price_out, cfg.price_cached).batch()
@@ -234,12 +241,14 @@ class BatchRunner:
                 reason = NOT_RUN.get(batch.status) or f"the batch failed: {_errors(batch)}"
                 failed.extend((key, reason) for key in request.keys)
                 continue
-            got, error = _read_line(line, api, request, f"{batch.id}:{request.custom_id}")
+            request_id = f"{batch.id}:{request.custom_id}"
+            got, error, estimated = _read_line(line, api, request, request_id)
             samples.extend(zip(request.keys, got, strict=False))
             into = final if _refused(line) else failed
             into.extend((key, error) for key in request.keys[len(got) :])
             if got:
                 booked.append(got[0])
+                self.stats.usage_estimated += estimated
         self.ledger.collect(job.job, batch.status, samples, failed, final)
         for usage in booked:
             cost = book(self.stats, job.model, price, usage)
@@ -252,6 +261,7 @@ class BatchRunner:
         self.say(
             f"batch {batch.id}: {batch.status}; stored {len(samples)} samples, "
             f"{len(failed)} not returned"
+            + (f" ({unreadable} output lines unreadable)" if unreadable else "")
         )
 
     def refresh(self, job: Job) -> None:
@@ -259,13 +269,13 @@ class BatchRunner:
         if job.batch_id is None or job.collected is not None or job.status in FINISHED:
             return
         client = self.client(job.base_url)
-        batch = _call(job.base_url, lambda: client.batches.retrieve(job.batch_id))
+        batch = _object(job.base_url, "batch", lambda: client.batches.retrieve(job.batch_id))
         self.ledger.seen(job.job, batch.status, _counts(batch))
 
     def cancel(self, job: Job) -> str:
         """Ask the provider to cancel a submitted job's batch; its status after asking."""
         client = self.client(job.base_url)
-        batch = _call(job.base_url, lambda: client.batches.cancel(job.batch_id))
+        batch = _object(job.base_url, "batch", lambda: client.batches.cancel(job.batch_id))
         self.ledger.seen(job.job, batch.status, _counts(batch))
         return str(batch.status)
 
@@ -336,33 +346,52 @@ def split(
             yield chunk
 
 
+def _output_line(raw: str) -> dict[str, Any] | None:
+    """A line of a batch's output or error file, or None when it is not a JSON object with a
+    text custom_id, or nests deeper than `responses.MAX_DEPTH` (its request then has no line,
+    and fails)."""
+    if too_deep(raw.encode("utf-8", "surrogatepass")):
+        return None
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+        return None
+    return line
+
+
 def _read_line(
     line: dict[str, Any], api: str, request: BatchRequest, request_id: str
-) -> tuple[list[StoredSample], str]:
+) -> tuple[list[StoredSample], str, bool]:
     """One output or error line: its samples (each carrying the line's usage, as samples of
-    one synchronous request do) and the reason for those it lacks."""
+    one synchronous request do), the reason for those it lacks, and whether its usage was
+    booked at the estimate."""
     response = line.get("response") or {}
     error = line.get("error")
     status = response.get("status_code") if isinstance(response, dict) else None
     body = response.get("body") if isinstance(response, dict) else None
     if status != 200 or not isinstance(body, dict):
         if isinstance(error, dict) and error.get("message"):
-            return [], f"batch line error: {error.get('code')}: {error['message']}"
+            return [], f"batch line error: {error.get('code')}: {error['message']}", False
         detail = error_message(json.dumps(body).encode()) if body is not None else "no response"
-        return [], f"batch line error: HTTP {status}: {detail}"
+        return [], f"batch line error: HTTP {status}: {detail}", False
     read = read_choices(json.dumps(body).encode(), api)
     if read is None:
-        return [], "unreadable response in the batch output"
+        return [], "unreadable response in the batch output", False
     est_in, est_out = worst_tokens(request.line)  # booked at the estimate, as a sync call's
-    prompt = est_in if read.prompt_tokens is None else read.prompt_tokens
-    completion = est_out if read.completion_tokens is None else read.completion_tokens
+    # Missing counts, or counts past belief, are booked at the estimate.
+    prompt, completion = believed(read.prompt_tokens, read.completion_tokens, est_in, est_out)
+    estimated = prompt is None or completion is None
+    prompt = est_in if prompt is None else prompt
+    completion = est_out if completion is None else completion
     cached = min(read.cached_tokens, prompt)
     reasoning = min(read.reasoning_tokens, completion)
     per = [
         StoredSample(text, reason, request_id, prompt, completion, cached, reasoning)
         for text, reason in zip(read.texts, read.finish_reasons, strict=True)
     ]
-    return per, f"the batch returned {len(per)} of {len(request.keys)} samples"
+    return per, f"the batch returned {len(per)} of {len(request.keys)} samples", estimated
 
 
 LOOK_BACK = 1000  # files or batches listed (newest first) when looking for one of ours
@@ -396,10 +425,12 @@ def _content(client: Any, file_id: str) -> str:
 
 
 def _counts(batch: Any) -> dict[str, int]:
-    counts = getattr(batch, "request_counts", None)
-    if counts is None:
+    counts: Any = getattr(batch, "request_counts", None)
+    if hasattr(counts, "model_dump"):
+        counts = counts.model_dump()
+    if not isinstance(counts, dict):
         return {}
-    return {k: int(v) for k, v in counts.model_dump().items() if isinstance(v, int)}
+    return {k: v for k, v in counts.items() if isinstance(v, int) and 0 <= v < 2**53}
 
 
 def _errors(batch: Any) -> str:
@@ -417,6 +448,23 @@ def progress(job: Job) -> str:
     )
 
 
+_FIELDS = {"file": ("id",), "batch": ("id", "status")}
+
+
+def _object(base_url: str, kind: str, do: Callable[[], Any]) -> Any:
+    """`_call` for an answer that must be a file or batch object: one without its id (or a
+    batch without its status) is an endpoint error, not a row in the store."""
+    answer = _call(base_url, do)
+    for name in _FIELDS[kind]:
+        value = getattr(answer, name, None)
+        if not isinstance(value, str) or not value:
+            shown = redact(repr(answer))[:200]
+            raise EndpointError(
+                f"batch API at {base_url}: the answer is not a {kind} object (no {name}): {shown}"
+            )
+    return answer
+
+
 def _call(base_url: str, do: Callable[[], Any]) -> Any:
     """One Files or Batches API call; what the SDK's retries could not fix stops the run
     (re-running resumes where it stopped)."""
@@ -431,6 +479,8 @@ def _call(base_url: str, do: Callable[[], Any]) -> Any:
         ) from None
     except openai.APIError as exc:
         raise EndpointError(f"batch API at {base_url}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a 200 whose body is not JSON
+        raise EndpointError(f"batch API at {base_url}: the answer is not JSON: {exc}") from None
 
 
 def describe_jobs(ledger: BatchLedger) -> Iterator[dict[str, Any]]:

@@ -21,7 +21,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lemagen.engine.store import StoredSample, insert_samples, open_store_file
+from lemagen.engine.store import (
+    STORE_FILE,
+    StoredSample,
+    guarded,
+    insert_samples,
+    open_store_file,
+    store_error,
+)
 from lemagen.sidecache import select_in
 
 KEY_SIZE = 32
@@ -63,36 +70,74 @@ _JOB_COLUMNS = (
 )
 
 
-def _job(row: Sequence[object]) -> Job:
-    counts = json.loads(str(row[7])) if row[7] else {}
-    job, base_url, endpoint, model, file_id, batch_id, status = map(_text, row[:7])
-    assert job is not None
-    assert base_url is not None
-    assert endpoint is not None
-    assert model is not None
-    assert status is not None
-    created, collected = row[8], row[9]
-    assert isinstance(created, float)
-    assert collected is None or isinstance(collected, float)
+def _job(row: Sequence[object] | None) -> Job:
+    """A row of batch_jobs; one lemagen did not write so is a damaged store."""
+    if row is None:
+        raise sqlite3.DatabaseError("a batch job is missing")
+    job, base_url, endpoint, model, file_id, batch_id, status = row[:7]
+    counts, created, collected = row[7:]
+    texts = (job, base_url, endpoint, model, status)
+    if not all(type(v) is str for v in texts) or not all(
+        v is None or type(v) is str for v in (file_id, batch_id)
+    ):
+        raise sqlite3.DatabaseError("a batch job's fields are not text")
+    try:
+        count = json.loads(counts) if isinstance(counts, str) and counts else {}
+    except (ValueError, RecursionError):
+        count = None
+    if (
+        not isinstance(count, dict)
+        or not all(type(v) is int for v in count.values())
+        or type(created) is not float
+        or not (collected is None or type(collected) is float)
+    ):
+        raise sqlite3.DatabaseError("a batch job's counts or times are not lemagen's")
     return Job(
-        job, base_url, endpoint, model, file_id, batch_id, status, counts, created, collected
+        job,  # type: ignore[arg-type]
+        base_url,  # type: ignore[arg-type]
+        endpoint,  # type: ignore[arg-type]
+        model,  # type: ignore[arg-type]
+        file_id,  # type: ignore[arg-type]
+        batch_id,  # type: ignore[arg-type]
+        status,  # type: ignore[arg-type]
+        count,
+        created,
+        collected,
     )
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _request(cid: object, model: str, endpoint: str, line: object, keys: object) -> BatchRequest:
+    """A row of batch_requests; one lemagen did not write so is a damaged store."""
+    try:
+        body = json.loads(line) if isinstance(line, str) else None
+    except (ValueError, RecursionError):
+        body = None
+    if (
+        type(cid) is not str
+        or not isinstance(body, dict)
+        or body.get("custom_id") != cid
+        or not isinstance(body.get("body"), dict)
+        or type(keys) is not bytes
+        or not keys
+        or len(keys) % KEY_SIZE
+    ):
+        raise sqlite3.DatabaseError("a batch request is not one lemagen wrote")
+    return BatchRequest(cid, model, endpoint, line, split_keys(keys))  # type: ignore[arg-type]
 
 
 class BatchLedger:
     """Reads and writes the batch tables; every write is its own durable transaction."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = open_store_file(directory)
-        self._conn = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-        )  # made in the main thread, read on the engine's (never at once)
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._conn.execute("PRAGMA synchronous = FULL")
+        try:
+            self.path = open_store_file(directory)
+            self._conn = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )  # made in the main thread, read on the engine's (never at once)
+            self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise store_error(directory / STORE_FILE, exc) from None
 
     def close(self) -> None:
         self._conn.close()
@@ -115,29 +160,29 @@ class BatchLedger:
 
     # ------------------------------------------------------------------ reads
 
+    @guarded
     def jobs(self, *, open_only: bool = False) -> list[Job]:
         where = " WHERE collected IS NULL" if open_only else ""
         rows = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM batch_jobs{where} ORDER BY created")
         return [_job(row) for row in rows]
 
+    @guarded
     def job(self, job: str) -> Job:
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE job = ?", (job,)
         ).fetchone()
         return _job(row)
 
+    @guarded
     def requests(self, job: str) -> list[BatchRequest]:
-        model, endpoint = self._conn.execute(
-            "SELECT model, endpoint FROM batch_jobs WHERE job = ?", (job,)
-        ).fetchone()
+        found = self.job(job)
         rows = self._conn.execute(
             "SELECT custom_id, line, keys FROM batch_requests WHERE job = ? ORDER BY seq",
             (job,),
         )
-        return [
-            BatchRequest(cid, model, endpoint, line, split_keys(keys)) for cid, line, keys in rows
-        ]
+        return [_request(cid, found.model, found.endpoint, line, keys) for cid, line, keys in rows]
 
+    @guarded
     def open_custom_ids(self) -> dict[str, str]:
         """custom_id -> job, for every job not collected yet."""
         rows = self._conn.execute(
@@ -146,6 +191,7 @@ class BatchLedger:
         )
         return dict(rows)
 
+    @guarded
     def open_keys(self, keys: Sequence[bytes]) -> dict[bytes, str]:
         """key -> the job not collected yet that asks for it, among `keys`."""
         query = (
@@ -154,15 +200,20 @@ class BatchLedger:
         )
         return dict(select_in(self._conn, query, keys))
 
+    @guarded
     def failures(self, keys: Sequence[bytes]) -> dict[bytes, tuple[int, str]]:
         """key -> (times a batch did not return it, the last reason)."""
         rows = select_in(
             self._conn, "SELECT key, attempts, error FROM batch_failures WHERE key IN ", keys
         )
-        return {key: (attempts, error) for key, attempts, error in rows}
+        found = {key: (attempts, error) for key, attempts, error in rows}
+        if not all(type(a) is int and type(e) is str for a, e in found.values()):
+            raise sqlite3.DatabaseError("a batch failure is not one lemagen wrote")
+        return found
 
     # ------------------------------------------------------------------ writes
 
+    @guarded
     def prepare(
         self, job: str, base_url: str, endpoint: str, model: str, requests: Sequence[BatchRequest]
     ) -> None:
@@ -182,12 +233,14 @@ class BatchLedger:
                 [(key, job) for r in requests for key in r.keys],
             )
 
+    @guarded
     def mark(self, job: str, status: str) -> None:
         """`uploading` / `submitting`: the call is about to go out (a re-run first looks for
         what it may have made)."""
         with self._transaction() as conn:
             conn.execute("UPDATE batch_jobs SET status = ? WHERE job = ?", (status, job))
 
+    @guarded
     def uploaded(self, job: str, file_id: str) -> None:
         with self._transaction() as conn:
             conn.execute(
@@ -195,6 +248,7 @@ class BatchLedger:
                 (file_id, job),
             )
 
+    @guarded
     def submitted(self, job: str, batch_id: str, status: str) -> None:
         with self._transaction() as conn:
             conn.execute(
@@ -202,6 +256,7 @@ class BatchLedger:
                 (batch_id, status, job),
             )
 
+    @guarded
     def seen(self, job: str, status: str, counts: dict[str, int]) -> None:
         with self._transaction() as conn:
             conn.execute(
@@ -209,6 +264,7 @@ class BatchLedger:
                 (status, json.dumps(counts, sort_keys=True), job),
             )
 
+    @guarded
     def collect(
         self,
         job: str,

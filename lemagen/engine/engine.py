@@ -60,7 +60,7 @@ from lemagen.engine.limits import (
 from lemagen.engine.planning import Plan, Planner, generation, wait_for_others
 from lemagen.engine.pool import Endpoint, EndpointPool
 from lemagen.engine.prices import Price, price_for
-from lemagen.engine.responses import error_message, read_reply
+from lemagen.engine.responses import believed, error_message, read_reply
 from lemagen.engine.store import PEER_WATCH, RequestStore, StoredSample
 from lemagen.engine.transports import (
     MAX_BODY_MB,
@@ -169,7 +169,11 @@ class Engine:
         self.fatal: EndpointError | None = None
         self.batch: BatchCollector | None = None
         if config.batch is not None and self.store is not None:
-            ledger = BatchLedger(self.store.path.parent)
+            try:
+                ledger = BatchLedger(self.store.path.parent)
+            except LemagenError:
+                self.store.close()
+                raise
             self.batch = BatchCollector(config.batch, config.api, ledger, config.max_retries)
         self.budget = Budget(config.max_cost)
         self._prices: dict[str, Price] = {}
@@ -180,6 +184,10 @@ class Engine:
         self._run_id = secrets.token_hex(6)
         self._request_count = itertools.count()
         self._closed = False
+        # The output failed (`finish_in_flight`): nothing more is sent, and the requests on the
+        # wire are answered and stored; `_finished` counts those answered since with a 200.
+        self._draining = False
+        self._finished = 0
 
     def check_alive(self) -> None:
         """Raise when the engine's thread has ended while the caller waits for it (a bug):
@@ -196,6 +204,7 @@ class Engine:
         st.cached_tokens += other.cached_tokens
         st.reasoning_tokens += other.reasoning_tokens
         st.cost += other.cost
+        st.usage_estimated += other.usage_estimated
         st.batch_requests += other.batch_requests
         st.batch_cost += other.batch_cost
         st.unpriced |= other.unpriced
@@ -288,8 +297,11 @@ class Engine:
         self.pool = EndpointPool(cfg.base_urls, cfg.concurrency)
         self.rpm = RateLimit(cfg.rpm) if cfg.rpm else None
         self.tpm = RateLimit(cfg.tpm) if cfg.tpm else None
-        self._transport: Transport = make_transport(
-            cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20
+        # Every request passes `_before_send` right before it goes out: nothing is sent once
+        # the output failed, nor what could not be stored.
+        self._transport: Transport = Guarded(
+            make_transport(cfg.transport, cfg.api_key, cfg.timeout, cfg.max_response_mb << 20),
+            self._before_send,
         )
         proxy = unhonoured_proxy(cfg.transport)
         if proxy is not None:
@@ -299,9 +311,8 @@ class Engine:
                 proxy,
                 cfg.transport,
             )
-        if self.store is not None:  # what could not be stored is not sent
-            self._transport = Guarded(self._transport, self._before_send)
-            self._committed = asyncio.Event()
+        self._committed = asyncio.Event()
+        if self.store is not None:
             self._backlog_limit = cfg.concurrency * len(cfg.base_urls)
             loop, committed = self._loop, self._committed
 
@@ -323,12 +334,17 @@ class Engine:
         self._loop.call_later(PEER_WATCH, self._watch_peers)
 
     async def _before_send(self) -> None:
-        """Right before a request goes out: nothing is sent once the store cannot be written,
-        nor while more responses than can be in flight wait to be written (so a disk that
-        fills, or lags, puts at most about two rounds of requests at risk)."""
+        """Right before a request goes out: nothing is sent once the output failed, nor once
+        the store cannot be written, nor while more responses than can be in flight wait to
+        be written (so a disk that fills, or lags, puts at most about two rounds of requests
+        at risk)."""
         store = self.store
-        assert store is not None
         while True:
+            if self._draining:
+                self.stats.requests -= 1  # counted by _attempt just before the transport
+                raise asyncio.CancelledError
+            if store is None:
+                return
             refused = store.refusal()
             if refused is not None:
                 self.stats.requests -= 1  # counted by _attempt just before the transport
@@ -353,6 +369,57 @@ class Engine:
                 self.batch.ledger.close()  # its spool stays open for the pass's settle
         finally:
             self._loop.close()
+
+    def finish_in_flight(self) -> None:
+        """The output cannot be written: send nothing more, and wait for the requests already
+        on the wire to be answered and stored (they are billed); what waited to be sent is
+        not sent. `in_flight_outcome` then says what became of them."""
+        if self._closed or not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._finish_in_flight(), self._loop).result()
+
+    async def _finish_in_flight(self) -> None:
+        self._draining = True
+        self._committed.set()  # a request held back for the store's backlog: not sent
+        rows = list(self._tasks)
+        for task in rows:  # a request on the wire finishes (`_on_wire`); the rest stop
+            task.cancel()
+        log.info("the output failed: waiting for the requests in flight")
+        await asyncio.gather(*rows, return_exceptions=True)
+
+    def in_flight_outcome(self) -> str:
+        """What became of the requests in flight when the output failed (after `close`), for
+        the exit-6 message."""
+        count = self._finished
+        requests = f"{count} request{'s' * (count != 1)} in flight"
+        store = self.store
+        if store is None:
+            return f"{requests} were answered and billed, and are not stored (--no-cache)"
+        if store.failed is not None and store.unwritten:
+            return (
+                f"{requests} were answered; {store.unwritten} samples billed could not be "
+                f"stored ({store.failed})"
+            )
+        return (
+            f"{requests} were answered and stored: nothing billed is lost (a re-run writes "
+            "their rows without paying again)"
+        )
+
+    async def _on_wire(
+        self, sending: asyncio.Future[tuple[int, Any, bytes]]
+    ) -> tuple[int, Any, bytes]:
+        """A request being sent. Cancelled because the output failed, it still finishes (it
+        is billed, and is stored); cancelled otherwise (Ctrl-C), it is dropped."""
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            if not self._draining:
+                sending.cancel()
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return await sending
 
     async def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -409,10 +476,18 @@ class Engine:
         """Plan a batch, then deliver the rows the store holds whole at once and start one
         task per other row. Runs on the loop, in one go, so no other call can slip in between
         a store lookup and its plan."""
+        if self._draining:  # the output failed: these rows are not sent
+            for index in range(len(rows)):
+                deliver(index, asyncio.CancelledError())
+            return
         try:
             plans, cached = self._planner.plan_rows(rows)
         except Exception as exc:  # noqa: BLE001 - the rows' waiter is told, never left waiting
-            error = CannotWrite(f"{self.store.path if self.store else 'the engine'}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, LemagenError)  # a damaged store says so itself
+                else CannotWrite(f"{self.store.path if self.store else 'the engine'}: {exc}")
+            )
             for index in range(len(rows)):
                 deliver(index, error)
             return
@@ -590,7 +665,9 @@ class Engine:
             )
             log.debug("request body: %s", json.dumps(body, ensure_ascii=False))
         try:
-            status, headers, data = await self._transport.post(endpoint.url, self.path, body)
+            status, headers, data = await self._on_wire(
+                asyncio.ensure_future(self._transport.post(endpoint.url, self.path, body))
+            )
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
                 self._possibly_billed(call.model, price, est_in, est_out)
@@ -602,6 +679,7 @@ class Engine:
             self.budget.release(est_cost)
         if headers:
             control.heard(headers, endpoint.url)
+        self._finished += self._draining and status == 200  # answered after the output failed
         if status == 200:
             samples = self._parse(data, call, price, est_in + est_out)
             if isinstance(samples, str):
@@ -654,16 +732,21 @@ class Engine:
         read = read_reply(data, self.api)
         if isinstance(read, str):
             return read
-        # Token counts a server did not give (or gave as nonsense) are booked at the estimate
-        # the request was sent under: the prompt's, and --max-tokens (or 1024) per sample.
+        # Token counts a server did not give (or gave as nonsense, or past belief) are booked
+        # at the estimate the request was sent under: the prompt's, and --max-tokens (or 1024)
+        # per sample.
         est_in = call.estimated_tokens(1)[0]
-        prompt, completion = read.prompt_tokens, read.completion_tokens
+        est_out = max(reserved - est_in, 0)
+        system = len(call.system) // 4 if call.system else 0  # not in the budget's estimate
+        prompt, completion = believed(
+            read.prompt_tokens, read.completion_tokens, est_in + system, est_out
+        )
         if prompt is None or completion is None:
             self.stats.usage_estimated += 1
         if prompt is None:
             prompt = est_in
         if completion is None:
-            completion = max(reserved - est_in, 0)
+            completion = est_out
         cached = min(read.cached_tokens, prompt)
         reasoning = min(read.reasoning_tokens, completion)
         book(

@@ -176,6 +176,26 @@ def _count(value: Any) -> int | None:
     return None
 
 
+# A count past these is not believed either (booked at the estimate, as a missing one): a
+# prompt billed at over 100 times its estimate (the prompt's length / 4), completion tokens
+# past 4 times what the request allowed (n x max_tokens). No server means those.
+PROMPT_BELIEF = 100
+COMPLETION_BELIEF = 4
+
+
+def believed(
+    prompt: int | None, completion: int | None, est_in: int, est_out: int
+) -> tuple[int | None, int | None]:
+    """A response's prompt and completion tokens, each None when past belief (see above)
+    given the request's estimates: `est_in` prompt tokens, `est_out` completion tokens at
+    most (n x max_tokens, or the default estimate)."""
+    if prompt is not None and prompt > PROMPT_BELIEF * max(est_in, 1):
+        prompt = None
+    if completion is not None and completion > COMPLETION_BELIEF * max(est_out, 1):
+        completion = None
+    return prompt, completion
+
+
 def error_message(data: bytes) -> str:
     """The `error.message` of a JSON error body, else the first line of the body; redacted."""
     return redact(_error_message(data))

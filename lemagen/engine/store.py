@@ -42,6 +42,7 @@ requests already in flight can be paid for without being stored (`unwritten` cou
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import re
@@ -52,11 +53,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
 from lemagen.engine.batchschema import BATCH_SCHEMA
 from lemagen.engine.calls import RequestFailed
+from lemagen.errors import CannotWrite, LemagenError
 from lemagen.sidecache import select_in
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the batch tables (`batchstore`)
@@ -137,15 +140,23 @@ def _storable(text: str | None) -> str | bytes | None:
 def _text(value: str | bytes | None) -> str | None:
     """What `_storable` stored, as the string it was."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogatepass")
+        try:
+            return value.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise sqlite3.DatabaseError("a stored text is neither text nor its bytes") from None
+    if value is not None and type(value) is not str:
+        raise sqlite3.DatabaseError(f"a stored text is a {type(value).__name__}")
     return value
 
 
 def stored_sample(row: Sequence[object]) -> StoredSample:
-    """A row of `_SELECT` without its key (text and finish reason as `_storable` wrote them)."""
+    """A row of `_SELECT` without its key (text and finish reason as `_storable` wrote them).
+    A row lemagen did not write so is a damaged store (`sqlite3.DatabaseError`)."""
     text, reason, *rest = row
     if type(text) is not str or (reason is not None and type(reason) is not str):
         text, reason = _text(text), _text(reason)  # type: ignore[arg-type]
+    if text is None or type(rest[0]) is not str or any(type(n) is not int for n in rest[1:]):
+        raise sqlite3.DatabaseError("a stored sample is not one lemagen wrote")
     return StoredSample(text, reason, *rest)  # type: ignore[arg-type]
 
 
@@ -233,6 +244,50 @@ class StoreUnwritable(Exception):
     """The request store cannot be written (disk full, I/O error, read-only)."""
 
 
+class StoreDamaged(LemagenError):
+    """The request store's file is not one lemagen can read (damaged: flipped bytes, cut
+    short; rows of the wrong shape; a newer lemagen's): exit 1, one line."""
+
+
+# SQLite's primary result codes that say the file cannot be written, not that it is damaged:
+# PERM, BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, NOLFS.
+_UNWRITABLE = frozenset({3, 5, 6, 8, 10, 13, 14, 22})
+
+
+def store_error(path: Path, exc: Exception) -> LemagenError:
+    """The one-line error for a request store SQLite failed on: a full disk, an I/O error or
+    a lock is `CannotWrite` (exit 6); anything else means the file is damaged (exit 1)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _UNWRITABLE:
+        return CannotWrite(f"{path}: cannot write the request store ({exc})")
+    return StoreDamaged(
+        f"{path}: cannot read the request store ({exc}); move it away, or give another "
+        "--cache-dir, or --no-cache"
+    )
+
+
+class _OnFile(Protocol):
+    path: Path
+
+
+S = TypeVar("S", bound=_OnFile)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """A method of a class over the store's file whose SQLite errors become `store_error`."""
+
+    @functools.wraps(method)
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    return call
+
+
 class RequestStore:
     """Lookups from any thread; writes queued to the writer thread; leases taken from any
     thread (`claim`)."""
@@ -272,11 +327,13 @@ class RequestStore:
             self._local.conn = conn
         return conn
 
+    @guarded
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, StoredSample]:
         """The stored samples of `keys` (absent: not stored)."""
         rows = select_in(self._reader(), _SELECT, keys)
         return {row[0]: stored_sample(row[1:]) for row in rows}
 
+    @guarded
     def requests_of(self, keys: Sequence[bytes]) -> dict[bytes, str]:
         """The id of the request that produced each stored sample of `keys` (absent: not
         stored)."""
@@ -284,6 +341,7 @@ class RequestStore:
             select_in(self._reader(), "SELECT key, request FROM samples WHERE key IN ", keys)
         )
 
+    @guarded
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM samples").fetchone()[0])
 

@@ -66,23 +66,23 @@ _LABEL = re.compile(
 # The step number after an `Incorrect Step` label (anywhere: a preamble may come first).
 _STEP_LABEL = re.compile(
     rf"incorrect\s+step(?:\s+is)?\s*(?:{_DECOR})?\s*[:\uff1a]?\s*(?:{_DECOR})?\s*\{{?\s*"
-    r"(?:step\s*)?(\d+)\b",
+    r"(?:step\s*)?(\d{1,9})\b",
     re.IGNORECASE,
 )
 # The LEMA continuation: the reply starts with the step (` Step 2.`, `2`, `{Step 2}`).
 _STEP_LEAD = re.compile(
-    rf"^\s*(?:{_DECOR})?\s*\{{?\s*(?:step\s*)?(\d+)\s*\}}?\s*(?:{_DECOR})?\s*(?=[.:\uff1a,;)]|\n|$)",
+    rf"^\s*(?:{_DECOR})?\s*\{{?\s*(?:step\s*)?(\d{{1,9}})\s*\}}?\s*(?:{_DECOR})?\s*(?=[.:\uff1a,;)]|\n|$)",
     re.IGNORECASE,
 )
 # Prose that names one step: "the error is in Step 3", "Step 3 is incorrect".
 _STEP_PROSE = re.compile(
-    r"(?:incorrect|wrong|erroneous|first\s+mistaken)\s+step\s+is\s+(?:step\s*)?(\d+)\b"
-    r"|(?:error|mistake)\s+(?:is\s+|occurs\s+|appears\s+|lies\s+)?in\s+step\s*(\d+)\b"
-    r"|\bstep\s*(\d+)\s+is\s+(?:the\s+first\s+)?(?:incorrect|wrong|erroneous)",
+    r"(?:incorrect|wrong|erroneous|first\s+mistaken)\s+step\s+is\s+(?:step\s*)?(\d{1,9})\b"
+    r"|(?:error|mistake)\s+(?:is\s+|occurs\s+|appears\s+|lies\s+)?in\s+step\s*(\d{1,9})\b"
+    r"|\bstep\s*(\d{1,9})\s+is\s+(?:the\s+first\s+)?(?:incorrect|wrong|erroneous)",
     re.IGNORECASE,
 )
 _STEP_LINE = re.compile(
-    rf"^(?:[-+][ \t]+|#{{1,6}}[ \t]*)?(?:{_DECOR})?[ \t]*step[ \t]*(\d+)[ \t]*(?:{_DECOR})?"
+    rf"^(?:[-+][ \t]+|#{{1,6}}[ \t]*)?(?:{_DECOR})?[ \t]*step[ \t]*(\d{{1,9}})[ \t]*(?:{_DECOR})?"
     rf"[ \t]*(?:[:.)\uff1a]|$)[ \t]*(?:{_DECOR}(?![^ \t]*{_DECOR}))?[ \t]*(.*)$",
     re.IGNORECASE,
 )
@@ -171,7 +171,7 @@ def parse_json_reply(reply: str) -> ParsedReply:
         data.get("explanation"),
         data.get("corrected_steps"),
     )
-    if isinstance(step, str) and re.fullmatch(r"\s*(?:step\s*)?\d+\s*\.?\s*", step, re.I):
+    if isinstance(step, str) and re.fullmatch(r"\s*(?:step\s*)?\d{1,9}\s*\.?\s*", step, re.I):
         step = int(re.sub(r"\D", "", step))
     if not isinstance(step, int) or isinstance(step, bool):
         out.error = "no incorrect step number"

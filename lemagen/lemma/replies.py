@@ -26,7 +26,7 @@ DECOR = re.compile(r"\*\*|__|`")
 _LEAD = r"^[ \t]*(?:#{1,6}[ \t]*)?(?:[-*+][ \t]+)?"  # a heading mark or a bullet
 _STEP_LABEL = re.compile(
     _LEAD + r"(?:the[ \t]+)?(?:first[ \t]+)?(?:wrong|erroneous|incorrect|error|mistaken)?[ \t]*"
-    r"step(?:[ \t]+number)?[ \t]*[:=\-\u2013][ \t]*(?:step[ \t]*)?#?(\d+)",
+    r"step(?:[ \t]+number)?[ \t]*[:=\-\u2013][ \t]*(?:step[ \t]*)?#?(\d{1,9})(?!\d)",
     re.IGNORECASE | re.MULTILINE,
 )
 _STEP_PROSE = re.compile(
@@ -34,10 +34,10 @@ _STEP_PROSE = re.compile(
     # "Step 3 is the first incorrect step"
     r"first[ \t]+(?:wrong|erroneous|incorrect|error(?:oneous)?|mistaken)[ \t]+step[ \t]+"
     r"(?:is|arises[ \t]+(?:at|in)|occurs[ \t]+(?:at|in)|was)[ \t]+(?:in[ \t]+|at[ \t]+)?"
-    r"(?:step[ \t]*)?(\d+)"
+    r"(?:step[ \t]*)?(\d{1,9})(?!\d)"
     r"|first[ \t]+(?:error|mistake)[ \t]+(?:is|occurs|appears|arises|happens)[ \t]+"
-    r"(?:in|at)[ \t]+step[ \t]*(\d+)"
-    r"|step[ \t]*(\d+)[ \t]+is[ \t]+the[ \t]+first[ \t]+(?:wrong|erroneous|incorrect|mistaken)",
+    r"(?:in|at)[ \t]+step[ \t]*(\d{1,9})(?!\d)"
+    r"|step[ \t]*(\d{1,9})[ \t]+is[ \t]+the[ \t]+first[ \t]+(?:wrong|erroneous|incorrect|mistaken)",
     re.IGNORECASE,
 )
 _TYPE_LABEL = re.compile(
@@ -113,7 +113,7 @@ def _int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        found = re.search(r"\d+", value)
+        found = re.search(r"(?<!\d)\d{1,9}(?!\d)", value)
         return int(found.group()) if found else None
     return None
 
@@ -210,10 +210,10 @@ class ParsedInjection:
 
 
 _STEP_LINE = re.compile(
-    _LEAD + r"(?:\*\*|__)?step[ \t]+(\d+)[ \t]*[:.)][ \t]*(?:\*\*|__)?[ \t]*(.*)$",
+    _LEAD + r"(?:\*\*|__)?step[ \t]+(\d{1,9})[ \t]*[:.)][ \t]*(?:\*\*|__)?[ \t]*(.*)$",
     re.IGNORECASE,
 )
-_NUMBER_LINE = re.compile(_LEAD + r"(?:\*\*|__)?(\d+)[.)](?:\*\*|__)?[ \t]+(.*)$")
+_NUMBER_LINE = re.compile(_LEAD + r"(?:\*\*|__)?(\d{1,9})[.)](?:\*\*|__)?[ \t]+(.*)$")
 _EXPLANATION_TAG = re.compile(r"<explanation>(.*?)(?:</explanation>|$)", re.IGNORECASE | re.S)
 
 

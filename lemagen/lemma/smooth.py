@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from fractions import Fraction
 from typing import Any
 
 from lemagen.engine import Call, EngineConfig, RequestFailed, RequestShape, Sampling
 from lemagen.lema.filter import Keep, check, unparseable_detail
 from lemagen.lemma.trajectories import Trajectory, trajectory
+from lemagen.math.answers import decimal_text
 from lemagen.math.thinking import split_thinking
 from lemagen.records import Alpaca, Correction, Sample, read_sample_or_correction
 from lemagen.records.rows import Rejects, SetAside
@@ -46,10 +46,11 @@ _LABEL = re.compile(r"^\s*(?:\*\*)?(?:Rewritten|Smoothed) solution:?(?:\*\*)?\s*
 _FENCE = re.compile(r"^```[a-z]*\n(.*)\n```$", re.DOTALL)
 
 
-def numbers(text: str) -> Counter[Fraction]:
+def numbers(text: str) -> Counter[str]:
     """The numbers written in `text`, as values (`1,000` and `1000`, `2.50` and `2.5` are
-    one), with how often each occurs."""
-    return Counter(Fraction(re.sub(r"\{,\}|,", "", m)) for m in _NUMBER.findall(text))
+    one), with how often each occurs. Compared as canonical text: a number of any length is
+    read without converting it."""
+    return Counter(decimal_text(m.replace("{,}", "")) for m in _NUMBER.findall(text))
 
 
 def smoothed_text(reply: str) -> str:
@@ -146,7 +147,7 @@ class SmoothStage(EngineStage[Sample | Correction]):
         made = self._trajectory(record)
         lost = numbers(made.text) - numbers(text)
         if lost:  # a number of the work is missing, or written fewer times than the work has it
-            shown = ", ".join(str(v) for v in sorted(lost))
+            shown = ", ".join(sorted(lost, key=lambda v: (len(v.split(".")[0]), v)))
             return self._aside("smooth_changed_values", record, f"lost {shown}")
         self.counts["written"] += 1
         self.counts[made.kind] += 1

@@ -47,7 +47,7 @@ RESTARTS = (
 )
 
 _NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-_NUMBER = r"(?:\d+|" + "|".join(_NUMBER_WORDS) + r")\b"
+_NUMBER = r"(?:\d{1,9}|" + "|".join(_NUMBER_WORDS) + r")\b"
 _REF = re.compile(
     r"\b(?P<word>steps?)\s+(?P<first>" + _NUMBER + r")"
     r"(?P<more>(?:\s*(?:,|and|or|-|\u2013|to|through)\s*" + _NUMBER + r")*)",

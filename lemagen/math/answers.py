@@ -25,13 +25,41 @@ class Extraction(NamedTuple):
 
 _NONE = Extraction(None, None)
 
+# A number written with more digits than this is never converted to an int (Python refuses
+# past 4,300 digits, and converting is quadratic): it is compared as its text (`decimal_text`),
+# or a part that holds it is not read as arithmetic. Below the 640 digits Python's limit can be
+# set to at the least, with room for a sum of numbers read; a power is bounded by `_power`.
+MAX_DIGITS = 600
+
+
+def too_long(token: str) -> bool:
+    """`token` (one number as written: `1,250.5`, `\\$3`) has more than MAX_DIGITS digits."""
+    return len(token) > MAX_DIGITS and sum(c.isdigit() for c in token) > MAX_DIGITS
+
+
+def decimal_text(token: str) -> str:
+    """The canonical text of a decimal number, however long, read without converting it:
+    `1,000` and `1000`, `2.50` and `2.5`, `-0` and `0` give one text (equal texts are equal
+    values). `token` is `-?digits(.digits)?`, thousands commas allowed; ValueError if not."""
+    text = token.replace(",", "").replace("\u2212", "-")
+    sign = "-" if text.startswith("-") else ""
+    whole, _, fraction = text[len(sign) :].partition(".")
+    digits = whole + fraction
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"not a decimal number: {token[:40]!r}")
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    body = f"{whole}.{fraction}" if fraction else whole
+    return sign + body if body != "0" else body
+
+
 # A completion that goes on to invent the next few-shot item is cut there before extraction:
 # a base model given `--prompt gsm8k-fewshot` writes `... The answer is 9.\n\nQuestion: ...`
 # (sometimes with one newline only).
 _RUN_ON = re.compile(r"\n[ \t]*(?:\n[ \t]*)?(?:Question|Problem)[ \t]*:|\n[ \t]*\n[ \t]*Q[ \t]*:")
 
-# A minus sign right after a digit or `)` is subtraction (`20-5`), not a negative number.
-_NUMBER = r"(?:(?<![\w)])[-\u2212])?(?:\d{1,3}(?:,\d{3})+(?![\d])|\d+)(?:\.\d+)?"
+# A minus sign right after a digit or `)` is subtraction (`20-5`), not a negative number. A
+# number never starts inside a run of digits (a search would try every start: quadratic).
+_NUMBER = r"(?:(?<![\w)])[-\u2212])?(?<!\d)(?:\d{1,3}(?:,\d{3})+(?![\d])|\d+)(?:\.\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
 _FRACTION_RE = re.compile(rf"({_NUMBER})\s*/\s*({_NUMBER})")
 _LATEX_FRAC_RE = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
@@ -128,20 +156,37 @@ _POWER_RE = re.compile(r"\s*\^\s*\{?\s*(-?\d+)\s*\}?(?!\s*\^)")
 def _power(base: Fraction | None, exponent: str) -> Fraction | None:
     """`base ** exponent` for a small whole exponent; None (no number) for anything larger or
     stacked (`9^{9^{9}}`), so a pathological answer is never read as its base."""
+    if base is None or len(exponent.lstrip("-")) > 2:
+        return None
     exp = int(exponent)
-    if base is None or abs(exp) > 64 or (base == 0 and exp < 0):
+    if abs(exp) > 64 or (base == 0 and exp < 0):
+        return None
+    size = max(abs(base.numerator), base.denominator).bit_length() * abs(exp)
+    if size > MAX_DIGITS * 3.3:  # bits: its digits would be past MAX_DIGITS
         return None
     return base**exp
 
 
 def _to_fraction(token: str) -> Fraction | None:
+    """The value of one number, or None when it is not one or too long to read as one."""
     token = token.replace(",", "").replace(" ", "").replace("\u2212", "-")
+    if too_long(token):
+        return None
     try:
         if token.isascii() and token.isdigit():
             return Fraction(int(token))  # the common case, without Fraction's text parser
         return Fraction(token)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+def _number_text(token: str) -> str | None:
+    """One number (`_NUMBER`) as extraction writes it: canonical (`format_number`), or when
+    it is too long to read as a number, its `decimal_text`."""
+    if too_long(token):
+        return decimal_text(token)
+    value = _to_fraction(token)
+    return format_number(value) if value is not None else None
 
 
 def format_number(value: Fraction) -> str:
@@ -172,10 +217,25 @@ def _number_after(text: str, pattern: re.Pattern[str]) -> str | None:
         boxed = find_boxed(tail)
         if boxed is not None:
             tail = boxed
-        value = parse_number(tail[:80])
-        if value is not None:
-            return format_number(value)
+        rest = _NUMBER_GOES_ON.match(tail, 80)
+        found = _read_number(tail[:80] + (rest.group(0) if rest else ""))
+        if found is not None:
+            return found
     return None
+
+
+# Past a cut: a number (and its power or denominator) is never read in part.
+_NUMBER_GOES_ON = re.compile(r"[\d,.]*(?:\s*[/^]\s*\{?\s*-?[\d,.]*\}?)?")
+
+
+def _read_number(text: str) -> str | None:
+    """The first number of `text` (`parse_number`) as extraction writes it (`format_number`),
+    or as its text (`decimal_text`) when it is too long to read as a number."""
+    first = _NUMBER_RE.search(text)
+    if first is not None and too_long(first.group(0)):
+        return decimal_text(first.group(0))
+    value = parse_number(text)
+    return format_number(value) if value is not None else None
 
 
 def extract_gsm8k(text: str) -> str | None:
@@ -201,9 +261,9 @@ def extract_gsm8k_how(text: str) -> Extraction:
             return Extraction(found, method)
     boxed = find_boxed(text)
     if boxed is not None:
-        value = parse_number(boxed)
-        if value is not None:
-            return Extraction(format_number(value), "boxed")
+        found = _read_number(boxed)
+        if found is not None:
+            return Extraction(found, "boxed")
     found = _number_after(text, _LABEL_RE)
     if found is not None:
         return Extraction(found, "label")
@@ -214,9 +274,9 @@ def extract_gsm8k_how(text: str) -> Extraction:
             sentence, match.end()
         ):
             return _NONE  # the last number is part of a power: its value was not read above
-        value = _to_fraction(match.group(0))
-        if value is not None:
-            return Extraction(format_number(value), "last_number")
+        found = _number_text(match.group(0))
+        if found is not None:
+            return Extraction(found, "last_number")
     return _NONE
 
 
@@ -392,6 +452,8 @@ def gsm8k_gold(solution: str) -> str | None:
     if not match:
         return None
     text = match.group(1)
+    if too_long(text):  # no gold: a number past MAX_DIGITS is not read as one
+        return None
     if text.isascii() and text.isdigit():  # `72`, as nearly all are: what parsing would give
         return str(int(text))
     value = parse_number(text)

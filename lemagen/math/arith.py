@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from lemagen.math.answers import format_number
+from lemagen.math.answers import format_number, too_long
 
 _NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
 # Unit words between a number and the next operator: `140 girls / 2 girls/boy = 70`.
@@ -49,8 +49,10 @@ class Equation:
         return " ".join(parts)
 
 
-def to_fraction(token: str) -> Fraction:
-    """`$1,250.50` -> 1250.5; `75%` -> 3/4."""
+def to_fraction(token: str) -> Fraction | None:
+    """`$1,250.50` -> 1250.5; `75%` -> 3/4; None for a number too long to read as one."""
+    if too_long(token):
+        return None
     value = Fraction(token.replace("$", "").replace(",", "").rstrip("%"))
     return value / 100 if token.endswith("%") else value
 
@@ -81,20 +83,20 @@ def find_equations(step: str, index: int) -> list[Equation]:
         ops: list[str] = []
         op_spans: list[tuple[int, int]] = []
         base = match.start(1)
+        readable = True  # every number short enough to read (else no equation)
         for token in _TOKEN.finditer(match.group(1)):
             if token.group(1):
-                operands.append(
-                    Number(
-                        to_fraction(token.group(1)),
-                        base + token.start(1),
-                        base + token.end(1),
-                        token.group(1),
-                    )
-                )
+                value = to_fraction(token.group(1))
+                readable = readable and value is not None
+                start, end = base + token.start(1), base + token.end(1)
+                operands.append(Number(value or Fraction(0), start, end, token.group(1)))
             else:
                 ops.append(OPERATORS[token.group(2).strip()])
                 op_spans.append((base + token.start(), base + token.end()))
-        result = Number(to_fraction(match.group(2)), match.start(2), match.end(2), match.group(2))
+        value = to_fraction(match.group(2))
+        if value is None or not readable:
+            continue
+        result = Number(value, match.start(2), match.end(2), match.group(2))
         if (
             len(operands) == len(ops) + 1
             and evaluate([o.value for o in operands], ops) == result.value

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from fractions import Fraction
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -88,6 +87,7 @@ _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\\displaystyle|\s+")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
 _WORD_ANSWER = re.compile(r"[a-z]+(?:[a-z ]*[a-z])?")
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_LONG_NUMBER = re.compile(rf"\d{{{answers.MAX_DIGITS + 1}}}")
 
 
 def normalize_latex(answer: str) -> str:
@@ -375,6 +375,9 @@ class Grader:
     def _fast(self, task: str, gold: str, pred: str) -> Verdict | tuple[str, str]:
         """The verdict where no symbolic check is needed, else the (gold, pred) to check."""
         if task == "gsm8k":
+            if _PLAIN_NUMBER.fullmatch(gold) and _PLAIN_NUMBER.fullmatch(pred):
+                same = answers.decimal_text(gold) == answers.decimal_text(pred)  # any length
+                return "correct" if same else "wrong"
             g, p = answers.parse_number(gold), answers.parse_number(pred)
             return "correct" if g is not None and p is not None and g == p else "wrong"
         g_norm, p_norm = normalize_latex(gold), normalize_latex(pred)
@@ -386,7 +389,10 @@ class Grader:
             # and call any anagram of it equal.
             return "correct" if g_word == p_word else "wrong"
         if _PLAIN_NUMBER.fullmatch(g_norm) and _PLAIN_NUMBER.fullmatch(p_norm):
-            return "correct" if Fraction(g_norm) == Fraction(p_norm) else "wrong"
+            same = answers.decimal_text(g_norm) == answers.decimal_text(p_norm)
+            return "correct" if same else "wrong"
+        if _LONG_NUMBER.search(g_norm) or _LONG_NUMBER.search(p_norm):
+            return "wrong"  # a number too long to read is compared as text (unequal above)
         # Math-Verify compares `x<-2 \text{ or } x>3` with no interval: write it as one.
         if _INTERVAL_LIKE.search(gold):
             pred = as_interval(pred) or pred

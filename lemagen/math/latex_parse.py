@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from lemagen.math.answers import too_long
+
 _DEPTH = 40  # nested parentheses, braces and fractions
 _LIMIT = 10**40  # a value past this (a slipped exponent, 99!) is not plausible arithmetic
 
@@ -103,7 +105,11 @@ def tokens(text: str, base: int) -> list[Tok]:
         after_struct = False
         m = _NUM.match(text, i)
         if m:
-            out.append(Tok("num", m.group(0), base + i, base + m.end(), number_value(m.group(0))))
+            if too_long(m.group(0)):  # not read as a number: the part is not arithmetic
+                out.append(Tok("other", m.group(0), base + i, base + m.end()))
+            else:
+                value = number_value(m.group(0))
+                out.append(Tok("num", m.group(0), base + i, base + m.end(), value))
             i = m.end()
             continue
         m = _OP.match(text, i)

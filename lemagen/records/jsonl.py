@@ -11,7 +11,7 @@ from typing import IO, Any, NoReturn
 
 import msgspec
 
-from lemagen.errors import CannotWrite, InputError, LemagenError, OutputClosed
+from lemagen.errors import InputError, LemagenError, OutputClosed, OutputFailed
 from lemagen.redact import redact
 
 
@@ -101,7 +101,7 @@ class RecordWriter:
 
     Every line goes through `redact` here, the one place every record, reject and output line
     passes: no API key is ever written out. A write that fails (disk full, I/O error) is a
-    one-line `CannotWrite` error naming the file; a closed pipe is `OutputClosed`."""
+    one-line `OutputFailed` error naming the file; a closed pipe is `OutputClosed`."""
 
     def __init__(self, path: str | None, *, flush_each: bool = True) -> None:
         self.path = path
@@ -118,6 +118,7 @@ class RecordWriter:
             self._owned = True
         self._flush_each = flush_each
         self.count = 0
+        self.failed = False
 
     @staticmethod
     def encode(record: dict[str, Any]) -> str:
@@ -146,6 +147,8 @@ class RecordWriter:
             self._stream.flush()
 
     def close(self) -> None:
+        if self.failed:  # closed already, or stdout: its buffer cannot be written either
+            return
         with self._writing():
             if self._owned:
                 self._stream.close()
@@ -165,7 +168,8 @@ class RecordWriter:
         if self._owned:
             with suppress(OSError):
                 self._stream.close()  # its buffer cannot be written either
-        raise CannotWrite(f"{self.name}: cannot write: {exc.strerror or exc}") from None
+        self.failed = True  # closing it writes nothing more, and raises nothing more
+        raise OutputFailed(f"{self.name}: cannot write: {exc.strerror or exc}") from None
 
 
 def _buffered_stdout() -> IO[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any, Protocol
 
-from lemagen.errors import CannotWrite, LemagenError
+from lemagen.errors import LemagenError, OutputFailed
 from lemagen.records.inputs import need
 from lemagen.records.jsonl import RecordWriter
 from lemagen.redact import redact
@@ -84,7 +84,11 @@ class ParquetRecordWriter:
         self._rows.append({k: _no_empty_objects(v) for k, v in record.items()})
         self.count += 1
         if len(self._rows) >= self._row_group:
-            self._write_rows()
+            try:
+                self._write_rows()
+            except OSError as exc:  # a full disk: closing writes nothing more
+                self._closed = True
+                raise OutputFailed(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
         """Nothing: row groups are written as they fill, and the file is readable once
@@ -104,7 +108,7 @@ class ParquetRecordWriter:
             else:
                 self._join()
         except OSError as exc:
-            raise CannotWrite(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputFailed(f"{self.path}: cannot write: {exc.strerror or exc}") from None
         finally:
             for part in self._parts:
                 with suppress(OSError):

@@ -20,6 +20,7 @@ from lemagen.records import TASKS, Problem
 _BARE_MAX = 80  # a longer gold text without a marker is a solution whose answer we cannot find
 _PLAIN_NUMBER = re.compile(r"\s*-?[\d,]*\.?\d+\s*")
 _ANSWER_IS = re.compile(r"answer is", re.IGNORECASE)
+_LONG_NUMBER = re.compile(rf"\d{{{answers.MAX_DIGITS + 1}}}")
 
 
 @dataclass
@@ -62,8 +63,11 @@ class ProblemReader:
             self.task = task
         gold = read_gold(task, raw_text, bare=afield == "gold")
         if gold is None:
+            why = ""
+            if task == "gsm8k" and _LONG_NUMBER.search(raw_text):
+                why = f" (a number of more than {answers.MAX_DIGITS} digits)"
             raise InputError(
-                f"{where}: cannot read a {task} gold answer from field {afield!r}",
+                f"{where}: cannot read a {task} gold answer from field {afield!r}{why}",
                 reason="bad_gold",
             )
         used = {qfield, afield, "task", self.id_field or "id"}
@@ -146,7 +150,8 @@ def read_gold(task: str, raw: str, *, bare: bool = False) -> str | None:
         if not bare and "####" in text:
             return answers.gsm8k_gold(text)
         if not bare and (_ANSWER_IS.search(text) or "\\boxed" in text):
-            return answers.extract_gsm8k(text)  # a plain solution ending `The answer is 12.`
+            found = answers.extract_gsm8k(text)  # a plain solution ending `The answer is 12.`
+            return None if found is None or answers.too_long(found) else found
         if _PLAIN_NUMBER.fullmatch(text) or (len(text) <= _BARE_MAX and "\n" not in text):
             value = answers.parse_number(text)
             return answers.format_number(value) if value is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -72,10 +73,19 @@ def shipped_names() -> list[str]:
     return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".txt"))
 
 
+def _exists(check: Callable[[], bool]) -> bool:
+    """`path.exists()` or `resource.is_file()`: False for a name no file system takes (too
+    long), as for one that names nothing."""
+    try:
+        return check()
+    except OSError:
+        return False
+
+
 def load(name_or_path: str) -> Template:
     """A shipped prompt by name (`sample`, `correct.math`) or a prompt file by path."""
     path = Path(name_or_path)
-    if path.suffix == ".txt" or path.exists() or "/" in name_or_path:
+    if path.suffix == ".txt" or _exists(path.exists) or "/" in name_or_path:
         try:
             return Template(name_or_path, path.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -83,7 +93,7 @@ def load(name_or_path: str) -> Template:
         except UnicodeDecodeError:
             raise PromptError(f"{name_or_path}: prompt is not UTF-8 text") from None
     resource = resources.files("lemagen.prompts").joinpath(f"{name_or_path}.txt")
-    if not resource.is_file():
+    if not _exists(resource.is_file):
         raise PromptError(
             f"unknown prompt {name_or_path!r}; shipped prompts: {', '.join(shipped_names())}"
         )
