@@ -57,7 +57,9 @@ class Exchange:
 
     arrived: float
     key: str  # request_key(body)
-    status: int | None = None  # None: no answer written (yet), or the connection dropped
+    # Set just before the answer is written (so a client that has it finds it set); None: no
+    # answer (yet), or the connection dropped before it was written.
+    status: int | None = None
     # Just before the answer was written: no client can have had it sooner (a lower bound for
     # "waited at least so long after the answer"; `answered` may be taken late on a busy
     # machine, when this thread waits for the interpreter lock after writing).
@@ -168,7 +170,9 @@ class FakeOpenAI:
     delay: float = 0.0  # seconds before answering
     retry_after_ms: int = 20  # sent with injected 429s
     bucket: TokenBucket | None = None  # a provider's rate limit, checked before anything else
-    served: list[str] = field(default_factory=list)  # request_key of each 200 fully written
+    # request_key of each 200 written (counted just before it goes out, so that a client
+    # that has it finds it counted; taken back when the write fails), and below its usage
+    served: list[str] = field(default_factory=list)
     injected: list[Fault] = field(default_factory=list)
     log: list[Exchange] = field(default_factory=list)  # every request, in arrival order
     active: int = 0  # handlers running (from reading the request to logging the answer)
@@ -191,7 +195,7 @@ class FakeOpenAI:
     # and reported in `completion_tokens_details.reasoning_tokens`.
     cached_tokens: int = 0
     reasoning_tokens: int = 0
-    # What the server billed: the usage of every 200 fully written.
+    # What the server billed: the usage of every 200 written (as `served`).
     billed_prompt_tokens: int = 0
     billed_completion_tokens: int = 0
     billed_cached_tokens: int = 0
@@ -296,25 +300,30 @@ class FakeOpenAI:
                     )
                     headers.update(answer_headers)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                # Logged and billed before the answer goes out, so that no client can have it
+                # (and finish its run) before the test can read it here; taken back if the
+                # answer cannot be written.
+                usage = payload.get("usage") if isinstance(payload, dict) else None
+                billed = status == 200
+                if billed:
+                    fake._bill(request_key(body), usage, +1)
                 entry.writing = time.monotonic()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-                self.wfile.flush()
-                entry.status, entry.answered = status, time.monotonic()
-                if status == 200:
-                    usage = payload.get("usage") if isinstance(payload, dict) else None
-                    with fake._lock:
-                        fake.served.append(request_key(body))
-                        if isinstance(usage, dict):
-                            fake.billed_prompt_tokens += int(usage.get("prompt_tokens", 0))
-                            fake.billed_completion_tokens += int(usage.get("completion_tokens", 0))
-                            details = usage.get("prompt_tokens_details") or {}
-                            fake.billed_cached_tokens += int(details.get("cached_tokens", 0))
+                entry.status = status
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except BaseException:
+                    entry.status = None
+                    if billed:
+                        fake._bill(request_key(body), usage, -1)
+                    raise
+                entry.answered = time.monotonic()
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # socketserver's 5 drops bursts of connections
@@ -336,6 +345,19 @@ class FakeOpenAI:
         )
         thread.start()
         return self
+
+    def _bill(self, key: str, usage: Any, sign: int) -> None:
+        """Count a 200 as served and its usage as billed (sign +1), or take it back (-1)."""
+        with self._lock:
+            if sign > 0:
+                self.served.append(key)
+            else:  # the latest of its kind
+                del self.served[len(self.served) - 1 - self.served[::-1].index(key)]
+            if isinstance(usage, dict):
+                self.billed_prompt_tokens += sign * int(usage.get("prompt_tokens", 0))
+                self.billed_completion_tokens += sign * int(usage.get("completion_tokens", 0))
+                details = usage.get("prompt_tokens_details") or {}
+                self.billed_cached_tokens += sign * int(details.get("cached_tokens", 0))
 
     def stop(self) -> None:
         if self._server is not None:
