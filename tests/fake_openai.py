@@ -72,6 +72,10 @@ class Exchange:
 TIMER_SLACK = 0.005
 
 
+def _whole(value: object) -> int:
+    return value if type(value) is int else 0
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll `condition` until it holds; fail after a generous `timeout` (a loaded machine is
     slow, never this slow)."""
@@ -353,11 +357,12 @@ class FakeOpenAI:
                 self.served.append(key)
             else:  # the latest of its kind
                 del self.served[len(self.served) - 1 - self.served[::-1].index(key)]
-            if isinstance(usage, dict):
-                self.billed_prompt_tokens += sign * int(usage.get("prompt_tokens", 0))
-                self.billed_completion_tokens += sign * int(usage.get("completion_tokens", 0))
-                details = usage.get("prompt_tokens_details") or {}
-                self.billed_cached_tokens += sign * int(details.get("cached_tokens", 0))
+            if isinstance(usage, dict):  # what a rule sends may be anything: whole numbers count
+                details = usage.get("prompt_tokens_details")
+                cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+                self.billed_prompt_tokens += sign * _whole(usage.get("prompt_tokens"))
+                self.billed_completion_tokens += sign * _whole(usage.get("completion_tokens"))
+                self.billed_cached_tokens += sign * _whole(cached)
 
     def stop(self) -> None:
         if self._server is not None:
