@@ -44,14 +44,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI(MathTutor(known_answers(DATA / "gsm8k_train_slice.jsonl"))).start()
     FakeBatches.on(fake, auto=True)
     home = tmp_path_factory.mktemp("ray")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"LEMAGEN_CACHE_DIR": str(home / "cache")}},
-        _node_ip_address="127.0.0.1",  # nothing but loopback
-    )
+    # Ray gives its node 30 s to register, fixed in its code; on a machine busy enough to
+    # miss that (or still stopping the previous module's instance), try again.
+    for attempt in range(3):
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"LEMAGEN_CACHE_DIR": str(home / "cache")}},
+                _node_ip_address="127.0.0.1",  # nothing but loopback
+            )
+            break
+        except Exception:  # Ray raises a bare Exception for this; re-raised at the last try
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield fake
     ray.shutdown()
     fake.stop()
