@@ -27,7 +27,7 @@ from lemagen.api import cotnpot, curate, lema, mistakes
 from lemagen.api.run import Collected, reader
 from lemagen.errors import UsageError
 from lemagen.records.rows import Encoded, ToDict
-from lemagen.run import Report, Sink, run
+from lemagen.run import HeldSink, MemorySink, Report, Sink, run
 from lemagen.stage.base import EngineStage, Stage
 
 try:
@@ -74,19 +74,8 @@ class TableSink(Sink):
         if row is not None:
             self.unread_rows.append(Encoded.of(row).text)
 
-    def hold(self) -> Sink:
-        return TableSink()
-
-    def release(self, held: Sink) -> None:
-        assert isinstance(held, TableSink)
-        self.records += held.records
-        self.reasons += held.reasons
-        assert isinstance(held.rejects, Collected)
-        for reject in held.rejects.items:
-            self.set_aside(reject)
-        self.rejects.bad_rows += held.rejects.bad_rows
-        self.unread += held.unread
-        self.unread_rows += held.unread_rows
+    def hold(self) -> HeldSink:
+        return MemorySink()
 
 
 class StageMapper:

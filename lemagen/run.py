@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import msgspec
 
@@ -102,35 +102,50 @@ class Sink(ABC):
     def flush(self) -> None:  # noqa: B027 - most sinks have nothing to flush
         """The run is about to wait: what it wrote goes out."""
 
-    def hold(self) -> Sink:
-        """A sink that keeps a `--batch` pass's output apart until `release`."""
+    def hold(self) -> HeldSink:
+        """A sink that keeps a `--batch` pass's output apart until `release`: a spool file
+        (the default), or `MemorySink` for a sink that holds its output in memory anyway."""
         return SpoolSink()
 
-    def discard(self) -> None:  # noqa: B027 - what most sinks hold goes with them
-        """A held pass's output is not wanted (another pass follows)."""
-
-    def release(self, held: Sink) -> None:
+    def release(self, held: HeldSink) -> None:
         """A held pass's output, in the order it was made, to this sink."""
-        assert isinstance(held, SpoolSink)
-        for item in held.lines():
-            if item.reason is None:
-                self.keep(item)
-            else:
-                self.set_aside(item)
-        self.unread += held.unread
+        held.replay(self)
         self.rejects.bad_rows += held.rejects.bad_rows
 
 
-class SpoolSink(Sink):
-    """A pass's output in a temporary file (a pass over 10^6 rows would not fit in memory),
-    each line an `Encoded` as JSON (which holds no raw newline); rows set aside go there too,
-    bad input rows included, through its `rejects`."""
+class HeldSink(Sink):
+    """A `--batch` pass's output, held until the pass is known to be the last (`replay`)
+    or not (`discard`). Rows set aside go through its `rejects` (bad input rows included),
+    which hands them to `hold_aside`."""
 
     def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in lines()
-        super().__init__(_HeldRejects(self._write))
+        super().__init__(_HeldRejects(self.hold_aside))
+
+    @abstractmethod
+    def hold_aside(self, item: SetAside | Reject | Encoded) -> None: ...
+
+    @abstractmethod
+    def replay(self, into: Sink) -> None:
+        """Everything held, to `into`: kept records, rows set aside, rows not read."""
+
+    def discard(self) -> None:
+        """The held output is not wanted (another pass follows)."""
+
+
+class SpoolSink(HeldSink):
+    """A pass's output in a temporary file (a pass over 10^6 rows would not fit in memory),
+    each line an `Encoded` as JSON (which holds no raw newline)."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in replay
+        super().__init__()
 
     def keep(self, item: ToDict | Encoded) -> None:
+        self._write(item if isinstance(item, Encoded) else Encoded.of(item))
+
+    def hold_aside(self, item: SetAside | Reject | Encoded) -> None:
+        if isinstance(item, Reject):
+            item = SetAside(item.reason, item.record, item.detail)
         self._write(item if isinstance(item, Encoded) else Encoded.of(item))
 
     def _write(self, item: Encoded) -> None:
@@ -139,29 +154,62 @@ class SpoolSink(Sink):
     def discard(self) -> None:
         self._file.close()
 
-    def lines(self) -> Iterator[Encoded]:
+    def replay(self, into: Sink) -> None:
         with self._file:
             self._file.seek(0)
             for raw in self._file:
-                yield _DECODE(raw)
+                item = _DECODE(raw)
+                if item.reason is None:
+                    into.keep(item)
+                else:
+                    into.set_aside(item)
+        for _ in range(self.unread):  # counted only: a spool does not keep the rows
+            into.not_read(None)
+
+
+class MemorySink(HeldSink):
+    """A pass's output as it came, in memory: for a sink that keeps its output in memory
+    anyway (the Python API's lists, a Ray batch), so that typed records and the rows not read
+    reach it as they are."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[Literal["keep", "aside", "unread"], Any]] = []
+        super().__init__()
+
+    def keep(self, item: ToDict | Encoded) -> None:
+        self._held.append(("keep", item))
+
+    def hold_aside(self, item: SetAside | Reject | Encoded) -> None:
+        self._held.append(("aside", item))
+
+    def not_read(self, row: Any) -> None:
+        super().not_read(row)
+        self._held.append(("unread", row))
+
+    def replay(self, into: Sink) -> None:
+        for what, item in self._held:
+            if what == "keep":
+                into.keep(item)
+            elif what == "aside":
+                into.set_aside(item)
+            else:
+                into.not_read(item)
 
 
 class _HeldRejects(Rejects):
-    """Rows set aside in a held pass: counted, and spooled with the pass's records."""
+    """Rows set aside in a held pass: counted, and handed to the held sink."""
 
-    def __init__(self, write: Callable[[Encoded], None]) -> None:
+    def __init__(self, hold: Callable[[SetAside | Reject | Encoded], None]) -> None:
         super().__init__(None)
-        self._spool = write
+        self._hold = hold
 
     def add(self, item: SetAside | Reject) -> None:
         super().add(item)
-        if isinstance(item, Reject):
-            item = SetAside(item.reason, item.record, item.detail)
-        self._spool(Encoded.of(item))
+        self._hold(item)
 
     def add_line(self, item: Encoded) -> None:
         super().add_line(item)
-        self._spool(item)
+        self._hold(item)
 
 
 _ENCODE = msgspec.json.Encoder().encode

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from lemagen.errors import InputError, LemagenError
 from lemagen.records import JSON, Reject
 from lemagen.records.rows import Encoded, Rejects, SetAside, ToDict
-from lemagen.run import Read, Report, Sink
+from lemagen.run import HeldSink, MemorySink, Read, Report, Sink
 from lemagen.run import run as run_loop
 from lemagen.stage.base import Stage
 
@@ -108,19 +108,8 @@ class ListSink(Sink):
         if row is not None:
             self.unread_rows.append(row)
 
-    def hold(self) -> Sink:
-        return ListSink()
-
-    def release(self, held: Sink) -> None:
-        assert isinstance(held, ListSink)
-        for item in held.kept:
-            self.keep(item)
-        assert isinstance(held.rejects, Collected)
-        for reject in held.rejects.items:
-            self.set_aside(reject)
-        self.rejects.bad_rows += held.rejects.bad_rows
-        self.unread += held.unread
-        self.unread_rows += held.unread_rows
+    def hold(self) -> HeldSink:
+        return MemorySink()
 
 
 def reader(rows: Rows, *, skip_bad_rows: bool) -> Read:
