@@ -54,7 +54,9 @@ BACKSTOP = 300.0  # seconds: far past any healthy run, only so that a hang fails
 HALF_EMOJI = "The answer is 72. \ud83d"  # cut in the middle of a surrogate pair
 
 
-def lemagen(*args: str) -> subprocess.CompletedProcess[str]:
+def lemagen(
+    *args: str, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lemagen", *args],
         capture_output=True,
@@ -62,6 +64,7 @@ def lemagen(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=BACKSTOP,
         env=os.environ.copy(),
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -232,15 +235,7 @@ def bounded_lemagen(*args: str) -> subprocess.CompletedProcess[str]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
 
-    return subprocess.run(
-        [sys.executable, "-m", "lemagen", *args],
-        capture_output=True,
-        text=True,
-        timeout=BACKSTOP,
-        env=os.environ.copy(),
-        check=False,
-        preexec_fn=limit,
-    )
+    return lemagen(*args, preexec_fn=limit)
 
 
 def two_problems(tmp_path: Path) -> Path:
