@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import json
 import os
 import select
@@ -414,6 +415,8 @@ class OpenAITransport:
             data: bytes = await asyncio.wait_for(request, self._timeout)
         except TransportError:
             raise  # a bound (raised inside httpx's send, passed on by the SDK as it is)
+        except AnsweredEarly:  # raised while httpx wrote the body, passed on the same way
+            raise answered_early() from None
         except openai.APIStatusError as exc:
             check_redirect(base_url + path, exc.status_code, exc.response.headers)
             return exc.status_code, exc.response.headers, exc.response.content
@@ -440,16 +443,68 @@ class OpenAITransport:
 
 
 _DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+PIECE = 256 * 1024  # bytes of a request body written between looks for an early answer
+
+
+def _connection_watch(socket: list[Any]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """httpcore's `trace` extension, keeping the socket of the plain connection a request
+    is sent on (each request has a new one: see `_bounded_client`)."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            socket[:] = [sock] if sock is not None else []
+        elif event == "connection.start_tls.complete":
+            socket.clear()
+
+    return trace
 
 
 def _bounded_client(openai: Any, max_body: int) -> Any:
-    """The SDK's httpx client (its defaults), sending each request as it would and reading
-    the answer's body raw, within `max_body`, decoded by `decode_body`: the answer handed on
-    holds the decoded body, so neither httpx nor the SDK reads more of the wire."""
+    """The SDK's httpx client (its defaults, but no keep-alive), sending each request as it
+    would and reading the answer's body raw, within `max_body`, decoded by `decode_body`: the
+    answer handed on holds the decoded body, so neither httpx nor the SDK reads more of the
+    wire.
+
+    An answer belongs to its request. httpx keeps what a server wrote after an answer (a
+    second answer in the same write) and would hand it to the next request on that
+    connection, with no way to tell; so each request has a connection of its own, closed
+    with its answer, and what else came on it goes with it. Its body is written in pieces
+    (`WrittenInPieces`), so that an answer sent before the request was written whole is
+    refused, as on the other transports."""
+
+    httpx = importlib.import_module(  # httpx (or httpx2, as newer SDKs name it)
+        next(
+            c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient"
+        ).__module__.split(".")[0]
+    )
+
+    class WrittenInPieces(httpx.AsyncByteStream):  # type: ignore[misc,name-defined]
+        """A request body httpx writes piece by piece, looking at the connection's socket
+        (told by `_connection_watch` as it is made) before each piece after the first: an
+        answer already there came before the server can have read the request. Over TLS
+        the socket also carries the server's session tickets: only a plain connection is
+        looked at."""
+
+        def __init__(self, body: bytes, socket: list[Any]) -> None:
+            self._body = body
+            self._socket = socket
+
+        async def __aiter__(self) -> Any:
+            body = memoryview(self._body)
+            for start in range(0, len(body), PIECE):
+                if start and self._socket and readable(self._socket[0].fileno()):
+                    raise AnsweredEarly
+                yield bytes(body[start : start + PIECE])
 
     class Bounded(openai.DefaultAsyncHttpxClient):  # type: ignore[misc]
         async def send(self, request: Any, **kwargs: Any) -> Any:
             kwargs["stream"] = True
+            if len(request.content) > PIECE:
+                socket: list[Any] = []
+                request.extensions = {**request.extensions, "trace": _connection_watch(socket)}
+                request.stream = WrittenInPieces(request.content, socket)
             response = await super().send(request, **kwargs)
             try:
                 if response.status_code < 200:
@@ -472,4 +527,7 @@ def _bounded_client(openai: Any, max_body: int) -> Any:
                 extensions=response.extensions,
             )
 
-    return Bounded(headers={"Accept-Encoding": ACCEPT_ENCODING})
+    return Bounded(
+        headers={"Accept-Encoding": ACCEPT_ENCODING},
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=0),
+    )
