@@ -32,6 +32,7 @@ guarantees, and where each part lives:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import itertools
 import json
@@ -73,6 +74,10 @@ from lemagen.engine.transports import (
 from lemagen.errors import BudgetReached, CannotWrite, EndpointError, LemagenError
 
 log = logging.getLogger(__name__)
+# The row task a call belongs to, set by `_row` (the tasks of a row's calls see it too).
+_ROW: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "lemagen_row", default=None
+)
 
 RETRYABLE = frozenset({408, 409, 425, 429})
 NO_CHOICES_LIMIT = 3  # answers in a row with no choices before a call is set aside
@@ -188,6 +193,9 @@ class Engine:
         # wire are answered and stored; `_finished` counts those answered since with a 200.
         self._draining = False
         self._finished = 0
+        # Requests on the wire, by the row task they serve (`_ROW`): a row with one on the
+        # wire is not cancelled when the output fails, until its last is answered and stored.
+        self._wire: dict[asyncio.Task[Any] | None, int] = {}
 
     def check_alive(self) -> None:
         """Raise when the engine's thread has ended while the caller waits for it (a bug):
@@ -382,8 +390,9 @@ class Engine:
         self._draining = True
         self._committed.set()  # a request held back for the store's backlog: not sent
         rows = list(self._tasks)
-        for task in rows:  # a request on the wire finishes (`_on_wire`); the rest stop
-            task.cancel()
+        for task in rows:  # a row with a request on the wire stops once it is answered
+            if task not in self._wire:
+                task.cancel()
         log.info("the output failed: waiting for the requests in flight")
         await asyncio.gather(*rows, return_exceptions=True)
 
@@ -405,21 +414,18 @@ class Engine:
             "their rows without paying again)"
         )
 
-    async def _on_wire(
-        self, sending: asyncio.Future[tuple[int, Any, bytes]]
-    ) -> tuple[int, Any, bytes]:
-        """A request being sent. Cancelled because the output failed, it still finishes (it
-        is billed, and is stored); cancelled otherwise (Ctrl-C), it is dropped."""
-        try:
-            return await asyncio.shield(sending)
-        except asyncio.CancelledError:
-            if not self._draining:
-                sending.cancel()
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            return await sending
+    def _off_wire(self, row: asyncio.Task[Any] | None) -> None:
+        """A request of `row` was answered (or failed). Once the output failed, a row whose
+        last request on the wire is done stops, at its next wait: its answer is stored first
+        (`_attempt` stores it before it waits again)."""
+        wire = self._wire
+        left = wire[row] - 1
+        if left:
+            wire[row] = left
+            return
+        del wire[row]
+        if self._draining and row is not None:
+            self._loop.call_soon(row.cancel)
 
     async def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -511,6 +517,7 @@ class Engine:
             deliver(index, task.result())
 
     async def _row(self, plans: list[Plan]) -> list[Result]:
+        _ROW.set(asyncio.current_task())  # seen by its calls, in their tasks too
         if len(plans) == 1:
             return [await self._call(plans[0])]
         return list(await asyncio.gather(*(self._call(p) for p in plans)))
@@ -664,10 +671,11 @@ class Engine:
                 est_in,
             )
             log.debug("request body: %s", json.dumps(body, ensure_ascii=False))
+        row = _ROW.get()
+        wire = self._wire
+        wire[row] = wire.get(row, 0) + 1
         try:
-            status, headers, data = await self._on_wire(
-                asyncio.ensure_future(self._transport.post(endpoint.url, self.path, body))
-            )
+            status, headers, data = await self._transport.post(endpoint.url, self.path, body)
         except TransportError as exc:
             if exc.sent:  # it may have been processed, and billed
                 self._possibly_billed(call.model, price, est_in, est_out)
@@ -675,6 +683,7 @@ class Engine:
             error = self._transport_failed(endpoint, call, exc)
             return error, None, False, exc.refused and pool.others_up(endpoint)
         finally:
+            self._off_wire(row)
             pool.release(endpoint)
             self.budget.release(est_cost)
         if headers:

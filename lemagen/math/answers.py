@@ -41,6 +41,8 @@ def decimal_text(token: str) -> str:
     """The canonical text of a decimal number, however long, read without converting it:
     `1,000` and `1000`, `2.50` and `2.5`, `-0` and `0` give one text (equal texts are equal
     values). `token` is `-?digits(.digits)?`, thousands commas allowed; ValueError if not."""
+    if token.isascii() and token.isdigit() and (token[0] != "0" or len(token) == 1):
+        return token  # `48`, as most answers are: already its canonical text
     text = token.replace(",", "").replace("\u2212", "-")
     sign = "-" if text.startswith("-") else ""
     whole, _, fraction = text[len(sign) :].partition(".")
