@@ -24,12 +24,14 @@ KINDS = (
     "fenced",
     "no_elision",
     "chatty",
+    "formatted",
     "prefix_changer",
     "step_keeper",
     "unparseable",
 )
-# The kinds whose reply is a good correction, read to the same parts as the LEMA layout.
-GOOD = ("lema", "markdown", "preamble", "fenced", "no_elision", "chatty")
+# The kinds whose reply is a good correction, read to the same parts as the LEMA layout (the
+# steps once `lemagen.math.steps.canonical` has put them in LEMA's form, as `correct` does).
+GOOD = ("lema", "markdown", "preamble", "fenced", "no_elision", "chatty", "formatted")
 
 
 def numbered(steps: list[str], start: int, *, bold: bool = False) -> str:
@@ -64,6 +66,15 @@ def reply(kind: str, k: int, original: list[str], fixed: list[str]) -> str:
         return f"{head}{{\n{numbered(fixed, k)}\n}}"
     if kind == "chatty":  # no braces, chatter after the solution
         return f"{head}{lema_body}\n\n{CHATTER}"
+    if kind == "formatted":  # markdown inside the steps, the answer stated twice and boxed
+        *body, last = fixed
+        answer = last.removeprefix("The answer is ").rstrip(".")
+        steps = [_emphasised(step) for step in body]
+        steps.append(f"Therefore, {answer} is the answer. **Final Answer:** $\\boxed{{{answer}}}$")
+        return (
+            f"\n\n### Incorrect Step\nStep {k}\n\n**Explanation:** {EXPLANATION}\n\n"
+            f"### Correct Solution\n\n...\n{numbered(steps, k, bold=True)}\n\n{CHATTER}"
+        )
     if kind == "prefix_changer":  # rewrites step 1 too, un-elided
         prefix = numbered(["We start again from the top.", *original[1 : k - 1]], 1)
         return f"{head}{{\n{prefix}\n{numbered(fixed, k)}\n}}"
@@ -73,6 +84,11 @@ def reply(kind: str, k: int, original: list[str], fixed: list[str]) -> str:
     if kind == "unparseable":
         return " I could not find any error in this solution."
     raise ValueError(kind)
+
+
+def _emphasised(step: str) -> str:
+    """The step's last number in bold, as markdown correctors write it."""
+    return re.sub(r"(\$?\d[\d,.]*\d|\$?\d)(?=\.?$)", r"**\1**", step)
 
 
 K = 2  # MathTutor's wrong samples: "We work through it." / "The total comes to W." / answer W

@@ -640,6 +640,9 @@ class MathTutor:
 
     answers: dict[str, tuple[str, str]]
     right_every: int = 2
+    # How its solutions are written: `plain` (LEMA's layout) or one of `STYLES`, the layouts
+    # real chat and reasoning models use (markdown lists, preambles, chatter, `\boxed{}`).
+    style: str = "plain"
 
     def __call__(self, prompt: str, n: int) -> list[Reply]:
         if "Original Solution:" in prompt:
@@ -667,6 +670,8 @@ class MathTutor:
 
     def solve(self, task: str, gold: str, *, right: bool) -> Reply:
         answer = gold if right else _wrong(task, gold)
+        if self.style != "plain":
+            return STYLES[self.style](task, answer), "stop"
         if task == "gsm8k":
             text = f"We work through it.\nThe total comes to {answer}.\nThe answer is {answer}."
         else:
@@ -690,3 +695,48 @@ class MathTutor:
 def _last_question(prompt: str) -> str:
     tail = prompt.rsplit("Question: ", 1)[1]
     return tail.split("\nAnswer: Let's think step by step.", 1)[0]
+
+
+# ---------------------------------------------------------------- how real models write solutions
+# Each style writes the two steps of MathTutor's plain solution ("We work through it.", "The
+# total comes to X.") as a kind of model does; `lemagen` must make the same steps of all of them.
+
+
+def _markdown(task: str, answer: str) -> str:
+    """A chat model's markdown: a preamble, a numbered list with bold labels, a final answer."""
+    shown = f"$\\boxed{{{answer}}}$" if task == "math" else f"**{answer}**"
+    return (
+        "Let's break this problem down step by step.\n\n"
+        "1. **Setting up:** We work through it.\n"
+        f"2. **Total:**\n   - The total comes to {answer}.\n\n"
+        f"---\n\n### Final Answer\n\n**Final Answer:** {shown}"
+    )
+
+
+def _chatty(task: str, answer: str) -> str:
+    """A chatty reasoner: bullets, the answer stated twice, `\\boxed`, and a goodbye."""
+    if task == "math":
+        end = f"The final answer is $\\boxed{{{answer}}}$. I hope it is correct."
+    else:
+        end = f"Therefore, {answer} is the answer. The answer is {answer}.\n\nI hope this helps!"
+    return (
+        "Sure! Here's how to solve it.\n\n"
+        f"* We work through it.\n* The total comes to *{answer}*.\n\n{end}"
+    )
+
+
+def _thinking(task: str, answer: str) -> str:
+    """A reasoning model: thinking, then a markdown answer with a boxed closing line."""
+    return (
+        f"<think>Let me see. Working it out, I get {answer}. Yes.</think>\n\n"
+        "**Solution:**\n\n"
+        f"**Step 1:** We work through it.\n**Step 2:** The total comes to `{answer}`.\n\n"
+        f"$$\\boxed{{{answer}}}$$"
+    )
+
+
+STYLES: dict[str, Callable[[str, str], str]] = {
+    "markdown": _markdown,
+    "chatty": _chatty,
+    "thinking": _thinking,
+}

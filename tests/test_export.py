@@ -133,15 +133,21 @@ def test_trl_standard_and_conversational(injected: Path) -> None:
     assert run("export", str(injected), "-f", "alpaca", "--chat").exit_code == 2
 
 
-def test_cot_is_the_full_corrected_chain(injected: Path, grader: Grader) -> None:
-    rows = export(injected, "-f", "cot")
+def test_cot_is_the_full_corrected_chain_once(injected: Path, grader: Grader) -> None:
+    """Two mistakes in one gold solution have the same corrected chain: one CoT row, the
+    other counted as a duplicate."""
+    result = run("export", str(injected), "-f", "cot")
+    assert result.exit_code == 0, result.stderr
+    rows = records(result)
     source = [r for r in load_jsonl(injected)]
-    assert len(rows) == len(source)
-    for row, record in zip(rows, source, strict=True):
-        assert row["prompt"] == LEMA_COT_PROMPT.format(question=record["question"])
-        k = record["incorrect_step"]
-        before = " ".join(record["original"]["steps"][: k - 1])
-        assert row["completion"].startswith(before)
+    chains = {(r["question"], tuple(r["original"]["steps"][: r["incorrect_step"] - 1]
+                                    + r["corrected_steps"])) for r in source}  # fmt: skip
+    assert len(rows) == len(chains) < len(source)
+    assert len({(r["prompt"], r["completion"]) for r in rows}) == len(rows)
+    assert f"dropped duplicate {len(source) - len(rows)}" in result.stderr
+    by_question = {LEMA_COT_PROMPT.format(question=r["question"]): r for r in source}
+    for row in rows:
+        record = by_question[row["prompt"]]
         assert grader.grade("gsm8k", record["gold"], row["completion"]).verdict == "correct"
 
 

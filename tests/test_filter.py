@@ -147,6 +147,15 @@ def test_keeps_a_good_correction() -> None:
             },
             "step_unchanged",
         ),
+        (
+            {  # names Step 4 and stops there, Step 4 as it was: the named step is the last
+                "incorrect_step": 4,
+                "corrected_from": 4,
+                "corrected_steps": ["In total it made 120 + 80 = $200."],
+                "verdict": "correct",
+            },
+            "step_unchanged",
+        ),
     ],
 )
 def test_drops_with_reason(changes: dict[str, Any], reason: str) -> None:

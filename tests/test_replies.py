@@ -8,6 +8,7 @@ import pytest
 
 from lemagen.lema.filter import check
 from lemagen.lema.replies import ParsedReply, parse_json_reply, parse_reply
+from lemagen.math.steps import canonical
 from lemagen.records.schema import Correction
 from tests.correctors import CHATTER, EXPLANATION, GOOD, reply
 
@@ -50,6 +51,7 @@ def as_correction(parsed: ParsedReply, original: list[str] = ORIGINAL) -> Correc
 def test_every_good_corrector_reads_as_the_lema_layout(kind: str) -> None:
     text = reply(kind, 3, ORIGINAL, FIXED)
     parsed = parse_reply(text)
+    parsed.corrected_steps = canonical(parsed.corrected_steps, "280")  # as `correct` does
     assert parsed == ParsedReply(3, EXPLANATION, 3, FIXED, elided=True), text
     record = as_correction(parsed)
     assert check(record) is None

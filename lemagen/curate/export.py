@@ -129,6 +129,7 @@ class ExportStage(Stage[Sample | Correction]):
         self._questions: dict[str, _Question] = {}
         self._seen_samples: set[str] = set()
         self._solutions: set[str] = set()  # step formats: corrected solutions written
+        self._written: set[str] = set()  # every training row made, as its repr
 
     def read(self, data: dict[str, Any], where: str) -> Sample | Correction:
         return read_sample_or_correction(data, where)
@@ -155,19 +156,32 @@ class ExportStage(Stage[Sample | Correction]):
         if out is None:
             return [], reason
         if self.fmt in STEP_FORMATS:
-            return self._hold([self._tag(row, p) for row, p in self._step_rows(record)]), None
+            rows = self._fresh([self._tag(row, p) for row, p in self._step_rows(record)])
+            return self._hold(rows), None if rows else "duplicate"
         if isinstance(record, Sample):  # a correct sample: CoT data, only with --mix
             if not self.mix:
                 return [], "correct_sample"
             row, kind = self._sft_cot(record), "sample"
         else:
             row, kind = self._sft_correction(record), "correction"
+        if not self._fresh([row]):
+            return [], "duplicate"  # `-f cot`: another correction of the question, same fix
         self.made[kind] = self.made.get(kind, 0) + 1
         tagged = self._tag(row, record)
         if self.mix:
             self._held.append(tagged)
             return [], None
         return [tagged], None
+
+    def _fresh(self, rows: list[TrainingRow | Tagged]) -> list[TrainingRow | Tagged]:
+        """The rows not written before (a training row is written once, whatever made it)."""
+        out = []
+        for row in rows:
+            key = repr(row.row if isinstance(row, Tagged) else row)
+            if key not in self._written:
+                self._written.add(key)
+                out.append(row)
+        return out
 
     def _hold(self, rows: list[TrainingRow | Tagged]) -> list[TrainingRow | Tagged]:
         """Rows to write now, or none when --mix holds them for the shuffle."""

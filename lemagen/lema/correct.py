@@ -23,7 +23,7 @@ from lemagen.engine import (
 )
 from lemagen.lema.replies import JSON_SCHEMA, ParsedReply, parse_json_reply, parse_reply
 from lemagen.math.grading import checker_info
-from lemagen.math.steps import render_numbered
+from lemagen.math.steps import canonical, render_numbered
 from lemagen.math.thinking import split_thinking
 from lemagen.records import Correction, Provenance, Sample, Verdict
 from lemagen.records.common import Task
@@ -236,11 +236,11 @@ class CorrectStage(EngineStage[Sample]):
             parsed = self.parse(choice.text)
             pred: str | None = None
             verdict: Verdict = "no_answer"
+            corrected = parsed.corrected_steps
             if parsed.error is None:
-                grade = self.grader.grade(
-                    problem.task, problem.gold, "\n".join(parsed.corrected_steps)
-                )
+                grade = self.grader.grade(problem.task, problem.gold, "\n".join(corrected))
                 pred, verdict = grade.pred, grade.verdict
+                corrected = canonical(corrected, pred)  # the reply as it came is `response`
             digest = hashlib.sha256(
                 f"{sample.sample_id}\x1f{self.model}\x1f{template.sha256}\x1f{index}{mode}".encode()
             ).hexdigest()
@@ -256,7 +256,7 @@ class CorrectStage(EngineStage[Sample]):
                     explanation=parsed.explanation,
                     corrected_from=parsed.corrected_from,
                     elided=parsed.elided,
-                    corrected_steps=tuple(parsed.corrected_steps),
+                    corrected_steps=tuple(corrected),
                     pred=pred,
                     verdict=verdict,
                     reject_reason=None if parsed.error is None else f"unparseable: {parsed.error}",

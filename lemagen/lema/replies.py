@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lemagen.math import answers
+from lemagen.math.steps import CHATTY
 
 # The JSON object `correct --json` asks for (`response_format`, json_schema, strict).
 JSON_SCHEMA: dict[str, Any] = {
@@ -98,10 +99,7 @@ _ANSWER_LINE = re.compile(r"answer\s+is|\\boxed|\\fbox|####", re.IGNORECASE)
 # What may follow the answer line and still belong to it: closing math, a full stop.
 _CLOSER = re.compile(r"^[ \t]*(?:\$\$|\\\]|\\\)|\\end\{[^}]*\}|[.$)\]])*[ \t.]*$")
 # Chatter: after the answer sentence on the same line, or starting a line of the last step.
-_CHATTY = (
-    r"(?:I hope|Hope this|Let me know|Please let me know|Feel free|If you have"
-    r"|Does this help|Is there anything)\b"
-)
+_CHATTY = CHATTY
 _CHATTER = re.compile(rf"(?<=[.!])\s+{_CHATTY}.*$", re.IGNORECASE)
 _CHATTER_LINE = re.compile(rf"^\s*{_CHATTY}", re.IGNORECASE)
 

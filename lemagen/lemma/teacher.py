@@ -27,7 +27,7 @@ from lemagen.lema.formats import lema_correction
 from lemagen.lema.gold_cot import render_gsm8k, render_math
 from lemagen.lemma.replies import parse_injection
 from lemagen.math.grading import checker_info
-from lemagen.math.steps import render_numbered, split_steps
+from lemagen.math.steps import canonical, render_numbered, split_steps
 from lemagen.math.thinking import split_thinking
 from lemagen.records import BY_ID, Correction, Original, Problem, Provenance
 from lemagen.records.problems import ProblemReader
@@ -217,6 +217,7 @@ class TeachStage(PromptedStage[Problem]):
             steps = gold[: k - 1] + steps[k - 1 :]  # the unchanged steps exactly as given
             graded = self.grader.grade(problem.task, problem.gold, "\n".join(steps))
             pred = graded.pred
+            steps = steps[: k - 1] + canonical(steps[k - 1 :], pred)  # the teacher's own text
             if graded.verdict != "wrong":
                 reason = NOT_WRONG[graded.verdict]
                 detail = f"the injected solution's answer {graded.pred!r} is not wrong"
