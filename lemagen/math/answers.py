@@ -95,21 +95,28 @@ def cut_run_on(text: str) -> str:
     return text[: match.start()] if match else text
 
 
+def brace_end(text: str, open_at: int) -> int | None:
+    """Where the brace opened at `open_at` closes (braces matched), or None."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
 def find_boxed(text: str) -> str | None:
     """The content of the last `\\boxed{...}` (or `\\fbox{...}`), braces matched."""
     best: str | None = None
     for match in re.finditer(r"\\(?:boxed|fbox)\s*", text):
         start = match.end()
         if start < len(text) and text[start] == "{":
-            depth = 0
-            for i in range(start, len(text)):
-                if text[i] == "{":
-                    depth += 1
-                elif text[i] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        best = text[start + 1 : i]
-                        break
+            end = brace_end(text, start)
+            if end is not None:
+                best = text[start + 1 : end]
         else:  # `\boxed 5`
             token = re.match(r"[^\s$.,]+", text[start:])
             if token:

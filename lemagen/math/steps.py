@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from lemagen.math.answers import brace_end
+
 _STEP_MARKER = re.compile(
     r"(?im)^[ \t]*(?:\*\*|#+ *)?step[ \t]*(\d+)[ \t]*(?:\*\*)?[ \t]*[:.)][ \t]*(?:\*\*)?"
 )
@@ -430,7 +432,7 @@ def _plain(text: str) -> str:
 def _box_contents(text: str) -> list[str]:
     found = []
     for match in _BOX.finditer(text):
-        end = _brace_end(text, match.end() - 1)
+        end = brace_end(text, match.end() - 1)
         if end is not None:
             found.append(text[match.end() : end])
     return found
@@ -443,25 +445,13 @@ def _unboxed(text: str, *, mark: bool = False) -> str:
     for match in _BOX.finditer(text):
         if match.start() < at:
             continue
-        end = _brace_end(text, match.end() - 1)
+        end = brace_end(text, match.end() - 1)
         if end is None:
             continue
         inner = text[match.end() : end]
         out += [text[at : match.start()], f"\x00{inner}\x00" if mark else inner]
         at = end + 1
     return "".join(out) + text[at:]
-
-
-def _brace_end(text: str, open_at: int) -> int | None:
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
 
 
 def render_numbered(steps: Sequence[str], start: int = 1) -> str:
