@@ -35,15 +35,28 @@ SIZED = shutil.which("bwrap") is not None and sized_tmpfs(str(shutil.which("bwra
 
 @pytest.fixture
 def canary(tmp_path: Path) -> Iterator[Path]:
-    """A file and a fake ~/.ssh key outside the sandbox, checked unchanged afterwards."""
-    ssh = tmp_path / "home" / ".ssh"
+    """A file and a fake ~/.ssh key outside the sandbox, checked unchanged afterwards. Never
+    under the sandbox's own working directory's name (a TMPDIR under /work): there the
+    program would see its own directory, not the host's."""
+    if not tmp_path.is_relative_to(sandbox.INSIDE_WORKDIR):
+        yield from _canary(tmp_path)
+        return
+    outside = Path(tempfile.mkdtemp(prefix="lemagen-canary-", dir="/tmp"))
+    try:
+        yield from _canary(outside)
+    finally:
+        shutil.rmtree(outside)
+
+
+def _canary(directory: Path) -> Iterator[Path]:
+    ssh = directory / "home" / ".ssh"
     ssh.mkdir(parents=True)
     (ssh / "id_ed25519").write_text("SECRET-KEY\n", encoding="utf-8")
-    path = tmp_path / "canary.txt"
+    path = directory / "canary.txt"
     path.write_text("untouched\n", encoding="utf-8")
     yield path
     assert path.read_text(encoding="utf-8") == "untouched\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt", "home"]
+    assert sorted(p.name for p in directory.iterdir()) == ["canary.txt", "home"]
     assert (ssh / "id_ed25519").read_text(encoding="utf-8") == "SECRET-KEY\n"
 
 
