@@ -1,4 +1,4 @@
-"""The Python API (`import lemagen`): the README's notebook example run as written against the
+"""The Python API (`import lemagen`): the notebook example of docs/api.md run as written against the
 loopback server, from plain code and from inside a running event loop; the same records as the
 commands; set-aside rows and bad rows; the public names and their documentation."""
 
@@ -24,24 +24,24 @@ from tests.fake_openai import FakeOpenAI
 from tests.test_smooth import Smoother
 
 
-def readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def docs_example() -> str:
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     block = re.search(
         r"<!-- api-example:start -->\n```python\n(.*?)```\n<!-- api-example:end -->", text, re.S
     )
-    assert block is not None, "README lost its API example"
+    assert block is not None, "docs/api.md lost its API example"
     return block.group(1)
 
 
 def run_example(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], str]:
-    """Execute the README example as written (endpoint from OPENAI_BASE_URL, examples/ read
+    """Execute the docs/api.md example as written (endpoint from OPENAI_BASE_URL, examples/ read
     from the checkout); its namespace and what it printed."""
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     monkeypatch.chdir(ROOT)
     namespace: dict[str, Any] = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(readme_example(), "README.md", "exec"), namespace)
+        exec(compile(docs_example(), "docs/api.md", "exec"), namespace)
     return namespace, out.getvalue()
 
 
@@ -50,7 +50,7 @@ def canonical(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps(row, sort_keys=True) for row in rows)
 
 
-def test_readme_example_makes_the_same_records_as_the_commands(
+def test_docs_example_makes_the_same_records_as_the_commands(
     fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ns, printed = run_example(fake, monkeypatch)
@@ -94,7 +94,7 @@ def test_readme_example_makes_the_same_records_as_the_commands(
     assert priced != lemagen.stats([*samples, *corrections])  # the table's gpt-4o prices
 
 
-def test_readme_example_runs_inside_a_running_event_loop(
+def test_docs_example_runs_inside_a_running_event_loop(
     fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As in a Jupyter cell: the example called from a coroutine while its loop runs, and a
