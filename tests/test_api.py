@@ -18,7 +18,7 @@ import pytest
 import lemagen
 from lemagen.api import lema
 from lemagen.errors import InputError, UsageError
-from lemagen.records import Correction, PromptCompletion, Sample
+from lemagen.records import Correction, PromptCompletion, Reject, Sample
 from tests.conftest import DATA, EXAMPLES, ROOT, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 from tests.test_smooth import Smoother
@@ -226,3 +226,38 @@ def test_options_and_stages_merged_from_main_match_their_commands(tmp_path: Path
     assert priced.config.price_cached == 0.25
     with pytest.raises(UsageError, match=r"^max_cost needs a price for nobody-prices-this: give"):
         lemagen.sample(rows, model="nobody-prices-this", max_cost=1.0)
+
+
+def test_a_result_shows_a_few_lines_not_its_records() -> None:
+    """A notebook cell ending in a Result prints its counts, the commonest reasons rows were
+    set aside and the summary, clipped: a few hundred characters whatever it holds."""
+    from lemagen.api.run import Result
+
+    kept = [{"prompt": "Question: " + "x" * 5000, "completion": "y" * 5000}] * 400
+    reasons = ["wrong_answer"] * 30 + ["duplicate"] * 3 + ["truncated", "no_answer"]
+    reasons += ["unparseable", "step_unchanged", "prefix_changed"]
+    rejects = [Reject(reason=r, record={"text": "z" * 5000}) for r in reasons]  # type: ignore[arg-type]
+    result = Result(kept=kept, rejects=rejects, summary="filter: in 438; " + "kept ... " * 500)
+    text = repr(result)
+    assert len(text) < 800
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(
+        "<lemagen.Result: 400 kept, 38 set aside (wrong_answer 30, duplicate 3,"
+    )
+    assert lines[0].endswith(", ...); exit code 0")
+    assert lines[1].startswith("  summary: filter: in 438; kept ...")
+    assert lines[1].endswith("...")
+    assert "x" * 100 not in text
+    assert repr(Result()).splitlines() == [
+        "<lemagen.Result: 0 kept, 0 set aside; exit code 0",
+        "  (.kept, .rejects, .dicts(), .counts, .report)>",
+    ]
+    failed = Result(error=UsageError("keep='wrongg': not one of all, wrong"), unread=[{}] * 3)
+    assert ", 3 input rows not read; exit code 2" in repr(failed)
+    assert "  error: keep='wrongg'" in repr(failed)
+
+
+def test_the_package_is_typed() -> None:
+    """py.typed (PEP 561): type checkers read lemagen's annotations instead of Any."""
+    assert (Path(lemagen.__file__).parent / "py.typed").is_file()
