@@ -52,7 +52,8 @@ def _commands(
 
 def reference() -> str:
     """The page: a heading and the help text of each command."""
-    root = click.Context(cli, info_name="lemagen", terminal_width=WIDTH, max_content_width=WIDTH)
+    settings = {**cli.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    root = click.Context(cli, info_name="lemagen", **settings)  # -h, --help as the command has
     parts = [HEADER.format(width=WIDTH)]
     for command, ctx in _commands(cli, root):
         parts.append(f"## `{ctx.command_path}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
