@@ -5,7 +5,7 @@ Reports, for the CLI end to end (`lemagen inject train.jsonl -o FILE`, pinned to
 written per second against a reference measured in the same run: `lemagen grade` over the same
 file, the cheapest full pass of the CLI over it (read, parse, extract, write). Then, per error
 type, the share of problems it could use, and the reasons problems were skipped; the same for
-MATH-500 (mistakes in LaTeX arithmetic), whose figures the README quotes.
+MATH-500 (mistakes in LaTeX arithmetic), whose figures docs/inject.md quotes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The words lemagen writes into its records, each declared once here as a `Literal` type: the
 tasks, the verdicts, the stage that made a record, the commands, the kinds of record, and the
-reasons a row is set aside, with what each reason means (`REASONS`: the README's table of
-reasons is generated from it, `reasons_table`, and tests/test_reasons.py keeps the two equal).
+reasons a row is set aside, with what each reason means (`REASONS`: the table of reasons
+in docs/records.md is generated from it, `reasons_table`, and tests/test_reasons.py keeps the
+two equal).
 
 Everything that writes one of these words takes the type, so mypy rejects a word that is not
 here. This module imports nothing of lemagen's: `lemagen.errors` and the records use it.
@@ -196,7 +197,7 @@ REASONS: dict[Reason, tuple[str, str]] = {
 
 
 def reasons_table() -> str:
-    """The README's table of reasons (between `<!-- reasons:start -->` and `end`)."""
+    """The table of reasons in docs/records.md (between `<!-- reasons:start -->` and `end`)."""
     rows = ["| reason | set aside by | why |", "|---|---|---|"]
     for reason, (where, why) in REASONS.items():
         if reason not in INTERNAL:

@@ -1,4 +1,4 @@
-"""The Python API (`import lemagen`): the README's notebook example run as written against the
+"""The Python API (`import lemagen`): the notebook example of docs/api.md run as written against the
 loopback server, from plain code and from inside a running event loop; the same records as the
 commands; set-aside rows and bad rows; the public names and their documentation."""
 
@@ -18,30 +18,30 @@ import pytest
 import lemagen
 from lemagen.api import lema
 from lemagen.errors import InputError, UsageError
-from lemagen.records import Correction, PromptCompletion, Sample
+from lemagen.records import Correction, PromptCompletion, Reject, Sample
 from tests.conftest import DATA, EXAMPLES, ROOT, load_jsonl, records, run, write_jsonl
 from tests.fake_openai import FakeOpenAI
 from tests.test_smooth import Smoother
 
 
-def readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def docs_example() -> str:
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     block = re.search(
         r"<!-- api-example:start -->\n```python\n(.*?)```\n<!-- api-example:end -->", text, re.S
     )
-    assert block is not None, "README lost its API example"
+    assert block is not None, "docs/api.md lost its API example"
     return block.group(1)
 
 
 def run_example(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], str]:
-    """Execute the README example as written (endpoint from OPENAI_BASE_URL, examples/ read
+    """Execute the docs/api.md example as written (endpoint from OPENAI_BASE_URL, examples/ read
     from the checkout); its namespace and what it printed."""
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     monkeypatch.chdir(ROOT)
     namespace: dict[str, Any] = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(readme_example(), "README.md", "exec"), namespace)
+        exec(compile(docs_example(), "docs/api.md", "exec"), namespace)
     return namespace, out.getvalue()
 
 
@@ -50,7 +50,7 @@ def canonical(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps(row, sort_keys=True) for row in rows)
 
 
-def test_readme_example_makes_the_same_records_as_the_commands(
+def test_docs_example_makes_the_same_records_as_the_commands(
     fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ns, printed = run_example(fake, monkeypatch)
@@ -94,7 +94,7 @@ def test_readme_example_makes_the_same_records_as_the_commands(
     assert priced != lemagen.stats([*samples, *corrections])  # the table's gpt-4o prices
 
 
-def test_readme_example_runs_inside_a_running_event_loop(
+def test_docs_example_runs_inside_a_running_event_loop(
     fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As in a Jupyter cell: the example called from a coroutine while its loop runs, and a
@@ -226,3 +226,38 @@ def test_options_and_stages_merged_from_main_match_their_commands(tmp_path: Path
     assert priced.config.price_cached == 0.25
     with pytest.raises(UsageError, match=r"^max_cost needs a price for nobody-prices-this: give"):
         lemagen.sample(rows, model="nobody-prices-this", max_cost=1.0)
+
+
+def test_a_result_shows_a_few_lines_not_its_records() -> None:
+    """A notebook cell ending in a Result prints its counts, the commonest reasons rows were
+    set aside and the summary, clipped: a few hundred characters whatever it holds."""
+    from lemagen.api.run import Result
+
+    kept = [{"prompt": "Question: " + "x" * 5000, "completion": "y" * 5000}] * 400
+    reasons = ["wrong_answer"] * 30 + ["duplicate"] * 3 + ["truncated", "no_answer"]
+    reasons += ["unparseable", "step_unchanged", "prefix_changed"]
+    rejects = [Reject(reason=r, record={"text": "z" * 5000}) for r in reasons]  # type: ignore[arg-type]
+    result = Result(kept=kept, rejects=rejects, summary="filter: in 438; " + "kept ... " * 500)
+    text = repr(result)
+    assert len(text) < 800
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(
+        "<lemagen.Result: 400 kept, 38 set aside (wrong_answer 30, duplicate 3,"
+    )
+    assert lines[0].endswith(", ...); exit code 0")
+    assert lines[1].startswith("  summary: filter: in 438; kept ...")
+    assert lines[1].endswith("...")
+    assert "x" * 100 not in text
+    assert repr(Result()).splitlines() == [
+        "<lemagen.Result: 0 kept, 0 set aside; exit code 0",
+        "  (.kept, .rejects, .dicts(), .counts, .report)>",
+    ]
+    failed = Result(error=UsageError("keep='wrongg': not one of all, wrong"), unread=[{}] * 3)
+    assert ", 3 input rows not read; exit code 2" in repr(failed)
+    assert "  error: keep='wrongg'" in repr(failed)
+
+
+def test_the_package_is_typed() -> None:
+    """py.typed (PEP 561): type checkers read lemagen's annotations instead of Any."""
+    assert (Path(lemagen.__file__).parent / "py.typed").is_file()

@@ -413,7 +413,7 @@ def test_every_model_stage_writes_with_batch_what_it_writes_synchronously(
     assert batched.exit_code == 0, batched.stderr
     # Every line the same, byte for byte; not in the same order: lines are written as rows
     # finish, and rows with nothing to send come back while others are in flight, so their
-    # place among the others depends on timing (the README promises no order).
+    # place among the others depends on timing (docs/requests.md promises no order).
     assert sorted(batched.stdout.splitlines()) == sorted(sync.stdout.splitlines())
     assert len(batched.stdout.splitlines()) > 0
     assert len(fake.requests) - before == sent  # nothing more went synchronously

@@ -154,9 +154,9 @@ def test_a_budget_of_twice_the_dry_run_estimate_completes(fake: FakeOpenAI, tmp_
 def test_twice_the_estimate_and_heavy_drops(
     fake: FakeOpenAI, tmp_path: Path, rate: float, completes: bool
 ) -> None:
-    """README's qualification: each dropped attempt is possibly billed at its worst case and
-    retried, about p/(1-p) worst cases per request; against twice the estimate, 60% of
-    connections dropped still completes, 70% stops (exit 5) before the budget is passed."""
+    """docs/cost.md's qualification (Budget): each dropped attempt is possibly billed at its
+    worst case and retried, about p/(1-p) worst cases per request; against twice the estimate,
+    60% of connections dropped still completes, 70% stops (exit 5) before the budget is passed."""
     path = problems(tmp_path, 150)
     args = ["sample", str(path), "-m", "gpt-4o-mini", "-n", "4", "--keep", "all",
             "--retry-delay", "0", "--max-retries", "100", "--base-url", fake.base_url]  # fmt: skip

@@ -161,11 +161,13 @@ def test_version_names_what_decides_results() -> None:
     assert "pyarrow " in lines[5]
 
 
-def test_readme_config_example(
+def test_docs_config_example(
     fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(
+        encoding="utf-8"
+    )
+    block = page.split("```toml\n", 1)[1].split("```", 1)[0]
     assert 'base-url = "http://localhost:8000/v1"' in block
     monkeypatch.delenv("LEMAGEN_CONFIG")
     monkeypatch.chdir(tmp_path)

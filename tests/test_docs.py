@@ -1,4 +1,5 @@
-"""The README and the examples are exercised, not just shown."""
+"""The README, the pages of docs/ and the examples are exercised, not just shown: their
+commands run, their links lead somewhere, and nothing points outside the repository."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from tests.fake_openai import FakeOpenAI
 from tests.mistake_models import MistakeModels
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def doc(name: str) -> str:
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
 
 
 def _env(fake: FakeOpenAI) -> dict[str, str]:
@@ -141,12 +147,14 @@ def test_python_dash_m_entry_point() -> None:
     assert done.stdout.startswith("lemagen, version ")
 
 
-def test_readme_formats_example(fake: FakeOpenAI, tmp_path: Path) -> None:
+def test_docs_formats_example(fake: FakeOpenAI, tmp_path: Path) -> None:
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    section = README.split("<!-- formats:start -->", 1)[1].split("<!-- formats:end -->", 1)[0]
+    section = (
+        doc("formats.md").split("<!-- formats:start -->", 1)[1].split("<!-- formats:end -->", 1)[0]
+    )
     (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
     assert "hf:openai/gsm8k:main:train" in block
     rows = load_jsonl(EXAMPLES / "gsm8k.jsonl")
@@ -164,3 +172,81 @@ def test_readme_formats_example(fake: FakeOpenAI, tmp_path: Path) -> None:
     kept = pq.read_table(tmp_path / "lema.parquet").to_pylist()
     assert len(kept) >= 5
     assert all(set(r) == {"prompt", "completion"} for r in kept)
+
+
+def test_readme_dry_run_runs_offline(tmp_path: Path) -> None:
+    """The README's --dry-run example needs no endpoint and no key: nothing is sent."""
+    section = README.split("<!-- dry-run:start -->", 1)[1].split("<!-- dry-run:end -->", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    work = _workdir(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Nothing was sent." in done.stderr
+    requests = load_jsonl(work / "requests.jsonl")
+    assert len(requests) == 10
+    assert all(r["body"]["n"] == 4 for r in requests)
+
+
+def test_readme_is_an_introduction() -> None:
+    """The README gets a newcomer running; the manual is in docs/ (issue 25)."""
+    assert len(README.splitlines()) <= 250
+    for page in DOCS:
+        assert f"(docs/{page.name}" in README, f"the README's map lacks docs/{page.name}"
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return {_slug(m) for m in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_every_link_of_the_documentation_leads_somewhere() -> None:
+    """Relative links name files in the repository, and their #anchors headings there; no
+    reference to a text the repository does not hold (a methods file, its sections, notes)."""
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS]
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "methods.md" not in text, page
+        assert "\u00a7" not in text, page  # section signs point into a text not here
+        assert "notes on issue" not in text, page
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            assert file.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert anchor in _anchors(file.read_text(encoding="utf-8")), (
+                    f"{page.name}: {target}"
+                )
+            checked += 1
+    assert checked > 40
+
+
+def test_the_cli_reference_is_the_help_of_every_command(tmp_path: Path) -> None:
+    """docs/cli.md is generated from --help; regenerate it with `python -m lemagen.cli.docs -o
+    docs/cli.md` after changing a command or an option."""
+    from lemagen.cli.docs import main, reference
+
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert page == reference(), "docs/cli.md is stale: python -m lemagen.cli.docs -o docs/cli.md"
+    cli.load_all()
+    for name, command in cli.commands.items():
+        assert f"## `lemagen {name}`" in page, name
+        assert (command.help or "").split("\n", 1)[0].split()[0] in page
+    assert "## `lemagen art ask`" in page
+    assert main(["--check", str(ROOT / "docs" / "cli.md")]) == 0
+    stale = tmp_path / "cli.md"
+    stale.write_text(page.replace("--max-tokens", "--max-tokenz", 1), encoding="utf-8")
+    assert main(["--check", str(stale)]) == 1

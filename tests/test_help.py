@@ -1,5 +1,5 @@
-"""`--help` says what README says: what each command reads and writes, what it checks, and
-that every option is explained."""
+"""`--help` says what the documentation says: what each command reads and writes, what it
+checks, and that every option is explained."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_every_option_is_explained() -> None:
 
 def test_quiet_dry_run_still_writes_its_estimate(fake: FakeOpenAI) -> None:
     """-q silences progress and summaries; a dry run's estimate is its result, so it stays
-    (README, "Dry run"), and the requests still go to stdout."""
+    (docs/cost.md, "Dry run"), and the requests still go to stdout."""
     args = ["sample", str(EXAMPLES / "gsm8k.jsonl"), "-m", "gpt-4o-mini", "-n", "2",
             "--dry-run", "-q", "--base-url", fake.base_url]  # fmt: skip
     result = run(*args)

@@ -1,6 +1,6 @@
 """lemagen.ray on a local Ray instance (2 CPUs): sample, correct and filter mapped over a
 `ray.data.Dataset` against the loopback server write the records the commands write, set-aside
-rows travel to the end, `grade` gives the same lines as `lemagen grade`, and the README's Ray
+rows travel to the end, `grade` gives the same lines as `lemagen grade`, and the Ray
 example runs (its endpoints pointed at the loopback server)."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_ray_pipeline_writes_the_records_the_commands_write(
     small = {"actors": 1, "num_cpus": 0.25, "batch_size": 4}
     # Materialized once: the comparison with the command below reads it again, and a lazy
     # dataset would start a new sampling actor for that (seconds on a loaded machine).
-    # Chaining lazily is what the README example does (test_readme_ray_example_runs).
+    # Chaining lazily is what the docs/scale.md example does (test_docs_ray_example_runs).
     samples = lemagen_ray.map_stage(ds, "sample", model="m", n=4, **small, **endpoint)
     samples = samples.materialize()
     corrections = lemagen_ray.map_stage(samples, "correct", model="c", **small, **endpoint)
@@ -135,14 +135,14 @@ def test_ray_grade_gives_the_lines_of_lemagen_grade(tmp_path: Path) -> None:
     assert sum('"verdict":"wrong"' in line for line in got) == 8
 
 
-def test_readme_ray_example_runs(
+def test_docs_ray_example_runs(
     local_ray: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "scale.md").read_text(encoding="utf-8")
     block = re.search(
         r"<!-- ray-example:start -->\n```python\n(.*?)```\n<!-- ray-example:end -->", text, re.S
     )
-    assert block is not None, "README lost its Ray example"
+    assert block is not None, "docs/scale.md lost its Ray example"
     code = re.sub(r"http://gpu-\d:8000/v1", local_ray.base_url, block.group(1))
     assert code.count(local_ray.base_url) == 2
     (tmp_path / "examples").mkdir()
@@ -150,7 +150,7 @@ def test_readme_ray_example_runs(
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/scale.md", "exec"), {})
     assert out.getvalue() == "0 rows set aside\n"
     written = load_jsonl(tmp_path / "lema.jsonl")
     assert len(written) == 10

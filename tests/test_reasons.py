@@ -1,6 +1,6 @@
 """The reasons a row is set aside are one `Literal` type (`lemagen.terms.Reason`): everything
-that sets a row aside takes it, so mypy refuses a reason that is not declared, and the README's
-table of reasons is generated from the declaration (`terms.reasons_table`)."""
+that sets a row aside takes it, so mypy refuses a reason that is not declared, and the table of
+reasons in docs/records.md is generated from the declaration (`terms.reasons_table`)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from lemagen.records.rows import SetAside
 from lemagen.terms import INTERNAL, REASONS, Reason, reasons_table
 from tests.conftest import ROOT
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+RECORDS = (ROOT / "docs" / "records.md").read_text(encoding="utf-8")
 
 
 def readme_table() -> str:
-    return README.split("<!-- reasons:start -->\n", 1)[1].split("\n<!-- reasons:end -->", 1)[0]
+    return RECORDS.split("<!-- reasons:start -->\n", 1)[1].split("\n<!-- reasons:end -->", 1)[0]
 
 
-def test_the_readme_table_of_reasons_is_the_declared_one() -> None:
+def test_the_documented_table_of_reasons_is_the_declared_one() -> None:
     """Regenerate it with `python -c "from lemagen.terms import reasons_table;
     print(reasons_table())"` between the markers when a reason changes."""
     assert readme_table() == reasons_table()

@@ -10,6 +10,7 @@ or inside `asyncio.run`): there it blocks the calling coroutine until the run is
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ of `lemagen.records` another API function returned) or plain dicts in any stage'
 ROWS_NAME = "<rows>"  # how errors name the rows given: `<rows>:3: missing field 'answer'`
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a stage made: `kept` (typed records, in the order the stage wrote them), `rejects`
     (every row set aside, as `lemagen.records.Reject`: `reason`, `record`, `detail`), `counts`
@@ -41,7 +42,8 @@ class Result:
     the same rows reads them), and `report` where every input row went.
 
     Iterating a result iterates `kept`; `dicts()` gives them as JSON-ready dicts, exactly the
-    command's output lines.
+    command's output lines. Its repr is a few lines (counts, the reasons rows were set aside,
+    the summary), not the records: a notebook cell ending in a result shows what it holds.
     """
 
     kept: list[Any] = field(default_factory=list)
@@ -66,6 +68,31 @@ class Result:
     def exit_code(self) -> int:
         """The command's exit code for this run: 0, or the code of `error`."""
         return 0 if self.error is None else self.error.exit_code
+
+    def __repr__(self) -> str:
+        reasons = Counter(reject.reason for reject in self.rejects).most_common()
+        head = f"<lemagen.Result: {len(self.kept)} kept, {len(self.rejects)} set aside"
+        if reasons:
+            shown = ", ".join(f"{reason} {count}" for reason, count in reasons[:REPR_REASONS])
+            head += f" ({shown}{', ...' if len(reasons) > REPR_REASONS else ''})"
+        if self.unread:
+            head += f", {len(self.unread)} input rows not read"
+        lines = [f"{head}; exit code {self.exit_code}"]
+        if self.summary:
+            lines.append(f"  summary: {_clip(self.summary)}")
+        if self.error is not None:
+            lines.append(f"  error: {_clip(str(self.error))}")
+        lines.append("  (.kept, .rejects, .dicts(), .counts, .report)>")
+        return "\n".join(lines)
+
+
+REPR_REASONS = 5  # the commonest reasons a Result's repr names
+REPR_LINE = 240  # characters of the summary or error a Result's repr shows
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REPR_LINE else text[: REPR_LINE - 3] + "..."
 
 
 class Collected(Rejects):

@@ -68,7 +68,7 @@ def crosscheck(
     (every record with an answer with --all), a coder model rewrites the chain of thought (a
     correction's corrected solution) as a Python program that prints the final answer; the
     program runs in a sandbox (bubblewrap: no network, no files outside an empty directory,
-    no child processes, limited CPU, memory and output; see the README) and its printed
+    no child processes, limited CPU, memory and output; see docs/cotnpot.md) and its printed
     answer is compared with the record's by the grader. Records gain pot_program,
     pot_answer, pot_verdict (agree, disagree, error, timeout) and pot_meta; other records
     pass through. `filter --require-pot-agreement` and `export --require-pot-agreement`

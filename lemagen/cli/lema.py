@@ -171,7 +171,7 @@ def correct(
     `lemagen filter`. Samples that are not wrong pass through unchanged. Replies are kept in
     the request store (--cache-dir): re-running sends only what never arrived. Replies are
     read in the LEMA layout and the variants models write (markdown labels, code fences,
-    a preamble, chatter after the solution, no braces, no `...`); see the README.
+    a preamble, chatter after the solution, no braces, no `...`); see docs/lema.md.
 
     \b
     Example:

@@ -11,7 +11,7 @@ threads), no core dumps; an audit hook then refuses networking, processes, ctype
 outside the working directory, as a second layer. Here, outside, the environment is empty,
 stdout is read up to a cap, and the whole process group is killed at a wall-clock limit.
 
-What is and is not guaranteed is in the README (`lemagen crosscheck`).
+What is and is not guaranteed is in docs/cotnpot.md (`lemagen crosscheck`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def bwrap() -> str:
     if path is None:
         raise SandboxUnavailable(
             "crosscheck runs programs in a bubblewrap sandbox, and bwrap is not installed "
-            "(Debian/Ubuntu: apt-get install bubblewrap); see the README"
+            "(Debian/Ubuntu: apt-get install bubblewrap); see docs/cotnpot.md"
         )
     return path
 

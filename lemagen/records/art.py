@@ -1,5 +1,5 @@
 """The records `lemagen art` writes: training data for ART's Asker and Truster (methods.md §5).
-The paper does not publish its formats; these are our design (README, "ART data").
+The paper does not publish its formats; these are our design (docs/art.md).
 
 - `AskerRecord`: a problem, one prediction (a model's solution), the sub-questions the problem
   breaks into (written by a model), and whether the prediction answers them all, labelled by

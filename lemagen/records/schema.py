@@ -1,7 +1,7 @@
 """Every record lemagen reads or writes, each declared once as a `Shape` (`records.shape`): a
-frozen msgspec Struct whose fields are its JSON keys in the order written (the README's "Record
-fields"). Reading (`from_dict(data, "file:line")`, a bad field is one `InputError` naming the
-place), writing (`to_dict()`) and the one-pass reading of `records.fast` derive from it.
+frozen msgspec Struct whose fields are its JSON keys in the order written (docs/records.md).
+Reading (`from_dict(data, "file:line")`, a bad field is one `InputError` naming the place),
+writing (`to_dict()`) and the one-pass reading of `records.fast` derive from it.
 Nothing outside this package indexes a record dict by a field name.
 
 The records written on their own line (samples, corrections, analyses, ART records, retry
