@@ -304,8 +304,14 @@ def _clean_step(step: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+# What any rule of `_clean_line` looks for; a line with none of it is kept as it is.
+_MARKUP = re.compile(r"[*_#`~>=+\-\u2022\u2023\u25e6]|^\(?\d{1,3}[.)]")
+
+
 def _clean_line(line: str) -> str:
     line = line.strip()
+    if not _MARKUP.search(line):
+        return line
     if _FENCE_LINE.match(line) or _RULE_LINE.match(line):
         return ""
     heading = _HEADING.match(line)
