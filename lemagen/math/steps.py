@@ -248,14 +248,16 @@ _ITALIC = re.compile(r"(?<![\w*\\])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*\\])\*(?![\w*]
 _CODE = re.compile(r"`([^`\n]+)`")
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # The first steps of a chat model's solution that only announce one.
-_PREAMBLE = re.compile(
+_PREAMBLE_WORDS = (
     r"^(?:(?:sure|okay|ok|alright|great|certainly|of course|absolutely|no problem)\b"
     r"|(?:first,? )?let'?s\b|let us\b|here(?:'s| is| are)\b|i(?:'ll| will| can| need)\b"
     r"|we(?:'ll| will| can| need to| have to| are asked)\b"
     r"|to (?:solve|answer|find|figure|determine|calculate|work)\b"
-    r"|(?:(?:step[- ]by[- ]step|detailed|full) )?(?:solution|explanation|reasoning)\s*:?$)",
-    re.IGNORECASE,
+    r"|(?:(?:step[- ]by[- ]step|detailed|full) )?(?:solution|explanation|reasoning)"
 )
+_PREAMBLE = re.compile(_PREAMBLE_WORDS + r"\s*:?$)", re.IGNORECASE)
+# How a step whose first sentence is a preamble starts (no sentence split needed to say not).
+_PREAMBLE_START = re.compile(_PREAMBLE_WORDS + ")", re.IGNORECASE)
 _ANSWER_CUE = re.compile(r"answer|\\boxed|\\fbox|####", re.IGNORECASE)
 _AFTER_CUE = re.compile(r"answer\s*(?:is|:|=|was)\s*", re.IGNORECASE)
 _FILLER = re.compile(
@@ -340,6 +342,9 @@ def _without_preamble(steps: list[str]) -> list[str]:
     """Without the sentences at the start that only announce a solution (never the last step)."""
     steps = list(steps)
     while len(steps) > 1:
+        first = steps[0].lstrip()
+        if not (_PREAMBLE_START.match(first) or _CHATTY_SENTENCE.match(first)):
+            break
         sentences = split_sentences(steps[0])
         keep = 0
         while keep < len(sentences) and _is_preamble(sentences[keep]):
